@@ -1,0 +1,62 @@
+"""Quoting of AGI command arguments.
+
+Asterisk splits a command line with ``parse_args`` in res_agi.c: whitespace
+separates words, ``"`` toggles quoting, and ``\\`` makes the next character
+literal. Every argument ivr sends is wrapped in double quotes with ``"`` and
+``\\`` escaped, so any value arrives as exactly one argument, unchanged.
+
+Two things cannot be represented at all: NUL (Asterisk handles C strings) and
+LF (it ends the command). And Asterisk reads a command into a buffer of
+``AGI_BUF_LEN`` (2048) bytes: anything past it would be read as a *second*
+command. Those cases raise :class:`~ivr.errors.UnsafeArgument` instead.
+"""
+
+from __future__ import annotations
+
+from ivr.errors import UnsafeArgument
+
+__all__ = ["AGI_BUF_LEN", "MAX_COMMAND_BYTES", "quote_argument", "build_command"]
+
+#: Size of the buffer Asterisk reads one AGI command into (res_agi.c).
+AGI_BUF_LEN = 2048
+#: Longest command line, newline included, that Asterisk reads in one piece.
+MAX_COMMAND_BYTES = AGI_BUF_LEN - 1
+
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+def quote_argument(value: str) -> str:
+    """Return ``value`` as one double-quoted AGI argument.
+
+    Raises :class:`UnsafeArgument` for NUL or LF, which no quoting can carry.
+    """
+    if "\x00" in value or "\n" in value:
+        raise UnsafeArgument(
+            f"argument {value[:40]!r} contains NUL or LF, which AGI cannot carry"
+        )
+    return '"' + value.translate(_ESCAPES) + '"'
+
+
+def build_command(verb: str, *args: str | int) -> bytes:
+    """Build one complete command line (with its LF) ready to write.
+
+    ``verb`` is ivr's own constant (``"STREAM FILE"``) and is checked to be
+    plain words; every argument is quoted. Integers are sent bare.
+    """
+    if not verb or not all(word.isalpha() for word in verb.split(" ")):
+        raise UnsafeArgument(f"AGI verb {verb!r} must be plain words")
+    parts = [verb]
+    for arg in args:
+        if isinstance(arg, bool) or not isinstance(arg, (int, str)):
+            raise UnsafeArgument(f"AGI argument {arg!r} must be str or int")
+        parts.append(str(arg) if isinstance(arg, int) else quote_argument(arg))
+    try:
+        line = (" ".join(parts) + "\n").encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsafeArgument(f"{verb} argument is not valid Unicode: {exc}") from None
+    if len(line) > MAX_COMMAND_BYTES:
+        raise UnsafeArgument(
+            f"{verb} command is {len(line)} bytes; Asterisk reads at most "
+            f"{MAX_COMMAND_BYTES}, and the rest would become a second command"
+        )
+    return line

@@ -1,0 +1,87 @@
+"""Wiring: builds the FastAGI server, router and routes from :class:`Settings`."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, cast
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.logger import Logger
+
+from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
+from ivr.config import Settings
+from ivr.errors import ConfigError
+from ivr.routing.hotline import hotline
+from ivr.routing.router import Fallback, Handler, Route, Router
+
+__all__ = ["IVRServer", "load_handler"]
+
+log = Logger(namespace="ivr.app")
+
+
+def load_handler(target: str, source: str, key: str) -> Handler:
+    """Import ``module:function`` for a route, or fail naming the setting."""
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(source, key, f"cannot import {module_name!r}: {exc}",
+                          "check the module name and that it is installed") from None
+    handler = getattr(module, attribute, None)
+    if handler is None or not callable(handler):
+        raise ConfigError(source, key, f"{module_name!r} has no callable {attribute!r}",
+                          "name an async function taking a Call") from None
+    return cast(Handler, handler)
+
+
+class IVRServer:
+    """One ``ivr serve`` process: the FastAGI listener and everything behind it."""
+
+    def __init__(self, settings: Settings, reactor: Any) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        agi = settings.agi
+        context, extension, priority = settings.routing.fallback.split(",")
+        self.router = Router(cast(IReactorTime, reactor),
+                             fallback=Fallback(context, extension, int(priority)),
+                             call_deadline=agi.call_deadline)
+        self.router.add(Route("hotline", hotline))
+        for name, target in settings.routing.routes.items():
+            handler = load_handler(target, settings.source, f"routing.routes.{name}")
+            self.router.routes[name] = Route(name, handler)
+        limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
+                           command_timeout=agi.command_timeout)
+        peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
+        self.factory = FastAGIFactory(cast(IReactorTime, reactor), self.router.session_ready,
+                                      limits, peers)
+        self.port: IListeningPort | None = None
+
+    def start(self) -> IListeningPort:
+        agi = self.settings.agi
+        tcp = cast(IReactorTCP, self.reactor)
+        self.port = tcp.listenTCP(agi.port, self.factory, interface=agi.host, backlog=1024)
+        address = self.port.getHost()
+        log.info("FastAGI listening on {host}:{port} with routes {routes}",
+                 host=getattr(address, "host", agi.host), port=getattr(address, "port", agi.port),
+                 routes=sorted(self.router.routes))
+        return self.port
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting calls, let live ones finish for ``grace`` seconds, then close them."""
+        if self.port is not None:
+            await self.port.stopListening()
+        live = list(self.factory.sessions)
+        if not live:
+            return
+        log.info("draining {count} live call(s) for up to {grace}s", count=len(live), grace=grace)
+        finished = defer.DeferredList([s.when_closed for s in live], consumeErrors=True)
+        clock = cast(IReactorTime, self.reactor)
+        try:
+            await finished.addTimeout(grace, clock)
+        except defer.TimeoutError:
+            left = [s for s in live if not s.closed]
+            log.warn("{count} call(s) still live after {grace}s; closing them",
+                     count=len(left), grace=grace)
+            for session in left:
+                session.transport.loseConnection()

@@ -1,0 +1,301 @@
+"""The async per-call API handed to menu and route code.
+
+A :class:`Call` wraps one FastAGI session. Every method sends one AGI command
+(quoted, see :mod:`ivr.agi.quoting`) and returns when Asterisk has replied.
+After the caller hangs up, the next await raises :class:`~ivr.errors.CallHangup`,
+which the router treats as the normal end of a call.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
+from ivr.agi.replies import AGIReply
+from ivr.errors import CallHangup, CommandFailed
+
+__all__ = ["Call", "ChannelStatus", "Recording", "ALL_DIGITS"]
+
+#: Every DTMF key a caller can press, for ``escape_digits``.
+ALL_DIGITS = "0123456789*#"
+
+#: Extra seconds allowed over a media command's own duration before we give up.
+_MEDIA_MARGIN = 10.0
+#: Deadline for prompts and apps whose length we cannot know in advance.
+_LONG_COMMAND = 3600.0
+
+_EXEC_SPECIALS = str.maketrans({c: "\\" + c for c in '\\,"()[]'})
+
+
+class ChannelStatus(enum.IntEnum):
+    """What ``CHANNEL STATUS`` reports (Asterisk's AST_STATE_*)."""
+
+    DOWN_AVAILABLE = 0
+    DOWN_RESERVED = 1
+    OFF_HOOK = 2
+    DIGITS_DIALED = 3
+    RINGING = 4
+    REMOTE_RINGING = 5
+    UP = 6
+    BUSY = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """What ``record_file`` returns: how it ended and how much was recorded."""
+
+    digit: str | None
+    endpos: int | None
+    ended_by: str  # "dtmf", "timeout", "hangup" or "silence"
+
+
+def _none_if_unknown(value: str | None) -> str | None:
+    if value is None or value in ("", "unknown"):
+        return None
+    return value
+
+
+def _escape_app_argument(value: str) -> str:
+    """Make ``value`` one literal application argument.
+
+    Asterisk splits application data on commas and groups on quotes and
+    brackets; a backslash makes the next character literal. Escaping those
+    keeps a caller-supplied value from becoming a second argument.
+    """
+    return value.translate(_EXEC_SPECIALS)
+
+
+class Call:
+    """One call in progress, as seen by route and menu code."""
+
+    def __init__(self, session: FastAGIProtocol) -> None:
+        self._session = session
+        self.env: AGIEnvironment = session.environment
+
+    # -- the environment --------------------------------------------------
+
+    @property
+    def caller_number(self) -> str | None:
+        """Caller ID number as Asterisk sent it (not normalised), or None."""
+        return _none_if_unknown(self.env.get("callerid"))
+
+    @property
+    def caller_name(self) -> str | None:
+        """Caller ID name, or None. Hostile text: quote or escape it when used."""
+        return _none_if_unknown(self.env.get("calleridname"))
+
+    @property
+    def uniqueid(self) -> str:
+        return self.env.get("uniqueid", "")
+
+    @property
+    def channel(self) -> str:
+        return self.env.get("channel", "")
+
+    @property
+    def language(self) -> str:
+        return self.env.get("language", "en") or "en"
+
+    @property
+    def dnid(self) -> str | None:
+        return _none_if_unknown(self.env.get("dnid"))
+
+    @property
+    def context(self) -> str:
+        return self.env.get("context", "")
+
+    @property
+    def extension(self) -> str:
+        return self.env.get("extension", "")
+
+    @property
+    def priority(self) -> int:
+        try:
+            return int(self.env.get("priority", "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def script(self) -> str:
+        """The route name: the path of ``agi://host:port/<script>``."""
+        return self.env.network_script
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """Arguments given to AGI() after the URL, in order."""
+        return self.env.args
+
+    @property
+    def hungup(self) -> bool:
+        """True once Asterisk reported the hangup or the session closed."""
+        return self._session.hungup or self._session.closed
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def command(self, verb: str, *args: str | int, timeout: float | None = None) -> AGIReply:
+        """Send a raw AGI command (arguments quoted) and return its reply."""
+        return await self._session.send_command(verb, *args, timeout=timeout)
+
+    async def _media(self, verb: str, *args: str | int, timeout: float | None = None) -> AGIReply:
+        """Run a command where ``result=-1`` means a hangup or a failure.
+
+        Asterisk answers -1 both for a hung-up channel and for, say, a missing
+        prompt file. We ask the channel's status to tell which apart, so a
+        hangup is a :class:`CallHangup` and anything else a :class:`CommandFailed`.
+        """
+        reply = await self._session.send_command(verb, *args, timeout=timeout)
+        if reply.raw_result == "-1":
+            if not self.hungup:
+                await self._session.send_command("CHANNEL STATUS")
+            if self.hungup:
+                raise CallHangup("caller hung up")
+            raise CommandFailed(verb, "Asterisk answered result=-1")
+        return reply
+
+    # -- call control -----------------------------------------------------
+
+    async def answer(self) -> None:
+        await self._media("ANSWER")
+
+    async def hangup(self) -> None:
+        """Hang up this channel. Further commands raise CallHangup."""
+        await self._session.send_command("HANGUP")
+
+    async def channel_status(self) -> ChannelStatus:
+        reply = await self._session.send_command("CHANNEL STATUS")
+        if reply.result < 0:
+            raise CallHangup("channel is gone")
+        return ChannelStatus(reply.result)
+
+    async def goto(self, context: str, extension: str = "s", priority: int = 1) -> None:
+        """Continue the dialplan at ``context,extension,priority`` after this AGI."""
+        await self._session.send_command("SET CONTEXT", context)
+        await self._session.send_command("SET EXTENSION", extension)
+        await self._session.send_command("SET PRIORITY", priority)
+
+    # -- prompts and digits -----------------------------------------------
+
+    async def play(self, prompt: str, escape_digits: str = "", offset: int = 0) -> str | None:
+        """Play ``prompt`` (a sound file name without extension).
+
+        Returns the digit that interrupted it, or None if it played to the end.
+        """
+        reply = await self._media(
+            "STREAM FILE", prompt, escape_digits, offset, timeout=_LONG_COMMAND
+        )
+        return reply.digit
+
+    stream_file = play
+
+    async def wait_for_digit(self, timeout: float) -> str | None:
+        """Wait up to ``timeout`` seconds for one key; None on timeout."""
+        reply = await self._media(
+            "WAIT FOR DIGIT", int(timeout * 1000), timeout=timeout + _MEDIA_MARGIN
+        )
+        return reply.digit
+
+    async def get_data(self, prompt: str, timeout: float = 5.0, max_digits: int = 20) -> str:
+        """Play ``prompt`` and collect up to ``max_digits`` keys, ``#`` ending early.
+
+        Returns the keys pressed ("" if none). ``timeout`` is the wait after
+        the prompt and between keys.
+        """
+        reply = await self._session.send_command(
+            "GET DATA", prompt, int(timeout * 1000), max_digits,
+            timeout=_LONG_COMMAND,
+        )
+        if reply.raw_result == "-1":
+            if not self.hungup:
+                await self._session.send_command("CHANNEL STATUS")
+            raise CallHangup("caller hung up") if self.hungup else CommandFailed(
+                "GET DATA", "Asterisk answered result=-1"
+            )
+        return reply.raw_result
+
+    async def get_digits(self, max_digits: int, timeout: float = 5.0, prompt: str = "silence/1") -> str:
+        """Collect up to ``max_digits`` keys with an optional prompt first."""
+        return await self.get_data(prompt, timeout=timeout, max_digits=max_digits)
+
+    async def say_digits(self, digits: str, escape_digits: str = "") -> str | None:
+        reply = await self._media("SAY DIGITS", digits, escape_digits, timeout=_LONG_COMMAND)
+        return reply.digit
+
+    async def say_number(self, number: int, escape_digits: str = "") -> str | None:
+        reply = await self._media("SAY NUMBER", int(number), escape_digits, timeout=_LONG_COMMAND)
+        return reply.digit
+
+    async def record_file(
+        self,
+        filename: str,
+        file_format: str = "wav",
+        escape_digits: str = "#",
+        max_seconds: float = 60.0,
+        beep: bool = True,
+        silence_seconds: int | None = None,
+    ) -> Recording:
+        """Record the caller into ``filename``.``file_format``.
+
+        Ends on an escape digit, after ``max_seconds``, after
+        ``silence_seconds`` of silence, or on hangup (what was recorded is kept).
+        """
+        args: list[str | int] = [filename, file_format, escape_digits, int(max_seconds * 1000)]
+        if beep:
+            args.append("BEEP")
+        if silence_seconds is not None:
+            args.append(f"s={int(silence_seconds)}")
+        reply = await self._session.send_command(
+            "RECORD FILE", *args, timeout=max_seconds + _MEDIA_MARGIN
+        )
+        if reply.data == "hangup" or reply.raw_result == "-1":
+            return Recording(None, reply.endpos, "hangup")
+        if reply.data == "timeout":
+            return Recording(None, reply.endpos, "timeout")
+        if reply.data == "randomerror" or reply.data == "writefile":
+            raise CommandFailed("RECORD FILE", f"Asterisk reported {reply.data}")
+        if reply.digit is not None:
+            return Recording(reply.digit, reply.endpos, "dtmf")
+        return Recording(None, reply.endpos, "silence")
+
+    # -- variables and applications ---------------------------------------
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self._session.send_command("SET VARIABLE", name, value)
+
+    async def get_variable(self, name: str) -> str | None:
+        """The channel variable's value, or None when it is not set."""
+        reply = await self._session.send_command("GET VARIABLE", name)
+        return reply.data if reply.result == 1 else None
+
+    async def get_full_variable(self, expression: str, channel: str | None = None) -> str | None:
+        """Evaluate ``expression`` (e.g. ``${CALLERID(num)}``) on this or another channel."""
+        args = (expression,) if channel is None else (expression, channel)
+        reply = await self._session.send_command("GET FULL VARIABLE", *args)
+        return reply.data if reply.result == 1 else None
+
+    async def exec(self, application: str, *args: str) -> int:
+        """Run a dialplan application; each argument stays one literal argument.
+
+        Returns the application's result. Raises CommandFailed if Asterisk
+        does not know the application (-2).
+        """
+        data = ",".join(_escape_app_argument(arg) for arg in args)
+        reply = await self._session.send_command(
+            "EXEC", application, data, timeout=_LONG_COMMAND
+        )
+        if reply.result == -2:
+            raise CommandFailed("EXEC", f"no application {application!r} in Asterisk")
+        if reply.result == -1 and self.hungup:
+            raise CallHangup("caller hung up")
+        return reply.result
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self._session.send_command("VERBOSE", message, level)
+
+    async def user_event(self, name: str, **headers: str) -> None:
+        """Send an AMI ``UserEvent`` with literal header values (CR/LF removed)."""
+        fields = [name]
+        for key, value in headers.items():
+            clean = value.replace("\r", " ").replace("\n", " ")
+            fields.append(f"{key}: {clean}")
+        await self.exec("UserEvent", *fields)

@@ -1,0 +1,212 @@
+"""Settings for ``ivr serve``: ``ivr.toml`` first, then ``IVR_*`` environment variables.
+
+Every setting lives in a section: ``[agi] port = 4573`` in the file, or
+``IVR_AGI_PORT=4573`` in the environment (the environment wins). A wrong
+value stops start-up with a :class:`~ivr.errors.ConfigError` naming the file
+or variable, the key, and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from ivr.errors import ConfigError
+
+__all__ = ["Settings", "AGISettings", "RoutingSettings", "LogSettings", "ServerSettings", "load_settings"]
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "a TCP port from 0 to 65535 (0 picks a free one)"
+
+
+def _networks(value: list[str]) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"IP networks such as 127.0.0.1/32 (not {item!r})"
+    return None
+
+
+def _choice(*options: str) -> Any:
+    def check(value: str) -> str | None:
+        return None if value in options else "one of " + ", ".join(repr(o) for o in options)
+
+    return check
+
+
+def _dialplan_target(value: str) -> str | None:
+    parts = value.split(",")
+    if len(parts) != 3 or not all(parts) or not parts[2].isdigit():
+        return "context,extension,priority such as 'ivr-fallback,s,1'"
+    return None
+
+
+def _routes(value: dict[str, str]) -> str | None:
+    for name, target in value.items():
+        if ":" not in target or not name:
+            return f"route = \"module:function\" pairs (not {name!r} = {target!r})"
+    return None
+
+
+def _setting(default: Any, check: Any = None, doc: str = "") -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"check": check, "doc": doc})
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+@dataclass(frozen=True)
+class AGISettings:
+    host: str = _setting("127.0.0.1", doc="address the FastAGI server listens on")
+    port: int = _setting(4573, _port, "FastAGI TCP port")
+    allowed_peers: list[str] = _setting(["127.0.0.0/8", "::1/128"], _networks,
+                                        "networks Asterisk may connect from")
+    max_connections_per_peer: int = _setting(2000, _positive, "open sessions one peer may hold")
+    command_timeout: float = _setting(10.0, _positive, "seconds one control command may take")
+    call_deadline: float = _setting(3600.0, _positive, "seconds a whole call may stay in ivr")
+    env_timeout: float = _setting(5.0, _positive, "seconds a peer has to send its environment")
+    max_line_bytes: int = _setting(8192, lambda v: None if v >= 2048 else "at least 2048",
+                                   "longest line accepted from Asterisk")
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    fallback: str = _setting("ivr-fallback,s,1", _dialplan_target,
+                             "dialplan location for callers ivr cannot serve")
+    routes: dict[str, str] = _setting({}, _routes,
+                                      "extra routes: AGI script name = \"module:function\"")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: str = _setting("text", _choice("text", "json"), "log output format")
+    level: str = _setting("info", _choice("debug", "info", "warn", "error", "critical"),
+                          "lowest level logged")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    drain_grace: float = _setting(30.0, _positive,
+                                  "seconds live calls get to finish after SIGTERM")
+
+
+@dataclass(frozen=True)
+class Settings:
+    agi: AGISettings = field(default_factory=AGISettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    source: str = "defaults"
+
+
+_SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
+                              "log": LogSettings, "server": ServerSettings}
+
+
+def _describe(kind: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string",
+            list[str]: "a list of strings", dict[str, str]: "a table of strings"}.get(kind, str(kind))
+
+
+def _convert(raw: Any, kind: Any, from_env: bool) -> Any:
+    """Turn ``raw`` into ``kind`` or raise ValueError."""
+    if kind is int or kind is float:
+        if isinstance(raw, bool) or not (from_env or isinstance(raw, (int, float))):
+            raise ValueError
+        if kind is int and isinstance(raw, float):
+            raise ValueError
+        return kind(raw)
+    if kind is str:
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    if kind == list[str]:
+        if from_env:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            return list(raw)
+        raise ValueError
+    if kind == dict[str, str]:
+        if from_env:
+            pairs = [part.split("=", 1) for part in raw.split(",") if part.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError
+            return {k.strip(): v.strip() for k, v in pairs}
+        if isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
+            return dict(raw)
+        raise ValueError
+    raise ValueError
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, tuple[Any, str, bool]]) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, (raw, source, from_env) in values.items():
+        spec = known.get(key)
+        if spec is None:
+            raise ConfigError(source, f"{name}.{key}", "unknown setting",
+                              f"remove it; [{name}] knows " + ", ".join(sorted(known)))
+        kind = hints[key]
+        try:
+            value = _convert(raw, kind, from_env)
+        except ValueError:
+            raise ConfigError(source, f"{name}.{key}", f"{raw!r} is not {_describe(kind)}",
+                              f"set it to {_describe(kind)} ({spec.metadata['doc']})") from None
+        check = spec.metadata.get("check")
+        if check is not None and (expected := check(value)) is not None:
+            raise ConfigError(source, f"{name}.{key}", f"{raw!r} is not allowed",
+                              f"use {expected} ({spec.metadata['doc']})")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (if given, or ``./ivr.toml`` if present) and ``IVR_*`` variables."""
+    environ = os.environ if environ is None else environ
+    file_values: dict[str, Any] = {}
+    source = "defaults"
+    if path is None and Path("ivr.toml").is_file():
+        path = "ivr.toml"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as handle:
+                file_values = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(source, "(file)", "no such file",
+                              "pass an existing file with --config, or omit it") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(source, "(file)", f"not valid TOML: {exc}",
+                              "correct the TOML syntax at that line") from None
+    merged: dict[str, dict[str, tuple[Any, str, bool]]] = {name: {} for name in _SECTIONS}
+    for name, table in file_values.items():
+        if name not in _SECTIONS:
+            raise ConfigError(source, name, "unknown section",
+                              "use one of " + ", ".join(f"[{s}]" for s in _SECTIONS))
+        if not isinstance(table, dict):
+            raise ConfigError(source, name, "is not a table", f"write it as [{name}]")
+        for key, raw in table.items():
+            merged[name][key] = (raw, source, False)
+    for variable, raw in environ.items():
+        if not variable.startswith("IVR_"):
+            continue
+        rest = variable[4:].lower()
+        section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            continue
+        merged[section][rest[len(section) + 1:]] = (raw, f"environment variable {variable}", True)
+    sections = {name: _build_section(name, cls, merged[name]) for name, cls in _SECTIONS.items()}
+    return Settings(source=source, **sections)

@@ -1,0 +1,132 @@
+"""The one exception tree of ivr.
+
+Everything ivr raises on purpose derives from :class:`IVRError`, so an
+embedding application can catch the whole family at once::
+
+    IVRError
+    ├── ConfigError                  a setting is wrong; names the file, key and fix
+    └── AGIError                     anything about one FastAGI session
+        ├── CallHangup               the caller hung up: a normal end, logged at INFO
+        │   └── DeadChannel          Asterisk answered 511 (command on a dead channel)
+        ├── CommandError             Asterisk refused or failed a command
+        │   ├── InvalidCommand       510: unknown command
+        │   ├── UsageError           520: wrong syntax; carries Asterisk's usage text
+        │   └── CommandFailed        200 result=-1 on a live channel (e.g. missing file)
+        ├── UnsafeArgument           an argument can never be sent safely (NUL, LF, too long)
+        ├── ProtocolError            the peer broke the protocol; the session is closed
+        │   ├── MalformedReply       a reply line that is not AGI
+        │   └── LimitExceeded        line, environment or connection limit hit
+        └── DeadlineExceeded         a deadline passed (also a TimeoutError)
+            ├── CommandTimeout       one command took longer than its deadline
+            └── CallTimeout          the whole call took longer than its deadline
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IVRError",
+    "ConfigError",
+    "AGIError",
+    "CallHangup",
+    "DeadChannel",
+    "CommandError",
+    "InvalidCommand",
+    "UsageError",
+    "CommandFailed",
+    "UnsafeArgument",
+    "ProtocolError",
+    "MalformedReply",
+    "LimitExceeded",
+    "DeadlineExceeded",
+    "CommandTimeout",
+    "CallTimeout",
+]
+
+
+class IVRError(Exception):
+    """Base of every error ivr raises on purpose."""
+
+
+class ConfigError(IVRError):
+    """A configuration value is wrong.
+
+    The message always names where the value came from (file or environment
+    variable), the key, and how to fix it, because it is shown to an admin at
+    start-up and nothing else.
+    """
+
+    def __init__(self, source: str, key: str, problem: str, fix: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{source}: {key}: {problem}. Fix: {fix}")
+
+
+class AGIError(IVRError):
+    """Base of errors about one FastAGI session."""
+
+
+class CallHangup(AGIError):
+    """The channel hung up. This is how a call normally ends, not a failure."""
+
+
+class DeadChannel(CallHangup):
+    """Asterisk answered ``511``: the command is not allowed on a dead channel."""
+
+
+class CommandError(AGIError):
+    """Asterisk refused a command or reported that it failed."""
+
+    def __init__(self, command: str, message: str) -> None:
+        self.command = command
+        super().__init__(f"{command!r}: {message}")
+
+
+class InvalidCommand(CommandError):
+    """Asterisk answered ``510``: it does not know the command."""
+
+
+class UsageError(CommandError):
+    """Asterisk answered ``520``: wrong syntax. ``usage`` holds its help text."""
+
+    def __init__(self, command: str, usage: str) -> None:
+        self.usage = usage
+        super().__init__(command, "invalid syntax; usage: " + usage)
+
+
+class CommandFailed(CommandError):
+    """Asterisk ran the command and it failed (``result=-1``) on a live channel."""
+
+
+class UnsafeArgument(AGIError, ValueError):
+    """An argument cannot be sent without changing it or forming another command.
+
+    AGI commands are single lines read by Asterisk into a 2048-byte buffer; a
+    NUL or LF inside a value, or a command longer than the buffer, would be cut
+    and the rest read as a new command. ivr refuses those instead of sending.
+    """
+
+
+class ProtocolError(AGIError):
+    """The peer broke the AGI protocol; the session cannot continue and is closed."""
+
+
+class MalformedReply(ProtocolError):
+    """A reply line that is not a valid AGI reply."""
+
+
+class LimitExceeded(ProtocolError):
+    """A line, the environment, or the number of connections went over a limit."""
+
+
+class DeadlineExceeded(AGIError, TimeoutError):
+    """A deadline passed."""
+
+
+class CommandTimeout(DeadlineExceeded):
+    """One command got no reply within its deadline."""
+
+
+class CallTimeout(DeadlineExceeded):
+    """The call went on longer than its deadline."""

@@ -1,0 +1,28 @@
+"""The built-in ``hotline`` route: a working demo until an admin installs menus.
+
+It answers, plays a greeting that can be interrupted by a key, waits for one
+key, reads it back, and reports it as an AMI UserEvent ``IvrMenuChoice`` so
+a supervisor (or a test) can see what the caller chose.
+"""
+
+from __future__ import annotations
+
+from ivr.call import ALL_DIGITS, Call
+
+__all__ = ["hotline"]
+
+#: Prompt played first; Debian's core sounds have it in every language pack.
+GREETING = "hello-world"
+#: How long to wait for a key after the greeting.
+KEY_TIMEOUT = 5.0
+
+
+async def hotline(call: Call) -> None:
+    await call.answer()
+    digit = await call.play(GREETING, ALL_DIGITS)
+    if digit is None:
+        digit = await call.wait_for_digit(KEY_TIMEOUT)
+    await call.user_event("IvrMenuChoice", Uniqueid=call.uniqueid, Digit=digit or "none")
+    if digit is not None:
+        await call.say_digits(digit)
+    await call.hangup()
