@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
 from ivr.config import Settings
-from ivr.errors import ConfigError
+from ivr.errors import CallHangup, ConfigError
 from ivr.routing.hotline import hotline
 from ivr.routing.router import Fallback, Handler, Route, Router
 
@@ -75,13 +75,17 @@ class IVRServer:
         if not live:
             return
         log.info("draining {count} live call(s) for up to {grace}s", count=len(live), grace=grace)
-        finished = defer.DeferredList([s.when_closed for s in live], consumeErrors=True)
-        clock = cast(IReactorTime, self.reactor)
-        try:
-            await finished.addTimeout(grace, clock)
-        except defer.TimeoutError:
-            left = [s for s in live if not s.closed]
-            log.warn("{count} call(s) still live after {grace}s; closing them",
-                     count=len(left), grace=grace)
-            for session in left:
-                session.transport.loseConnection()
+        outcome: defer.Deferred[bool] = defer.Deferred()
+        all_closed = defer.DeferredList([s.when_closed() for s in live], consumeErrors=True)
+        all_closed.addCallback(lambda _: outcome.called or outcome.callback(True))
+        timer = cast(IReactorTime, self.reactor).callLater(
+            grace, lambda: outcome.called or outcome.callback(False))
+        if await outcome:
+            if timer.active():
+                timer.cancel()
+            return
+        left = [s for s in live if not s.closed]
+        log.warn("{count} call(s) still live after {grace}s; closing them",
+                 count=len(left), grace=grace)
+        for session in left:
+            session.abort(CallHangup("server shutting down"))

@@ -20,7 +20,7 @@ __all__ = ["make_observer", "start_logging"]
 
 def make_observer(fmt: str, level: str, stream: IO[str]) -> ILogObserver:
     """An observer writing ``fmt`` ("text" or "json") at ``level`` and above."""
-    base = jsonFileLogObserver(stream) if fmt == "json" else textFileLogObserver(stream)
+    base = jsonFileLogObserver(stream, recordSeparator="") if fmt == "json" else textFileLogObserver(stream)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
     return FilteringLogObserver(base, [predicate])
 

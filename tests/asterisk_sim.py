@@ -143,13 +143,14 @@ class SimulatedAsterisk:
         data = line if isinstance(line, bytes) else line.encode()
         self.sock.sendall(data if data.endswith(b"\n") else data + b"\n")
 
-    def expect(self, *words: str) -> list[str]:
-        """Read a command and check that it starts with ``words`` (case-insensitive)."""
-        words = tuple(part for word in words for part in word.split(" "))
+    def expect(self, verb: str, *args: str) -> list[str]:
+        """Read a command; check its verb (case-insensitive) and its first arguments."""
+        words = verb.upper().split(" ")
         argv = self.read_command()
-        assert argv is not None, f"connection closed while expecting {words}"
+        assert argv is not None, f"connection closed while expecting {verb} {args}"
         head = [w.upper() for w in argv[: len(words)]]
-        assert head == [w.upper() for w in words], f"expected {words}, got {argv}"
+        got_args = argv[len(words): len(words) + len(args)]
+        assert head == words and got_args == list(args), f"expected {verb} {args}, got {argv}"
         return argv
 
     def hangup(self) -> None:
@@ -160,7 +161,10 @@ class SimulatedAsterisk:
         rest = self._buffer
         self._buffer = b""
         while True:
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:  # closed with our bytes unread: still closed
+                return rest
             if not chunk:
                 return rest
             rest += chunk

@@ -166,7 +166,7 @@ class FastAGIProtocol(LineOnlyReceiver):
     ``on_ready`` is called once with the protocol when the environment is
     complete. Commands go out with :meth:`send_command`; their Deferreds fire
     in order with an :class:`AGIReply` or fail with an :class:`AGIError`.
-    ``when_closed`` fires when the connection is gone.
+    :meth:`when_closed` gives a Deferred that fires when the connection is gone.
     """
 
     delimiter = b"\n"
@@ -190,7 +190,7 @@ class FastAGIProtocol(LineOnlyReceiver):
         self.hungup = False
         self.closed = False
         self.close_reason: AGIError | None = None
-        self.when_closed: defer.Deferred[None] = defer.Deferred()
+        self._close_waiters: list[defer.Deferred[None]] = []
         self.peer_host = ""
 
     # -- connection -------------------------------------------------------
@@ -207,7 +207,17 @@ class FastAGIProtocol(LineOnlyReceiver):
         self._env_timer = None
         error: AGIError = self.close_reason or CallHangup("connection closed by Asterisk")
         self._fail_pending(error)
-        self.when_closed.callback(None)
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def when_closed(self) -> defer.Deferred[None]:
+        """A new Deferred that fires once the connection is closed."""
+        if self.closed:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._close_waiters.append(waiter)
+        return waiter
 
     def abort(self, error: AGIError) -> None:
         """Close the session because of ``error``; pending commands fail with it."""
@@ -441,5 +451,5 @@ class FastAGIFactory(Factory):
             self.sessions.discard(protocol)
             self.peers.release(host)
 
-        protocol.when_closed.addBoth(forget)
+        protocol.when_closed().addBoth(forget)
         return protocol

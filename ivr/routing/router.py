@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from ivr.agi.fastagi import FastAGIProtocol
 from ivr.call import Call
-from ivr.errors import AGIError, CallHangup, ProtocolError
+from ivr.errors import AGIError, CallHangup, CommandTimeout, ProtocolError
 
 __all__ = ["Route", "Handler", "Fallback", "Router"]
 
@@ -112,7 +112,7 @@ class Router:
             log.warn("call {uniqueid} on {route} passed its deadline; sending to fallback",
                      uniqueid=uid, route=route.name)
             await self._to_fallback(call, "deadline")
-        except ProtocolError as exc:
+        except (ProtocolError, CommandTimeout) as exc:
             self.calls_failed += 1
             log.warn("call {uniqueid} on {route}: session broken ({error}); Asterisk takes over",
                      uniqueid=uid, route=route.name, error=exc)

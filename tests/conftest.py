@@ -1,0 +1,133 @@
+"""Shared fixtures: in-memory FastAGI sessions and a real ``ivr serve`` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from ivr.agi.fastagi import AGILimits, FastAGIProtocol
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+
+from asterisk_sim import environment  # noqa: E402
+
+
+class Session:
+    """A FastAGI protocol on a StringTransport with a fake clock."""
+
+    def __init__(self, on_ready: Callable[[FastAGIProtocol], object] | None = None,
+                 limits: AGILimits = AGILimits(), peer: str = "127.0.0.1") -> None:
+        self.clock = Clock()
+        self.ready: list[FastAGIProtocol] = []
+        self.protocol = FastAGIProtocol(self.clock, on_ready or self.ready.append, limits)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
+        self.protocol.makeConnection(self.transport)
+
+    def feed(self, data: bytes | str) -> None:
+        self.protocol.dataReceived(data.encode() if isinstance(data, str) else data)
+
+    def start(self, script: str = "hotline", **env: str) -> None:
+        self.feed(environment(script, **env))
+
+    def sent(self) -> list[bytes]:
+        """Lines written since the last call, each with its LF."""
+        value = self.transport.value()
+        self.transport.clear()
+        return value.splitlines(keepends=True)
+
+    def lose(self) -> None:
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+@pytest.fixture
+def session() -> Session:
+    return Session()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[str], log_path: Path,
+                         timeout: float = 20.0) -> None:
+    """Wait for the server's own "listening" line (a probe connection would count as a call)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("ivr serve exited early")
+        text = log_path.read_text()
+        if f"listening on 127.0.0.1:{port}" in text or (
+                "FastAGI listening" in text and f'"port": {port}' in text):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"ivr serve did not listen on {port} within {timeout}s")
+
+
+class ServeProcess:
+    """``ivr serve`` running as its own process, its output kept for assertions."""
+
+    def __init__(self, port: int, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = (), cwd: Path | None = None) -> None:
+        self.port = port
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ivr-serve-{port}-{os.getpid()}.log"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+               "IVR_AGI_PORT": str(port), **(extra_env or {})}
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ivr.cli", "serve", *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd or ROOT, text=True,
+        )
+        try:
+            wait_until_listening(port, self.process, self.log_path)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(self.output())
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return int(self.process.returncode)
+
+
+TEST_ROUTES = ",".join([
+    "echo=routes_for_tests:echo",
+    "boom=routes_for_tests:boom",
+    "slow=routes_for_tests:slow",
+    "digit=routes_for_tests:digit_probe",
+    "turnaround=routes_for_tests:turnaround",
+])
+
+
+@pytest.fixture(scope="session")
+def ivr_server() -> Iterator[ServeProcess]:
+    """``ivr serve`` on its defaults (port 4573) plus the test routes."""
+    server = ServeProcess(4573, {"IVR_ROUTING_ROUTES": TEST_ROUTES})
+    yield server
+    server.stop()

@@ -1,0 +1,259 @@
+"""FastAGI protocol unit tests over StringTransport with a fake Clock."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Session
+from twisted.internet import defer
+
+from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
+from ivr.agi.replies import AGIReply
+from ivr.errors import (
+    CallHangup,
+    CommandTimeout,
+    DeadChannel,
+    InvalidCommand,
+    LimitExceeded,
+    MalformedReply,
+    UnsafeArgument,
+    UsageError,
+)
+
+
+def result_of(d: defer.Deferred[AGIReply]) -> AGIReply | BaseException:
+    box: list[object] = []
+    d.addBoth(box.append)
+    assert box, "deferred has not fired"
+    value = box[0]
+    if hasattr(value, "value"):  # Failure
+        return value.value  # type: ignore[no-any-return, attr-defined]
+    return value  # type: ignore[return-value]
+
+
+def test_environment_is_read_up_to_the_blank_line(session: Session) -> None:
+    session.feed(b"agi_network: yes\nagi_network_script: hotline/extra?x=1\n"
+                 b"agi_request: agi://127.0.0.1/hotline\nagi_callerid: 1001\n")
+    assert session.ready == []
+    session.feed(b"agi_arg_1: first\nagi_arg_2: sec ond\nagi_arg_4: gap\n\n")
+    assert session.ready == [session.protocol]
+    env = session.protocol.environment
+    assert env["callerid"] == "1001"
+    assert env.args == ("first", "sec ond")
+    assert env.network_script == "hotline/extra"
+
+
+def test_crlf_environment_lines_are_accepted(session: Session) -> None:
+    session.feed(b"agi_request: agi://x/y\r\nagi_callerid: 42\r\n\r\n")
+    assert session.protocol.environment["callerid"] == "42"
+
+
+def test_commands_in_flight_complete_in_order(session: Session) -> None:
+    session.start()
+    first = session.protocol.send_command("ANSWER")
+    second = session.protocol.send_command("GET VARIABLE", "X")
+    third = session.protocol.send_command("STREAM FILE", "beep", "")
+    assert session.sent() == [b"ANSWER\n", b'GET VARIABLE "X"\n', b'STREAM FILE "beep" ""\n']
+    session.feed(b"200 result=0\n200 result=1 (a (nested) value)\n200 result=0 endpos=1600\n")
+    assert result_of(first) == AGIReply("0")
+    assert result_of(second).data == "a (nested) value"  # type: ignore[union-attr]
+    assert result_of(third).endpos == 1600  # type: ignore[union-attr]
+
+
+def test_reply_data_and_endpos_are_parsed(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("RECORD FILE", "x", "wav", "#", 1000)
+    session.feed(b"200 result=0 (timeout) endpos=8000\n")
+    reply = result_of(d)
+    assert isinstance(reply, AGIReply)
+    assert (reply.result, reply.data, reply.endpos) == (0, "timeout", 8000)
+
+
+def test_510_is_invalid_command(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("ANSWER")
+    session.feed(b"510 Invalid or unknown command\n")
+    assert isinstance(result_of(d), InvalidCommand)
+
+
+def test_511_is_a_dead_channel_and_a_hangup(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("ANSWER")
+    session.feed(b"511 Command Not Permitted on a dead channel or intercept routine\n")
+    error = result_of(d)
+    assert isinstance(error, DeadChannel) and isinstance(error, CallHangup)
+    assert session.protocol.hungup
+
+
+def test_520_multiline_usage_reply_is_one_error_with_the_usage(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("STREAM FILE", "x", "")
+    after = session.protocol.send_command("ANSWER")
+    session.feed(b"520-Invalid command syntax.  Proper usage follows:\n"
+                 b" Usage: STREAM FILE <filename> <escape digits> [sample offset]\n"
+                 b"200 result=5 looks like a reply but is usage text\n"
+                 b"520 End of proper usage.\n"
+                 b"200 result=0\n")
+    error = result_of(d)
+    assert isinstance(error, UsageError)
+    assert "Usage: STREAM FILE" in error.usage
+    assert "200 result=5" in error.usage
+    assert result_of(after) == AGIReply("0")
+
+
+def test_single_line_520(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("ANSWER")
+    session.feed(b"520 Invalid command syntax.\n")
+    assert isinstance(result_of(d), UsageError)
+
+
+@pytest.mark.parametrize("line", [b"200", b"200 result 1", b"200 result= 1", b"200 result=",
+                                  b"", b"garbage", b"\xff\xfe\x00", b"200 result=abc",
+                                  b"300 result=1", b"200 result=1x"])
+def test_malformed_reply_fails_the_command_and_closes(session: Session, line: bytes) -> None:
+    session.start()
+    d = session.protocol.send_command("ANSWER")
+    later = session.protocol.send_command("ANSWER")
+    session.feed(line + b"\n")
+    assert isinstance(result_of(d), MalformedReply)
+    assert isinstance(result_of(later), MalformedReply)
+    assert session.transport.disconnecting
+    assert isinstance(result_of(session.protocol.send_command("ANSWER")), MalformedReply)
+
+
+def test_get_data_empty_results_are_valid() -> None:
+    for line, expected in [(b"200 result=\n", ""), (b"200 result= (timeout)\n", ""),
+                           (b"200 result=12* (timeout)\n", "12*"), (b"200 result=0042\n", "0042")]:
+        s = Session()
+        s.start()
+        d = s.protocol.send_command("GET DATA", "prompt", 5000, 4)
+        s.feed(line)
+        reply = result_of(d)
+        assert isinstance(reply, AGIReply), line
+        assert reply.raw_result == expected
+
+
+def test_hangup_line_fails_the_command_in_flight_and_later_ones(session: Session) -> None:
+    session.start()
+    waiting = session.protocol.send_command("WAIT FOR DIGIT", 5000)
+    session.feed(b"HANGUP\n")
+    assert isinstance(result_of(waiting), CallHangup)
+    assert isinstance(result_of(session.protocol.send_command("ANSWER")), CallHangup)
+    # the late reply to the abandoned command is absorbed, not mismatched
+    session.feed(b"200 result=-1\n")
+    assert not session.transport.disconnecting
+
+
+def test_eof_fails_pending_commands_with_hangup(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("STREAM FILE", "x", "")
+    session.lose()
+    assert isinstance(result_of(d), CallHangup)
+    assert session.protocol.closed
+
+
+def test_command_deadline_closes_the_session(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("ANSWER", timeout=2.0)
+    session.clock.advance(1.9)
+    assert not d.called
+    session.clock.advance(0.2)
+    assert isinstance(result_of(d), CommandTimeout)
+    assert session.transport.disconnecting
+
+
+def test_replies_in_time_cancel_their_deadline(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("ANSWER", timeout=2.0)
+    session.feed(b"200 result=0\n")
+    assert session.clock.getDelayedCalls() == []
+    assert result_of(d) == AGIReply("0")
+
+
+def test_cancelled_command_keeps_replies_aligned(session: Session) -> None:
+    session.start()
+    first = session.protocol.send_command("WAIT FOR DIGIT", 5000)
+    first.addErrback(lambda f: None)
+    first.cancel()
+    second = session.protocol.send_command("ANSWER")
+    session.feed(b"200 result=49\n200 result=0\n")
+    assert result_of(second) == AGIReply("0")
+
+
+def test_environment_deadline(session: Session) -> None:
+    session.feed(b"agi_request: agi://x/y\n")
+    session.clock.advance(AGILimits().env_timeout + 0.1)
+    assert session.transport.disconnecting
+    assert session.ready == []
+
+
+def test_oversize_line_in_environment_closes_cleanly() -> None:
+    s = Session(limits=AGILimits(max_line_bytes=2100))
+    s.feed(b"agi_request: agi://x/y\nagi_calleridname: " + b"A" * 3000 + b"\n\n")
+    assert s.transport.disconnecting
+    assert s.ready == []
+    assert isinstance(s.protocol.close_reason, LimitExceeded)
+
+
+def test_oversize_reply_closes_cleanly(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("GET VARIABLE", "X")
+    session.feed(b"200 result=1 (" + b"v" * 10000)
+    assert isinstance(result_of(d), LimitExceeded)
+    assert session.transport.disconnecting
+
+
+def test_too_many_environment_lines_close_the_session() -> None:
+    s = Session(limits=AGILimits(max_env_lines=10))
+    s.feed(b"".join(b"agi_arg_%d: x\n" % i for i in range(1, 20)))
+    assert s.transport.disconnecting
+
+
+def test_nul_and_invalid_utf8_in_environment_are_replaced(session: Session) -> None:
+    session.feed(b"agi_request: agi://x/hotline\nagi_calleridname: A\x00B\xff\xfeC\n"
+                 b"not an env line\nagi_UPPER: ignored\n\n")
+    env = session.protocol.environment
+    assert env["calleridname"] == "A\ufffdB\ufffd\ufffdC"
+    assert "UPPER" not in env and len(env) == 2
+    assert session.ready
+
+
+def test_environment_without_request_is_refused(session: Session) -> None:
+    session.feed(b"agi_callerid: 1\n\n")
+    assert session.ready == []
+    assert session.transport.disconnecting
+
+
+def test_unsolicited_reply_closes(session: Session) -> None:
+    session.start()
+    session.feed(b"200 result=0\n")
+    assert session.transport.disconnecting
+
+
+def test_unsafe_argument_is_refused_before_sending(session: Session) -> None:
+    session.start()
+    d = session.protocol.send_command("SET VARIABLE", "X", "line\nEXEC Dial SIP/1")
+    assert isinstance(result_of(d), UnsafeArgument)
+    assert session.sent() == []
+
+
+def test_command_before_environment_is_refused(session: Session) -> None:
+    d = session.protocol.send_command("ANSWER")
+    assert result_of(d).__class__.__name__ == "ProtocolError"
+
+
+def test_peer_allow_list_and_per_peer_limit() -> None:
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    factory = FastAGIFactory(Clock(), lambda p: None,
+                             peers=PeerPolicy.from_strings(["127.0.0.1/32"], max_per_peer=2))
+    assert factory.buildProtocol(IPv4Address("TCP", "10.1.2.3", 1)) is None
+    first = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    second = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 2))
+    assert first is not None and second is not None
+    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 3)) is None
+    first.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1)))
+    first.connectionLost()
+    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4)) is not None
