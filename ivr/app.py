@@ -60,7 +60,8 @@ class IVRServer:
     def start(self) -> IListeningPort:
         agi = self.settings.agi
         tcp = cast(IReactorTCP, self.reactor)
-        self.port = tcp.listenTCP(agi.port, self.factory, interface=agi.host, backlog=1024)
+        self.port = tcp.listenTCP(agi.port, self.factory,  # type: ignore[arg-type]
+                                  interface=agi.host, backlog=1024)
         address = self.port.getHost()
         log.info("FastAGI listening on {host}:{port} with routes {routes}",
                  host=getattr(address, "host", agi.host), port=getattr(address, "port", agi.port),
@@ -70,22 +71,26 @@ class IVRServer:
     async def drain(self, grace: float) -> None:
         """Stop accepting calls, let live ones finish for ``grace`` seconds, then close them."""
         if self.port is not None:
-            await self.port.stopListening()
+            await defer.maybeDeferred(self.port.stopListening)
         live = list(self.factory.sessions)
         if not live:
             return
         log.info("draining {count} live call(s) for up to {grace}s", count=len(live), grace=grace)
         outcome: defer.Deferred[bool] = defer.Deferred()
+
+        def settle(finished: bool) -> None:
+            if not outcome.called:
+                outcome.callback(finished)
+
         all_closed = defer.DeferredList([s.when_closed() for s in live], consumeErrors=True)
-        all_closed.addCallback(lambda _: outcome.called or outcome.callback(True))
-        timer = cast(IReactorTime, self.reactor).callLater(
-            grace, lambda: outcome.called or outcome.callback(False))
+        all_closed.addCallback(lambda _: settle(True))
+        timer = cast(IReactorTime, self.reactor).callLater(grace, settle, False)
         if await outcome:
             if timer.active():
                 timer.cancel()
             return
         left = [s for s in live if not s.closed]
-        log.warn("{count} call(s) still live after {grace}s; closing them",
+        log.warning("{count} call(s) still live after {grace}s; closing them",
                  count=len(left), grace=grace)
         for session in left:
             session.abort(CallHangup("server shutting down"))

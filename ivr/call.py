@@ -15,7 +15,7 @@ from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
 from ivr.errors import CallHangup, CommandFailed
 
-__all__ = ["Call", "ChannelStatus", "Recording", "ALL_DIGITS"]
+__all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording"]
 
 #: Every DTMF key a caller can press, for ``escape_digits``.
 ALL_DIGITS = "0123456789*#"

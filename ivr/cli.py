@@ -29,11 +29,11 @@ def _serve(args: argparse.Namespace) -> int:
     start_logging(settings.log.format, settings.log.level)
     server = IVRServer(settings, reactor)
     server.start()
-    reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger(
         "before", "shutdown",
         lambda: defer.Deferred.fromCoroutine(server.drain(settings.server.drain_grace)),
     )
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 
 from ivr.errors import ConfigError
 
-__all__ = ["Settings", "AGISettings", "RoutingSettings", "LogSettings", "ServerSettings", "load_settings"]
+__all__ = ["AGISettings", "LogSettings", "RoutingSettings", "ServerSettings", "Settings", "load_settings"]
 
 
 def _positive(value: float) -> str | None:

@@ -24,22 +24,22 @@ embedding application can catch the whole family at once::
 from __future__ import annotations
 
 __all__ = [
-    "IVRError",
-    "ConfigError",
     "AGIError",
     "CallHangup",
-    "DeadChannel",
-    "CommandError",
-    "InvalidCommand",
-    "UsageError",
-    "CommandFailed",
-    "UnsafeArgument",
-    "ProtocolError",
-    "MalformedReply",
-    "LimitExceeded",
-    "DeadlineExceeded",
-    "CommandTimeout",
     "CallTimeout",
+    "CommandError",
+    "CommandFailed",
+    "CommandTimeout",
+    "ConfigError",
+    "DeadChannel",
+    "DeadlineExceeded",
+    "IVRError",
+    "InvalidCommand",
+    "LimitExceeded",
+    "MalformedReply",
+    "ProtocolError",
+    "UnsafeArgument",
+    "UsageError",
 ]
 
 

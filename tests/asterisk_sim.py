@@ -9,6 +9,7 @@ must be independent of the code under test.
 from __future__ import annotations
 
 import socket
+
 AGI_BUF_LEN = 2048
 MAX_ARGS = 128
 

@@ -22,17 +22,17 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
-from asterisk_sim import environment  # noqa: E402
+from asterisk_sim import environment
 
 
 class Session:
     """A FastAGI protocol on a StringTransport with a fake clock."""
 
     def __init__(self, on_ready: Callable[[FastAGIProtocol], object] | None = None,
-                 limits: AGILimits = AGILimits(), peer: str = "127.0.0.1") -> None:
+                 limits: AGILimits | None = None, peer: str = "127.0.0.1") -> None:
         self.clock = Clock()
         self.ready: list[FastAGIProtocol] = []
-        self.protocol = FastAGIProtocol(self.clock, on_ready or self.ready.append, limits)
+        self.protocol = FastAGIProtocol(self.clock, on_ready or self.ready.append, limits or AGILimits())
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
         self.protocol.makeConnection(self.transport)
 
@@ -97,9 +97,9 @@ class ServeProcess:
         )
         try:
             wait_until_listening(port, self.process, self.log_path)
-        except RuntimeError:
+        except RuntimeError as exc:
             self.stop()
-            raise RuntimeError(self.output())
+            raise RuntimeError(self.output()) from exc
 
     def output(self) -> str:
         return self.log_path.read_text()

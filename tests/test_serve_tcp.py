@@ -22,7 +22,7 @@ def test_defaults_serve_a_hotline_session(ivr_server: ServeProcess) -> None:
         asterisk.expect("WAIT FOR DIGIT", "5000")
         asterisk.reply("200 result=51")
         event = asterisk.expect("EXEC", "UserEvent")
-        assert event[2] == f"IvrMenuChoice,Uniqueid: 1700000000.1,Digit: 3"
+        assert event[2] == "IvrMenuChoice,Uniqueid: 1700000000.1,Digit: 3"
         asterisk.reply("200 result=0")
         asterisk.expect("SAY DIGITS", "3")
         asterisk.reply("200 result=0")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ivr.errors import UnsafeArgument
 
-__all__ = ["AGI_BUF_LEN", "MAX_COMMAND_BYTES", "quote_argument", "build_command"]
+__all__ = ["AGI_BUF_LEN", "MAX_COMMAND_BYTES", "build_command", "quote_argument"]
 
 #: Size of the buffer Asterisk reads one AGI command into (res_agi.c).
 AGI_BUF_LEN = 2048
