@@ -90,7 +90,7 @@ class IVRServer:
                 timer.cancel()
             return
         left = [s for s in live if not s.closed]
-        log.warning("{count} call(s) still live after {grace}s; closing them",
+        log.warn("{count} call(s) still live after {grace}s; closing them",
                  count=len(left), grace=grace)
         for session in left:
             session.abort(CallHangup("server shutting down"))

@@ -229,12 +229,12 @@ class FastAGIProtocol(LineOnlyReceiver):
 
     def _env_timed_out(self) -> None:
         self._env_timer = None
-        log.warning("peer {peer} sent no complete AGI environment in {timeout}s; closing",
+        log.warn("peer {peer} sent no complete AGI environment in {timeout}s; closing",
                  peer=self.peer_host, timeout=self.limits.env_timeout)
         self.abort(LimitExceeded("environment not received in time"))
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        log.warning("peer {peer} sent a line over {limit} bytes; closing the session",
+        log.warn("peer {peer} sent a line over {limit} bytes; closing the session",
                  peer=self.peer_host, limit=self.limits.max_line_bytes)
         self.abort(LimitExceeded(f"line longer than {self.limits.max_line_bytes} bytes"))
 
@@ -254,7 +254,7 @@ class FastAGIProtocol(LineOnlyReceiver):
             self._hangup_received()
             return
         if not self._pending:
-            log.warning("unexpected line from Asterisk with no command pending: {line!r}",
+            log.warn("unexpected line from Asterisk with no command pending: {line!r}",
                      line=text[:120])
             self.abort(MalformedReply(f"unsolicited line {text[:120]!r}"))
             return
@@ -285,12 +285,12 @@ class FastAGIProtocol(LineOnlyReceiver):
             return
         self._env_bytes += len(line) + 1
         if len(self._env) >= self.limits.max_env_lines or self._env_bytes > self.limits.max_env_bytes:
-            log.warning("peer {peer} sent an oversized AGI environment; closing", peer=self.peer_host)
+            log.warn("peer {peer} sent an oversized AGI environment; closing", peer=self.peer_host)
             self.abort(LimitExceeded("AGI environment too large"))
             return
         key, sep, value = line.partition(b": ")
         if not sep or _ENV_KEY.match(key) is None:
-            log.warning("ignoring malformed AGI environment line {line!r}", line=line[:80])
+            log.warn("ignoring malformed AGI environment line {line!r}", line=line[:80])
             return
         text = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
         self._env[key[4:].decode("ascii")] = text
@@ -303,7 +303,7 @@ class FastAGIProtocol(LineOnlyReceiver):
         self.environment = AGIEnvironment(self._env)
         self._env = None
         if "request" not in self.environment:
-            log.warning("peer {peer} sent an AGI environment without agi_request; closing",
+            log.warn("peer {peer} sent an AGI environment without agi_request; closing",
                      peer=self.peer_host)
             self.abort(MalformedReply("AGI environment without agi_request"))
             return
@@ -373,7 +373,7 @@ class FastAGIProtocol(LineOnlyReceiver):
     def _command_timed_out(self, pending: _Pending, delay: float) -> None:
         pending.timer = None
         verb = pending.command.decode("utf-8", "replace").split(" \"", 1)[0].strip()
-        log.warning("AGI command {verb} got no reply in {delay}s; closing the session",
+        log.warn("AGI command {verb} got no reply in {delay}s; closing the session",
                  verb=verb, delay=delay)
         # Replies can no longer be matched to commands: end the session.
         self.abort(CommandTimeout(f"{verb} got no reply within {delay}s"))
@@ -437,10 +437,10 @@ class FastAGIFactory(Factory):
     def buildProtocol(self, addr: IAddress) -> FastAGIProtocol | None:  # type: ignore[override]
         host = getattr(addr, "host", "")
         if not self.peers.admits(host):
-            log.warning("refused FastAGI connection from {host}: not in allowed_peers", host=host)
+            log.warn("refused FastAGI connection from {host}: not in allowed_peers", host=host)
             return None
         if not self.peers.acquire(host):
-            log.warning("refused FastAGI connection from {host}: over {limit} connections",
+            log.warn("refused FastAGI connection from {host}: over {limit} connections",
                      host=host, limit=self.peers.max_per_peer)
             return None
         protocol = FastAGIProtocol(self.clock, self.on_ready, self.limits)

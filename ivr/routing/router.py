@@ -97,7 +97,7 @@ class Router:
     async def _serve(self, call: Call, route: Route | None, timed_out: list[bool]) -> None:
         uid = call.uniqueid
         if route is None:
-            log.warning("no route for AGI script {script!r} (call {uniqueid}); sending to fallback",
+            log.warn("no route for AGI script {script!r} (call {uniqueid}); sending to fallback",
                      script=call.script, uniqueid=uid)
             await self._to_fallback(call, "unknown-route")
             return
@@ -109,12 +109,12 @@ class Router:
             if not timed_out:
                 raise
             self.calls_failed += 1
-            log.warning("call {uniqueid} on {route} passed its deadline; sending to fallback",
+            log.warn("call {uniqueid} on {route} passed its deadline; sending to fallback",
                      uniqueid=uid, route=route.name)
             await self._to_fallback(call, "deadline")
         except (ProtocolError, CommandTimeout) as exc:
             self.calls_failed += 1
-            log.warning("call {uniqueid} on {route}: session broken ({error}); Asterisk takes over",
+            log.warn("call {uniqueid} on {route}: session broken ({error}); Asterisk takes over",
                      uniqueid=uid, route=route.name, error=exc)
         except Exception:
             self.calls_failed += 1
@@ -134,6 +134,6 @@ class Router:
         except CallHangup:
             log.info("call {uniqueid} hung up before reaching the fallback", uniqueid=call.uniqueid)
         except AGIError as exc:
-            log.warning("could not send call {uniqueid} to the fallback: {error}",
+            log.warn("could not send call {uniqueid} to the fallback: {error}",
                      uniqueid=call.uniqueid, error=exc)
 
