@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from asterisk_sim import environment
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -20,9 +21,6 @@ from ivr.agi.fastagi import AGILimits, FastAGIProtocol
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
-
-from asterisk_sim import environment
 
 
 class Session:
