@@ -120,6 +120,7 @@ TEST_ROUTES = ",".join([
     "slow=routes_for_tests:slow",
     "digit=routes_for_tests:digit_probe",
     "turnaround=routes_for_tests:turnaround",
+    "long-prompt=routes_for_tests:long_prompt",
 ])
 
 

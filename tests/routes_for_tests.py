@@ -47,3 +47,10 @@ async def turnaround(call: Call) -> None:
     await call.user_event("IvrTurnaround", Uniqueid=call.uniqueid,
                           Samples=" ".join(f"{s:.3f}" for s in samples))
     await call.hangup()
+
+
+async def long_prompt(call: Call) -> None:
+    """Play a 20-second prompt; report IvrPromptDone only if it played to the end."""
+    await call.answer()
+    await call.play("demo-congrats")
+    await call.user_event("IvrPromptDone", Uniqueid=call.uniqueid)

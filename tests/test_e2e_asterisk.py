@@ -1,0 +1,147 @@
+"""End-to-end: real calls through the sandbox Asterisk into ``ivr serve``.
+
+The "caller" is the ;1 half of a Local channel running the test-caller
+context (Wait, SendDTMF, Playback, MixMonitor, hang up); the ;2 half runs
+the site dialplan from asterisk-conf/ and reaches ivr over FastAGI.
+What happened is read back from AMI events (pyst2) and recordings.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from asterisk_harness import AMI, Event, Sandbox
+from conftest import ServeProcess
+
+pytestmark = pytest.mark.asterisk
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    box.start()
+    yield box
+
+
+@pytest.fixture(scope="session")
+def ami(sandbox: Sandbox) -> Iterator[AMI]:
+    client = AMI()
+    yield client
+    client.close()
+
+
+def caller_number() -> str:
+    """A caller ID unique to one test call, used to find its events."""
+    return "9" + "".join(random.choices("0123456789", k=9))
+
+
+def from_caller(number: str, name: str) -> Callable[[Event], bool]:
+    return lambda e: (e.get("Event") == "UserEvent" and e.get("UserEvent") == name
+                      and e.get("CallerIDNum") == number)
+
+
+def audio_rms(path: str) -> float:
+    """RMS amplitude of a recording, by sox."""
+    result = subprocess.run(["sox", path, "-n", "stat"], capture_output=True, text=True, check=True)
+    match = re.search(r"RMS\s+amplitude:\s+([0-9.]+)", result.stderr)
+    assert match, result.stderr
+    return float(match.group(1))
+
+
+def wait_for_file(path: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path, "rb") as handle:
+                if len(handle.read()) > 44:
+                    return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no recording at {path}")
+
+
+def test_call_is_answered_hears_the_prompt_and_the_handler_sees_the_digit(
+        sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    number = caller_number()
+    recording = f"/tmp/ivr-test-{number}.wav"
+    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                  {"DIGITS": "5", "PRE_WAIT": "2", "RECORD_TO": recording},
+                  caller_id=f'"E2E" <{number}>')
+    choice = ami.wait_for(from_caller(number, "IvrMenuChoice"), timeout=30)
+    assert choice["Digit"] == "5"
+    ami.wait_for(lambda e: e.get("Event") == "Hangup" and e.get("CallerIDNum") == number
+                 and ";1" in e.get("Channel", ""), timeout=30)
+    host_recording = str(sandbox.host_path(recording))
+    wait_for_file(host_recording)
+    # The caller heard the greeting: the recording of the caller's side is not silence.
+    assert audio_rms(host_recording) > 0.01
+
+
+def test_caller_hanging_up_mid_prompt_ends_the_handler_cleanly(
+        sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    number = caller_number()
+    ami.originate("Local/long-prompt@test-route", "test-caller", "hangup-after",
+                  {"HANGUP_AFTER": "2"}, caller_id=f'"E2E" <{number}>')
+    done = ami.wait_for(lambda e: e.get("UserEvent") == "IvrAgiDone" and e.get("CallerIDNum") == number,
+                        timeout=30)
+    assert done["Status"] == "HANGUP"
+    uniqueid = done["Uniqueid"]
+    deadline = time.monotonic() + 10
+    while f"call {uniqueid} on long-prompt ended: caller hung up" not in ivr_server.output():
+        assert time.monotonic() < deadline, ivr_server.output()[-2000:]
+        time.sleep(0.1)
+    lines = [line for line in ivr_server.output().splitlines() if uniqueid in line]
+    assert not [line for line in lines if "#error" in line or "#critical" in line or "#warn" in line]
+    assert not [e for e in ami.events if e.get("UserEvent") == "IvrPromptDone"
+                and e.get("CallerIDNum") == number]
+
+
+def test_without_ivr_serve_asterisk_takes_the_fallback_within_two_seconds(
+        sandbox: Sandbox, ami: AMI) -> None:
+    number = caller_number()
+    recording = f"/tmp/ivr-test-{number}.wav"
+    started = time.monotonic()
+    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                  {"IVR_AGI_PORT": "4599", "RECORD_TO": recording, "POST_WAIT": "4"},
+                  caller_id=f'"E2E" <{number}>')
+    fallback = ami.wait_for(from_caller(number, "IvrFallback"), timeout=10)
+    elapsed = time.monotonic() - started
+    assert fallback["Reason"] == "FAILURE"
+    assert elapsed < 3.0, f"fallback took {elapsed:.2f}s"
+    ami.wait_for(lambda e: e.get("Event") == "Hangup" and e.get("CallerIDNum") == number
+                 and ";1" in e.get("Channel", ""), timeout=30)
+    host_recording = str(sandbox.host_path(recording))
+    wait_for_file(host_recording)
+    assert audio_rms(host_recording) > 0.01  # the apology was heard, not silence
+
+
+def test_rfc4733_dtmf_over_real_sip_reaches_the_handler(
+        sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    number = caller_number()
+    ami.originate("Local/hotline@test-sip-out", "test-caller", "dtmf",
+                  {"DIGITS": "7", "PRE_WAIT": "2"}, caller_id=f'"E2E SIP" <{number}>')
+    choice = ami.wait_for(from_caller(number, "IvrMenuChoice"), timeout=30)
+    assert choice["Digit"] == "7"
+    assert choice["Channel"].startswith("PJSIP/loop-"), choice
+
+
+def test_fifty_concurrent_calls_all_complete(
+        sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    calls = {caller_number(): str(i % 10) for i in range(50)}
+    for number, digit in calls.items():
+        ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                      {"DIGITS": digit, "PRE_WAIT": "2"}, caller_id=f'"Load" <{number}>')
+    choices: list[Event] = ami.wait_for_all(
+        lambda e: e.get("UserEvent") == "IvrMenuChoice" and e.get("CallerIDNum") in calls,
+        count=50, timeout=120)
+    assert {c["CallerIDNum"]: c["Digit"] for c in choices} == calls
+    done = ami.wait_for_all(
+        lambda e: e.get("UserEvent") == "IvrAgiDone" and e.get("CallerIDNum") in calls,
+        count=50, timeout=60)
+    assert {d["Status"] for d in done} == {"SUCCESS"}
