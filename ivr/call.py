@@ -72,6 +72,9 @@ class Call:
     def __init__(self, session: FastAGIProtocol) -> None:
         self._session = session
         self.env: AGIEnvironment = session.environment
+        #: True once this call was sent elsewhere in the dialplan (``goto``) or hung up
+        #: by us: the router then leaves the channel alone when the handler returns.
+        self.handed_off = False
 
     # -- the environment --------------------------------------------------
 
@@ -161,6 +164,7 @@ class Call:
     async def hangup(self) -> None:
         """Hang up this channel. Further commands raise CallHangup."""
         await self._session.send_command("HANGUP")
+        self.handed_off = True
 
     async def channel_status(self) -> ChannelStatus:
         reply = await self._session.send_command("CHANNEL STATUS")
@@ -173,6 +177,7 @@ class Call:
         await self._session.send_command("SET CONTEXT", context)
         await self._session.send_command("SET EXTENSION", extension)
         await self._session.send_command("SET PRIORITY", priority)
+        self.handed_off = True
 
     # -- prompts and digits -----------------------------------------------
 

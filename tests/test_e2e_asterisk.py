@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import random
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from asterisk_harness import AMI, Event, Sandbox
-from conftest import ServeProcess
+from conftest import TEST_ROUTES, ServeProcess, free_port
 
 pytestmark = pytest.mark.asterisk
 
@@ -144,4 +145,89 @@ def test_fifty_concurrent_calls_all_complete(
     done = ami.wait_for_all(
         lambda e: e.get("UserEvent") == "IvrAgiDone" and e.get("CallerIDNum") in calls,
         count=50, timeout=60)
-    assert {d["Status"] for d in done} == {"SUCCESS"}
+    # The hotline hangs up itself after reading the digit back, so AGISTATUS is HANGUP.
+    assert {d["Status"] for d in done} <= {"SUCCESS", "HANGUP"}
+    assert not [e for e in ami.events if e.get("UserEvent") == "IvrFallback"
+                and e.get("CallerIDNum") in calls]
+
+
+# -- the AGI outcomes Asterisk's own testsuite checks, seen from the dialplan -------
+
+
+def agi_done(ami: AMI, number: str, timeout: float = 30) -> Event:
+    return ami.wait_for(lambda e: e.get("UserEvent") == "IvrAgiDone" and e.get("CallerIDNum") == number,
+                        timeout=timeout)
+
+
+def fallbacks(ami: AMI, number: str) -> list[Event]:
+    return [e for e in ami.events if e.get("UserEvent") == "IvrFallback" and e.get("CallerIDNum") == number]
+
+
+def test_outcome_success_handler_finished(sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    number = caller_number()
+    ami.originate("Local/echo@test-route", "test-caller", "hangup-after", {"HANGUP_AFTER": "5"},
+                  caller_id=f'"E2E" <{number}>')
+    done = agi_done(ami, number)
+    assert (done["Status"], done["Result"]) == ("SUCCESS", "done")
+    time.sleep(0.5)
+    assert fallbacks(ami, number) == []
+
+
+def test_outcome_notfound_unknown_route_goes_to_fallback(
+        sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    number = caller_number()
+    ami.originate("Local/no-such-menu@test-route", "test-caller", "hangup-after", {"HANGUP_AFTER": "4"},
+                  caller_id=f'"E2E" <{number}>')
+    assert ami.wait_for(from_caller(number, "IvrFallback"))["Reason"] == "unknown-route"
+    assert "no route for AGI script 'no-such-menu'" in ivr_server.output()
+
+
+def test_outcome_failure_handler_error_goes_to_fallback(
+        sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    number = caller_number()
+    ami.originate("Local/boom@test-route", "test-caller", "hangup-after", {"HANGUP_AFTER": "4"},
+                  caller_id=f'"E2E" <{number}>')
+    assert ami.wait_for(from_caller(number, "IvrFallback"))["Reason"] == "handler-error"
+
+
+def test_outcome_failure_refused_peer_goes_to_fallback(sandbox: Sandbox, ami: AMI) -> None:
+    port = free_port()
+    server = ServeProcess(port, {"IVR_AGI_ALLOWED_PEERS": "127.0.0.2/32"})
+    try:
+        number = caller_number()
+        ami.originate("Local/4000@ivr-hotline", "test-caller", "hangup-after",
+                      {"IVR_AGI_PORT": str(port), "HANGUP_AFTER": "4"}, caller_id=f'"E2E" <{number}>')
+        assert ami.wait_for(from_caller(number, "IvrFallback"))["Reason"] == "INTERRUPTED"
+    finally:
+        server.stop()
+    assert "not in allowed_peers" in server.output()
+
+
+def test_outcome_failure_server_killed_mid_call_goes_to_fallback(sandbox: Sandbox, ami: AMI) -> None:
+    port = free_port()
+    server = ServeProcess(port, {"IVR_ROUTING_ROUTES": TEST_ROUTES})
+    number = caller_number()
+    try:
+        ami.originate("Local/slow@test-route", "test-caller", "hangup-after",
+                      {"IVR_AGI_PORT": str(port), "HANGUP_AFTER": "8"}, caller_id=f'"E2E" <{number}>')
+        ami.wait_for(lambda e: e.get("Event") == "Newexten" and e.get("CallerIDNum") == number
+                     and e.get("Application") == "AGI", timeout=10)
+        time.sleep(1.0)  # inside WAIT FOR DIGIT now
+    finally:
+        server.stop(signal.SIGKILL)
+    assert ami.wait_for(from_caller(number, "IvrFallback"))["Reason"] == "INTERRUPTED"
+
+
+def test_outcome_hangup_while_waiting_is_a_normal_end(
+        sandbox: Sandbox, ami: AMI, ivr_server: ServeProcess) -> None:
+    number = caller_number()
+    ami.originate("Local/slow@test-route", "test-caller", "hangup-after", {"HANGUP_AFTER": "2"},
+                  caller_id=f'"E2E" <{number}>')
+    done = agi_done(ami, number)
+    assert done["Status"] == "HANGUP"
+    uniqueid = done["Uniqueid"]
+    deadline = time.monotonic() + 10
+    while f"call {uniqueid} on slow ended: caller hung up" not in ivr_server.output():
+        assert time.monotonic() < deadline, ivr_server.output()[-2000:]
+        time.sleep(0.1)
+    assert fallbacks(ami, number) == []

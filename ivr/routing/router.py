@@ -123,9 +123,25 @@ class Router:
             await self._to_fallback(call, "handler-error")
         else:
             log.debug("call {uniqueid} on {route} finished", uniqueid=uid, route=route.name)
+            await self._mark_done(call)
+
+    async def _mark_done(self, call: Call) -> None:
+        """Tell the dialplan the handler finished on purpose.
+
+        Asterisk reports ``AGISTATUS=SUCCESS`` whenever the socket closes, even
+        when ivr crashed or refused the call; ``IVR_RESULT=done`` is how the
+        dialplan (asterisk-conf/extensions_ivr.conf) tells the two apart and
+        sends an unfinished call to the fallback instead of hanging up.
+        """
+        if call.hungup or call.handed_off:
+            return
+        try:
+            await call.set_variable("IVR_RESULT", "done")
+        except CallHangup:
+            pass
 
     async def _to_fallback(self, call: Call, reason: str) -> None:
-        if call.hungup:
+        if call.hungup or call.handed_off:
             return
         target = self.fallback
         try:
