@@ -16,11 +16,13 @@ from ivr.errors import (
     IVRError,
     LimitExceeded,
     MalformedReply,
+    PluginError,
     ProtocolError,
     UnsafeArgument,
     UsageError,
 )
-from ivr.routing import Fallback, Handler, Route, Router
+from ivr.plugins.hookspecs import hookimpl
+from ivr.routing import CallOutcome, Fallback, Handler, Route, Router
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ __all__ = [
     "AGIError",
     "Call",
     "CallHangup",
+    "CallOutcome",
     "CallTimeout",
     "ChannelStatus",
     "CommandError",
@@ -43,6 +46,7 @@ __all__ = [
     "InvalidCommand",
     "LimitExceeded",
     "MalformedReply",
+    "PluginError",
     "ProtocolError",
     "Recording",
     "Route",
@@ -50,5 +54,6 @@ __all__ = [
     "Settings",
     "UnsafeArgument",
     "UsageError",
+    "hookimpl",
     "load_settings",
 ]

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
 from ivr.config import Settings
 from ivr.errors import CallHangup, ConfigError
-from ivr.routing.hotline import hotline
+from ivr.plugins.manager import load_plugins
 from ivr.routing.router import Fallback, Handler, Route, Router
 
 __all__ = ["IVRServer", "load_handler"]
@@ -43,10 +43,12 @@ class IVRServer:
         self.reactor = reactor
         agi = settings.agi
         context, extension, priority = settings.routing.fallback.split(",")
+        self.plugins = load_plugins(settings.plugins.folder_path())
         self.router = Router(cast(IReactorTime, reactor),
+                             routes=self.plugins.routes,
                              fallback=Fallback(context, extension, int(priority)),
-                             call_deadline=agi.call_deadline)
-        self.router.add(Route("hotline", hotline))
+                             call_deadline=agi.call_deadline,
+                             hooks=self.plugins.hook)
         for name, target in settings.routing.routes.items():
             handler = load_handler(target, settings.source, f"routing.routes.{name}")
             self.router.routes[name] = Route(name, handler)
@@ -63,6 +65,7 @@ class IVRServer:
         self.port = tcp.listenTCP(agi.port, self.factory,  # type: ignore[arg-type]
                                   interface=agi.host, backlog=1024)
         address = self.port.getHost()
+        log.info("loaded plugins: {plugins}", plugins=", ".join(p.name for p in self.plugins.info))
         log.info("FastAGI listening on {host}:{port} with routes {routes}",
                  host=getattr(address, "host", agi.host), port=getattr(address, "port", agi.port),
                  routes=sorted(self.router.routes))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, PluginError
 
 __all__ = ["main"]
 
@@ -37,6 +37,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugins_list(args: argparse.Namespace) -> int:
+    from ivr.config import load_settings
+    from ivr.plugins.manager import load_plugins
+
+    settings = load_settings(args.config)
+    plugins = load_plugins(settings.plugins.folder_path())
+    for plugin in plugins.info:
+        print(plugin.name)
+        print(f"  source: {plugin.source}")
+        print(f"  hooks:  {', '.join(plugin.hooks) or '-'}")
+        print(f"  routes: {', '.join(plugin.routes) or '-'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr", description="Telephony/IVR server for Asterisk.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="FastAGI port (overrides [agi] port)")
     serve.add_argument("--log-format", choices=["text", "json"], help="log output format")
     serve.set_defaults(run=_serve)
+    plugins = commands.add_parser("plugins", help="inspect plugins")
+    plugin_commands = plugins.add_subparsers(dest="plugins_command", required=True)
+    listing = plugin_commands.add_parser("list", help="each plugin's name, source, hooks and routes")
+    listing.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
+    listing.set_defaults(run=_plugins_list)
     return parser
 
 
@@ -54,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except ConfigError as exc:
         print(f"ivr: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except PluginError as exc:
+        print(f"ivr: plugin error: {exc}", file=sys.stderr)
         return 2
 
 

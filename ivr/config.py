@@ -60,6 +60,12 @@ def _routes(value: dict[str, str]) -> str | None:
     return None
 
 
+def _directory(value: str) -> str | None:
+    if value and not Path(value).is_dir():
+        return f"an existing folder ({value!r} is not one), or \"\" for ./plugins if it exists"
+    return None
+
+
 def _setting(default: Any, check: Any = None, doc: str = "") -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"check": check, "doc": doc})
@@ -89,6 +95,19 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True)
+class PluginSettings:
+    folder: str = _setting("", _directory,
+                           "folder of plugin .py files (empty: ./plugins if it exists)")
+
+    def folder_path(self) -> Path | None:
+        """The plugins folder to load, if any."""
+        if self.folder:
+            return Path(self.folder)
+        default = Path("plugins")
+        return default if default.is_dir() else None
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = _setting("text", _choice("text", "json"), "log output format")
     level: str = _setting("info", _choice("debug", "info", "warn", "error", "critical"),
@@ -105,13 +124,15 @@ class ServerSettings:
 class Settings:
     agi: AGISettings = field(default_factory=AGISettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    plugins: PluginSettings = field(default_factory=PluginSettings)
     log: LogSettings = field(default_factory=LogSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     source: str = "defaults"
 
 
 _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
-                              "log": LogSettings, "server": ServerSettings}
+                              "plugins": PluginSettings, "log": LogSettings,
+                              "server": ServerSettings}
 
 
 def _describe(kind: Any) -> str:

@@ -5,6 +5,7 @@ embedding application can catch the whole family at once::
 
     IVRError
     ├── ConfigError                  a setting is wrong; names the file, key and fix
+    ├── PluginError                  a plugin failed to load or validate; names it
     └── AGIError                     anything about one FastAGI session
         ├── CallHangup               the caller hung up: a normal end, logged at INFO
         │   └── DeadChannel          Asterisk answered 511 (command on a dead channel)
@@ -31,6 +32,7 @@ __all__ = [
     "CommandFailed",
     "CommandTimeout",
     "ConfigError",
+    "PluginError",
     "DeadChannel",
     "DeadlineExceeded",
     "IVRError",
@@ -61,6 +63,20 @@ class ConfigError(IVRError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{source}: {key}: {problem}. Fix: {fix}")
+
+
+class PluginError(IVRError):
+    """A plugin could not be imported, validated or combined with the others.
+
+    Raised at start-up only, with the plugin's name, where it came from, and
+    the problem, so an admin knows which file or package to fix.
+    """
+
+    def __init__(self, plugin: str, source: str, problem: str) -> None:
+        self.plugin = plugin
+        self.source = source
+        self.problem = problem
+        super().__init__(f"plugin {plugin!r} ({source}): {problem}")
 
 
 class AGIError(IVRError):

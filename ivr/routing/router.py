@@ -8,8 +8,10 @@ dead air because of us. A hangup is the normal end of a call.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -37,6 +39,16 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """How a call left ivr, for the ``ivr_call_ended`` hook."""
+
+    #: ``completed``, ``hangup``, ``fallback`` or ``broken``.
+    kind: str
+    #: Why, for ``fallback`` (``unknown-route``, ``handler-error``, ``deadline``) and ``broken``.
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Fallback:
     """Where a caller goes when ivr cannot serve them (a queue or an apology)."""
 
@@ -54,8 +66,11 @@ class Router:
         routes: Iterable[Route] = (),
         fallback: Fallback = Fallback(),
         call_deadline: float = 3600.0,
+        hooks: Any | None = None,
     ) -> None:
         self.clock = clock
+        #: pluggy's hook relay (``PluginManager.hook``), or None for no plugins.
+        self.hooks = hooks
         self.fallback = fallback
         self.call_deadline = call_deadline
         self.routes: dict[str, Route] = {}
@@ -95,16 +110,43 @@ class Router:
         return served
 
     async def _serve(self, call: Call, route: Route | None, timed_out: list[bool]) -> None:
+        await self._notify("ivr_call_started", call=call)
+        outcome = await self._run(call, route, timed_out)
+        await self._notify("ivr_call_ended", call=call, outcome=outcome)
+
+    async def _notify(self, hook_name: str, **kwargs: object) -> None:
+        """Call a notification hook, one plugin at a time.
+
+        Each implementation runs on its own, so one plugin's bug is logged with
+        its name and neither reaches the caller nor stops the other subscribers
+        (the contact history must still see the call).
+        """
+        if self.hooks is None:
+            return
+        call = kwargs.get("call")
+        for impl in reversed(getattr(self.hooks, hook_name).get_hookimpls()):  # pluggy's order
+            try:
+                result = impl.function(*(kwargs[name] for name in impl.argnames))
+                if inspect.isawaitable(result):
+                    await result
+            except defer.CancelledError:
+                raise
+            except Exception:
+                log.failure("plugin {plugin} failed in {hook} on call {uniqueid}", plugin=impl.plugin_name,
+                            hook=hook_name, uniqueid=getattr(call, "uniqueid", "?"))
+
+    async def _run(self, call: Call, route: Route | None, timed_out: list[bool]) -> CallOutcome:
         uid = call.uniqueid
         if route is None:
             log.warn("no route for AGI script {script!r} (call {uniqueid}); sending to fallback",
                      script=call.script, uniqueid=uid)
             await self._to_fallback(call, "unknown-route")
-            return
+            return CallOutcome("fallback", "unknown-route")
         try:
             await route.handler(call)
         except CallHangup:
             log.info("call {uniqueid} on {route} ended: caller hung up", uniqueid=uid, route=route.name)
+            return CallOutcome("hangup")
         except defer.CancelledError:
             if not timed_out:
                 raise
@@ -112,18 +154,21 @@ class Router:
             log.warn("call {uniqueid} on {route} passed its deadline; sending to fallback",
                      uniqueid=uid, route=route.name)
             await self._to_fallback(call, "deadline")
+            return CallOutcome("fallback", "deadline")
         except (ProtocolError, CommandTimeout) as exc:
             self.calls_failed += 1
             log.warn("call {uniqueid} on {route}: session broken ({error}); Asterisk takes over",
                      uniqueid=uid, route=route.name, error=exc)
+            return CallOutcome("broken", str(exc))
         except Exception:
             self.calls_failed += 1
             log.failure("handler for {route} failed on call {uniqueid}; sending to fallback",
                         route=route.name, uniqueid=uid)
             await self._to_fallback(call, "handler-error")
-        else:
-            log.debug("call {uniqueid} on {route} finished", uniqueid=uid, route=route.name)
-            await self._mark_done(call)
+            return CallOutcome("fallback", "handler-error")
+        log.debug("call {uniqueid} on {route} finished", uniqueid=uid, route=route.name)
+        await self._mark_done(call)
+        return CallOutcome("completed")
 
     async def _mark_done(self, call: Call) -> None:
         """Tell the dialplan the handler finished on purpose.

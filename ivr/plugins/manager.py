@@ -1,0 +1,138 @@
+"""Loading plugins: built-ins, the ``ivr`` entry-point group, then a plugins folder.
+
+Each source is loaded one plugin at a time so that an import error, a hook
+with a misspelt name or wrong arguments, or a duplicate route stops start-up
+with a :class:`~ivr.errors.PluginError` naming the plugin and where it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
+
+import pluggy
+
+from ivr.errors import PluginError
+from ivr.plugins import hookspecs
+from ivr.routing.router import Route
+
+__all__ = ["DEFAULT_PLUGINS", "PluginInfo", "Plugins", "load_plugins"]
+
+#: Built-in features, registered first, as plugins like any other.
+DEFAULT_PLUGINS = ("ivr.plugins.hotline",)
+ENTRY_POINT_GROUP = "ivr"
+
+
+@dataclass
+class PluginInfo:
+    """What ``ivr plugins list`` shows about one plugin."""
+
+    name: str
+    source: str
+    hooks: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plugins:
+    """The loaded plugin manager, with the routes and facts gathered from it."""
+
+    manager: pluggy.PluginManager
+    info: list[PluginInfo]
+    routes: list[Route]
+
+    @property
+    def hook(self) -> Any:
+        return self.manager.hook
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"ivr_plugins.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str, source: str,
+              info: list[PluginInfo]) -> None:
+    if pm.get_plugin(name) is not None:
+        raise PluginError(name, source, "a plugin with this name is already loaded")
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(name, source, str(exc)) from None
+    hooks = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [])
+    info.append(PluginInfo(name, source, hooks))
+
+
+def _candidates(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith(("_", ".")))
+
+
+def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT_PLUGINS) -> Plugins:
+    """Load every plugin and collect its routes; raise PluginError on any problem."""
+    pm = pluggy.PluginManager("ivr")
+    pm.add_hookspecs(hookspecs)
+    info: list[PluginInfo] = []
+    for module_name in builtins:
+        _register(pm, importlib.import_module(module_name), module_name, "built-in", info)
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(entry_point.dist, "name", "?")
+        source = f"entry point {entry_point.value} in package {dist}"
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            raise PluginError(entry_point.name, source, f"failed to import: {exc!r}") from None
+        _register(pm, plugin, entry_point.name, source, info)
+    if folder is not None:
+        for path in _candidates(folder):
+            try:
+                module = _import_file(path)
+            except Exception as exc:
+                raise PluginError(path.stem, str(path), f"failed to import: {exc!r}") from None
+            _register(pm, module, path.stem, str(path), info)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or "?"
+        source = next((i.source for i in info if i.name == name), "?")
+        raise PluginError(name, source, f"{exc} (hooks must be named ivr_* from ivr.hookspecs)") from None
+    return Plugins(pm, info, _collect_routes(pm, info))
+
+
+def _collect_routes(pm: pluggy.PluginManager, info: list[PluginInfo]) -> list[Route]:
+    by_name = {i.name: i for i in info}
+    owners: dict[str, str] = {}
+    routes: list[Route] = []
+    for impl in pm.hook.ivr_routes.get_hookimpls():  # in registration order
+        plugin = by_name[impl.plugin_name]
+        try:
+            offered = list(cast(Iterable[object], impl.function()))
+        except Exception as exc:
+            raise PluginError(plugin.name, plugin.source, f"ivr_routes() failed: {exc!r}") from None
+        for route in offered:
+            if not isinstance(route, Route):
+                raise PluginError(plugin.name, plugin.source,
+                                  f"ivr_routes() must return Route objects, not {route!r}")
+            if route.name in owners:
+                raise PluginError(plugin.name, plugin.source,
+                                  f"route {route.name!r} is already served by plugin {owners[route.name]!r}")
+            owners[route.name] = plugin.name
+            plugin.routes.append(route.name)
+            routes.append(route)
+    return routes
