@@ -12,6 +12,7 @@ from ivr.errors import (
     ConfigError,
     DeadChannel,
     DeadlineExceeded,
+    FallbackRequested,
     InvalidCommand,
     IVRError,
     LimitExceeded,
@@ -23,6 +24,9 @@ from ivr.errors import (
 )
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing import CallOutcome, Fallback, Handler, Route, Router
+from ivr.routing.customers import Customer
+from ivr.routing.menu_engine import RouteDecision
+from ivr.routing.menus import Menu, MenuRoute, Option, action, agent, callback, hangup, play, queue, submenu
 
 __version__ = "0.1.0"
 
@@ -40,20 +44,33 @@ __all__ = [
     "ConfigError",
     "DeadChannel",
     "DeadlineExceeded",
+    "Customer",
     "Fallback",
+    "FallbackRequested",
     "Handler",
     "IVRError",
     "InvalidCommand",
     "LimitExceeded",
     "MalformedReply",
+    "Menu",
+    "MenuRoute",
+    "Option",
     "PluginError",
     "ProtocolError",
     "Recording",
     "Route",
+    "RouteDecision",
     "Router",
     "Settings",
     "UnsafeArgument",
     "UsageError",
+    "action",
+    "agent",
+    "callback",
+    "hangup",
     "hookimpl",
     "load_settings",
+    "play",
+    "queue",
+    "submenu",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet import defer
@@ -12,8 +14,12 @@ from twisted.logger import Logger
 from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
 from ivr.config import Settings
 from ivr.errors import CallHangup, ConfigError
-from ivr.plugins.manager import load_plugins
+from ivr.plugins.manager import Plugins, load_plugins
+from ivr.routing.customers import CustomerLookup
+from ivr.routing.hours import BusinessHours
+from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
+from ivr.voices import DEFAULT_BUILD_DIR
 
 __all__ = ["IVRServer", "load_handler"]
 
@@ -35,6 +41,43 @@ def load_handler(target: str, source: str, key: str) -> Handler:
     return cast(Handler, handler)
 
 
+def prompt_checker(settings: Settings) -> Callable[[str], bool] | None:
+    """A test for "this prompt has a sound file in every language", or None if none can be seen."""
+    folders = [Path(settings.voices.dir) if settings.voices.dir else DEFAULT_BUILD_DIR]
+    if settings.voices.sounds_dir:
+        folders.append(Path(settings.voices.sounds_dir))
+    folders = [f for f in folders if f.is_dir()]
+    if not folders:
+        log.warn("prompt files not checked: no voices build (run `ivr voices build`) and no "
+                 "voices.sounds_dir")
+        return None
+
+    def exists(prompt: str) -> bool:
+        return all(any(any((f / lang).glob(f"{prompt}.*")) for f in folders)
+                   for lang in settings.voices.languages)
+
+    return exists
+
+
+def build_routing(settings: Settings, reactor: Any, plugins: Plugins) -> RoutingServices:
+    """Validate the menus and build what menu routes share."""
+    routing = settings.routing
+    menus = plugins.menus
+    taken = {r.name for r in plugins.routes} & set(menus.routes)
+    if taken:
+        name = sorted(taken)[0]
+        raise ConfigError(menus.routes[name].source, f"route {name!r}",
+                          "also served by a plugin's ivr_routes", "rename the menu route")
+    callbacks = bool(plugins.manager.hook.ivr_request_callback.get_hookimpls())
+    menus.validate(routing.queues, prompt_checker(settings), callbacks=callbacks)
+    hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly, settings.hours.holidays,
+                                settings.source)
+    hook = plugins.manager.hook
+    lookup = CustomerLookup(cast(IReactorTime, reactor), lambda phone: hook.ivr_lookup_customer(phone=phone),
+                            region=routing.region, deadline=routing.lookup_deadline, ttl=routing.lookup_ttl)
+    return RoutingServices(menus, lookup, hours, routing, hook)
+
+
 class IVRServer:
     """One ``ivr serve`` process: the FastAGI listener and everything behind it."""
 
@@ -44,8 +87,11 @@ class IVRServer:
         agi = settings.agi
         context, extension, priority = settings.routing.fallback.split(",")
         self.plugins = load_plugins(settings.plugins.folder_path())
+        self.routing = build_routing(settings, reactor, self.plugins)
+        menu_routes = [Route(r.name, MenuRouteHandler(r, self.routing))
+                       for r in self.plugins.menus.routes.values()]
         self.router = Router(cast(IReactorTime, reactor),
-                             routes=self.plugins.routes,
+                             routes=self.plugins.routes + menu_routes,
                              fallback=Fallback(context, extension, int(priority)),
                              call_deadline=agi.call_deadline,
                              hooks=self.plugins.hook)

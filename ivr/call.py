@@ -9,6 +9,7 @@ which the router treats as the normal end of a call.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
@@ -206,16 +207,8 @@ class Call:
         Returns the keys pressed ("" if none). ``timeout`` is the wait after
         the prompt and between keys.
         """
-        reply = await self._session.send_command(
-            "GET DATA", prompt, int(timeout * 1000), max_digits,
-            timeout=_LONG_COMMAND,
-        )
-        if reply.raw_result == "-1":
-            if not self.hungup:
-                await self._session.send_command("CHANNEL STATUS")
-            raise CallHangup("caller hung up") if self.hungup else CommandFailed(
-                "GET DATA", "Asterisk answered result=-1"
-            )
+        reply = await self._media("GET DATA", prompt, int(timeout * 1000), max_digits,
+                                  timeout=_LONG_COMMAND)
         return reply.raw_result
 
     async def get_digits(self, max_digits: int, timeout: float = 5.0, prompt: str = "silence/1") -> str:
@@ -293,6 +286,67 @@ class Call:
         if reply.result == -1 and self.hungup:
             raise CallHangup("caller hung up")
         return reply.result
+
+    async def set_language(self, language: str) -> None:
+        """Switch the channel's language: Asterisk then plays ``sounds/<language>/`` prompts."""
+        await self.set_variable("CHANNEL(language)", language)
+        self.env = AGIEnvironment({**self.env, "language": language})
+
+    async def menu(
+        self,
+        prompt: str,
+        choices: Mapping[str, str],
+        tries: int = 3,
+        timeout: float = 5.0,
+        invalid_prompt: str | None = "ivr-invalid",
+        timeout_prompt: str | None = "ivr-timeout",
+        repeat_key: str | None = "#",
+        other_keys: str = "",
+        first_key: str | None = None,
+    ) -> str | None:
+        """Ask a keypad question: play ``prompt`` and return the choice for the key pressed.
+
+        The prompt can be interrupted by any key. A key that is not in
+        ``choices`` plays ``invalid_prompt``; silence for ``timeout`` seconds
+        plays ``timeout_prompt``; both use up a try. ``repeat_key`` plays the
+        prompt again without using one. Keys in ``other_keys`` (e.g. ``*`` for
+        back) are returned as they are. Returns None once ``tries`` are used up.
+        ``first_key`` is a key the caller already pressed (during a greeting):
+        it answers the first try without the prompt.
+        """
+        used = 0
+        while used < tries:
+            key, first_key = first_key or await self.play(prompt, ALL_DIGITS), None
+            if key is None:
+                key = await self.wait_for_digit(timeout)
+            if key is not None and key == repeat_key:
+                continue
+            if key is not None and key in other_keys:
+                return key
+            if key is not None and key in choices:
+                return choices[key]
+            used += 1
+            retry_prompt = timeout_prompt if key is None else invalid_prompt
+            if retry_prompt:
+                await self.play(retry_prompt)
+        return None
+
+    async def transfer_to_queue(self, queue: str, priority: int = 0,
+                                variables: Mapping[str, str] | None = None,
+                                owner_device: str = "", owner_seconds: int = 20) -> None:
+        """Hand the call to the ``ivr-queue`` dialplan, which rings the owner, then queues.
+
+        ``variables`` (contact id, customer id, IVR path ...) go on the channel
+        first, so the agent's screen pop and the queue log see them. ivr's
+        session ends here: a caller waiting in a queue holds no AGI session.
+        """
+        for name, value in (variables or {}).items():
+            await self.set_variable(name, value)
+        await self.set_variable("QUEUE_PRIO", str(priority))
+        await self.set_variable("IVR_OWNER_DEVICE", owner_device)
+        await self.set_variable("IVR_OWNER_SECONDS", str(owner_seconds))
+        await self.set_variable("IVR_QUEUE", queue)
+        await self.goto("ivr-queue")
 
     async def verbose(self, message: str, level: int = 1) -> None:
         await self._session.send_command("VERBOSE", message, level)

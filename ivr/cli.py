@@ -48,6 +48,7 @@ def _plugins_list(args: argparse.Namespace) -> int:
         print(f"  source: {plugin.source}")
         print(f"  hooks:  {', '.join(plugin.hooks) or '-'}")
         print(f"  routes: {', '.join(plugin.routes) or '-'}")
+        print(f"  menus:  {', '.join(plugin.menus) or '-'}")
     return 0
 
 
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = plugin_commands.add_parser("list", help="each plugin's name, source, hooks and routes")
     listing.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
     listing.set_defaults(run=_plugins_list)
+    from ivr.voices import register_cli
+
+    register_cli(commands)
     return parser
 
 

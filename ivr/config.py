@@ -62,7 +62,7 @@ def _routes(value: dict[str, str]) -> str | None:
 
 def _directory(value: str) -> str | None:
     if value and not Path(value).is_dir():
-        return f"an existing folder ({value!r} is not one), or \"\" for ./plugins if it exists"
+        return f"an existing folder ({value!r} is not one), or \"\" for the default"
     return None
 
 
@@ -92,6 +92,33 @@ class RoutingSettings:
                              "dialplan location for callers ivr cannot serve")
     routes: dict[str, str] = _setting({}, _routes,
                                       "extra routes: AGI script name = \"module:function\"")
+    region: str = _setting("CN", lambda v: None if len(v) == 2 and v.isupper() else
+                           "a two-letter region code such as CN or GB",
+                           "region for caller IDs written without a country code")
+    lookup_deadline: float = _setting(0.3, _positive, "seconds the customer lookup may take")
+    lookup_ttl: float = _setting(60.0, _positive, "seconds a customer lookup is cached")
+    queues: list[str] = _setting(["sales", "after-sales", "vip", "ivr-fallback"], None,
+                                 "queues menus may transfer to (as in Asterisk's queues.conf)")
+    agents: dict[str, str] = _setting({}, None, "agent id = dial string, e.g. 1001 = \"PJSIP/1001\"")
+    owner_ring_seconds: int = _setting(20, _positive, "seconds the account owner rings before the queue")
+    vip_priority: int = _setting(10, None, "queue priority of VIP callers")
+    hot_lead_priority: int = _setting(5, None, "queue priority of hot leads")
+
+
+@dataclass(frozen=True)
+class HoursSettings:
+    timezone: str = _setting("Asia/Shanghai", None, "time zone of the service desk")
+    weekly: dict[str, str] = _setting({d: "00:00-24:00" for d in ("mon", "tue", "wed", "thu", "fri",
+                                                                   "sat", "sun")}, None,
+                                      "opening hours per day, e.g. mon = \"09:00-18:00\"")
+    holidays: list[str] = _setting([], None, "closed dates, YYYY-MM-DD")
+
+
+@dataclass(frozen=True)
+class VoicesSettings:
+    dir: str = _setting("", _directory, "built prompts (empty: voices/build of this checkout)")
+    sounds_dir: str = _setting("", _directory, "Asterisk's sounds folder, also searched for prompts")
+    languages: list[str] = _setting(["en", "zh"], None, "languages every prompt must exist in")
 
 
 @dataclass(frozen=True)
@@ -125,13 +152,16 @@ class Settings:
     agi: AGISettings = field(default_factory=AGISettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
+    hours: HoursSettings = field(default_factory=HoursSettings)
+    voices: VoicesSettings = field(default_factory=VoicesSettings)
     log: LogSettings = field(default_factory=LogSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     source: str = "defaults"
 
 
 _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
-                              "plugins": PluginSettings, "log": LogSettings,
+                              "plugins": PluginSettings, "hours": HoursSettings,
+                              "voices": VoicesSettings, "log": LogSettings,
                               "server": ServerSettings}
 
 

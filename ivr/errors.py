@@ -6,6 +6,7 @@ embedding application can catch the whole family at once::
     IVRError
     ├── ConfigError                  a setting is wrong; names the file, key and fix
     ├── PluginError                  a plugin failed to load or validate; names it
+    ├── FallbackRequested            a handler sends its caller to the fallback (a person)
     └── AGIError                     anything about one FastAGI session
         ├── CallHangup               the caller hung up: a normal end, logged at INFO
         │   └── DeadChannel          Asterisk answered 511 (command on a dead channel)
@@ -33,6 +34,7 @@ __all__ = [
     "CommandTimeout",
     "ConfigError",
     "PluginError",
+    "FallbackRequested",
     "DeadChannel",
     "DeadlineExceeded",
     "IVRError",
@@ -77,6 +79,18 @@ class PluginError(IVRError):
         self.source = source
         self.problem = problem
         super().__init__(f"plugin {plugin!r} ({source}): {problem}")
+
+
+class FallbackRequested(IVRError):
+    """Raised by a handler to send its caller to the fallback, e.g. after a menu's tries.
+
+    Not a failure: the router logs it at INFO and sets ``IVR_FALLBACK_REASON``
+    to ``reason``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class AGIError(IVRError):

@@ -36,10 +36,11 @@ def test_demo_serves_a_demo_call_and_ctrl_c_stops_both(tmp_path: Path) -> None:
             ami.originate("Local/4000@ivr-hotline", "test-caller", "demo", {"IVR_AGI_PORT": str(port)},
                           caller_id='"Demo" <5550100>')
             choice = ami.wait_for(lambda e: e.get("UserEvent") == "IvrMenuChoice"
-                                  and e.get("CallerIDNum") == "5550100", timeout=30)
+                                  and e.get("CallerIDNum") == "5550100" and e.get("Menu") == "main",
+                                  timeout=45)
         finally:
             ami.close()
-        assert choice["Digit"] == "5"
+        assert (choice["Digit"], choice["Path"]) == ("3", "language:en>main:3")
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         demo.wait(60)

@@ -51,10 +51,24 @@ def test_every_hook_is_prefixed_typed_and_documented() -> None:
     assert sorted(public) == sorted(n for n, _ in hooks)
 
 
-def test_builtin_hotline_is_a_plugin() -> None:
+def test_builtin_features_are_plugins() -> None:
     plugins = load_plugins(None)
-    assert [r.name for r in plugins.routes] == ["hotline"]
-    assert plugins.info[0].source == "built-in"
+    assert [r.name for r in plugins.routes] == ["key-echo"]
+    assert list(plugins.menus.routes) == ["hotline"]
+    assert {i.name: i.source for i in plugins.info} == {
+        "ivr.plugins.diagnostics": "built-in", "ivr.plugins.demo_hotline": "built-in"}
+
+
+def test_toml_menus_in_the_plugins_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "support.toml").write_text(
+        '[routes]\nsupport = "s-main"\n[menus.s-main]\nprompt = "ivr-main-menu"\n'
+        '[menus.s-main.options]\n"0" = { queue = "sales" }\n')
+    plugins = load_plugins(folder)
+    info = {i.name: i for i in plugins.info}
+    assert info["support"].routes == ["support"] and info["support"].menus == ["s-main"]
+    assert plugins.menus.routes["support"].start == "s-main"
 
 
 def test_plugins_folder_adds_routes(tmp_path: Path) -> None:
@@ -72,7 +86,7 @@ def test_plugins_folder_adds_routes(tmp_path: Path) -> None:
     ("from ivr import hookimpl\n@hookimpl\ndef ivr_rotues():\n    return []\n", "ivr_rotues"),
     ("from ivr import hookimpl\n@hookimpl\ndef ivr_routes():\n    return ['x']\n", "Route objects"),
     ("from ivr import Route, hookimpl\nasync def h(call): pass\n@hookimpl\ndef ivr_routes():\n"
-     "    return [Route('hotline', h)]\n", "already served by plugin 'ivr.plugins.hotline'"),
+     "    return [Route('key-echo', h)]\n", "already served by plugin 'ivr.plugins.diagnostics'"),
     ("from ivr import hookimpl\n@hookimpl\ndef ivr_call_started(call, extra):\n    pass\n", "extra"),
 ])
 def test_a_broken_plugin_is_named_with_its_problem(tmp_path: Path, source: str, words: str) -> None:

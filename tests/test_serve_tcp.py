@@ -12,9 +12,9 @@ from asterisk_sim import SimulatedAsterisk
 from conftest import TEST_ROUTES, ServeProcess, free_port
 
 
-def test_defaults_serve_a_hotline_session(ivr_server: ServeProcess) -> None:
+def test_defaults_serve_a_key_echo_session(ivr_server: ServeProcess) -> None:
     with SimulatedAsterisk(port=ivr_server.port) as asterisk:
-        asterisk.send_environment("hotline")
+        asterisk.send_environment("key-echo")
         asterisk.expect("ANSWER")
         asterisk.reply("200 result=0")
         asterisk.expect("STREAM FILE", "hello-world")

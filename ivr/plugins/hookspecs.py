@@ -7,13 +7,16 @@ features use exactly these hooks, so an admin's plugin can do what they do.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from ivr.call import Call
+    from ivr.routing.customers import Customer
+    from ivr.routing.menu_engine import RouteDecision
+    from ivr.routing.menus import Menu, MenuRoute
     from ivr.routing.router import CallOutcome, Route
 
 __all__ = ["hookspec", "hookimpl"]
@@ -49,4 +52,52 @@ def ivr_call_ended(call: Call, outcome: CallOutcome) -> Awaitable[None] | None:
     ``outcome.kind`` is ``completed``, ``hangup``, ``fallback`` or ``broken``;
     ``outcome.reason`` says why for the last two. An exception is logged and
     never reaches the caller.
+    """
+
+
+@hookspec
+def ivr_menus() -> Iterable[Menu | MenuRoute]:
+    """Menus this plugin declares, and menu routes that start callers in one.
+
+    A :class:`~ivr.routing.menus.MenuRoute` named ``x`` serves
+    ``AGI(agi://.../x)``. Everything returned is validated together at
+    start-up (unknown submenus, queues and prompts, unreachable menus, loops
+    with no way out). Admins who do not write Python put ``*.toml`` menu files
+    in the plugins folder instead.
+    """
+
+
+@hookspec
+def ivr_menu_actions() -> Mapping[str, Callable[[Call], Awaitable[None]]]:
+    """Named async actions that menu options of kind ``action`` run: name -> handler(call)."""
+
+
+@hookspec(firstresult=True)
+def ivr_lookup_customer(phone: str) -> Customer | Awaitable[Customer | None] | None:
+    """Find the customer calling from ``phone`` (E.164), e.g. in a CRM or the contact history.
+
+    The first plugin to return a :class:`~ivr.routing.customers.Customer`
+    wins. It runs with a deadline (``routing.lookup_deadline``, 300 ms) and
+    its answer is cached for ``routing.lookup_ttl`` seconds; a late answer is
+    ignored and the caller is routed as unknown.
+    """
+
+
+@hookspec(firstresult=True)
+def ivr_choose_route(call: Call, customer: Customer) -> RouteDecision | None:
+    """Decide language, queue priority, owner-first ringing and opening for one caller.
+
+    Return a :class:`~ivr.routing.menu_engine.RouteDecision` to override the
+    built-in policy (customer's language, VIP/hot-lead priority, account owner
+    first, business hours and holidays), or None to keep it.
+    """
+
+
+@hookspec(firstresult=True)
+def ivr_request_callback(call: Call, skill: str, reason: str) -> Awaitable[bool] | bool | None:
+    """Take a callback request from a caller in a menu; return True once it is stored.
+
+    This is where callers are offered a call back instead of waiting (the
+    callback service implements it). Menus may only offer ``callback``
+    options when some plugin implements this hook.
     """

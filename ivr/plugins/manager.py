@@ -11,8 +11,8 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -21,12 +21,13 @@ import pluggy
 
 from ivr.errors import PluginError
 from ivr.plugins import hookspecs
+from ivr.routing.menus import Menu, MenuRoute, MenuSet, load_menu_file
 from ivr.routing.router import Route
 
 __all__ = ["DEFAULT_PLUGINS", "PluginInfo", "Plugins", "load_plugins"]
 
 #: Built-in features, registered first, as plugins like any other.
-DEFAULT_PLUGINS = ("ivr.plugins.hotline",)
+DEFAULT_PLUGINS = ("ivr.plugins.diagnostics", "ivr.plugins.demo_hotline")
 ENTRY_POINT_GROUP = "ivr"
 
 
@@ -38,6 +39,7 @@ class PluginInfo:
     source: str
     hooks: list[str] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)
+    menus: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Plugins:
     manager: pluggy.PluginManager
     info: list[PluginInfo]
     routes: list[Route]
+    menus: MenuSet
 
     @property
     def hook(self) -> Any:
@@ -112,7 +115,7 @@ def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT
         name = pm.get_name(exc.plugin) or "?"
         source = next((i.source for i in info if i.name == name), "?")
         raise PluginError(name, source, f"{exc} (hooks must be named ivr_* from ivr.hookspecs)") from None
-    return Plugins(pm, info, _collect_routes(pm, info))
+    return Plugins(pm, info, _collect_routes(pm, info), _collect_menus(pm, info, folder))
 
 
 def _collect_routes(pm: pluggy.PluginManager, info: list[PluginInfo]) -> list[Route]:
@@ -136,3 +139,37 @@ def _collect_routes(pm: pluggy.PluginManager, info: list[PluginInfo]) -> list[Ro
             plugin.routes.append(route.name)
             routes.append(route)
     return routes
+
+
+def _collect_menus(pm: pluggy.PluginManager, info: list[PluginInfo], folder: Path | None) -> MenuSet:
+    """Menus and menu routes from the ivr_menus hook and from *.toml files in the folder."""
+    by_name = {i.name: i for i in info}
+    menus = MenuSet()
+    for impl in pm.hook.ivr_menus.get_hookimpls():
+        plugin = by_name[impl.plugin_name]
+        try:
+            declared = list(cast(Iterable[object], impl.function()))
+        except Exception as exc:
+            raise PluginError(plugin.name, plugin.source, f"ivr_menus() failed: {exc!r}") from None
+        for item in declared:
+            if isinstance(item, Menu):
+                menus.add(replace(item, source=f"plugin {plugin.name} ({plugin.source})"))
+                plugin.menus.append(item.name)
+            elif isinstance(item, MenuRoute):
+                menus.add_route(replace(item, source=f"plugin {plugin.name} ({plugin.source})"))
+                plugin.routes.append(item.name)
+            else:
+                raise PluginError(plugin.name, plugin.source,
+                                  f"ivr_menus() must return Menu or MenuRoute objects, not {item!r}")
+    for impl in pm.hook.ivr_menu_actions.get_hookimpls():
+        menus.actions.update(cast(Mapping[str, Any], impl.function()))
+    if folder is not None:
+        for path in sorted(folder.glob("*.toml")):
+            file_menus, file_routes = load_menu_file(path)
+            for menu in file_menus:
+                menus.add(menu)
+            for route in file_routes:
+                menus.add_route(route)
+            info.append(PluginInfo(path.stem, str(path), [], [r.name for r in file_routes],
+                                   [m.name for m in file_menus]))
+    return menus

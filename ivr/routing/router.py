@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from ivr.agi.fastagi import FastAGIProtocol
 from ivr.call import Call
-from ivr.errors import AGIError, CallHangup, CommandTimeout, ProtocolError
+from ivr.errors import AGIError, CallHangup, CommandTimeout, FallbackRequested, ProtocolError
 
 __all__ = ["Fallback", "Handler", "Route", "Router"]
 
@@ -147,6 +147,11 @@ class Router:
         except CallHangup:
             log.info("call {uniqueid} on {route} ended: caller hung up", uniqueid=uid, route=route.name)
             return CallOutcome("hangup")
+        except FallbackRequested as request:
+            log.info("call {uniqueid} on {route} goes to the fallback: {reason}", uniqueid=uid,
+                     route=route.name, reason=request.reason)
+            await self._to_fallback(call, request.reason)
+            return CallOutcome("fallback", request.reason)
         except defer.CancelledError:
             if not timed_out:
                 raise

@@ -1,15 +1,15 @@
-"""The built-in ``hotline`` route: a working demo until an admin installs menus.
+"""The built-in ``key-echo`` route: a line test for keypads and DTMF paths.
 
 It answers, plays a greeting that can be interrupted by a key, waits for one
 key, reads it back, and reports it as an AMI UserEvent ``IvrMenuChoice`` so
-a supervisor (or a test) can see what the caller chose.
+an engineer (or a test) can check that DTMF survives the trunk.
 """
 
 from __future__ import annotations
 
 from ivr.call import ALL_DIGITS, Call
 
-__all__ = ["hotline"]
+__all__ = ["key_echo"]
 
 #: Prompt played first; Debian's core sounds have it in every language pack.
 GREETING = "hello-world"
@@ -17,7 +17,7 @@ GREETING = "hello-world"
 KEY_TIMEOUT = 5.0
 
 
-async def hotline(call: Call) -> None:
+async def key_echo(call: Call) -> None:
     await call.answer()
     digit = await call.play(GREETING, ALL_DIGITS)
     if digit is None:

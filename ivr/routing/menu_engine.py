@@ -1,0 +1,207 @@
+"""Walking a caller through menus: language, opening hours, menus, then a transfer.
+
+One :class:`MenuRouteHandler` serves each menu route. For every call it looks
+the caller up (with a deadline), decides how to route them (hook
+``ivr_choose_route``, or :func:`default_decision`), and walks the menus,
+recording the IVR path. A transfer carries the path, the customer and the
+contact id as channel variables for the agent's screen pop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.logger import Logger
+
+from ivr.call import ALL_DIGITS, Call
+from ivr.config import RoutingSettings
+from ivr.errors import FallbackRequested
+from ivr.routing.customers import Customer, CustomerLookup
+from ivr.routing.hours import BusinessHours
+from ivr.routing.menus import Menu, MenuRoute, MenuSet, Option
+
+__all__ = ["MenuRouteHandler", "RouteDecision", "RoutingServices", "default_decision"]
+
+log = Logger(namespace="ivr.routing")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """How to treat one caller, decided before the first menu."""
+
+    #: Language to use; "" lets the caller choose (if the route offers a choice).
+    language: str = ""
+    #: Queue priority (Asterisk's QUEUE_PRIO): VIPs and hot leads go first.
+    priority: int = 0
+    #: Device of the account owner, rung first for ``owner_seconds`` before the queue.
+    owner_device: str = ""
+    #: False outside business hours and on holidays.
+    open: bool = True
+
+
+def default_decision(customer: Customer, now: dt.datetime, hours: BusinessHours,
+                     settings: RoutingSettings) -> RouteDecision:
+    """The built-in policy: the customer's language, tier priority, owner first, opening hours."""
+    priority = {"vip": settings.vip_priority, "hot-lead": settings.hot_lead_priority}.get(customer.tier, 0)
+    return RouteDecision(
+        language=customer.language,
+        priority=priority,
+        owner_device=settings.agents.get(customer.owner, "") if customer.owner else "",
+        open=hours.is_open(now),
+    )
+
+
+@dataclass
+class RoutingServices:
+    """What menu routes share: menus, the lookup, opening hours, settings, plugin hooks."""
+
+    menus: MenuSet
+    lookup: CustomerLookup
+    hours: BusinessHours
+    settings: RoutingSettings
+    hooks: Any = None
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+
+
+@dataclass
+class _Walk:
+    """The state of one call's walk through the menus."""
+
+    call: Call
+    customer: Customer
+    decision: RouteDecision
+    path: list[str] = field(default_factory=list)
+
+    def step(self, menu: Menu, key: str, option: Option) -> str:
+        shown = "*" if option.sensitive else key
+        self.path.append(f"{menu.name}:{shown}")
+        return shown
+
+    @property
+    def path_text(self) -> str:
+        return ">".join(self.path)
+
+
+class MenuRouteHandler:
+    """The route handler for a :class:`MenuRoute`."""
+
+    def __init__(self, route: MenuRoute, services: RoutingServices) -> None:
+        self.route = route
+        self.services = services
+
+    async def __call__(self, call: Call) -> None:
+        services = self.services
+        customer = await services.lookup.find(call.caller_number)
+        decision = self._decide(call, customer)
+        walk = _Walk(call, customer, decision)
+        await call.answer()
+        if not decision.open:
+            await self._closed(walk)
+            return
+        route = self.route
+        if decision.language:
+            await call.set_language(decision.language)
+        elif route.languages:
+            chosen = await call.menu(route.language_prompt, route.languages, tries=2, timeout=4.0)
+            if chosen:
+                await call.user_event("IvrMenuChoice", Menu="language", Choice=chosen, Path="")
+            walk.path.append(f"language:{chosen or '-'}")
+            if chosen:
+                await call.set_language(chosen)
+        early_key = None
+        if route.greeting:  # a caller who knows the menu may key through the greeting
+            early_key = await call.play(route.greeting, ALL_DIGITS)
+        await self._walk(walk, route.start, early_key)
+
+    def _decide(self, call: Call, customer: Customer) -> RouteDecision:
+        services = self.services
+        if services.hooks is not None:
+            chosen = services.hooks.ivr_choose_route(call=call, customer=customer)
+            if isinstance(chosen, RouteDecision):
+                return chosen
+        return default_decision(customer, services.now(), services.hours, services.settings)
+
+    async def _closed(self, walk: _Walk) -> None:
+        walk.path.append("closed")
+        await walk.call.user_event("IvrClosed", Script=self.route.name)
+        await walk.call.play("ivr-closed")
+        await walk.call.play("ivr-goodbye")
+        await walk.call.hangup()
+
+    async def _walk(self, walk: _Walk, start: str, early_key: str | None = None) -> None:
+        menus = self.services.menus.menus
+        stack = [start]
+        call = walk.call
+        while stack:
+            menu = menus[stack[-1]]
+            choices = {key: key for key in menu.options}
+            key = await call.menu(menu.prompt, choices, tries=menu.tries, timeout=menu.timeout,
+                                  invalid_prompt=menu.invalid_prompt, timeout_prompt=menu.timeout_prompt,
+                                  repeat_key=menu.repeat_key, other_keys=menu.back_key,
+                                  first_key=early_key)
+            early_key = None
+            if key is None:
+                walk.path.append(f"{menu.name}:exhausted")
+                await call.set_variable("IVR_PATH", walk.path_text)
+                raise FallbackRequested("menu-exhausted")
+            if key == menu.back_key:
+                walk.path.append(f"{menu.name}:back")
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            option = menu.options[key]
+            shown = walk.step(menu, key, option)
+            await call.user_event("IvrMenuChoice", Menu=menu.name, Digit=shown, Path=walk.path_text)
+            if option.kind == "submenu":
+                stack.append(option.target)
+            elif option.kind == "play":
+                await call.play(option.target, "")
+            elif option.kind == "hangup":
+                await call.play("ivr-goodbye")
+                await call.hangup()
+                return
+            elif option.kind == "action":
+                await self.services.menus.actions[option.target](call)
+                return
+            elif option.kind in ("queue", "agent"):
+                await self._transfer(walk, option)
+                return
+            else:
+                await self._callback(walk, option)
+                return
+
+    async def _callback(self, walk: _Walk, option: Option) -> None:
+        """Hand a callback request to the plugin that takes them (validated to exist)."""
+        call = walk.call
+        taken = self.services.hooks.ivr_request_callback(call=call, skill=option.target,
+                                                         reason=walk.path_text)
+        if inspect.isawaitable(taken):
+            taken = await taken
+        if not taken:
+            raise FallbackRequested("callback-refused")
+        await call.play("ivr-callback-confirmed")
+        await call.play("ivr-goodbye")
+        await call.hangup()
+
+    async def _transfer(self, walk: _Walk, option: Option) -> None:
+        call, customer, decision = walk.call, walk.customer, walk.decision
+        variables = {
+            "IVR_CONTACT_ID": call.uniqueid,
+            "IVR_CUSTOMER_ID": customer.customer_id,
+            "IVR_PATH": walk.path_text,
+            "IVR_LANGUAGE": call.language,
+        }
+        await call.play("ivr-connecting")
+        if option.kind == "agent":
+            device = self.services.settings.agents.get(option.target, "")
+            await call.transfer_to_queue("", decision.priority, variables, owner_device=device,
+                                         owner_seconds=self.services.settings.owner_ring_seconds)
+            return
+        await call.transfer_to_queue(option.target, decision.priority, variables,
+                                     owner_device=decision.owner_device,
+                                     owner_seconds=self.services.settings.owner_ring_seconds)
+

@@ -1,0 +1,306 @@
+"""Voice menus: declared in Python or TOML, validated at start-up, run per call.
+
+A :class:`Menu` is a prompt and a map of keys to :class:`Option`\\ s. Options
+lead to a submenu, play an information prompt (then the menu again), transfer
+to a queue or an agent, request a callback, hang up, or run a plugin action.
+``*`` goes back one level and ``#`` repeats the prompt (both configurable).
+Everything that could strand a caller is checked before the first call:
+unknown submenus and queues, missing prompt files, unreachable menus and
+loops with no way out.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ivr.errors import ConfigError
+
+__all__ = [
+    "Menu",
+    "MenuSet",
+    "MenuRoute",
+    "Option",
+    "OptionKind",
+    "load_menu_file",
+    "submenu",
+    "play",
+    "queue",
+    "agent",
+    "callback",
+    "hangup",
+    "action",
+]
+
+OptionKind = Literal["submenu", "play", "queue", "agent", "callback", "hangup", "action"]
+_KINDS: tuple[OptionKind, ...] = ("submenu", "play", "queue", "agent", "callback", "hangup", "action")
+#: Options after which the caller has left the menus.
+TERMINAL: frozenset[str] = frozenset({"queue", "agent", "callback", "hangup", "action"})
+_KEY = re.compile(r"[0-9*#]\Z")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """What pressing one key does."""
+
+    kind: OptionKind
+    target: str = ""
+    #: Mask the key in the contact history (e.g. an account PIN menu).
+    sensitive: bool = False
+
+
+def submenu(name: str) -> Option:
+    return Option("submenu", name)
+
+
+def play(prompt: str) -> Option:
+    return Option("play", prompt)
+
+
+def queue(name: str) -> Option:
+    return Option("queue", name)
+
+
+def agent(name: str) -> Option:
+    return Option("agent", name)
+
+
+def callback(skill: str = "") -> Option:
+    return Option("callback", skill)
+
+
+def hangup() -> Option:
+    return Option("hangup")
+
+
+def action(name: str) -> Option:
+    return Option("action", name)
+
+
+@dataclass(frozen=True, slots=True)
+class Menu:
+    """One voice menu. ``source`` names where it was declared, for error messages."""
+
+    name: str
+    prompt: str
+    options: Mapping[str, Option]
+    tries: int = 3
+    timeout: float = 5.0
+    invalid_prompt: str = "ivr-invalid"
+    timeout_prompt: str = "ivr-timeout"
+    back_key: str = "*"
+    repeat_key: str = "#"
+    source: str = "python"
+
+    def prompts(self) -> set[str]:
+        """Every prompt this menu may play."""
+        found = {self.prompt, self.invalid_prompt, self.timeout_prompt}
+        found |= {o.target for o in self.options.values() if o.kind == "play"}
+        return {p for p in found if p}
+
+
+@dataclass(frozen=True, slots=True)
+class MenuRoute:
+    """A route that starts a caller in a menu (what a TOML ``[routes]`` entry makes).
+
+    ``languages`` maps keys to language codes for callers whose language is
+    not known yet (asked with ``language_prompt``); ``greeting`` plays once.
+    """
+
+    name: str
+    start: str
+    source: str = "python"
+    languages: Mapping[str, str] = field(default_factory=dict)
+    language_prompt: str = "ivr-language-menu"
+    greeting: str = ""
+
+    def prompts(self) -> set[str]:
+        found = {self.greeting} | ({self.language_prompt} if self.languages else set())
+        return {p for p in found if p}
+
+
+ActionHandler = Callable[..., Awaitable[None]]
+
+
+@dataclass
+class MenuSet:
+    """All menus, menu routes and plugin actions, checked together."""
+
+    menus: dict[str, Menu] = field(default_factory=dict)
+    routes: dict[str, MenuRoute] = field(default_factory=dict)
+    actions: dict[str, ActionHandler] = field(default_factory=dict)
+
+    def add(self, menu: Menu) -> None:
+        if menu.name in self.menus:
+            other = self.menus[menu.name].source
+            raise ConfigError(menu.source, f"menu {menu.name!r}", f"already defined in {other}",
+                              "give one of them another name")
+        self.menus[menu.name] = menu
+
+    def add_route(self, route: MenuRoute) -> None:
+        if route.name in self.routes:
+            raise ConfigError(route.source, f"route {route.name!r}",
+                              f"already defined in {self.routes[route.name].source}", "rename one")
+        self.routes[route.name] = route
+
+    def validate(self, queues: Iterable[str], prompt_exists: Callable[[str], bool] | None,
+                 callbacks: bool = False) -> None:
+        """Raise ConfigError for the first thing that would strand a caller.
+
+        ``callbacks`` says whether a plugin takes callback requests; without
+        one, a ``callback`` option would promise something nobody delivers.
+        """
+        known_queues = set(queues)
+        for menu in self.menus.values():
+            where = f"menu {menu.name!r}"
+            if not _NAME.match(menu.name):
+                raise ConfigError(menu.source, where, "bad menu name", "use letters, digits, - _ .")
+            if menu.tries < 1 or menu.timeout <= 0:
+                raise ConfigError(menu.source, where, "tries must be >= 1 and timeout > 0",
+                                  "set tries = 3, timeout = 5 or similar")
+            if not menu.options:
+                raise ConfigError(menu.source, where, "has no options", "give it at least one key")
+            for key, option in menu.options.items():
+                item = f"{where} key {key!r}"
+                if not _KEY.match(key):
+                    raise ConfigError(menu.source, item, "not a phone key", "use one of 0-9, * and #")
+                if key in (menu.back_key, menu.repeat_key):
+                    raise ConfigError(menu.source, item,
+                                      f"also the {'back' if key == menu.back_key else 'repeat'} key",
+                                      "pick another key or change back_key / repeat_key")
+                if option.kind == "submenu" and option.target not in self.menus:
+                    raise ConfigError(menu.source, item, f"unknown submenu {option.target!r}",
+                                      "define that menu or fix the name")
+                if option.kind == "queue" and option.target not in known_queues:
+                    raise ConfigError(menu.source, item, f"unknown queue {option.target!r}",
+                                      "add it to [routing] queues (and to Asterisk's queues.conf)")
+                if option.kind == "callback" and not callbacks:
+                    raise ConfigError(menu.source, item, "no plugin takes callback requests",
+                                      "install a plugin implementing ivr_request_callback, or use a queue")
+                if option.kind == "action" and option.target not in self.actions:
+                    raise ConfigError(menu.source, item, f"unknown action {option.target!r}",
+                                      "register it with the ivr_menu_actions hook")
+            if prompt_exists is not None:
+                for prompt in sorted(menu.prompts()):
+                    if not prompt_exists(prompt):
+                        raise ConfigError(menu.source, f"{where} prompt {prompt!r}", "no such prompt file",
+                                          "add it to voices/prompts.toml and run `ivr voices build`")
+        for route in self.routes.values():
+            if route.start not in self.menus:
+                raise ConfigError(route.source, f"route {route.name!r}", f"unknown menu {route.start!r}",
+                                  "start the route in a defined menu")
+            if prompt_exists is not None:
+                for prompt in sorted(route.prompts()):
+                    if not prompt_exists(prompt):
+                        raise ConfigError(route.source, f"route {route.name!r} prompt {prompt!r}",
+                                          "no such prompt file",
+                                          "add it to voices/prompts.toml and run `ivr voices build`")
+        reachable = self._reachable({r.start for r in self.routes.values()})
+        for menu in self.menus.values():
+            if menu.name not in reachable:
+                raise ConfigError(menu.source, f"menu {menu.name!r}", "no route or menu leads to it",
+                                  "link it from another menu or a route, or remove it")
+            if not self._has_exit(menu.name):
+                raise ConfigError(menu.source, f"menu {menu.name!r}",
+                                  "callers can only go round in circles from here (no queue, agent, "
+                                  "callback, hangup or action is reachable)", "add a way out")
+
+    def _reachable(self, starts: set[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = [s for s in starts if s in self.menus]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo += [o.target for o in self.menus[name].options.values() if o.kind == "submenu"]
+        return seen
+
+    def _has_exit(self, start: str) -> bool:
+        for name in self._reachable({start}):
+            if any(o.kind in TERMINAL for o in self.menus[name].options.values()):
+                return True
+        return False
+
+
+def _option_from_toml(value: object, source: str, item: str) -> Option:
+    if not isinstance(value, dict) or len(value) not in (1, 2):
+        raise ConfigError(source, item, f"{value!r} is not an option",
+                          'write e.g. { queue = "sales" } or { menu = "after-sales" }')
+    sensitive = bool(value.get("sensitive", False))
+    kinds = [k for k in value if k != "sensitive"]
+    if len(kinds) != 1:
+        raise ConfigError(source, item, "needs exactly one action", "menu, play, queue, agent, callback, "
+                          "hangup or action")
+    kind = "submenu" if kinds[0] == "menu" else kinds[0]
+    if kind not in _KINDS:
+        raise ConfigError(source, item, f"unknown action {kinds[0]!r}",
+                          "use menu, play, queue, agent, callback, hangup or action")
+    target = value[kinds[0]]
+    if kind == "hangup":
+        target = ""
+    elif not isinstance(target, str) or not target:
+        raise ConfigError(source, item, f"{kinds[0]} needs a name", f'write {{ {kinds[0]} = "name" }}')
+    return Option(kind, target, sensitive)
+
+
+def load_menu_file(path: Path) -> tuple[list[Menu], list[MenuRoute]]:
+    """Read menus and routes from a TOML file in the plugins folder."""
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(file)", f"not valid TOML: {exc}", "fix the syntax there") from None
+    unknown = set(data) - {"menus", "routes"}
+    if unknown:
+        raise ConfigError(source, ", ".join(sorted(unknown)), "unknown table",
+                          "use [menus.NAME] and [routes]")
+    menus = []
+    for name, table in data.get("menus", {}).items():
+        where = f"menus.{name}"
+        if not isinstance(table, dict) or not isinstance(table.get("prompt"), str):
+            raise ConfigError(source, where, "needs a prompt", 'add prompt = "name-of-prompt"')
+        options = table.get("options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(source, f"{where}.options", "is not a table", f"write [{where}.options]")
+        extra = set(table) - {"prompt", "options", "tries", "timeout", "invalid_prompt", "timeout_prompt",
+                              "back_key", "repeat_key"}
+        if extra:
+            raise ConfigError(source, f"{where}.{sorted(extra)[0]}", "unknown setting",
+                              "menus know prompt, options, tries, timeout, invalid_prompt, "
+                              "timeout_prompt, back_key, repeat_key")
+        try:
+            menus.append(Menu(
+                name=name, prompt=table["prompt"],
+                options={str(k): _option_from_toml(v, source, f"{where}.options.{k}")
+                         for k, v in options.items()},
+                tries=int(table.get("tries", 3)), timeout=float(table.get("timeout", 5.0)),
+                invalid_prompt=str(table.get("invalid_prompt", "ivr-invalid")),
+                timeout_prompt=str(table.get("timeout_prompt", "ivr-timeout")),
+                back_key=str(table.get("back_key", "*")), repeat_key=str(table.get("repeat_key", "#")),
+                source=source,
+            ))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(source, where, str(exc), "tries is a whole number, timeout seconds") from None
+    routes = []
+    for name, spec in data.get("routes", {}).items():
+        where = f"routes.{name}"
+        if isinstance(spec, str):
+            routes.append(MenuRoute(name, spec, source))
+            continue
+        if not isinstance(spec, dict) or not isinstance(spec.get("start"), str):
+            raise ConfigError(source, where, "must name a start menu",
+                              f'write {name} = "main" or [routes.{name}] start = "main"')
+        languages = spec.get("languages", {})
+        if not isinstance(languages, dict) or not all(isinstance(v, str) for v in languages.values()):
+            raise ConfigError(source, f"{where}.languages", "must map keys to language codes",
+                              'write languages = { "1" = "en", "2" = "zh" }')
+        routes.append(MenuRoute(name, spec["start"], source, dict(languages),
+                                str(spec.get("language_prompt", "ivr-language-menu")),
+                                str(spec.get("greeting", ""))))
+    return menus, routes
