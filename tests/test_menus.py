@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+import pluggy
 import pytest
 from asterisk_sim import parse_args
 from conftest import Session
@@ -14,6 +15,7 @@ from twisted.internet import defer
 from ivr import Call, Route, Router
 from ivr.config import RoutingSettings
 from ivr.errors import ConfigError
+from ivr.plugins import hookspecs
 from ivr.routing.customers import Customer, CustomerLookup
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
@@ -160,7 +162,7 @@ class Caller:
 
 
 def run_call(caller: Caller, customer: Customer | None = None, open_now: bool = True,
-             menus: MenuSet | None = None) -> None:
+             menus: MenuSet | None = None, hooks: object = None) -> None:
     menus = menus or menu_set(
         MenuRoute("hotline", "main", languages={"1": "en", "2": "zh"}, greeting="ivr-welcome"), *GOOD[1:])
     settings = RoutingSettings(queues=QUEUES, agents={"1001": "PJSIP/1001"})
@@ -169,7 +171,7 @@ def run_call(caller: Caller, customer: Customer | None = None, open_now: bool = 
     moment = dt.datetime(2026, 11, 23, 3 if open_now else 13, 0, tzinfo=dt.UTC)  # Monday 11:00 / 21:00 CST
     session = Session(on_ready=lambda p: router.session_ready(p))  # type: ignore[arg-type]
     lookup = CustomerLookup(session.clock, lambda phone: customer)
-    services = RoutingServices(menus, lookup, hours, settings, None, now=lambda: moment)
+    services = RoutingServices(menus, lookup, hours, settings, hooks, now=lambda: moment)
     router = Router(session.clock, [Route("hotline", MenuRouteHandler(menus.routes["hotline"], services))])
     session.start("hotline", callerid="13800138000")
     for _ in range(200):
@@ -313,3 +315,51 @@ def test_a_key_pressed_during_the_greeting_answers_the_first_menu() -> None:
     run_call(caller)
     assert "main-prompt" not in caller.prompts()
     assert caller.variables()["IVR_PATH"] == "language:en>main:2>after:0"
+
+
+class CallbackDesk:
+    """A plugin that takes callback requests and looks at every queue transfer."""
+
+    def __init__(self, take_queue: bool = False) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.queues: list[str] = []
+        self.take_queue = take_queue
+
+    @pluggy.HookimplMarker("ivr")
+    def ivr_request_callback(self, call: Call, skill: str, reason: str) -> bool:
+        self.requests.append((skill, reason))
+        return True
+
+    @pluggy.HookimplMarker("ivr")
+    def ivr_before_queue(self, call: Call, queue: str, customer: Customer) -> bool:
+        self.queues.append(queue)
+        return self.take_queue
+
+
+def hooks_with(plugin: object) -> object:
+    manager = pluggy.PluginManager("ivr")
+    manager.add_hookspecs(hookspecs)
+    manager.register(plugin)
+    return manager.hook
+
+
+def test_closed_hours_offer_a_callback_when_a_plugin_takes_them() -> None:
+    desk = CallbackDesk()
+    caller = Caller({"ivr-callback-offer": ["1"]})
+    run_call(caller, open_now=False, hooks=hooks_with(desk))
+    assert caller.prompts() == ["ivr-closed", "ivr-callback-offer", "ivr-callback-confirmed", "ivr-goodbye"]
+    assert desk.requests == [("", "closed")]
+
+
+def test_callback_option_and_before_queue_hook() -> None:
+    desk = CallbackDesk(take_queue=True)
+    menus = menu_set(MenuRoute("hotline", "m"), Menu("m", "m-prompt", {"1": callback("sales"),
+                                                                       "2": queue("sales")}))
+    menus.validate(QUEUES, None, callbacks=True)
+    caller = Caller({"m-prompt": ["1"]})
+    run_call(caller, menus=menus, hooks=hooks_with(desk))
+    assert desk.requests == [("sales", "m:1")]
+    assert "ivr-callback-confirmed" in caller.prompts()
+    caller = Caller({"m-prompt": ["2"]})
+    run_call(caller, menus=menus, hooks=hooks_with(desk))
+    assert desk.queues == ["sales"] and "IVR_QUEUE" not in caller.variables()

@@ -192,3 +192,17 @@ def test_call_hooks_see_every_call_and_a_failing_subscriber_does_not_hurt_it() -
     second.start("main", uniqueid="42.2")
     second.feed("HANGUP\n")
     assert recorder.seen[-1] == ("ended", "42.2", CallOutcome("hangup"))
+
+
+def test_ivr_serve_stops_with_a_clear_message_on_a_broken_menu(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "support.toml").write_text(
+        '[routes]\nsupport = "s-main"\n[menus.s-main]\nprompt = "ivr-main-menu"\n'
+        '[menus.s-main.options]\n"1" = { menu = "s-billing" }\n"0" = { queue = "sales" }\n')
+    result = subprocess.run([sys.executable, "-m", "ivr.cli", "serve"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert str(plugins / "support.toml") in result.stderr
+    assert "menu 's-main' key '1'" in result.stderr and "unknown submenu 's-billing'" in result.stderr
+    assert "Traceback" not in result.stderr

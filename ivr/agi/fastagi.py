@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, tcp
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -47,6 +47,9 @@ __all__ = [
 log = Logger(namespace="ivr.agi")
 
 _ENV_KEY = re.compile(rb"agi_[a-z0-9_]{1,64}\Z")
+_ENV_KEY_MATCH = _ENV_KEY.match
+#: Most peer addresses whose admits() answer is remembered.
+_ADMITS_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +114,24 @@ class AGIEnvironment(Mapping[str, str]):
         return script.split("?", 1)[0].strip("/")
 
 
-@dataclass(slots=True)
 class _Pending:
-    command: bytes
-    deferred: defer.Deferred[AGIReply]
-    timer: IDelayedCall | None
-    digits: bool = False
-    abandoned: bool = False
+    """One command sent and not yet answered."""
+
+    __slots__ = ("command", "deferred", "timer", "digits", "abandoned")
+
+    def __init__(self, command: bytes, digits: bool) -> None:
+        self.command = command
+        self.deferred: defer.Deferred[AGIReply] = defer.Deferred(canceller=self.cancel)
+        self.timer: IDelayedCall | None = None
+        self.digits = digits
+        self.abandoned = False
+
+    def cancel(self, _: defer.Deferred[AGIReply]) -> None:
+        # Keep the slot so the late reply is matched and dropped.
+        self.abandoned = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
 
 
 @dataclass(slots=True)
@@ -130,6 +144,9 @@ class PeerPolicy:
     )
     max_per_peer: int = 1000
     _open: dict[str, int] = field(default_factory=dict)
+    #: admits() answers per host, valid for the ``allowed`` tuple in _admitted_for.
+    _admitted: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
+    _admitted_for: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_strings(cls, networks: Iterable[str], max_per_peer: int) -> PeerPolicy:
@@ -139,11 +156,22 @@ class PeerPolicy:
         )
 
     def admits(self, host: str) -> bool:
+        cache = self._admitted
+        if self._admitted_for is not self.allowed:
+            cache.clear()
+            self._admitted_for = self.allowed
+        else:
+            known = cache.get(host)
+            if known is not None:
+                return known
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
-        return any(address in network for network in self.allowed)
+        admitted = any(address in network for network in self.allowed)
+        if len(cache) < _ADMITS_CACHE_SIZE:
+            cache[host] = admitted
+        return admitted
 
     def acquire(self, host: str) -> bool:
         count = self._open.get(host, 0)
@@ -191,13 +219,18 @@ class FastAGIProtocol(LineOnlyReceiver):
         self.closed = False
         self.close_reason: AGIError | None = None
         self._close_waiters: list[defer.Deferred[None]] = []
+        self._on_closed: Callable[[], None] | None = None
+        self._tcp: tcp.Connection | None = None
         self.peer_host = ""
 
     # -- connection -------------------------------------------------------
 
     def connectionMade(self) -> None:
-        peer: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer_host = getattr(peer, "host", "")
+        if not self.peer_host:  # FastAGIFactory sets it from the address it was given
+            peer: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
+            self.peer_host = getattr(peer, "host", "")
+        if isinstance(self.transport, tcp.Connection) and hasattr(self.transport, "_tempDataBuffer"):
+            self._tcp = self.transport
         self._env_timer = self.clock.callLater(self.limits.env_timeout, self._env_timed_out)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -207,6 +240,9 @@ class FastAGIProtocol(LineOnlyReceiver):
         self._env_timer = None
         error: AGIError = self.close_reason or CallHangup("connection closed by Asterisk")
         self._fail_pending(error)
+        hook, self._on_closed = self._on_closed, None
+        if hook is not None:
+            hook()
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -239,6 +275,49 @@ class FastAGIProtocol(LineOnlyReceiver):
         self.abort(LimitExceeded(f"line longer than {self.limits.max_line_bytes} bytes"))
 
     # -- incoming ---------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """``LineOnlyReceiver.dataReceived``, with environment lines handled inline.
+
+        Same splitting, checks and order as the base class followed by
+        :meth:`lineReceived` and :meth:`_environment_line`; an environment is
+        some 25 lines, and two method calls per line were a large share of the
+        cost of a short call.
+        """
+        lines = (self._buffer + data).split(self.delimiter)
+        self._buffer = lines.pop(-1)
+        transport = self.transport
+        max_length = self.MAX_LENGTH
+        max_env_lines = self.limits.max_env_lines
+        max_env_bytes = self.limits.max_env_bytes
+        for line in lines:
+            if transport.disconnecting:  # type: ignore[union-attr]
+                return
+            if len(line) > max_length:
+                self.lineLengthExceeded(line)
+                return
+            env = self._env
+            if env is None:
+                self.lineReceived(line)
+                continue
+            # _environment_line, inline:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                self._environment_complete()
+                continue
+            self._env_bytes += len(line) + 1
+            if len(env) >= max_env_lines or self._env_bytes > max_env_bytes:
+                log.warn("peer {peer} sent an oversized AGI environment; closing", peer=self.peer_host)
+                self.abort(LimitExceeded("AGI environment too large"))
+                continue
+            key, sep, value = line.partition(b": ")
+            if not sep or _ENV_KEY_MATCH(key) is None:
+                log.warn("ignoring malformed AGI environment line {line!r}", line=line[:80])
+                continue
+            env[key[4:].decode("ascii")] = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        if len(self._buffer) > max_length:
+            self.lineLengthExceeded(self._buffer)
 
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
@@ -352,23 +431,33 @@ class FastAGIProtocol(LineOnlyReceiver):
             return defer.fail(exc)
         if len(self._pending) >= self.limits.max_pending:
             return defer.fail(LimitExceeded("too many commands in flight"))
-        pending = _Pending(line, None, None, digits=verb == "GET DATA")  # type: ignore[arg-type]
-
-        def cancel(_: defer.Deferred[AGIReply]) -> None:
-            # Keep the slot so the late reply is matched and dropped.
-            pending.abandoned = True
-            if pending.timer is not None and pending.timer.active():
-                pending.timer.cancel()
-            pending.timer = None
-
-        deferred: defer.Deferred[AGIReply] = defer.Deferred(canceller=cancel)
-        pending.deferred = deferred
+        pending = _Pending(line, verb == "GET DATA")
         delay = self.limits.command_timeout if timeout is None else timeout
         if delay > 0:
             pending.timer = self.clock.callLater(delay, self._command_timed_out, pending, delay)
         self._pending.append(pending)
-        self.transport.write(line)  # type: ignore[union-attr]
-        return deferred
+        self._write(line)
+        return pending.deferred
+
+    def _write(self, data: bytes) -> None:
+        """``transport.write(data)``, sent at once when nothing is queued before it.
+
+        Twisted's TCP ``write`` only queues: the bytes leave on a later reactor
+        turn, after the socket is registered for writability and unregistered
+        again (two ``epoll_ctl`` calls and a loop iteration per command). When
+        its queue is empty this does now what that ``doWrite`` would do, and
+        hands whatever is left (a partial send, an error) to Twisted as before.
+        """
+        conn = self._tcp
+        if (conn is not None and conn.connected and not conn.disconnecting
+                and not conn._writeDisconnecting and not conn.TLS
+                and not conn.dataBuffer and not conn._tempDataBuffer):
+            sent = conn.writeSomeData(data)
+            if isinstance(sent, int) and sent > 0:
+                if sent >= len(data):
+                    return
+                data = data[sent:]
+        self.transport.write(data)  # type: ignore[union-attr]
 
     def _command_timed_out(self, pending: _Pending, delay: float) -> None:
         pending.timer = None
@@ -445,11 +534,14 @@ class FastAGIFactory(Factory):
             return None
         protocol = FastAGIProtocol(self.clock, self.on_ready, self.limits)
         protocol.factory = self
+        protocol.peer_host = host
         self.sessions.add(protocol)
 
-        def forget(_: object) -> None:
+        def forget() -> None:
             self.sessions.discard(protocol)
             self.peers.release(host)
 
-        protocol.when_closed().addBoth(forget)
+        # Called by connectionLost before any when_closed() waiter, as a
+        # waiter registered here first used to be.
+        protocol._on_closed = forget
         return protocol

@@ -23,6 +23,9 @@ AGI_BUF_LEN = 2048
 MAX_COMMAND_BYTES = AGI_BUF_LEN - 1
 
 _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+#: Verbs already found to be plain words (ivr's own constants, so few).
+_CHECKED_VERBS: set[str] = set()
+_CHECKED_VERBS_SIZE = 256
 
 
 def quote_argument(value: str) -> str:
@@ -43,13 +46,25 @@ def build_command(verb: str, *args: str | int) -> bytes:
     ``verb`` is ivr's own constant (``"STREAM FILE"``) and is checked to be
     plain words; every argument is quoted. Integers are sent bare.
     """
-    if not verb or not all(word.isalpha() for word in verb.split(" ")):
-        raise UnsafeArgument(f"AGI verb {verb!r} must be plain words")
+    if type(verb) is not str or verb not in _CHECKED_VERBS:
+        if not verb or not all(word.isalpha() for word in verb.split(" ")):
+            raise UnsafeArgument(f"AGI verb {verb!r} must be plain words")
+        if type(verb) is str and len(_CHECKED_VERBS) < _CHECKED_VERBS_SIZE:
+            _CHECKED_VERBS.add(verb)
     parts = [verb]
     for arg in args:
-        if isinstance(arg, bool) or not isinstance(arg, (int, str)):
+        if type(arg) is str:  # quote_argument(), inline for the common case
+            if "\x00" in arg or "\n" in arg:
+                quote_argument(arg)  # raises UnsafeArgument
+            if '"' in arg or "\\" in arg:
+                arg = arg.translate(_ESCAPES)
+            parts.append('"' + arg + '"')
+        elif type(arg) is int:
+            parts.append(str(arg))
+        elif isinstance(arg, bool) or not isinstance(arg, (int, str)):
             raise UnsafeArgument(f"AGI argument {arg!r} must be str or int")
-        parts.append(str(arg) if isinstance(arg, int) else quote_argument(arg))
+        else:  # subclasses of str or int
+            parts.append(str(arg) if isinstance(arg, int) else quote_argument(arg))
     try:
         line = (" ".join(parts) + "\n").encode("utf-8")
     except UnicodeEncodeError as exc:

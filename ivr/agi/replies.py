@@ -37,8 +37,10 @@ class AGIReply:
     @property
     def result(self) -> int:
         """The result as an integer (``GET DATA`` digits give -1 for a hangup only)."""
-        if _INTEGER.match(self.raw_result):
-            return int(self.raw_result)
+        raw = self.raw_result
+        # _INTEGER.match(raw) without the regex: \d is exactly str.isdecimal().
+        if (raw[1:] if raw[:1] == "-" else raw).isdecimal():
+            return int(raw)
         return 0
 
     @property
@@ -50,8 +52,28 @@ class AGIReply:
         return chr(value)
 
 
+#: Replies already parsed, by line: most are one of a few lines ("200 result=0").
+#: An AGIReply is immutable, so one instance can serve every equal line.
+_PARSED: dict[str, AGIReply] = {}
+_PARSED_DIGITS: dict[str, AGIReply] = {}
+_PARSED_SIZE = 512
+_PARSED_LINE_BYTES = 128
+
+
 def parse_success(line: str, digits: bool = False) -> AGIReply:
     """Parse a ``200 result=...`` line. Raise :class:`MalformedReply` otherwise."""
+    cache = _PARSED_DIGITS if digits else _PARSED
+    reply = cache.get(line)
+    if reply is None:
+        reply = _parse_success(line, digits)
+        if len(line) <= _PARSED_LINE_BYTES:
+            if len(cache) >= _PARSED_SIZE:
+                cache.clear()
+            cache[line] = reply
+    return reply
+
+
+def _parse_success(line: str, digits: bool) -> AGIReply:
     match = _SUCCESS.match(line)
     if match is None:
         raise MalformedReply(f"not an AGI reply: {line[:120]!r}")

@@ -101,3 +101,13 @@ def ivr_request_callback(call: Call, skill: str, reason: str) -> Awaitable[bool]
     callback service implements it). Menus may only offer ``callback``
     options when some plugin implements this hook.
     """
+
+
+@hookspec(firstresult=True)
+def ivr_before_queue(call: Call, queue: str, customer: Customer) -> Awaitable[bool] | bool | None:
+    """Called just before a caller is put in ``queue``; return True if the plugin took the caller.
+
+    This is the place to offer a callback when the estimated wait (e.g. AMI
+    ``QueueSummary`` hold time) is over a limit, and keep the caller's place.
+    Return False or None to let the transfer go ahead.
+    """

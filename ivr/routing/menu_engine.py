@@ -126,11 +126,27 @@ class MenuRouteHandler:
         return default_decision(customer, services.now(), services.hours, services.settings)
 
     async def _closed(self, walk: _Walk) -> None:
+        """Outside business hours: the hours, and a callback if a plugin takes requests."""
+        call = walk.call
         walk.path.append("closed")
-        await walk.call.user_event("IvrClosed", Script=self.route.name)
-        await walk.call.play("ivr-closed")
-        await walk.call.play("ivr-goodbye")
-        await walk.call.hangup()
+        await call.user_event("IvrClosed", Script=self.route.name)
+        await call.play("ivr-closed")
+        hooks = self.services.hooks
+        if hooks is not None and hooks.ivr_request_callback.get_hookimpls():
+            wanted = await call.menu("ivr-callback-offer", {"1": "yes"}, tries=1, timeout=5.0,
+                                     invalid_prompt=None, timeout_prompt=None)
+            if wanted and await self._ask_hook(hooks.ivr_request_callback, call=call, skill="",
+                                               reason="closed"):
+                await call.play("ivr-callback-confirmed")
+        await call.play("ivr-goodbye")
+        await call.hangup()
+
+    @staticmethod
+    async def _ask_hook(hook: Any, **kwargs: object) -> bool:
+        answer = hook(**kwargs)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return bool(answer)
 
     async def _walk(self, walk: _Walk, start: str, early_key: str | None = None) -> None:
         menus = self.services.menus.menus
@@ -177,10 +193,8 @@ class MenuRouteHandler:
     async def _callback(self, walk: _Walk, option: Option) -> None:
         """Hand a callback request to the plugin that takes them (validated to exist)."""
         call = walk.call
-        taken = self.services.hooks.ivr_request_callback(call=call, skill=option.target,
-                                                         reason=walk.path_text)
-        if inspect.isawaitable(taken):
-            taken = await taken
+        taken = await self._ask_hook(self.services.hooks.ivr_request_callback, call=call,
+                                     skill=option.target, reason=walk.path_text)
         if not taken:
             raise FallbackRequested("callback-refused")
         await call.play("ivr-callback-confirmed")
@@ -195,6 +209,10 @@ class MenuRouteHandler:
             "IVR_PATH": walk.path_text,
             "IVR_LANGUAGE": call.language,
         }
+        hooks = self.services.hooks
+        if option.kind == "queue" and hooks is not None and await self._ask_hook(
+                hooks.ivr_before_queue, call=call, queue=option.target, customer=customer):
+            return  # a plugin took the caller (e.g. a callback instead of a long wait)
         await call.play("ivr-connecting")
         if option.kind == "agent":
             device = self.services.settings.agents.get(option.target, "")
