@@ -129,8 +129,8 @@ class PluginSettings:
     def folder_path(self) -> Path | None:
         """The plugins folder to load, if any."""
         if self.folder:
-            return Path(self.folder)
-        default = Path("plugins")
+            return Path(self.folder).resolve()
+        default = Path("plugins").resolve()
         return default if default.is_dir() else None
 
 
