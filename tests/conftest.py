@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from asterisk_harness import AMI, Sandbox
 from asterisk_sim import environment
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -130,3 +131,19 @@ def ivr_server() -> Iterator[ServeProcess]:
     server = ServeProcess(4573, {"IVR_ROUTING_ROUTES": TEST_ROUTES})
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """The real Asterisk (scripts/asterisk-sandbox), started once for the session."""
+    box = Sandbox()
+    box.start()
+    yield box
+
+
+@pytest.fixture(scope="session")
+def ami(sandbox: Sandbox) -> Iterator[AMI]:
+    """An independent AMI client (pyst2) that records every event."""
+    client = AMI()
+    yield client
+    client.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,34 +49,27 @@ def test_ami_user_has_least_privilege_on_loopback(tmp_path: Path) -> None:
     assert user["permit"].startswith("127.0.0.1/")
 
 
-@pytest.fixture(scope="module")
-def loaded() -> Iterator[Sandbox]:
-    box = Sandbox()
-    box.start()
-    yield box
-
-
 @pytest.mark.asterisk
-def test_real_asterisk_loads_the_dialplan(loaded: Sandbox) -> None:
-    out = loaded.rx("dialplan show ivr-hotline")
+def test_real_asterisk_loads_the_dialplan(sandbox: Sandbox) -> None:
+    out = sandbox.rx("dialplan show ivr-hotline")
     assert "AGI(${IVR_AGI_BASE}/hotline)" in out
     for context in ["ivr-agi-done", "ivr-fallback", "ivr-hangup-handler", "ivr-outbound", "ivr-callback"]:
-        assert f"'{context}'" in loaded.rx(f"dialplan show {context}")
+        assert f"'{context}'" in sandbox.rx(f"dialplan show {context}")
 
 
 @pytest.mark.asterisk
-def test_real_asterisk_loads_the_ami_user(loaded: Sandbox) -> None:
-    assert re.search(r"^ivr\b", loaded.rx("manager show users"), re.M)
-    detail = loaded.rx("manager show user ivr")
+def test_real_asterisk_loads_the_ami_user(sandbox: Sandbox) -> None:
+    assert re.search(r"^ivr\b", sandbox.rx("manager show users"), re.M)
+    detail = sandbox.rx("manager show user ivr")
     write = re.search(r"write perm:\s*(.*)", detail, re.I)
     assert write and "originate" in write.group(1).lower()
     assert "system" not in write.group(1).lower() and "command" not in write.group(1).lower()
 
 
 @pytest.mark.asterisk
-def test_real_asterisk_loads_endpoints_and_queues(loaded: Sandbox) -> None:
-    endpoints = loaded.rx("pjsip show endpoints")
+def test_real_asterisk_loads_endpoints_and_queues(sandbox: Sandbox) -> None:
+    endpoints = sandbox.rx("pjsip show endpoints")
     assert "1001" in endpoints and "1002" in endpoints
-    queues = loaded.rx("queue show")
+    queues = sandbox.rx("queue show")
     for queue in ["ivr-fallback", "sales", "after-sales", "vip"]:
         assert queue in queues

@@ -13,27 +13,13 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from asterisk_harness import AMI, Event, Sandbox
 from conftest import TEST_ROUTES, ServeProcess, free_port
 
 pytestmark = pytest.mark.asterisk
-
-
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox()
-    box.start()
-    yield box
-
-
-@pytest.fixture(scope="session")
-def ami(sandbox: Sandbox) -> Iterator[AMI]:
-    client = AMI()
-    yield client
-    client.close()
 
 
 def caller_number() -> str:

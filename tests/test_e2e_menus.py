@@ -21,27 +21,13 @@ def menus_server() -> Iterator[ServeProcess]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def box() -> Sandbox:
-    sandbox = Sandbox()
-    sandbox.start()
-    return sandbox
-
-
-@pytest.fixture(scope="module")
-def ami(box: Sandbox) -> Iterator[AMI]:
-    client = AMI()
-    yield client
-    client.close()
-
-
 def queued(ami: AMI, number: str, timeout: float = 60) -> Event:
     return ami.wait_for(lambda e: e.get("UserEvent") == "IvrQueue" and e.get("CallerIDNum") == number,
                         timeout=timeout)
 
 
 def test_caller_walks_three_levels_by_dtmf_into_the_right_queue(
-        box: Sandbox, ami: AMI, menus_server: ServeProcess) -> None:
+        sandbox: Sandbox, ami: AMI, menus_server: ServeProcess) -> None:
     number = "13700000003"
     # language: 2 (zh) -> main menu: 2 (after-sales) -> after-sales menu: 0 (a person)
     ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
@@ -58,7 +44,7 @@ def test_caller_walks_three_levels_by_dtmf_into_the_right_queue(
 
 
 def test_a_vip_caller_gets_a_higher_queue_priority_and_their_language(
-        box: Sandbox, ami: AMI, menus_server: ServeProcess) -> None:
+        sandbox: Sandbox, ami: AMI, menus_server: ServeProcess) -> None:
     number = "13900000001"  # known to the CRM stand-in as a Chinese-speaking VIP
     ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
                   {"IVR_AGI_PORT": str(menus_server.port), "DIGITS": "1", "PRE_WAIT": "3",
@@ -68,7 +54,7 @@ def test_a_vip_caller_gets_a_higher_queue_priority_and_their_language(
     assert event["Language"] == "zh" and event["Path"] == "main:1"  # no language question
 
 
-def test_closed_hours_play_the_closed_message(box: Sandbox, ami: AMI, tmp_path: Path) -> None:
+def test_closed_hours_play_the_closed_message(sandbox: Sandbox, ami: AMI, tmp_path: Path) -> None:
     closed = ",".join(f"{day}=" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
     server = ServeProcess(free_port(), {"IVR_HOURS_WEEKLY": closed})
     number = "13700000004"
@@ -97,7 +83,7 @@ def readme_example() -> str:
 
 
 def test_the_readme_plugin_example_works_through_a_real_call(
-        box: Sandbox, ami: AMI, tmp_path: Path) -> None:
+        sandbox: Sandbox, ami: AMI, tmp_path: Path) -> None:
     code = readme_example()
     assert len(code.strip().splitlines()) <= 16
     plugins = tmp_path / "plugins"
