@@ -260,6 +260,10 @@ class Call:
     async def set_variable(self, name: str, value: str) -> None:
         await self._session.send_command("SET VARIABLE", name, value)
 
+    def set_variable_and_end(self, name: str, value: str) -> None:
+        """Set a variable as the session's last word and end the session (no round trip)."""
+        self._session.send_last_command("SET VARIABLE", name, value)
+
     async def get_variable(self, name: str) -> str | None:
         """The channel variable's value, or None when it is not set."""
         reply = await self._session.send_command("GET VARIABLE", name)

@@ -257,3 +257,17 @@ def test_peer_allow_list_and_per_peer_limit() -> None:
     first.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1)))
     first.connectionLost()
     assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4)) is not None
+
+
+def test_last_command_is_written_then_the_session_closes(session: Session) -> None:
+    session.start()
+    session.protocol.send_last_command("SET VARIABLE", "IVR_RESULT", "done")
+    assert session.sent() == [b'SET VARIABLE "IVR_RESULT" "done"\n']
+    assert session.transport.disconnecting
+
+
+def test_last_command_after_a_hangup_sends_nothing(session: Session) -> None:
+    session.start()
+    session.feed(b"HANGUP\n")
+    session.protocol.send_last_command("SET VARIABLE", "IVR_RESULT", "done")
+    assert session.sent() == []

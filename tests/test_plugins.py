@@ -117,7 +117,6 @@ def test_a_folder_plugin_serves_calls_in_ivr_serve(tmp_path: Path) -> None:
             asterisk.expect("SET VARIABLE", "GREETED", "1001")
             asterisk.reply("200 result=1")
             asterisk.expect("SET VARIABLE", "IVR_RESULT", "done")
-            asterisk.reply("200 result=1")
             assert asterisk.wait_closed() == b""
     finally:
         server.stop()

@@ -439,6 +439,18 @@ class FastAGIProtocol(LineOnlyReceiver):
         self._write(line)
         return pending.deferred
 
+    def send_last_command(self, verb: str, *args: str | int) -> None:
+        """Send a final command without waiting for its reply, then close the session.
+
+        Asterisk reads and runs every command written before our FIN, so a
+        closing ``SET VARIABLE`` takes effect without costing a round trip.
+        Does nothing after a hangup; an unsafe argument raises as usual.
+        """
+        if self.closed or self.close_reason is not None or self.hungup or self._env is not None:
+            return
+        self._write(build_command(verb, *args))
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
     def _write(self, data: bytes) -> None:
         """``transport.write(data)``, sent at once when nothing is queued before it.
 

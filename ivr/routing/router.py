@@ -171,11 +171,10 @@ class Router:
                         route=route.name, uniqueid=uid)
             await self._to_fallback(call, "handler-error")
             return CallOutcome("fallback", "handler-error")
-        log.debug("call {uniqueid} on {route} finished", uniqueid=uid, route=route.name)
-        await self._mark_done(call)
+        self._mark_done(call)
         return CallOutcome("completed")
 
-    async def _mark_done(self, call: Call) -> None:
+    def _mark_done(self, call: Call) -> None:
         """Tell the dialplan the handler finished on purpose.
 
         Asterisk reports ``AGISTATUS=SUCCESS`` whenever the socket closes, even
@@ -185,10 +184,7 @@ class Router:
         """
         if call.hungup or call.handed_off:
             return
-        try:
-            await call.set_variable("IVR_RESULT", "done")
-        except CallHangup:
-            pass
+        call.set_variable_and_end("IVR_RESULT", "done")
 
     async def _to_fallback(self, call: Call, reason: str) -> None:
         if call.hungup or call.handed_off:
