@@ -23,7 +23,7 @@ from ivr.errors import (
     UsageError,
 )
 from ivr.plugins.hookspecs import hookimpl
-from ivr.routing import CallOutcome, Fallback, Handler, Route, Router
+from ivr.routing import CallOutcome, CallStep, Fallback, Handler, Route, Router
 from ivr.routing.customers import Customer
 from ivr.routing.menu_engine import RouteDecision
 from ivr.routing.menus import Menu, MenuRoute, Option, action, agent, callback, hangup, play, queue, submenu
@@ -36,6 +36,7 @@ __all__ = [
     "Call",
     "CallHangup",
     "CallOutcome",
+    "CallStep",
     "CallTimeout",
     "ChannelStatus",
     "CommandError",

@@ -12,7 +12,7 @@ from asterisk_sim import parse_args
 from conftest import Session
 from twisted.internet import defer
 
-from ivr import Call, Route, Router
+from ivr import Call, CallStep, Option, Route, Router
 from ivr.config import RoutingSettings
 from ivr.errors import ConfigError
 from ivr.plugins import hookspecs
@@ -363,3 +363,24 @@ def test_callback_option_and_before_queue_hook() -> None:
     caller = Caller({"m-prompt": ["2"]})
     run_call(caller, menus=menus, hooks=hooks_with(desk))
     assert desk.queues == ["sales"] and "IVR_QUEUE" not in caller.variables()
+
+
+class StepRecorder:
+    def __init__(self) -> None:
+        self.steps: list[CallStep] = []
+
+    @pluggy.HookimplMarker("ivr")
+    def ivr_call_step(self, call: Call, step: CallStep) -> None:
+        self.steps.append(step)
+
+
+def test_steps_reach_subscribers_in_order_with_sensitive_keys_masked() -> None:
+    recorder = StepRecorder()
+    menus = menu_set(MenuRoute("hotline", "main", languages={"1": "en"}),
+                     Menu("main", "main-prompt", {"2": submenu("pin")}),
+                     Menu("pin", "pin-prompt", {"7": Option("queue", "sales", sensitive=True)}))
+    caller = Caller({"ivr-language-menu": ["1"], "main-prompt": ["2"], "pin-prompt": ["7"]})
+    run_call(caller, menus=menus, hooks=hooks_with(recorder))
+    assert recorder.steps == [CallStep("language", value="en"), CallStep("menu", "main", "2", "pin"),
+                              CallStep("menu", "pin", "*", "sales"),
+                              CallStep("transfer", value="queue:sales")]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ivr.routing.customers import Customer
     from ivr.routing.menu_engine import RouteDecision
     from ivr.routing.menus import Menu, MenuRoute
-    from ivr.routing.router import CallOutcome, Route
+    from ivr.routing.router import CallOutcome, CallStep, Route
 
 __all__ = ["hookspec", "hookimpl"]
 
@@ -42,6 +42,16 @@ def ivr_call_started(call: Call) -> Awaitable[None] | None:
     ``call`` is the live :class:`~ivr.Call`; subscribers (the contact history,
     metrics) record it. Return an awaitable to do I/O; an exception is logged
     and never reaches the caller.
+    """
+
+
+@hookspec
+def ivr_call_step(call: Call, step: CallStep) -> Awaitable[None] | None:
+    """Called for each step a caller takes: a language chosen, a menu key, a transfer.
+
+    Steps arrive in order; the contact history records them as the IVR path.
+    Sensitive keys arrive masked. An exception is logged and never reaches
+    the caller.
     """
 
 

@@ -22,7 +22,8 @@ from ivr.config import RoutingSettings
 from ivr.errors import FallbackRequested
 from ivr.routing.customers import Customer, CustomerLookup
 from ivr.routing.hours import BusinessHours
-from ivr.routing.menus import Menu, MenuRoute, MenuSet, Option
+from ivr.routing.menus import MenuRoute, MenuSet, Option
+from ivr.routing.router import CallStep, notify
 
 __all__ = ["MenuRouteHandler", "RouteDecision", "RoutingServices", "default_decision"]
 
@@ -74,12 +75,20 @@ class _Walk:
     call: Call
     customer: Customer
     decision: RouteDecision
+    hooks: Any
     path: list[str] = field(default_factory=list)
 
-    def step(self, menu: Menu, key: str, option: Option) -> str:
-        shown = "*" if option.sensitive else key
-        self.path.append(f"{menu.name}:{shown}")
-        return shown
+    async def step(self, step: CallStep) -> None:
+        """Record a step in the path (``menu:key``) and tell the ivr_call_step subscribers."""
+        if step.kind == "menu":
+            self.path.append(f"{step.menu}:{step.key}")
+        elif step.kind == "language":
+            self.path.append(f"language:{step.value}")
+        elif step.kind in ("back", "exhausted"):
+            self.path.append(f"{step.menu}:{step.kind}")
+        elif step.kind == "closed":
+            self.path.append("closed")
+        await notify(self.hooks, "ivr_call_step", call=self.call, step=step)
 
     @property
     def path_text(self) -> str:
@@ -97,7 +106,7 @@ class MenuRouteHandler:
         services = self.services
         customer = await services.lookup.find(call.caller_number)
         decision = self._decide(call, customer)
-        walk = _Walk(call, customer, decision)
+        walk = _Walk(call, customer, decision, services.hooks)
         await call.answer()
         if not decision.open:
             await self._closed(walk)
@@ -109,7 +118,7 @@ class MenuRouteHandler:
             chosen = await call.menu(route.language_prompt, route.languages, tries=2, timeout=4.0)
             if chosen:
                 await call.user_event("IvrMenuChoice", Menu="language", Choice=chosen, Path="")
-            walk.path.append(f"language:{chosen or '-'}")
+            await walk.step(CallStep("language", value=chosen or "-"))
             if chosen:
                 await call.set_language(chosen)
         early_key = None
@@ -128,7 +137,7 @@ class MenuRouteHandler:
     async def _closed(self, walk: _Walk) -> None:
         """Outside business hours: the hours, and a callback if a plugin takes requests."""
         call = walk.call
-        walk.path.append("closed")
+        await walk.step(CallStep("closed"))
         await call.user_event("IvrClosed", Script=self.route.name)
         await call.play("ivr-closed")
         hooks = self.services.hooks
@@ -161,16 +170,17 @@ class MenuRouteHandler:
                                   first_key=early_key)
             early_key = None
             if key is None:
-                walk.path.append(f"{menu.name}:exhausted")
+                await walk.step(CallStep("exhausted", menu.name))
                 await call.set_variable("IVR_PATH", walk.path_text)
                 raise FallbackRequested("menu-exhausted")
             if key == menu.back_key:
-                walk.path.append(f"{menu.name}:back")
+                await walk.step(CallStep("back", menu.name))
                 if len(stack) > 1:
                     stack.pop()
                 continue
             option = menu.options[key]
-            shown = walk.step(menu, key, option)
+            shown = "*" if option.sensitive else key
+            await walk.step(CallStep("menu", menu.name, shown, option.target))
             await call.user_event("IvrMenuChoice", Menu=menu.name, Digit=shown, Path=walk.path_text)
             if option.kind == "submenu":
                 stack.append(option.target)
@@ -193,6 +203,7 @@ class MenuRouteHandler:
     async def _callback(self, walk: _Walk, option: Option) -> None:
         """Hand a callback request to the plugin that takes them (validated to exist)."""
         call = walk.call
+        await walk.step(CallStep("callback", value=option.target))
         taken = await self._ask_hook(self.services.hooks.ivr_request_callback, call=call,
                                      skill=option.target, reason=walk.path_text)
         if not taken:
@@ -213,6 +224,7 @@ class MenuRouteHandler:
         if option.kind == "queue" and hooks is not None and await self._ask_hook(
                 hooks.ivr_before_queue, call=call, queue=option.target, customer=customer):
             return  # a plugin took the caller (e.g. a callback instead of a long wait)
+        await walk.step(CallStep("transfer", value=f"{option.kind}:{option.target}"))
         await call.play("ivr-connecting")
         if option.kind == "agent":
             device = self.services.settings.agents.get(option.target, "")

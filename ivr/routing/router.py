@@ -49,12 +49,50 @@ class CallOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class CallStep:
+    """One step of a caller's way through ivr, for the ``ivr_call_step`` hook.
+
+    ``kind`` is ``language``, ``menu``, ``back``, ``exhausted``, ``closed``,
+    ``transfer`` or ``callback``; ``menu`` names where it happened; ``key`` is
+    the key pressed ("*" when the option is sensitive); ``value`` what it chose
+    (a language, a queue ...).
+    """
+
+    kind: str
+    menu: str = ""
+    key: str = ""
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Fallback:
     """Where a caller goes when ivr cannot serve them (a queue or an apology)."""
 
     context: str = "ivr-fallback"
     extension: str = "s"
     priority: int = 1
+
+
+async def notify(hooks: Any | None, hook_name: str, **kwargs: object) -> None:
+    """Call a notification hook, one plugin at a time.
+
+    Each implementation runs on its own, so one plugin's bug is logged with
+    its name and neither reaches the caller nor stops the other subscribers
+    (the contact history must still see the call).
+    """
+    if hooks is None:
+        return
+    call = kwargs.get("call")
+    for impl in reversed(getattr(hooks, hook_name).get_hookimpls()):  # pluggy's calling order
+        try:
+            result = impl.function(*(kwargs[name] for name in impl.argnames))
+            if inspect.isawaitable(result):
+                await result
+        except defer.CancelledError:
+            raise
+        except Exception:
+            log.failure("plugin {plugin} failed in {hook} on call {uniqueid}", plugin=impl.plugin_name,
+                        hook=hook_name, uniqueid=getattr(call, "uniqueid", "?"))
 
 
 class Router:
@@ -115,25 +153,7 @@ class Router:
         await self._notify("ivr_call_ended", call=call, outcome=outcome)
 
     async def _notify(self, hook_name: str, **kwargs: object) -> None:
-        """Call a notification hook, one plugin at a time.
-
-        Each implementation runs on its own, so one plugin's bug is logged with
-        its name and neither reaches the caller nor stops the other subscribers
-        (the contact history must still see the call).
-        """
-        if self.hooks is None:
-            return
-        call = kwargs.get("call")
-        for impl in reversed(getattr(self.hooks, hook_name).get_hookimpls()):  # pluggy's order
-            try:
-                result = impl.function(*(kwargs[name] for name in impl.argnames))
-                if inspect.isawaitable(result):
-                    await result
-            except defer.CancelledError:
-                raise
-            except Exception:
-                log.failure("plugin {plugin} failed in {hook} on call {uniqueid}", plugin=impl.plugin_name,
-                            hook=hook_name, uniqueid=getattr(call, "uniqueid", "?"))
+        await notify(self.hooks, hook_name, **kwargs)
 
     async def _run(self, call: Call, route: Route | None, timed_out: list[bool]) -> CallOutcome:
         uid = call.uniqueid
