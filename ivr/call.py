@@ -131,6 +131,15 @@ class Call:
         return self.env.args
 
     @property
+    def has_commands_in_flight(self) -> bool:
+        """True while a command (perhaps one whose wait was cancelled) awaits its reply."""
+        return self._session.has_pending
+
+    def end_session(self) -> None:
+        """Close the FastAGI session now; Asterisk continues with the dialplan."""
+        self._session.abort_quietly()
+
+    @property
     def hungup(self) -> bool:
         """True once Asterisk reported the hangup or the session closed."""
         return self._session.hungup or self._session.closed

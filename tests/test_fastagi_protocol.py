@@ -271,3 +271,16 @@ def test_last_command_after_a_hangup_sends_nothing(session: Session) -> None:
     session.feed(b"HANGUP\n")
     session.protocol.send_last_command("SET VARIABLE", "IVR_RESULT", "done")
     assert session.sent() == []
+
+
+def test_a_repeated_environment_key_cannot_override_the_first(session: Session) -> None:
+    # e.g. a caller name carrying a newline and "agi_network_script: admin"
+    session.feed(b"agi_network_script: hotline\nagi_request: agi://x/hotline\n"
+                 b"agi_calleridname: Eve\nagi_network_script: admin\n\n")
+    assert session.protocol.environment.network_script == "hotline"
+
+
+def test_ipv4_peers_of_a_dual_stack_listener_are_admitted() -> None:
+    policy = PeerPolicy.from_strings(["127.0.0.0/8"], 10)
+    assert policy.admits("::ffff:127.0.0.1")
+    assert not policy.admits("::ffff:10.0.0.1")

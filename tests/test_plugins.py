@@ -13,6 +13,7 @@ import pluggy
 import pytest
 from asterisk_sim import SimulatedAsterisk
 from conftest import ROOT, ServeProcess, Session, free_port
+from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 
 from ivr import Call, CallOutcome, PluginError, Route, Router
@@ -205,3 +206,35 @@ def test_ivr_serve_stops_with_a_clear_message_on_a_broken_menu(tmp_path: Path) -
     assert str(plugins / "support.toml") in result.stderr
     assert "menu 's-main' key '1'" in result.stderr and "unknown submenu 's-billing'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class SlowSubscriber:
+    def __init__(self) -> None:
+        self.ended: list[CallOutcome] = []
+
+    @pluggy.HookimplMarker("ivr")
+    def ivr_call_started(self, call: Call) -> Deferred[None]:
+        return Deferred()  # never answers: a database that hangs
+
+    @pluggy.HookimplMarker("ivr")
+    def ivr_call_ended(self, call: Call, outcome: CallOutcome) -> None:
+        self.ended.append(outcome)
+
+
+def test_a_slow_subscriber_does_not_hold_the_call() -> None:
+    plugins = load_plugins(None)
+    slow = SlowSubscriber()
+    plugins.manager.register(slow)
+
+    async def handler(call: Call) -> None:
+        await call.answer()
+
+    session = Session(on_ready=lambda p: router.session_ready(p))  # type: ignore[arg-type]
+    router = Router(session.clock, [Route("main", handler)], hooks=plugins.hook, hook_deadline=1.0)
+    with capturedLogs():
+        session.start("main")
+        assert session.sent() == []  # waiting for the hook, within its deadline
+        session.clock.advance(1.01)
+    assert session.sent() == [b"ANSWER\n"]
+    session.feed("200 result=0\n")
+    assert slow.ended == [CallOutcome("completed")]

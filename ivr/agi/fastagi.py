@@ -47,7 +47,6 @@ __all__ = [
 log = Logger(namespace="ivr.agi")
 
 _ENV_KEY = re.compile(rb"agi_[a-z0-9_]{1,64}\Z")
-_ENV_KEY_MATCH = _ENV_KEY.match
 #: Most peer addresses whose admits() answer is remembered.
 _ADMITS_CACHE_SIZE = 1024
 
@@ -142,7 +141,7 @@ class PeerPolicy:
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1/128"),
     )
-    max_per_peer: int = 1000
+    max_per_peer: int = 2000
     _open: dict[str, int] = field(default_factory=dict)
     #: admits() answers per host, valid for the ``allowed`` tuple in _admitted_for.
     _admitted: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
@@ -168,6 +167,8 @@ class PeerPolicy:
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d
         admitted = any(address in network for network in self.allowed)
         if len(cache) < _ADMITS_CACHE_SIZE:
             cache[host] = admitted
@@ -255,6 +256,15 @@ class FastAGIProtocol(LineOnlyReceiver):
         self._close_waiters.append(waiter)
         return waiter
 
+    @property
+    def has_pending(self) -> bool:
+        """True while any command sent has not been answered (even an abandoned one)."""
+        return bool(self._pending)
+
+    def abort_quietly(self) -> None:
+        """Close the session on purpose: pending commands fail with CallHangup."""
+        self.abort(CallHangup("session closed by ivr"))
+
     def abort(self, error: AGIError) -> None:
         """Close the session because of ``error``; pending commands fail with it."""
         if self.close_reason is None:
@@ -275,49 +285,6 @@ class FastAGIProtocol(LineOnlyReceiver):
         self.abort(LimitExceeded(f"line longer than {self.limits.max_line_bytes} bytes"))
 
     # -- incoming ---------------------------------------------------------
-
-    def dataReceived(self, data: bytes) -> None:
-        """``LineOnlyReceiver.dataReceived``, with environment lines handled inline.
-
-        Same splitting, checks and order as the base class followed by
-        :meth:`lineReceived` and :meth:`_environment_line`; an environment is
-        some 25 lines, and two method calls per line were a large share of the
-        cost of a short call.
-        """
-        lines = (self._buffer + data).split(self.delimiter)
-        self._buffer = lines.pop(-1)
-        transport = self.transport
-        max_length = self.MAX_LENGTH
-        max_env_lines = self.limits.max_env_lines
-        max_env_bytes = self.limits.max_env_bytes
-        for line in lines:
-            if transport.disconnecting:  # type: ignore[union-attr]
-                return
-            if len(line) > max_length:
-                self.lineLengthExceeded(line)
-                return
-            env = self._env
-            if env is None:
-                self.lineReceived(line)
-                continue
-            # _environment_line, inline:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                self._environment_complete()
-                continue
-            self._env_bytes += len(line) + 1
-            if len(env) >= max_env_lines or self._env_bytes > max_env_bytes:
-                log.warn("peer {peer} sent an oversized AGI environment; closing", peer=self.peer_host)
-                self.abort(LimitExceeded("AGI environment too large"))
-                continue
-            key, sep, value = line.partition(b": ")
-            if not sep or _ENV_KEY_MATCH(key) is None:
-                log.warn("ignoring malformed AGI environment line {line!r}", line=line[:80])
-                continue
-            env[key[4:].decode("ascii")] = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
-        if len(self._buffer) > max_length:
-            self.lineLengthExceeded(self._buffer)
 
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
@@ -371,8 +338,13 @@ class FastAGIProtocol(LineOnlyReceiver):
         if not sep or _ENV_KEY.match(key) is None:
             log.warn("ignoring malformed AGI environment line {line!r}", line=line[:80])
             return
-        text = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
-        self._env[key[4:].decode("ascii")] = text
+        name = key[4:].decode("ascii")
+        if name in self._env:
+            # Asterisk sends each key once, routing keys first; a repeat can only come
+            # from a value with an embedded newline (a caller name) trying to override.
+            log.warn("ignoring repeated AGI environment key {key}", key=name)
+            return
+        self._env[name] = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
     def _environment_complete(self) -> None:
         assert self._env is not None

@@ -17,6 +17,8 @@ from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ivr.routing.router import await_hook
+
 __all__ = ["Customer", "CustomerLookup", "normalise_number"]
 
 log = Logger(namespace="ivr.routing")
@@ -74,33 +76,28 @@ class CustomerLookup:
         cached = self._cache.get(phone)
         if cached is not None and cached[0] > self._now():
             return cached[1]
-        customer = await self._ask(phone)
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
-        self._cache[phone] = (self._now() + self.ttl, customer)
+        customer, answered = await self._ask(phone)
+        if answered:  # a timeout or an error is not an answer: ask again next call
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[phone] = (self._now() + self.ttl, customer)
         return customer
 
-    async def _ask(self, phone: str) -> Customer:
+    async def _ask(self, phone: str) -> tuple[Customer, bool]:
         try:
-            answer = defer.maybeDeferred(self._lookup, phone)
-            answer.addCallback(lambda result: defer.ensureDeferred(result) if _awaitable(result) else result)
-            answer.addTimeout(self.deadline, self.clock)
-            found = await answer
+            found = await await_hook(self._lookup(phone), self.clock, self.deadline)
         except (defer.TimeoutError, error.TimeoutError):
             self.timeouts += 1
             log.warn("customer lookup for {phone} took over {deadline}s; routing as unknown",
                      phone=phone, deadline=self.deadline)
-            return Customer(phone)
+            return Customer(phone), False
         except Exception:
             log.failure("customer lookup for {phone} failed; routing as unknown", phone=phone)
-            return Customer(phone)
+            return Customer(phone), False
         if found is None:
-            return Customer(phone)
+            return Customer(phone), True
         if not isinstance(found, Customer):
             log.warn("customer lookup returned {found!r}, not a Customer; ignoring it", found=found)
-            return Customer(phone)
-        return found
+            return Customer(phone), False
+        return found, True
 
-
-def _awaitable(value: object) -> bool:
-    return hasattr(value, "__await__")

@@ -10,7 +10,6 @@ contact id as channel variables for the agent's screen pop.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +22,14 @@ from ivr.errors import FallbackRequested
 from ivr.routing.customers import Customer, CustomerLookup
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menus import MenuRoute, MenuSet, Option
-from ivr.routing.router import CallStep, notify
+from ivr.routing.router import CallStep, await_hook, notify
 
 __all__ = ["MenuRouteHandler", "RouteDecision", "RoutingServices", "default_decision"]
 
 log = Logger(namespace="ivr.routing")
+
+#: Steps of the IVR path kept per call (the most recent); bounds what a caller can make us send.
+_MAX_PATH_STEPS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class RoutingServices:
     settings: RoutingSettings
     hooks: Any = None
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    #: Seconds a plugin hook may take on the caller's time.
+    hook_deadline: float = 1.0
 
 
 @dataclass
@@ -75,7 +79,7 @@ class _Walk:
     call: Call
     customer: Customer
     decision: RouteDecision
-    hooks: Any
+    services: RoutingServices
     path: list[str] = field(default_factory=list)
 
     async def step(self, step: CallStep) -> None:
@@ -88,7 +92,11 @@ class _Walk:
             self.path.append(f"{step.menu}:{step.kind}")
         elif step.kind == "closed":
             self.path.append("closed")
-        await notify(self.hooks, "ivr_call_step", call=self.call, step=step)
+        if len(self.path) > _MAX_PATH_STEPS:  # a caller bouncing between menus
+            del self.path[: len(self.path) - _MAX_PATH_STEPS]
+        services = self.services
+        await notify(services.hooks, "ivr_call_step", services.lookup.clock, services.hook_deadline,
+                     call=self.call, step=step)
 
     @property
     def path_text(self) -> str:
@@ -106,7 +114,7 @@ class MenuRouteHandler:
         services = self.services
         customer = await services.lookup.find(call.caller_number)
         decision = self._decide(call, customer)
-        walk = _Walk(call, customer, decision, services.hooks)
+        walk = _Walk(call, customer, decision, services)
         await call.answer()
         if not decision.open:
             await self._closed(walk)
@@ -150,12 +158,9 @@ class MenuRouteHandler:
         await call.play("ivr-goodbye")
         await call.hangup()
 
-    @staticmethod
-    async def _ask_hook(hook: Any, **kwargs: object) -> bool:
-        answer = hook(**kwargs)
-        if inspect.isawaitable(answer):
-            answer = await answer
-        return bool(answer)
+    async def _ask_hook(self, hook: Any, **kwargs: object) -> bool:
+        services = self.services
+        return bool(await await_hook(hook(**kwargs), services.lookup.clock, services.hook_deadline))
 
     async def _walk(self, walk: _Walk, start: str, early_key: str | None = None) -> None:
         menus = self.services.menus.menus

@@ -9,17 +9,25 @@ dead air because of us. A hangup is the normal end of a call.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ivr.agi.fastagi import FastAGIProtocol
 from ivr.call import Call
-from ivr.errors import AGIError, CallHangup, CommandTimeout, FallbackRequested, ProtocolError
+from ivr.errors import (
+    AGIError,
+    CallHangup,
+    CommandTimeout,
+    ConfigError,
+    FallbackRequested,
+    ProtocolError,
+)
 
 __all__ = ["Fallback", "Handler", "Route", "Router"]
 
@@ -73,26 +81,52 @@ class Fallback:
     priority: int = 1
 
 
-async def notify(hooks: Any | None, hook_name: str, **kwargs: object) -> None:
-    """Call a notification hook, one plugin at a time.
+async def await_hook(result: object, clock: IReactorTime, deadline: float) -> object:
+    """A hook's answer, awaited for at most ``deadline`` seconds if it is awaitable.
 
-    Each implementation runs on its own, so one plugin's bug is logged with
-    its name and neither reaches the caller nor stops the other subscribers
-    (the contact history must still see the call).
+    Plugins run on the caller's time: a slow one must not leave a caller in silence.
+    Raises :class:`twisted.internet.defer.TimeoutError` when the deadline passes.
+    """
+    if not inspect.isawaitable(result):
+        return result
+    # A plugin's coroutine needs a Deferred to be given a deadline.
+    answer: defer.Deferred[object] = defer.ensureDeferred(cast(Coroutine[Any, Any, object], result))
+    answer.addTimeout(deadline, clock)
+    return await answer
+
+
+async def notify(hooks: Any | None, hook_name: str, clock: IReactorTime, deadline: float,
+                 **kwargs: object) -> None:
+    """Call a notification hook, one plugin at a time, each within ``deadline`` seconds.
+
+    Each implementation runs on its own, so one plugin's bug or slowness is
+    logged with its name and neither reaches the caller nor stops the other
+    subscribers (the contact history must still see the call).
     """
     if hooks is None:
         return
     call = kwargs.get("call")
     for impl in reversed(getattr(hooks, hook_name).get_hookimpls()):  # pluggy's calling order
         try:
-            result = impl.function(*(kwargs[name] for name in impl.argnames))
-            if inspect.isawaitable(result):
-                await result
+            await await_hook(impl.function(*(kwargs[name] for name in impl.argnames)), clock, deadline)
         except defer.CancelledError:
             raise
         except Exception:
             log.failure("plugin {plugin} failed in {hook} on call {uniqueid}", plugin=impl.plugin_name,
                         hook=hook_name, uniqueid=getattr(call, "uniqueid", "?"))
+
+
+@dataclass(slots=True)
+class _Deadline:
+    """A call's deadline timer, and whether it went off."""
+
+    timer: IDelayedCall | None = None
+    expired: bool = False
+
+    def disarm(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
 
 
 class Router:
@@ -105,8 +139,13 @@ class Router:
         fallback: Fallback = Fallback(),
         call_deadline: float = 3600.0,
         hooks: Any | None = None,
+        hook_deadline: float = 1.0,
     ) -> None:
         self.clock = clock
+        #: Seconds a plugin's notification hook may take before the call moves on without it.
+        self.hook_deadline = hook_deadline
+        #: Calls being served (their Deferreds), so a shutdown can wait for them.
+        self.active: set[defer.Deferred[None]] = set()
         #: pluggy's hook relay (``PluginManager.hook``), or None for no plugins.
         self.hooks = hooks
         self.fallback = fallback
@@ -117,45 +156,52 @@ class Router:
         for route in routes:
             self.add(route)
 
-    def add(self, route: Route) -> None:
+    def add(self, route: Route, source: str = "python") -> None:
         if route.name in self.routes:
-            raise ValueError(f"route {route.name!r} is defined twice")
+            raise ConfigError(source, f"route {route.name!r}", "is defined twice",
+                              "give one of the routes another name")
         self.routes[route.name] = route
 
     def session_ready(self, session: FastAGIProtocol) -> defer.Deferred[None]:
         """Serve one session; the outermost coroutine of each call starts here."""
         self.calls_started += 1
         call = Call(session)
-        timed_out: list[bool] = []
         route = self.routes.get(call.script)
         deadline = route.deadline if route is not None and route.deadline else self.call_deadline
-        served = defer.Deferred.fromCoroutine(self._serve(call, route, timed_out))
+        state = _Deadline()
+        served = defer.Deferred.fromCoroutine(self._serve(call, route, state))
 
         def expire() -> None:
-            timed_out.append(True)
+            state.expired = True
             served.cancel()
 
-        timer = self.clock.callLater(deadline, expire)
+        state.timer = self.clock.callLater(deadline, expire)
+        self.active.add(served)
 
-        def done(result: object) -> object:
-            if timer.active():
-                timer.cancel()
+        def done(result: object) -> None:
+            state.disarm()
+            self.active.discard(served)
             if session.transport is not None and not session.closed:
                 session.transport.loseConnection()
-            return result
+            if isinstance(result, Failure):
+                log.failure("call {uniqueid} ended with an internal error", result, uniqueid=call.uniqueid)
 
         served.addBoth(done)
         return served
 
-    async def _serve(self, call: Call, route: Route | None, timed_out: list[bool]) -> None:
-        await self._notify("ivr_call_started", call=call)
-        outcome = await self._run(call, route, timed_out)
-        await self._notify("ivr_call_ended", call=call, outcome=outcome)
+    async def _serve(self, call: Call, route: Route | None, state: _Deadline) -> None:
+        outcome = CallOutcome("broken", "internal-error")
+        try:
+            await self._notify("ivr_call_started", call=call)
+            outcome = await self._run(call, route, state)
+        finally:
+            state.disarm()  # the ended hook must not be cut short
+            await self._notify("ivr_call_ended", call=call, outcome=outcome)
 
     async def _notify(self, hook_name: str, **kwargs: object) -> None:
-        await notify(self.hooks, hook_name, **kwargs)
+        await notify(self.hooks, hook_name, self.clock, self.hook_deadline, **kwargs)
 
-    async def _run(self, call: Call, route: Route | None, timed_out: list[bool]) -> CallOutcome:
+    async def _run(self, call: Call, route: Route | None, state: _Deadline) -> CallOutcome:
         uid = call.uniqueid
         if route is None:
             log.warn("no route for AGI script {script!r} (call {uniqueid}); sending to fallback",
@@ -173,9 +219,13 @@ class Router:
             await self._to_fallback(call, request.reason)
             return CallOutcome("fallback", request.reason)
         except defer.CancelledError:
-            if not timed_out:
-                raise
             self.calls_failed += 1
+            state.disarm()
+            if not state.expired:  # the handler cancelled something of its own and let it escape
+                log.failure("handler for {route} was cancelled on call {uniqueid}; sending to fallback",
+                            route=route.name, uniqueid=uid)
+                await self._to_fallback(call, "handler-error")
+                return CallOutcome("fallback", "handler-error")
             log.warn("call {uniqueid} on {route} passed its deadline; sending to fallback",
                      uniqueid=uid, route=route.name)
             await self._to_fallback(call, "deadline")
@@ -208,6 +258,12 @@ class Router:
 
     async def _to_fallback(self, call: Call, reason: str) -> None:
         if call.hungup or call.handed_off:
+            return
+        if call.has_commands_in_flight:
+            # A command cut off by the deadline still runs in Asterisk (a long prompt,
+            # say) and ours would queue behind it. Close instead: the dialplan sees
+            # SUCCESS without IVR_RESULT=done and takes the fallback itself.
+            call.end_session()
             return
         target = self.fallback
         try:
