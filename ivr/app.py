@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -38,6 +39,10 @@ def load_handler(target: str, source: str, key: str) -> Handler:
     if handler is None or not callable(handler):
         raise ConfigError(source, key, f"{module_name!r} has no callable {attribute!r}",
                           "name an async function taking a Call") from None
+    if not (inspect.iscoroutinefunction(handler)
+            or inspect.iscoroutinefunction(type(handler).__call__)):
+        raise ConfigError(source, key, f"{target!r} is not an async function",
+                          "define it with `async def name(call: Call) -> None`")
     return cast(Handler, handler)
 
 
@@ -69,7 +74,7 @@ def build_routing(settings: Settings, reactor: Any, plugins: Plugins) -> Routing
         raise ConfigError(menus.routes[name].source, f"route {name!r}",
                           "also served by a plugin's ivr_routes", "rename the menu route")
     callbacks = bool(plugins.manager.hook.ivr_request_callback.get_hookimpls())
-    menus.validate(routing.queues, prompt_checker(settings), callbacks=callbacks)
+    menus.validate(routing.queues, prompt_checker(settings), callbacks=callbacks, agents=routing.agents)
     hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly, settings.hours.holidays,
                                 settings.source)
     hook = plugins.manager.hook
@@ -97,7 +102,7 @@ class IVRServer:
                              hooks=self.plugins.hook)
         for name, target in settings.routing.routes.items():
             handler = load_handler(target, settings.source, f"routing.routes.{name}")
-            self.router.routes[name] = Route(name, handler)
+            self.router.add(Route(name, handler), f"{settings.source} (routing.routes.{name})")
         limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
                            command_timeout=agi.command_timeout)
         peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
@@ -122,24 +127,52 @@ class IVRServer:
         if self.port is not None:
             await defer.maybeDeferred(self.port.stopListening)
         live = list(self.factory.sessions)
-        if not live:
+        calls = list(self.router.active)
+        if not live and not calls:
             return
         log.info("draining {count} live call(s) for up to {grace}s", count=len(live), grace=grace)
-        outcome: defer.Deferred[bool] = defer.Deferred()
-
-        def settle(finished: bool) -> None:
-            if not outcome.called:
-                outcome.callback(finished)
-
-        all_closed = defer.DeferredList([s.when_closed() for s in live], consumeErrors=True)
-        all_closed.addCallback(lambda _: settle(True))
-        timer = cast(IReactorTime, self.reactor).callLater(grace, settle, False)
-        if await outcome:
-            if timer.active():
-                timer.cancel()
+        clock = cast(IReactorTime, self.reactor)
+        if await _all_done([s.when_closed() for s in live] + [_observe(c) for c in calls], grace, clock):
             return
         left = [s for s in live if not s.closed]
         log.warn("{count} call(s) still live after {grace}s; closing them",
                  count=len(left), grace=grace)
         for session in left:
             session.abort(CallHangup("server shutting down"))
+        # Let the calls just closed finish their ivr_call_ended hooks (the contact history).
+        await _all_done([_observe(c) for c in self.router.active], _HOOKS_AFTER_CLOSE, clock)
+
+
+#: Seconds calls closed at shutdown get to run their ivr_call_ended hooks.
+_HOOKS_AFTER_CLOSE = 5.0
+
+
+def _observe(served: defer.Deferred[None]) -> defer.Deferred[None]:
+    """A Deferred that fires when ``served`` does, without touching its result chain."""
+    watcher: defer.Deferred[None] = defer.Deferred()
+
+    def fire(result: object) -> object:
+        if not watcher.called:
+            watcher.callback(None)
+        return result
+
+    served.addBoth(fire)
+    return watcher
+
+
+async def _all_done(waiters: list[defer.Deferred[None]], seconds: float, clock: IReactorTime) -> bool:
+    """True if all ``waiters`` fire within ``seconds``; never cancels them."""
+    if not waiters:
+        return True
+    outcome: defer.Deferred[bool] = defer.Deferred()
+
+    def settle(finished: bool) -> None:
+        if not outcome.called:
+            outcome.callback(finished)
+
+    defer.DeferredList(waiters, consumeErrors=True).addCallback(lambda _: settle(True))
+    timer = clock.callLater(seconds, settle, False)
+    finished = await outcome
+    if timer.active():
+        timer.cancel()
+    return finished

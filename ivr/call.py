@@ -9,12 +9,13 @@ which the router treats as the normal end of a call.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
-from ivr.errors import CallHangup, CommandFailed
+from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
 
 __all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording"]
 
@@ -23,10 +24,16 @@ ALL_DIGITS = "0123456789*#"
 
 #: Extra seconds allowed over a media command's own duration before we give up.
 _MEDIA_MARGIN = 10.0
+#: Times a caller may repeat a menu before each repeat uses up a try.
+_FREE_REPEATS = 5
 #: Deadline for prompts and apps whose length we cannot know in advance.
 _LONG_COMMAND = 3600.0
 
 _EXEC_SPECIALS = str.maketrans({c: "\\" + c for c in '\\,"()[]'})
+#: What a device rung directly may look like: PJSIP/1001, Local/1001@agents.
+_DIAL_STRING = re.compile(r"[A-Za-z0-9]+/[A-Za-z0-9_.@+-]+\Z")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]*\Z")
+_VARIABLE_UNSAFE = str.maketrans({",": " ", "|": " ", "\r": " ", "\n": " ", "&": " "})
 
 
 class ChannelStatus(enum.IntEnum):
@@ -48,7 +55,7 @@ class Recording:
 
     digit: str | None
     endpos: int | None
-    ended_by: str  # "dtmf", "timeout", "hangup" or "silence"
+    ended_by: str  # "dtmf", "timeout" (time or silence limit) or "hangup"
 
 
 def _none_if_unknown(value: str | None) -> str | None:
@@ -243,8 +250,8 @@ class Call:
     ) -> Recording:
         """Record the caller into ``filename``.``file_format``.
 
-        Ends on an escape digit, after ``max_seconds``, after
-        ``silence_seconds`` of silence, or on hangup (what was recorded is kept).
+        Ends on an escape digit, after ``max_seconds`` or ``silence_seconds`` of
+        silence (both "timeout"), or on hangup (what was recorded is kept).
         """
         args: list[str | int] = [filename, file_format, escape_digits, int(max_seconds * 1000)]
         if beep:
@@ -254,15 +261,14 @@ class Call:
         reply = await self._session.send_command(
             "RECORD FILE", *args, timeout=max_seconds + _MEDIA_MARGIN
         )
+        if reply.data in ("writefile", "randomerror"):
+            raise CommandFailed("RECORD FILE", f"Asterisk reported {reply.data}")
         if reply.data == "hangup" or reply.raw_result == "-1":
             return Recording(None, reply.endpos, "hangup")
-        if reply.data == "timeout":
-            return Recording(None, reply.endpos, "timeout")
-        if reply.data == "randomerror" or reply.data == "writefile":
-            raise CommandFailed("RECORD FILE", f"Asterisk reported {reply.data}")
         if reply.digit is not None:
             return Recording(reply.digit, reply.endpos, "dtmf")
-        return Recording(None, reply.endpos, "silence")
+        # Asterisk reports both the time limit and the silence limit as "(timeout)".
+        return Recording(None, reply.endpos, "timeout")
 
     # -- variables and applications ---------------------------------------
 
@@ -327,12 +333,16 @@ class Call:
         ``first_key`` is a key the caller already pressed (during a greeting):
         it answers the first try without the prompt.
         """
-        used = 0
+        used = repeats = 0
         while used < tries:
             key, first_key = first_key or await self.play(prompt, ALL_DIGITS), None
             if key is None:
                 key = await self.wait_for_digit(timeout)
             if key is not None and key == repeat_key:
+                repeats += 1
+                if repeats <= _FREE_REPEATS:
+                    continue
+                used += 1  # endless repeats would hold the line until the call deadline
                 continue
             if key is not None and key in other_keys:
                 return key
@@ -353,8 +363,13 @@ class Call:
         first, so the agent's screen pop and the queue log see them. ivr's
         session ends here: a caller waiting in a queue holds no AGI session.
         """
+        if owner_device and not _DIAL_STRING.match(owner_device):
+            raise UnsafeArgument(f"owner device {owner_device!r} is not a plain TECH/resource dial string")
+        if queue and not _QUEUE_NAME.match(queue):
+            raise UnsafeArgument(f"queue name {queue!r} has characters Queue() would treat as options")
         for name, value in (variables or {}).items():
-            await self.set_variable(name, value)
+            # The dialplan puts these in UserEvent/Dial arguments: no separators or line breaks.
+            await self.set_variable(name, value.translate(_VARIABLE_UNSAFE))
         await self.set_variable("QUEUE_PRIO", str(priority))
         await self.set_variable("IVR_OWNER_DEVICE", owner_device)
         await self.set_variable("IVR_OWNER_SECONDS", str(owner_seconds))
@@ -366,6 +381,8 @@ class Call:
 
     async def user_event(self, name: str, **headers: str) -> None:
         """Send an AMI ``UserEvent`` with literal header values (CR/LF removed)."""
+        if not name.isidentifier() or not all(key.isidentifier() for key in headers):
+            raise UnsafeArgument(f"UserEvent name and header keys must be plain words: {name!r}")
         fields = [name]
         for key, value in headers.items():
             clean = value.replace("\r", " ").replace("\n", " ")

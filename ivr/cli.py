@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,13 +19,11 @@ def _serve(args: argparse.Namespace) -> int:
     from ivr.config import load_settings
     from ivr.logs import start_logging
 
-    environ = {}
+    environ: dict[str, str] = {}
     if args.port is not None:
         environ["IVR_AGI_PORT"] = str(args.port)
     if args.log_format is not None:
         environ["IVR_LOG_FORMAT"] = args.log_format
-    import os
-
     settings = load_settings(args.config, {**os.environ, **environ})
     start_logging(settings.log.format, settings.log.level)
     server = IVRServer(settings, reactor)

@@ -31,6 +31,8 @@ def _port(value: int) -> str | None:
 
 
 def _networks(value: list[str]) -> str | None:
+    if not value:
+        return "at least one network (an empty list would refuse every call)"
     for item in value:
         try:
             ipaddress.ip_network(item, strict=False)
@@ -118,7 +120,8 @@ class HoursSettings:
 class VoicesSettings:
     dir: str = _setting("", _directory, "built prompts (empty: voices/build of this checkout)")
     sounds_dir: str = _setting("", _directory, "Asterisk's sounds folder, also searched for prompts")
-    languages: list[str] = _setting(["en", "zh"], None, "languages every prompt must exist in")
+    languages: list[str] = _setting(["en", "zh"], lambda v: None if v else "at least one language",
+                                    "languages every prompt must exist in")
 
 
 @dataclass(frozen=True)

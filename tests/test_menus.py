@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -384,3 +385,21 @@ def test_steps_reach_subscribers_in_order_with_sensitive_keys_masked() -> None:
     assert recorder.steps == [CallStep("language", value="en"), CallStep("menu", "main", "2", "pin"),
                               CallStep("menu", "pin", "*", "sales"),
                               CallStep("transfer", value="queue:sales")]
+
+
+@pytest.mark.parametrize(("items", "words"), [
+    ([MenuRoute("r", "m"), Menu("m", "p", {"1": hangup()}, back_key="23")], "back_key"),
+    ([MenuRoute("r", "m", languages={"#": "en"}), Menu("m", "p", {"1": hangup()})], "languages '#'"),
+    ([MenuRoute("r", "m", languages={"1": "../x"}), Menu("m", "p", {"1": hangup()})], "languages '1'"),
+    ([MenuRoute("r", "m"), Menu("m", "p", {"1": Option("agent", "9999")})], "unknown agent '9999'"),
+])
+def test_keys_languages_and_agents_are_checked(items: list[Menu | MenuRoute], words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        menu_set(*items).validate(QUEUES, None, agents=["1001"])
+
+
+def test_endless_repeats_use_up_tries() -> None:
+    caller = Caller({"ivr-language-menu": ["1"], "main-prompt": ["#"] * 20})
+    run_call(caller)
+    assert caller.prompts().count("main-prompt") == 8  # 5 free repeats, then 3 that each cost a try
+    assert caller.variables()["IVR_FALLBACK_REASON"] == "menu-exhausted"

@@ -241,3 +241,16 @@ def test_user_event_headers_stay_literal(name: str) -> None:
             current += ch
     args.append(current)
     assert args == ["Probe", f"Name: {name}"]
+
+
+def test_transfer_refuses_a_dial_string_with_options() -> None:
+    errors: list[BaseException] = []
+
+    async def handler(call: Call) -> None:
+        try:
+            await call.transfer_to_queue("sales", owner_device="PJSIP/1001&PJSIP/666,30,D(1)")
+        except Exception as exc:
+            errors.append(exc)
+
+    Harness(handler)
+    assert errors and errors[0].__class__.__name__ == "UnsafeArgument"

@@ -36,7 +36,7 @@ class AGIReply:
 
     @property
     def result(self) -> int:
-        """The result as an integer (``GET DATA`` digits give -1 for a hangup only)."""
+        """The result as an integer; 0 when it is not one (``GET DATA`` digits such as ``*1``)."""
         raw = self.raw_result
         # _INTEGER.match(raw) without the regex: \d is exactly str.isdecimal().
         if (raw[1:] if raw[:1] == "-" else raw).isdecimal():

@@ -42,6 +42,7 @@ _KINDS: tuple[OptionKind, ...] = ("submenu", "play", "queue", "agent", "callback
 TERMINAL: frozenset[str] = frozenset({"queue", "agent", "callback", "hangup", "action"})
 _KEY = re.compile(r"[0-9*#]\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Za-z0-9]{2,8})?\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,15 +150,20 @@ class MenuSet:
         self.routes[route.name] = route
 
     def validate(self, queues: Iterable[str], prompt_exists: Callable[[str], bool] | None,
-                 callbacks: bool = False) -> None:
+                 callbacks: bool = False, agents: Iterable[str] | None = None) -> None:
         """Raise ConfigError for the first thing that would strand a caller.
 
         ``callbacks`` says whether a plugin takes callback requests; without
         one, a ``callback`` option would promise something nobody delivers.
         """
         known_queues = set(queues)
+        known_agents = None if agents is None else set(agents)
         for menu in self.menus.values():
             where = f"menu {menu.name!r}"
+            for setting, key in (("back_key", menu.back_key), ("repeat_key", menu.repeat_key)):
+                if key and not _KEY.match(key):
+                    raise ConfigError(menu.source, f"{where} {setting}", f"{key!r} is not one phone key",
+                                      'use one of 0-9, * and #, or "" for none')
             if not _NAME.match(menu.name):
                 raise ConfigError(menu.source, where, "bad menu name", "use letters, digits, - _ .")
             if menu.tries < 1 or menu.timeout <= 0:
@@ -179,6 +185,9 @@ class MenuSet:
                 if option.kind == "queue" and option.target not in known_queues:
                     raise ConfigError(menu.source, item, f"unknown queue {option.target!r}",
                                       "add it to [routing] queues (and to Asterisk's queues.conf)")
+                if option.kind == "agent" and known_agents is not None and option.target not in known_agents:
+                    raise ConfigError(menu.source, item, f"unknown agent {option.target!r}",
+                                      "add it to [routing] agents with its dial string")
                 if option.kind == "callback" and not callbacks:
                     raise ConfigError(menu.source, item, "no plugin takes callback requests",
                                       "install a plugin implementing ivr_request_callback, or use a queue")
@@ -194,6 +203,11 @@ class MenuSet:
             if route.start not in self.menus:
                 raise ConfigError(route.source, f"route {route.name!r}", f"unknown menu {route.start!r}",
                                   "start the route in a defined menu")
+            for key, language in route.languages.items():
+                if not _KEY.match(key) or key == "#" or not _LANGUAGE.match(language):
+                    raise ConfigError(route.source, f"route {route.name!r} languages {key!r}",
+                                      f"{key!r} = {language!r} is not a key and a language code",
+                                      'map keys 0-9 or * to codes such as "en" or "zh"')
             if prompt_exists is not None:
                 for prompt in sorted(route.prompts()):
                     if not prompt_exists(prompt):
