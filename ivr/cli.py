@@ -51,6 +51,24 @@ def _plugins_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    from ivr.config import load_settings
+    from ivr.history.schema import current_revision, downgrade, head_revision, make_engine, upgrade
+
+    settings = load_settings(args.config)
+    engine = make_engine(args.url or settings.database.url)
+    try:
+        if args.db_command == "upgrade":
+            upgrade(engine, args.revision)
+        elif args.db_command == "downgrade":
+            downgrade(engine, args.revision)
+        current = current_revision(engine)
+        print(f"database at revision {current or '(empty)'}; this ivr knows up to {head_revision()}")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr", description="Telephony/IVR server for Asterisk.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing = plugin_commands.add_parser("list", help="each plugin's name, source, hooks and routes")
     listing.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
     listing.set_defaults(run=_plugins_list)
+    db = commands.add_parser("db", help="contact-history database schema (Alembic migrations)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    for name, default, text in [("upgrade", "head", "apply migrations up to REVISION"),
+                                ("downgrade", "base", "undo migrations down to REVISION"),
+                                ("current", "", "show the database's revision")]:
+        sub = db_commands.add_parser(name, help=text)
+        if default:
+            sub.add_argument("revision", nargs="?", default=default)
+        sub.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
+        sub.add_argument("--url", help="database URL (overrides [database] url)")
+        sub.set_defaults(run=_db)
     from ivr.voices import register_cli
 
     register_cli(commands)

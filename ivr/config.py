@@ -138,6 +138,13 @@ class PluginSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = _setting("sqlite:///ivr.db", lambda v: None if v.startswith(("sqlite:", "postgresql")) else
+                        "a SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+                        "where the contact history lives")
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = _setting("text", _choice("text", "json"), "log output format")
     level: str = _setting("info", _choice("debug", "info", "warn", "error", "critical"),
@@ -157,6 +164,7 @@ class Settings:
     plugins: PluginSettings = field(default_factory=PluginSettings)
     hours: HoursSettings = field(default_factory=HoursSettings)
     voices: VoicesSettings = field(default_factory=VoicesSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     log: LogSettings = field(default_factory=LogSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     source: str = "defaults"
@@ -164,7 +172,8 @@ class Settings:
 
 _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "plugins": PluginSettings, "hours": HoursSettings,
-                              "voices": VoicesSettings, "log": LogSettings,
+                              "voices": VoicesSettings, "database": DatabaseSettings,
+                              "log": LogSettings,
                               "server": ServerSettings}
 
 

@@ -147,3 +147,25 @@ def ami(sandbox: Sandbox) -> Iterator[AMI]:
     client = AMI()
     yield client
     client.close()
+
+
+def postgres_sandbox(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run scripts/postgres-sandbox with ``args``."""
+    return subprocess.run([str(ROOT / "scripts" / "postgres-sandbox"), *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """Start the PostgreSQL sandbox (a no-op if it runs); the SQLAlchemy URL of ``ivr_test``.
+
+    Never skips: without PostgreSQL the tests fail with the script's output
+    (scripts/bootstrap installs it).
+    """
+    started = postgres_sandbox("start")
+    if started.returncode != 0:
+        pytest.fail(f"scripts/postgres-sandbox start failed (exit {started.returncode})\n"
+                    f"--- stdout\n{started.stdout}--- stderr\n{started.stderr}", pytrace=False)
+    url = postgres_sandbox("url", "ivr_test")
+    assert url.returncode == 0, url.stderr
+    return url.stdout.strip()

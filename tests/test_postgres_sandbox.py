@@ -10,9 +10,9 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
+from conftest import postgres_sandbox
 import pytest
 import sqlalchemy
 from sqlalchemy import Column, Integer, MetaData, Table, Text, text
@@ -21,25 +21,10 @@ from sqlalchemy.exc import OperationalError
 
 pytestmark = pytest.mark.postgres
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "postgres-sandbox"
 
 
 def sandbox(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    """Start the sandbox (a no-op if it runs) and return the SQLAlchemy URL of ``ivr_test``."""
-    started = sandbox("start")
-    if started.returncode != 0:
-        pytest.fail(f"scripts/postgres-sandbox start failed (exit {started.returncode}); if PostgreSQL "
-                    f"is missing, run scripts/postgres-sandbox install (scripts/bootstrap does)\n"
-                    f"--- stdout\n{started.stdout}--- stderr\n{started.stderr}", pytrace=False)
-    url = sandbox("url", "ivr_test")
-    assert url.returncode == 0, url.stderr
-    return url.stdout.strip()
+    return postgres_sandbox(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,153 @@
+"""SQLAlchemy 2.x models of the contact history.
+
+One ``contacts`` row per interaction (inbound call, click-to-call, callback,
+SMS, survey), unique on Asterisk's uniqueid so a replayed write can never
+make a second row. Everything a caller sent is stored as text, literally.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerPhone"]
+
+#: Constraint names that are the same on SQLite and PostgreSQL, so migrations can name them.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Agent(Base):
+    """A person who takes calls; ``code`` is what the phone system knows them by (e.g. 1001)."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    device: Mapped[str] = mapped_column(String(200), default="")
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Customer(Base):
+    """A customer, with routing facts: language, VIP tier, owner, do-not-call."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(Text, default="")
+    language: Mapped[str] = mapped_column(String(16), default="")
+    vip_tier: Mapped[str] = mapped_column(String(32), default="")
+    owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    preferred_channel: Mapped[str] = mapped_column(String(16), default="voice")
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+    phones: Mapped[list[CustomerPhone]] = relationship(back_populates="customer",
+                                                       cascade="all, delete-orphan")
+    owner: Mapped[Agent | None] = relationship()
+
+
+class CustomerPhone(Base):
+    """A customer's phone number in E.164; one number belongs to one customer."""
+
+    __tablename__ = "customer_phones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    e164: Mapped[str] = mapped_column(String(20), unique=True)
+
+    customer: Mapped[Customer] = relationship(back_populates="phones")
+
+
+class Contact(Base):
+    """One interaction with a customer, from first ring to final outcome."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("uniqueid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: voice, sms ...
+    channel: Mapped[str] = mapped_column(String(16), default="voice")
+    #: inbound or outbound
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    #: hotline, click-to-call, callback, sms, survey ...
+    kind: Mapped[str] = mapped_column(String(32), default="hotline")
+    uniqueid: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str | None] = mapped_column(String(64), index=True)
+    caller_number: Mapped[str] = mapped_column(Text, default="")
+    caller_name: Mapped[str] = mapped_column(Text, default="")
+    caller_e164: Mapped[str | None] = mapped_column(String(20), index=True)
+    called_number: Mapped[str] = mapped_column(Text, default="")
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    #: open while the call is in ivr, final when it ended, interrupted if ivr died first
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    ivr_path: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    last_step: Mapped[str] = mapped_column(Text, default="")
+    #: keys pressed, sensitive ones masked as "*"
+    dtmf: Mapped[str] = mapped_column(Text, default="")
+    transcript: Mapped[str] = mapped_column(Text, default="")
+    transcript_confidence: Mapped[float | None] = mapped_column(Float)
+    route: Mapped[str] = mapped_column(String(100), default="")
+    queue: Mapped[str] = mapped_column(String(100), default="")
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+    outcome_reason: Mapped[str] = mapped_column(Text, default="")
+    hangup_cause: Mapped[str] = mapped_column(String(32), default="")
+    recording_ref: Mapped[str] = mapped_column(Text, default="")
+    survey_score: Mapped[int | None] = mapped_column(SmallInteger)
+    disposition: Mapped[str] = mapped_column(String(64), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+    events: Mapped[list[ContactEvent]] = relationship(back_populates="contact",
+                                                      cascade="all, delete-orphan",
+                                                      order_by="ContactEvent.id")
+
+
+class ContactEvent(Base):
+    """Something that happened during a contact (a step, a transfer, a note), in order."""
+
+    __tablename__ = "contact_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    contact: Mapped[Contact] = relationship(back_populates="events")
