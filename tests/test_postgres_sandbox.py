@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Iterator
 
 import psycopg
-from conftest import postgres_sandbox
 import pytest
 import sqlalchemy
+from conftest import postgres_sandbox
 from sqlalchemy import Column, Integer, MetaData, Table, Text, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
