@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +16,9 @@ from twisted.logger import Logger
 from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
 from ivr.config import Settings
 from ivr.errors import CallHangup, ConfigError
+from ivr.history.recorder import ContactRecorder
+from ivr.history.schema import current_revision, head_revision, make_engine, upgrade
+from ivr.plugins.contact_history import ContactHistory
 from ivr.plugins.manager import Plugins, load_plugins
 from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
@@ -103,6 +107,7 @@ class IVRServer:
         for name, target in settings.routing.routes.items():
             handler = load_handler(target, settings.source, f"routing.routes.{name}")
             self.router.add(Route(name, handler), f"{settings.source} (routing.routes.{name})")
+        self.history = self._open_history(settings, reactor)
         limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
                            command_timeout=agi.command_timeout)
         peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
@@ -110,8 +115,29 @@ class IVRServer:
                                       limits, peers)
         self.port: IListeningPort | None = None
 
+    def _open_history(self, settings: Settings, reactor: Any) -> ContactRecorder:
+        """Check the schema, replay the journal, reconcile crashed calls, subscribe the plugin."""
+        database = settings.database
+        engine = make_engine(database.url)
+        current, head = current_revision(engine), head_revision()
+        if current != head:
+            if not database.auto_upgrade:
+                engine.dispose()
+                raise ConfigError(settings.source, "database.url",
+                                  f"the database schema is at {current or 'nothing'}, ivr needs {head}",
+                                  "run `ivr db upgrade` (or set [database] auto_upgrade = true)")
+            log.info("upgrading the database schema from {current} to {head}", current=current, head=head)
+            upgrade(engine)
+        instance = settings.server.instance or f"{socket.gethostname()}:{settings.agi.port}"
+        recorder = ContactRecorder(engine, Path(database.journal), reactor)
+        recorder.reconcile(instance)
+        self.plugins.manager.register(ContactHistory(recorder, instance, settings.routing.region),
+                                      name="ivr.plugins.contact_history")
+        return recorder
+
     def start(self) -> IListeningPort:
         agi = self.settings.agi
+        self.history.start()
         tcp = cast(IReactorTCP, self.reactor)
         self.port = tcp.listenTCP(agi.port, self.factory,  # type: ignore[arg-type]
                                   interface=agi.host, backlog=1024)
@@ -123,7 +149,16 @@ class IVRServer:
         return self.port
 
     async def drain(self, grace: float) -> None:
-        """Stop accepting calls, let live ones finish for ``grace`` seconds, then close them."""
+        """Stop accepting calls, let live ones finish for ``grace`` seconds, then close them.
+
+        The contact history is flushed last, so every call's record is written.
+        """
+        try:
+            await self._drain_calls(grace)
+        finally:
+            await self.history.stop()
+
+    async def _drain_calls(self, grace: float) -> None:
         if self.port is not None:
             await defer.maybeDeferred(self.port.stopListening)
         live = list(self.factory.sessions)

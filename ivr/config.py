@@ -142,6 +142,11 @@ class DatabaseSettings:
     url: str = _setting("sqlite:///ivr.db", lambda v: None if v.startswith(("sqlite:", "postgresql")) else
                         "a SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
                         "where the contact history lives")
+    auto_upgrade: bool = _setting(False, None, "apply schema migrations at start-up instead of refusing")
+    journal: str = _setting("ivr-history.journal", None,
+                            "append-only file records go to while the database is down")
+
+
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,7 @@ class LogSettings:
 class ServerSettings:
     drain_grace: float = _setting(30.0, _positive,
                                   "seconds live calls get to finish after SIGTERM")
+    instance: str = _setting("", None, "this server's name in the history (empty: host:port)")
 
 
 @dataclass(frozen=True)
@@ -178,12 +184,18 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
 
 
 def _describe(kind: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string",
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
             list[str]: "a list of strings", dict[str, str]: "a table of strings"}.get(kind, str(kind))
 
 
 def _convert(raw: Any, kind: Any, from_env: bool) -> Any:
     """Turn ``raw`` into ``kind`` or raise ValueError."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_env and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return raw.lower() in ("1", "true", "yes", "on")
+        raise ValueError
     if kind is int or kind is float:
         if isinstance(raw, bool) or not (from_env or isinstance(raw, (int, float))):
             raise ValueError

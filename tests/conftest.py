@@ -87,8 +87,15 @@ class ServeProcess:
                  args: tuple[str, ...] = (), cwd: Path | None = None) -> None:
         self.port = port
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ivr-serve-{port}-{os.getpid()}.log"
+        self.database = self.log_path.with_suffix(".db")
+        for stale in self.database.parent.glob(self.database.name + "*"):
+            stale.unlink()
+        self.journal = self.log_path.with_suffix(".journal")
+        self.journal.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               "IVR_AGI_PORT": str(port), **(extra_env or {})}
+               "IVR_AGI_PORT": str(port), "IVR_DATABASE_URL": f"sqlite:///{self.database}",
+               "IVR_DATABASE_AUTO_UPGRADE": "true", "IVR_DATABASE_JOURNAL": str(self.journal),
+               **(extra_env or {})}
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ivr.cli", "serve", *args],

@@ -105,6 +105,8 @@ class Contact(Base):
     #: hotline, click-to-call, callback, sms, survey ...
     kind: Mapped[str] = mapped_column(String(32), default="hotline")
     uniqueid: Mapped[str] = mapped_column(String(64))
+    #: The ivr instance that served it: only that instance reconciles it after a crash.
+    handled_by: Mapped[str] = mapped_column(String(200), default="")
     linkedid: Mapped[str | None] = mapped_column(String(64), index=True)
     caller_number: Mapped[str] = mapped_column(Text, default="")
     caller_name: Mapped[str] = mapped_column(Text, default="")
@@ -143,9 +145,12 @@ class ContactEvent(Base):
     """Something that happened during a contact (a step, a transfer, a note), in order."""
 
     __tablename__ = "contact_events"
+    #: (contact, seq) is unique, so replaying a journal never doubles an event.
+    __table_args__ = (UniqueConstraint("contact_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

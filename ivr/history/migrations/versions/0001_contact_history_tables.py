@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("direction", sa.String(length=16), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("uniqueid", sa.String(length=64), nullable=False),
+        sa.Column("handled_by", sa.String(length=200), nullable=False),
         sa.Column("linkedid", sa.String(length=64), nullable=True),
         sa.Column("caller_number", sa.Text(), nullable=False),
         sa.Column("caller_name", sa.Text(), nullable=False),
@@ -113,6 +114,7 @@ def upgrade() -> None:
         "contact_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
@@ -123,6 +125,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contact_events")),
+        sa.UniqueConstraint("contact_id", "seq", name=op.f("uq_contact_events_contact_id")),
     )
     with op.batch_alter_table("contact_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_contact_events_contact_id"), ["contact_id"], unique=False)

@@ -1,0 +1,291 @@
+"""Writing the contact history without ever blocking a call or losing a record.
+
+Call code hands :class:`ContactStart`, :class:`ContactStep` and
+:class:`ContactEnd` records to a :class:`ContactRecorder`. It batches them and
+writes each batch in one transaction on its own single writer thread (so the
+reactor never waits for the database and records stay in order). When the
+database fails, the batch goes to an append-only journal file (fsync'd), and
+every later batch follows it there until the journal has been replayed, in
+order. Every write is idempotent on Asterisk's uniqueid (and the step number),
+so a replay can never make a second row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet import defer, threads
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from ivr.history.models import Contact, ContactEvent
+
+__all__ = ["ContactEnd", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
+
+log = Logger(namespace="ivr.history")
+
+_contacts = cast(Table, Contact.__table__)
+_events = cast(Table, ContactEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactStart:
+    uniqueid: str
+    started_at: str
+    handled_by: str
+    caller_number: str = ""
+    caller_name: str = ""
+    caller_e164: str | None = None
+    called_number: str = ""
+    route: str = ""
+    kind: str = "hotline"
+    direction: str = "inbound"
+    channel: str = "voice"
+
+
+@dataclass(frozen=True, slots=True)
+class ContactStep:
+    uniqueid: str
+    seq: int
+    at: str
+    kind: str
+    menu: str = ""
+    key: str = ""
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEnd:
+    uniqueid: str
+    ended_at: str
+    outcome: str
+    reason: str = ""
+    ivr_path: list[dict[str, str]] = field(default_factory=list)
+    dtmf: str = ""
+    queue: str = ""
+    duration_seconds: float | None = None
+
+
+Record = ContactStart | ContactStep | ContactEnd
+_KINDS: dict[str, type[Any]] = {"start": ContactStart, "step": ContactStep, "end": ContactEnd}
+_NAMES = {cls: name for name, cls in _KINDS.items()}
+
+
+def _encode(record: Record) -> str:
+    return json.dumps({"op": _NAMES[type(record)], **dataclasses.asdict(record)}, ensure_ascii=False)
+
+
+def _decode(line: str) -> Record:
+    data = json.loads(line)
+    return _KINDS[data.pop("op")](**data)  # type: ignore[no-any-return]
+
+
+def _time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+class ContactRecorder:
+    """Batches records to the database on one writer thread, with a journal for outages."""
+
+    def __init__(self, engine: Engine, journal: Path, reactor: Any, flush_interval: float = 0.05,
+                 max_batch: int = 2000, retry_interval: float = 5.0) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.reactor = reactor
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self._pending: list[Record] = []
+        self._flush_call: Any = None
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-history-writer")
+        self._retry = LoopingCall(self._retry_journal)
+        self._retry.clock = reactor
+        self.retry_interval = retry_interval
+        self.written = 0
+        self.journaled = 0
+        self._last_write: defer.Deferred[None] | None = None
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self._pool.start()
+        self._retry.start(self.retry_interval, now=False)
+
+    def reconcile(self, instance: str) -> int:
+        """At start-up (before serving): replay the journal, then mark this instance's
+        calls left open by a crash as interrupted. Returns how many were interrupted."""
+        self._replay_journal()
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(_contacts)
+                .where(_contacts.c.status == "open", _contacts.c.handled_by == instance)
+                .values(status="interrupted", outcome="interrupted",
+                        outcome_reason="ivr stopped before the call ended"))
+        count = int(result.rowcount or 0)
+        if count:
+            log.warn("marked {count} call(s) left open by an earlier run as interrupted", count=count)
+        return count
+
+    async def stop(self) -> None:
+        """Write what is pending, then stop the writer thread."""
+        if self._retry.running:
+            self._retry.stop()
+        await self.flush()
+        self._pool.stop()
+
+    # -- recording --------------------------------------------------------
+
+    def record(self, record: Record) -> None:
+        """Queue a record; it is written within ``flush_interval`` seconds."""
+        self._pending.append(record)
+        if len(self._pending) >= self.max_batch:
+            self._flush_now()
+        elif self._flush_call is None:
+            self._flush_call = self.reactor.callLater(self.flush_interval, self._flush_now)
+
+    def flush(self) -> defer.Deferred[None]:
+        """Write everything queued so far; fires when it is in the database or journal."""
+        self._flush_now()
+        waiting = self._last_write
+        return waiting if waiting is not None else defer.succeed(None)
+
+    def _flush_now(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        self._submit(lambda: self._write(batch))
+
+    def _retry_journal(self) -> None:
+        if self.journal.exists() and self.journal.stat().st_size:
+            self._submit(self._replay_journal)
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        done = threads.deferToThreadPool(self.reactor, self._pool, work)
+        done.addErrback(lambda failure: log.failure("contact history writer failed", failure))
+        self._last_write = done
+
+    # -- on the writer thread ----------------------------------------------
+
+    def _write(self, batch: Sequence[Record]) -> None:
+        if self.journal.exists() and self.journal.stat().st_size:
+            self._append_journal(batch)  # keep the order: behind what is already waiting
+            self._replay_journal()
+            return
+        try:
+            self._apply(batch)
+            self.written += len(batch)
+        except SQLAlchemyError as exc:
+            log.warn("contact history database unavailable ({error}); journaling {count} record(s)",
+                     error=type(exc).__name__, count=len(batch))
+            self._append_journal(batch)
+
+    def _append_journal(self, batch: Sequence[Record]) -> None:
+        with open(self.journal, "a", encoding="utf-8") as handle:
+            handle.write("".join(_encode(record) + "\n" for record in batch))
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.journaled += len(batch)
+
+    def _replay_journal(self) -> None:
+        if not self.journal.exists():
+            return
+        lines = [line for line in self.journal.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not lines:
+            return
+        try:
+            records = [_decode(line) for line in lines]
+        except (ValueError, KeyError, TypeError):
+            # A torn last line from a crash mid-append: keep everything before it.
+            records = []
+            for line in lines:
+                try:
+                    records.append(_decode(line))
+                except (ValueError, KeyError, TypeError):
+                    log.warn("skipping an unreadable journal line: {line!r}", line=line[:200])
+        try:
+            self._apply(records)
+        except SQLAlchemyError:
+            return  # still down: try again later
+        self.written += len(records)
+        self.journal.write_text("", encoding="utf-8")
+        log.info("replayed {count} journaled contact record(s) into the database", count=len(records))
+
+    def _apply(self, batch: Sequence[Record]) -> None:
+        with self.engine.begin() as connection:
+            for record in batch:
+                if isinstance(record, ContactStart):
+                    self._start(connection, record)
+                elif isinstance(record, ContactStep):
+                    self._step(connection, record)
+                else:
+                    self._end(connection, record)
+
+    def _insert_ignoring_duplicates(self, connection: Connection, table: Any, values: dict[str, Any],
+                                    keys: list[str]) -> None:
+        dialect = connection.dialect.name
+        statement: Any
+        if dialect == "postgresql":
+            statement = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+        elif dialect == "sqlite":
+            statement = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+        else:
+            exists = select(table.c.id).where(*(table.c[k] == values[k] for k in keys))
+            if connection.execute(exists).first() is not None:
+                return
+            statement = insert(table).values(**values)
+        connection.execute(statement)
+
+    def _contact_id(self, connection: Connection, uniqueid: str, at: str) -> int:
+        by_uniqueid = select(_contacts.c.id).where(_contacts.c.uniqueid == uniqueid)
+        found = connection.execute(by_uniqueid).scalar()
+        if found is None:  # its start record was lost: keep what we know rather than nothing
+            self._insert_ignoring_duplicates(connection, _contacts, _contact_defaults(
+                uniqueid=uniqueid, started_at=_time(at), handled_by=""), ["uniqueid"])
+            found = connection.execute(by_uniqueid).scalar()
+        assert found is not None
+        return int(found)
+
+    def _start(self, connection: Connection, record: ContactStart) -> None:
+        values = _contact_defaults(**{**dataclasses.asdict(record), "started_at": _time(record.started_at)})
+        self._insert_ignoring_duplicates(connection, _contacts, values, ["uniqueid"])
+
+    def _step(self, connection: Connection, record: ContactStep) -> None:
+        contact_id = self._contact_id(connection, record.uniqueid, record.at)
+        self._insert_ignoring_duplicates(connection, _events, {
+            "contact_id": contact_id, "seq": record.seq, "at": _time(record.at), "kind": record.kind,
+            "data": {"menu": record.menu, "key": record.key, "value": record.value},
+        }, ["contact_id", "seq"])
+        described = ":".join(part for part in (record.kind, record.menu, record.key, record.value) if part)
+        connection.execute(update(_contacts).where(_contacts.c.id == contact_id).values(last_step=described))
+
+    def _end(self, connection: Connection, record: ContactEnd) -> None:
+        contact_id = self._contact_id(connection, record.uniqueid, record.ended_at)
+        connection.execute(update(_contacts).where(_contacts.c.id == contact_id).values(
+            status="final", ended_at=_time(record.ended_at), outcome=record.outcome,
+            outcome_reason=record.reason, ivr_path=record.ivr_path, dtmf=record.dtmf,
+            queue=record.queue, duration_seconds=record.duration_seconds))
+
+
+def _contact_defaults(**values: Any) -> dict[str, Any]:
+    """A full contacts row: Core inserts do not apply the ORM's Python-side defaults."""
+    row: dict[str, Any] = {
+        "channel": "voice", "direction": "inbound", "kind": "hotline", "caller_number": "",
+        "caller_name": "", "called_number": "", "status": "open", "ivr_path": [], "last_step": "",
+        "dtmf": "", "transcript": "", "route": "", "queue": "", "outcome": "", "outcome_reason": "",
+        "hangup_cause": "", "recording_ref": "", "disposition": "", "notes": "", "handled_by": "",
+    }
+    row.update(values)
+    return row
