@@ -84,14 +84,18 @@ class ServeProcess:
     """``ivr serve`` running as its own process, its output kept for assertions."""
 
     def __init__(self, port: int, extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), cwd: Path | None = None) -> None:
+                 args: tuple[str, ...] = (), cwd: Path | None = None,
+                 keep_database: Path | None = None) -> None:
         self.port = port
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ivr-serve-{port}-{os.getpid()}.log"
-        self.database = self.log_path.with_suffix(".db")
-        for stale in self.database.parent.glob(self.database.name + "*"):
-            stale.unlink()
-        self.journal = self.log_path.with_suffix(".journal")
-        self.journal.unlink(missing_ok=True)
+        if keep_database is not None:
+            self.log_path = self.log_path.with_suffix(".restarted.log")
+        self.database = keep_database or self.log_path.with_suffix(".db")
+        self.journal = self.database.with_suffix(".journal")
+        if keep_database is None:  # a fresh history, unless a test restarts on an old one
+            for stale in self.database.parent.glob(self.database.name + "*"):
+                stale.unlink()
+            self.journal.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                "IVR_AGI_PORT": str(port), "IVR_DATABASE_URL": f"sqlite:///{self.database}",
                "IVR_DATABASE_AUTO_UPGRADE": "true", "IVR_DATABASE_JOURNAL": str(self.journal),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from asterisk_harness import AMI, Event, Sandbox
-from conftest import TESTS, ServeProcess, free_port
+from conftest import TEST_ROUTES, TESTS, ServeProcess, free_port
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ivr.history import Contact, make_engine
 
 pytestmark = pytest.mark.asterisk
 
@@ -99,3 +104,62 @@ def test_the_readme_plugin_example_works_through_a_real_call(
     finally:
         server.stop()
     assert (event["Queue"], event["Path"]) == ("sales", "billing-main:0")
+
+
+def contact_rows(database: Path, **where: str) -> list[Contact]:
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as session:
+            query = select(Contact)
+            for column, value in where.items():
+                query = query.where(getattr(Contact, column) == value)
+            rows = list(session.scalars(query))
+            session.expunge_all()
+            return rows
+    finally:
+        engine.dispose()
+
+
+def wait_for_rows(database: Path, count: int, timeout: float = 10.0, **where: str) -> list[Contact]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = contact_rows(database, **where)
+        if len(rows) >= count and all(r.status != "open" for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_the_walk_is_one_contact_row_with_its_path_and_outcome(
+        sandbox: Sandbox, ami: AMI, menus_server: ServeProcess) -> None:
+    number = "13700000006"
+    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                  {"IVR_AGI_PORT": str(menus_server.port), "DIGITS": "1WWWWW2WW0", "PRE_WAIT": "1",
+                   "POST_WAIT": "8"}, caller_id=f'"History" <{number}>')
+    uniqueid = queued(ami, number)["Uniqueid"]
+    [row] = wait_for_rows(menus_server.database, 1, uniqueid=uniqueid)
+    assert (row.status, row.outcome, row.queue, row.route) == ("final", "completed", "after-sales", "hotline")
+    assert row.caller_e164 == "+8613700000006" and row.dtmf == "20"
+    assert [(s["kind"], s["menu"], s["key"]) for s in row.ivr_path] == [
+        ("language", "", ""), ("menu", "main", "2"), ("menu", "after-sales", "0"), ("transfer", "", "")]
+
+
+def test_kill_9_during_20_real_calls_loses_and_doubles_nothing(sandbox: Sandbox, ami: AMI) -> None:
+    port = free_port()
+    server = ServeProcess(port, {"IVR_ROUTING_ROUTES": TEST_ROUTES, "IVR_SERVER_INSTANCE": "kill-test"})
+    numbers = [f"1360000{index:04d}" for index in range(20)]
+    for number in numbers:
+        ami.originate("Local/slow@test-route", "test-caller", "hangup-after",
+                      {"IVR_AGI_PORT": str(port), "HANGUP_AFTER": "20"}, caller_id=f'"Kill" <{number}>')
+    deadline = time.monotonic() + 30
+    while len(contact_rows(server.database, status="open")) < 20:  # 20 live calls, each recorded
+        assert time.monotonic() < deadline, contact_rows(server.database)
+        time.sleep(0.2)
+    server.stop(signal.SIGKILL)
+    restarted = ServeProcess(port, {"IVR_ROUTING_ROUTES": TEST_ROUTES, "IVR_SERVER_INSTANCE": "kill-test"},
+                             keep_database=server.database)
+    restarted.stop()
+    rows = contact_rows(server.database)
+    assert len(rows) == 20 and len({r.uniqueid for r in rows}) == 20
+    assert {r.caller_number for r in rows} == set(numbers)
+    assert {(r.status, r.outcome) for r in rows} == {("interrupted", "interrupted")}
+    assert "marked 20 call(s) left open by an earlier run as interrupted" in restarted.output()

@@ -146,3 +146,53 @@ def test_ivr_serve_records_each_call_once_with_hostile_text_kept_literally() -> 
         assert rows[0].caller_name == HOSTILE_NAME and rows[0].caller_number == "'; DROP TABLE x; --"
         assert rows[0].caller_e164 is None
     engine.dispose()
+
+
+def echo_call(port: int, uniqueid: str) -> None:
+    with SimulatedAsterisk(port=port) as asterisk:
+        asterisk.send_environment("echo", uniqueid=uniqueid, calleridname="Load")
+        asterisk.expect("SET VARIABLE", "ECHO_NAME", "Load")
+        asterisk.reply("200 result=1")
+        asterisk.expect("SET VARIABLE", "IVR_RESULT", "done")
+        assert asterisk.wait_closed() == b""
+
+
+@pytest.mark.postgres
+def test_a_postgresql_outage_under_load_is_journaled_and_replayed(postgres_url: str) -> None:
+    import time
+
+    from conftest import postgres_sandbox
+
+    assert postgres_sandbox("reset", "ivr_test").returncode == 0
+    port = free_port()
+    server = ServeProcess(port, {"IVR_ROUTING_ROUTES": TEST_ROUTES, "IVR_DATABASE_URL": postgres_url})
+    engine = make_engine(postgres_url)
+    try:
+        for index in range(30):
+            echo_call(port, f"7.{index}")
+        assert postgres_sandbox("stop").returncode == 0
+        for index in range(30, 60):  # calls go on while the database is down
+            echo_call(port, f"7.{index}")
+        deadline = time.monotonic() + 10
+        while not (server.journal.exists() and server.journal.stat().st_size):
+            assert time.monotonic() < deadline, server.output()[-2000:]
+            time.sleep(0.1)
+        assert postgres_sandbox("start").returncode == 0
+        deadline = time.monotonic() + 30  # the writer retries every 5 s
+        while True:
+            try:
+                total, _ = counts(engine)
+            except Exception:
+                total = 0
+            if total == 60 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        with Session(engine) as session:
+            rows = session.scalars(select(Contact)).all()
+            assert len(rows) == 60 and len({r.uniqueid for r in rows}) == 60
+            assert {r.status for r in rows} == {"final"}
+        assert "replayed" in server.output()
+    finally:
+        postgres_sandbox("start")
+        server.stop()
+        engine.dispose()
