@@ -129,9 +129,9 @@ class IVRServer:
             log.info("upgrading the database schema from {current} to {head}", current=current, head=head)
             upgrade(engine)
         instance = settings.server.instance or f"{socket.gethostname()}:{settings.agi.port}"
-        recorder = ContactRecorder(engine, Path(database.journal), reactor)
+        recorder = ContactRecorder(engine, Path(database.journal), reactor, region=settings.routing.region)
         recorder.reconcile(instance)
-        self.plugins.manager.register(ContactHistory(recorder, instance, settings.routing.region),
+        self.plugins.manager.register(ContactHistory(recorder, instance),
                                       name="ivr.plugins.contact_history")
         return recorder
 

@@ -93,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
         sub.add_argument("--url", help="database URL (overrides [database] url)")
         sub.set_defaults(run=_db)
-    from ivr.voices import register_cli
+    from ivr.history.commands import register_cli as register_history_cli
+    from ivr.voices import register_cli as register_voices_cli
 
-    register_cli(commands)
+    register_history_cli(commands)
+    register_voices_cli(commands)
     return parser
 
 

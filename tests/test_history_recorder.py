@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from ivr.history import Contact, ContactEvent, make_engine, upgrade
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
 
-NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC).isoformat()
+NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC).timestamp()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import defer, threads
@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from ivr.history.models import Contact, ContactEvent
+from ivr.routing.customers import normalise_number
 
 __all__ = ["ContactEnd", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
 
@@ -42,7 +43,7 @@ _events = cast(Table, ContactEvent.__table__)
 @dataclass(frozen=True, slots=True)
 class ContactStart:
     uniqueid: str
-    started_at: str
+    started_at: float
     handled_by: str
     caller_number: str = ""
     caller_name: str = ""
@@ -58,7 +59,7 @@ class ContactStart:
 class ContactStep:
     uniqueid: str
     seq: int
-    at: str
+    at: float
     kind: str
     menu: str = ""
     key: str = ""
@@ -68,7 +69,7 @@ class ContactStep:
 @dataclass(frozen=True, slots=True)
 class ContactEnd:
     uniqueid: str
-    ended_at: str
+    ended_at: float
     outcome: str
     reason: str = ""
     ivr_path: list[dict[str, str]] = field(default_factory=list)
@@ -91,16 +92,18 @@ def _decode(line: str) -> Record:
     return _KINDS[data.pop("op")](**data)  # type: ignore[no-any-return]
 
 
-def _time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
+def _time(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 class ContactRecorder:
     """Batches records to the database on one writer thread, with a journal for outages."""
 
     def __init__(self, engine: Engine, journal: Path, reactor: Any, flush_interval: float = 0.05,
-                 max_batch: int = 2000, retry_interval: float = 5.0) -> None:
+                 max_batch: int = 2000, retry_interval: float = 5.0, region: str = "CN") -> None:
         self.engine = engine
+        #: Caller IDs are normalised to E.164 here, on the writer thread, not on the call's time.
+        self.region = region
         self.journal = journal
         self.reactor = reactor
         self.flush_interval = flush_interval
@@ -120,6 +123,12 @@ class ContactRecorder:
     def start(self) -> None:
         self._pool.start()
         self._retry.start(self.retry_interval, now=False)
+        # However the reactor stops, never leave the writer thread keeping the process alive.
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._stop_pool)
+
+    def _stop_pool(self) -> None:
+        if self._pool.started and not self._pool.joined:
+            self._pool.stop()
 
     def reconcile(self, instance: str) -> int:
         """At start-up (before serving): replay the journal, then mark this instance's
@@ -141,7 +150,7 @@ class ContactRecorder:
         if self._retry.running:
             self._retry.stop()
         await self.flush()
-        self._pool.stop()
+        self._stop_pool()
 
     # -- recording --------------------------------------------------------
 
@@ -224,59 +233,83 @@ class ContactRecorder:
         log.info("replayed {count} journaled contact record(s) into the database", count=len(records))
 
     def _apply(self, batch: Sequence[Record]) -> None:
-        with self.engine.begin() as connection:
-            for record in batch:
-                if isinstance(record, ContactStart):
-                    self._start(connection, record)
-                elif isinstance(record, ContactStep):
-                    self._step(connection, record)
-                else:
-                    self._end(connection, record)
+        """Write a batch in one transaction, a few bulk statements per kind of record.
 
-    def _insert_ignoring_duplicates(self, connection: Connection, table: Any, values: dict[str, Any],
+        Starts first (insert, ignoring uniqueids already there), then steps
+        (insert, ignoring (contact, seq) already there), then ends (update):
+        each is idempotent, so a batch may be applied twice.
+        """
+        starts = [r for r in batch if isinstance(r, ContactStart)]
+        steps = [r for r in batch if isinstance(r, ContactStep)]
+        ends = [r for r in batch if isinstance(r, ContactEnd)]
+        with self.engine.begin() as connection:
+            if starts:
+                self._insert_ignoring_duplicates(connection, _contacts, [
+                    _contact_defaults(**{
+                        **dataclasses.asdict(r), "started_at": _time(r.started_at),
+                        "caller_e164": r.caller_e164 or normalise_number(r.caller_number, self.region)})
+                    for r in starts], ["uniqueid"])
+            if not steps and not ends:
+                return
+            ids = self._contact_ids(connection, steps, ends)
+            if steps:
+                self._insert_ignoring_duplicates(connection, _events, [
+                    {"contact_id": ids[r.uniqueid], "seq": r.seq, "at": _time(r.at), "kind": r.kind,
+                     "data": {"menu": r.menu, "key": r.key, "value": r.value}} for r in steps],
+                    ["contact_id", "seq"])
+                last = {r.uniqueid: r for r in steps}  # the latest step of each call in this batch
+                connection.execute(
+                    update(_contacts).where(_contacts.c.id == bindparam("contact")).values(
+                        last_step=bindparam("described")),
+                    [{"contact": ids[u], "described": _describe(r)} for u, r in last.items()])
+            if ends:
+                connection.execute(
+                    update(_contacts).where(_contacts.c.id == bindparam("contact")).values(
+                        status="final", ended_at=bindparam("ended"), outcome=bindparam("result"),
+                        outcome_reason=bindparam("why"), ivr_path=bindparam("path", type_=JSON),
+                        dtmf=bindparam("keys"), queue=bindparam("queue_name"),
+                        duration_seconds=bindparam("duration")),
+                    [{"contact": ids[r.uniqueid], "ended": _time(r.ended_at), "result": r.outcome,
+                      "why": r.reason, "path": r.ivr_path, "keys": r.dtmf, "queue_name": r.queue,
+                      "duration": r.duration_seconds} for r in ends])
+
+    def _insert_ignoring_duplicates(self, connection: Connection, table: Table, rows: list[dict[str, Any]],
                                     keys: list[str]) -> None:
         dialect = connection.dialect.name
-        statement: Any
         if dialect == "postgresql":
-            statement = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+            connection.execute(postgresql.insert(table).on_conflict_do_nothing(index_elements=keys), rows)
         elif dialect == "sqlite":
-            statement = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+            connection.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=keys), rows)
         else:
-            exists = select(table.c.id).where(*(table.c[k] == values[k] for k in keys))
-            if connection.execute(exists).first() is not None:
-                return
-            statement = insert(table).values(**values)
-        connection.execute(statement)
+            for row in rows:
+                exists = select(table.c.id).where(*(table.c[k] == row[k] for k in keys))
+                if connection.execute(exists).first() is None:
+                    connection.execute(insert(table), [row])
 
-    def _contact_id(self, connection: Connection, uniqueid: str, at: str) -> int:
-        by_uniqueid = select(_contacts.c.id).where(_contacts.c.uniqueid == uniqueid)
-        found = connection.execute(by_uniqueid).scalar()
-        if found is None:  # its start record was lost: keep what we know rather than nothing
-            self._insert_ignoring_duplicates(connection, _contacts, _contact_defaults(
-                uniqueid=uniqueid, started_at=_time(at), handled_by=""), ["uniqueid"])
-            found = connection.execute(by_uniqueid).scalar()
-        assert found is not None
-        return int(found)
+    def _contact_ids(self, connection: Connection, steps: Sequence[ContactStep],
+                     ends: Sequence[ContactEnd]) -> dict[str, int]:
+        """Contact ids by uniqueid; a call whose start record was lost still gets a row."""
+        wanted = {r.uniqueid: r.at for r in steps} | {r.uniqueid: r.ended_at for r in ends}
+        ids = self._lookup_ids(connection, list(wanted))
+        missing = [u for u in wanted if u not in ids]
+        if missing:
+            self._insert_ignoring_duplicates(connection, _contacts, [
+                _contact_defaults(uniqueid=u, started_at=_time(wanted[u])) for u in missing], ["uniqueid"])
+            ids.update(self._lookup_ids(connection, missing))
+        return ids
 
-    def _start(self, connection: Connection, record: ContactStart) -> None:
-        values = _contact_defaults(**{**dataclasses.asdict(record), "started_at": _time(record.started_at)})
-        self._insert_ignoring_duplicates(connection, _contacts, values, ["uniqueid"])
+    @staticmethod
+    def _lookup_ids(connection: Connection, uniqueids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(uniqueids), 500):
+            chunk = uniqueids[start:start + 500]
+            query = select(_contacts.c.uniqueid, _contacts.c.id).where(_contacts.c.uniqueid.in_(chunk))
+            found.update({row.uniqueid: row.id for row in connection.execute(query)})
+        return found
 
-    def _step(self, connection: Connection, record: ContactStep) -> None:
-        contact_id = self._contact_id(connection, record.uniqueid, record.at)
-        self._insert_ignoring_duplicates(connection, _events, {
-            "contact_id": contact_id, "seq": record.seq, "at": _time(record.at), "kind": record.kind,
-            "data": {"menu": record.menu, "key": record.key, "value": record.value},
-        }, ["contact_id", "seq"])
-        described = ":".join(part for part in (record.kind, record.menu, record.key, record.value) if part)
-        connection.execute(update(_contacts).where(_contacts.c.id == contact_id).values(last_step=described))
 
-    def _end(self, connection: Connection, record: ContactEnd) -> None:
-        contact_id = self._contact_id(connection, record.uniqueid, record.ended_at)
-        connection.execute(update(_contacts).where(_contacts.c.id == contact_id).values(
-            status="final", ended_at=_time(record.ended_at), outcome=record.outcome,
-            outcome_reason=record.reason, ivr_path=record.ivr_path, dtmf=record.dtmf,
-            queue=record.queue, duration_seconds=record.duration_seconds))
+def _describe(step: ContactStep) -> str:
+    return ":".join(part for part in (step.kind, step.menu, step.key, step.value) if part)
 
 
 def _contact_defaults(**values: Any) -> dict[str, Any]:

@@ -7,25 +7,20 @@ and returns at once: the database is written on its own thread.
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from dataclasses import dataclass, field
 
 from ivr.call import Call
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
 from ivr.plugins.hookspecs import hookimpl
-from ivr.routing.customers import normalise_number
 from ivr.routing.router import CallOutcome, CallStep
 
 __all__ = ["ContactHistory"]
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @dataclass
 class _Open:
-    started: dt.datetime
+    started: float
     seq: int = 0
     path: list[dict[str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
@@ -35,20 +30,18 @@ class _Open:
 class ContactHistory:
     """Turns call hooks into contact records, one contact row per uniqueid."""
 
-    def __init__(self, recorder: ContactRecorder, instance: str, region: str) -> None:
+    def __init__(self, recorder: ContactRecorder, instance: str) -> None:
         self.recorder = recorder
         self.instance = instance
-        self.region = region
         self._open: dict[str, _Open] = {}
 
     @hookimpl
     def ivr_call_started(self, call: Call) -> None:
-        started = _now()
+        started = time.time()
         self._open[call.uniqueid] = _Open(started)
         self.recorder.record(ContactStart(
-            uniqueid=call.uniqueid, started_at=started.isoformat(), handled_by=self.instance,
+            uniqueid=call.uniqueid, started_at=started, handled_by=self.instance,
             caller_number=call.caller_number or "", caller_name=call.caller_name or "",
-            caller_e164=normalise_number(call.caller_number, self.region),
             called_number=call.dnid or call.extension, route=call.script))
 
     @hookimpl
@@ -62,16 +55,16 @@ class ContactHistory:
             state.keys.append(step.key)
         if step.kind == "transfer":
             state.queue = step.value.split(":", 1)[-1]
-        self.recorder.record(ContactStep(call.uniqueid, state.seq, _now().isoformat(), step.kind,
+        self.recorder.record(ContactStep(call.uniqueid, state.seq, time.time(), step.kind,
                                          step.menu, step.key, step.value))
 
     @hookimpl
     def ivr_call_ended(self, call: Call, outcome: CallOutcome) -> None:
         state = self._open.pop(call.uniqueid, None)
-        ended = _now()
+        ended = time.time()
         started = state.started if state is not None else ended
         self.recorder.record(ContactEnd(
-            uniqueid=call.uniqueid, ended_at=ended.isoformat(), outcome=outcome.kind,
+            uniqueid=call.uniqueid, ended_at=ended, outcome=outcome.kind,
             reason=outcome.reason, ivr_path=state.path if state else [],
             dtmf="".join(state.keys) if state else "", queue=state.queue if state else "",
-            duration_seconds=round((ended - started).total_seconds(), 3)))
+            duration_seconds=round(ended - started, 3)))
