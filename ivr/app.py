@@ -19,6 +19,7 @@ from ivr.errors import CallHangup, ConfigError
 from ivr.history.recorder import ContactRecorder
 from ivr.history.schema import current_revision, head_revision, make_engine, upgrade
 from ivr.plugins.contact_history import ContactHistory
+from ivr.plugins.customer_directory import CustomerDirectory
 from ivr.plugins.manager import Plugins, load_plugins
 from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
@@ -133,6 +134,7 @@ class IVRServer:
         recorder.reconcile(instance)
         self.plugins.manager.register(ContactHistory(recorder, instance),
                                       name="ivr.plugins.contact_history")
+        self.plugins.manager.register(CustomerDirectory(engine), name="ivr.plugins.customer_directory")
         return recorder
 
     def start(self) -> IListeningPort:

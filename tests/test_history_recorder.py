@@ -196,3 +196,35 @@ def test_a_postgresql_outage_under_load_is_journaled_and_replayed(postgres_url: 
         postgres_sandbox("start")
         server.stop()
         engine.dispose()
+
+
+def test_customers_in_the_database_are_routed_by_their_tier_language_and_owner() -> None:
+    from ivr.history.models import Agent, CustomerPhone
+    from ivr.history.models import Customer as CustomerRow
+
+    port = free_port()
+    server = ServeProcess(port, {"IVR_ROUTING_AGENTS": "1001=PJSIP/1001"})
+    engine = make_engine(f"sqlite:///{server.database}")
+    with Session(engine) as session:
+        owner = Agent(code="1001", name="Li")
+        session.add(CustomerRow(external_id="C-9", name="Ms VIP", language="zh", vip_tier="vip", owner=owner,
+                                phones=[CustomerPhone(e164="+8613900000009")]))
+        session.commit()
+    engine.dispose()
+    variables: dict[str, str] = {}
+    try:
+        with SimulatedAsterisk(port=port) as asterisk:
+            asterisk.send_environment("hotline", callerid="13900000009", uniqueid="8.1")
+            while "IVR_QUEUE" not in variables:
+                argv = asterisk.read_command()
+                assert argv is not None, variables
+                if argv[:2] == ["SET", "VARIABLE"]:
+                    variables[argv[2]] = argv[3]
+                # every prompt is answered with key 1: main menu -> sales
+                asterisk.reply("200 result=49 endpos=0" if argv[:2] == ["STREAM", "FILE"] and argv[3]
+                               else "200 result=1")
+    finally:
+        server.stop()
+    assert variables["CHANNEL(language)"] == "zh"  # known language: no language question
+    assert (variables["QUEUE_PRIO"], variables["IVR_CUSTOMER_ID"]) == ("10", "C-9")
+    assert variables["IVR_OWNER_DEVICE"] == "PJSIP/1001" and variables["IVR_QUEUE"] == "sales"
