@@ -141,7 +141,21 @@ def ivr_server() -> Iterator[ServeProcess]:
     """``ivr serve`` on its defaults (port 4573) plus the test routes."""
     server = ServeProcess(4573, {"IVR_ROUTING_ROUTES": TEST_ROUTES})
     yield server
-    server.stop()
+    assert server.stop() == 0
+    # Every call any test made through it is in the contact history exactly once, finalised.
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from ivr.history import Contact, make_engine
+
+    engine = make_engine(f"sqlite:///{server.database}")
+    with Session(engine) as session:
+        rows = session.execute(select(Contact.uniqueid, Contact.status, Contact.outcome)).all()
+    engine.dispose()
+    assert rows, "no call was recorded"
+    assert len({r.uniqueid for r in rows}) == len(rows)
+    assert {r.status for r in rows} == {"final"}, [r for r in rows if r.status != "final"]
+    assert all(r.outcome for r in rows)
 
 
 @pytest.fixture(scope="session")
