@@ -72,11 +72,15 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import timeit
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from asterisk_sim import environment  # noqa: E402  (the tests' simulated Asterisk)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -90,31 +94,14 @@ CLIENT_CPU = 1
 #: ivr serve, panoramisk, and the framework-free floors of bench/floor_servers.py.
 SERVERS = ("ivr", "panoramisk", "raw-twisted", "raw-asyncio")
 
-ENV_VARS = {
-    "agi_network": "yes",
-    "agi_network_script": SCRIPT,
-    "agi_request": f"agi://127.0.0.1/{SCRIPT}",
-    "agi_channel": "PJSIP/bench-00000001",
-    "agi_language": "en",
-    "agi_type": "PJSIP",
-    "agi_uniqueid": "1700000000.1",
-    "agi_version": "22.0.0",
-    "agi_callerid": "+8613800138000",
-    "agi_calleridname": "Customer",
-    "agi_callingpres": "0",
-    "agi_callingani2": "0",
-    "agi_callington": "0",
-    "agi_callingtns": "0",
-    "agi_dnid": "4000",
-    "agi_rdnis": "unknown",
-    "agi_context": "ivr-bench",
-    "agi_extension": "4000",
-    "agi_priority": "2",
-    "agi_enhanced": "0.0",
-    "agi_accountcode": "",
-    "agi_threadid": "140000000000000",
-}
-ENVIRONMENT = b"".join(f"{k}: {v}\n".encode() for k, v in ENV_VARS.items()) + b"\n"
+def history_settings() -> dict[str, str]:
+    """ivr serve records every call: give each benchmark server a fresh SQLite history."""
+    folder = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
+    return {"IVR_DATABASE_URL": f"sqlite:///{folder / 'history.db'}", "IVR_DATABASE_AUTO_UPGRADE": "true",
+            "IVR_DATABASE_JOURNAL": str(folder / "history.journal")}
+
+
+ENVIRONMENT = environment(SCRIPT, channel="PJSIP/bench-00000001", context="ivr-bench")
 
 #: (command the server must send, the reply to it)
 DIALOGUE = (
@@ -178,6 +165,7 @@ class Server:
             added = {
                 "PYTHONPATH": os.pathsep.join(p for p in paths if p),
                 "IVR_ROUTING_ROUTES": f"{SCRIPT}=bench_routes:bench_call",
+                **history_settings(),
                 "IVR_AGI_HOST": HOST,
                 "IVR_AGI_MAX_CONNECTIONS_PER_PEER": str(self.nofile),
             }

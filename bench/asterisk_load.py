@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +31,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def run(calls: int, timeout: float, lead: float, spread: float) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix="ivr-load-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "bench"),
            "IVR_ROUTING_ROUTES": "turnaround=asterisk_routes:turnaround",
+           "IVR_DATABASE_URL": f"sqlite:///{folder / 'history.db'}", "IVR_DATABASE_AUTO_UPGRADE": "true",
+           "IVR_DATABASE_JOURNAL": str(folder / "history.journal"),
            "IVR_AGI_PORT": "4573", "IVR_LOG_LEVEL": "warn"}
     server = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve"], env=env)
     time.sleep(2.0)

@@ -25,7 +25,7 @@ from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
-from ivr.voices import DEFAULT_BUILD_DIR
+from ivr.voices import DEFAULT_BUILD_DIR, available
 
 __all__ = ["IVRServer", "load_handler"]
 
@@ -62,9 +62,11 @@ def prompt_checker(settings: Settings) -> Callable[[str], bool] | None:
                  "voices.sounds_dir")
         return None
 
+    # One walk per folder and language at start-up, not a glob per prompt.
+    known = {lang: set().union(*(available(f, lang) for f in folders)) for lang in settings.voices.languages}
+
     def exists(prompt: str) -> bool:
-        return all(any(any((f / lang).glob(f"{prompt}.*")) for f in folders)
-                   for lang in settings.voices.languages)
+        return all(prompt in names for names in known.values())
 
     return exists
 

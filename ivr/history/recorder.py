@@ -118,6 +118,8 @@ class ContactRecorder:
         self.max_batch = max_batch
         self._pending: list[Record] = []
         self._flush_call: Any = None
+        #: Records wait in the journal (set and cleared on the writer thread only).
+        self._journal_waiting = journal.exists() and journal.stat().st_size > 0
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-history-writer")
         self._retry = LoopingCall(self._retry_journal)
         self._retry.clock = reactor
@@ -186,7 +188,7 @@ class ContactRecorder:
         self._submit(lambda: self._write(batch))
 
     def _retry_journal(self) -> None:
-        if self.journal.exists() and self.journal.stat().st_size:
+        if self._journal_waiting:
             self._submit(self._replay_journal)
 
     def _submit(self, work: Callable[[], None]) -> None:
@@ -197,7 +199,7 @@ class ContactRecorder:
     # -- on the writer thread ----------------------------------------------
 
     def _write(self, batch: Sequence[Record]) -> None:
-        if self.journal.exists() and self.journal.stat().st_size:
+        if self._journal_waiting:
             self._append_journal(batch)  # keep the order: behind what is already waiting
             self._replay_journal()
             return
@@ -215,12 +217,15 @@ class ContactRecorder:
             handle.flush()
             os.fsync(handle.fileno())
         self.journaled += len(batch)
+        self._journal_waiting = True
 
     def _replay_journal(self) -> None:
         if not self.journal.exists():
+            self._journal_waiting = False
             return
         lines = [line for line in self.journal.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not lines:
+            self._journal_waiting = False
             return
         try:
             records = [_decode(line) for line in lines]
@@ -238,6 +243,7 @@ class ContactRecorder:
             return  # still down: try again later
         self.written += len(records)
         self.journal.write_text("", encoding="utf-8")
+        self._journal_waiting = False
         log.info("replayed {count} journaled contact record(s) into the database", count=len(records))
 
     def _apply(self, batch: Sequence[Record]) -> None:
