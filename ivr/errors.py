@@ -6,7 +6,16 @@ embedding application can catch the whole family at once::
     IVRError
     ├── ConfigError                  a setting is wrong; names the file, key and fix
     ├── PluginError                  a plugin failed to load or validate; names it
+    ├── RecognizerError              a speech recogniser failed mid-call (the menu goes keypad-only)
     ├── FallbackRequested            a handler sends its caller to the fallback (a person)
+    ├── AMIError                     anything about the Asterisk Manager (AMI) connection
+    │   ├── AMIActionError           Asterisk answered "Response: Error"; carries its Message
+    │   │   └── AMILoginFailed       Asterisk refused the AMI username or secret
+    │   ├── AMIDisconnected          not connected, or the connection went with the action pending
+    │   ├── AMITimeout               an action got no complete answer in time (also a TimeoutError)
+    │   ├── AMIProtocolError         Asterisk sent something that is not AMI, or went over a limit
+    │   ├── AMILimitExceeded         too many actions in flight, or an event list too long
+    │   └── UnsafeHeader             a header name or value can never be sent safely (CR, LF, NUL ...)
     └── AGIError                     anything about one FastAGI session
         ├── CallHangup               the caller hung up: a normal end, logged at INFO
         │   └── DeadChannel          Asterisk answered 511 (command on a dead channel)
@@ -15,18 +24,29 @@ embedding application can catch the whole family at once::
         │   ├── UsageError           520: wrong syntax; carries Asterisk's usage text
         │   └── CommandFailed        200 result=-1 on a live channel (e.g. missing file)
         ├── UnsafeArgument           an argument can never be sent safely (NUL, LF, too long)
+        ├── AudioSocketError         Asterisk sent an AudioSocket error frame; carries its code
         ├── ProtocolError            the peer broke the protocol; the session is closed
         │   ├── MalformedReply       a reply line that is not AGI
         │   └── LimitExceeded        line, environment or connection limit hit
         └── DeadlineExceeded         a deadline passed (also a TimeoutError)
             ├── CommandTimeout       one command took longer than its deadline
-            └── CallTimeout          the whole call took longer than its deadline
+            ├── CallTimeout          the whole call took longer than its deadline
+            └── AudioSocketTimeout   Asterisk did not open the expected AudioSocket in time
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AGIError",
+    "AMIActionError",
+    "AMIDisconnected",
+    "AMIError",
+    "AMILimitExceeded",
+    "AMILoginFailed",
+    "AMIProtocolError",
+    "AMITimeout",
+    "AudioSocketError",
+    "AudioSocketTimeout",
     "CallHangup",
     "CallTimeout",
     "CommandError",
@@ -42,7 +62,9 @@ __all__ = [
     "LimitExceeded",
     "MalformedReply",
     "ProtocolError",
+    "RecognizerError",
     "UnsafeArgument",
+    "UnsafeHeader",
     "UsageError",
 ]
 
@@ -91,6 +113,48 @@ class FallbackRequested(IVRError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class AMIError(IVRError):
+    """Base of errors about the Asterisk Manager Interface connection."""
+
+
+class AMIActionError(AMIError):
+    """Asterisk answered an action with ``Response: Error``; ``message`` is its ``Message``."""
+
+    def __init__(self, action: str, message: str) -> None:
+        self.action = action
+        self.message = message
+        super().__init__(f"AMI {action} failed: {message or 'no message given'}")
+
+
+class AMILoginFailed(AMIActionError):
+    """Asterisk refused the AMI username or secret (and closes the connection)."""
+
+
+class AMIDisconnected(AMIError):
+    """No AMI connection, or it was lost while the action waited: its outcome is unknown."""
+
+
+class AMITimeout(AMIError, TimeoutError):
+    """An AMI action got no complete answer within its deadline; a late answer is dropped."""
+
+
+class AMIProtocolError(AMIError):
+    """Asterisk broke the AMI protocol or went over a size limit; the connection is closed."""
+
+
+class AMILimitExceeded(AMIError):
+    """Too many actions in flight, or an event list longer than allowed."""
+
+
+class UnsafeHeader(AMIError, ValueError):
+    """A header name or value cannot be sent without letting it write other headers.
+
+    AMI messages are ``Key: Value`` lines: a CR or LF in a value would end the line
+    and make the rest a header (or a whole action) of its own. ivr refuses such
+    values, and names that are not plain words, instead of stripping them.
+    """
 
 
 class AGIError(IVRError):
@@ -160,3 +224,19 @@ class CommandTimeout(DeadlineExceeded):
 
 class CallTimeout(DeadlineExceeded):
     """The call went on longer than its deadline."""
+
+
+class RecognizerError(IVRError):
+    """A speech recogniser failed during a call; the menu carries on with the keypad only."""
+
+
+class AudioSocketError(AGIError):
+    """Asterisk sent an AudioSocket error frame (``0xff``); ``code`` is its byte, or None."""
+
+    def __init__(self, code: int | None) -> None:
+        self.code = code
+        super().__init__(f"AudioSocket error frame from Asterisk (code {code})")
+
+
+class AudioSocketTimeout(DeadlineExceeded):
+    """Asterisk did not connect with the expected AudioSocket UUID in time."""
