@@ -8,21 +8,27 @@
    contact rows plus event rows.
 2. Per-call overhead on the reactor thread: the contact_history plugin's hooks
    for one call (queueing its 5 records), in CPU µs.
-3. Reactor stalls: a real reactor records 1,000 calls/s for 10 s to a SQLite
-   file while a 1 ms LoopingCall measures how late it runs.
+3. Reactor stalls and CPU: a real reactor runs 1,000 calls/s through the
+   plugin's hooks for 10 s into a SQLite file while a 1 ms LoopingCall measures
+   how late it runs; the same run with no history is the baseline. Runs
+   alternate in fresh processes, so machine noise shows in both.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ivr.app import settle_heap
 from ivr.history import make_engine, upgrade
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
 from ivr.plugins.contact_history import ContactHistory
@@ -31,25 +37,39 @@ from ivr.routing.router import CallOutcome, CallStep
 NOW = dt.datetime.now(dt.UTC).timestamp()
 
 
-def records(calls: int, prefix: str) -> list[Record]:
-    out: list[Record] = []
-    for index in range(calls):
-        uid = f"{prefix}.{index}"
-        # A different caller on every call: the writer's number cache never helps here.
-        out.append(ContactStart(uid, NOW, "bench", caller_number=f"138{index:08d}", caller_name="Bench"))
-        for seq, (kind, menu, key) in enumerate([("language", "", ""), ("menu", "main", "2"),
-                                                 ("menu", "after-sales", "0")], start=1):
-            out.append(ContactStep(uid, seq, NOW, kind, menu, key))
-        out.append(ContactEnd(uid, NOW, "completed", ivr_path=[{"kind": "menu", "key": "2"}], dtmf="20",
-                              queue="after-sales", duration_seconds=30.0))
-    return out
+STEPS = [("language", "", ""), ("menu", "main", "2"), ("menu", "after-sales", "0")]
+
+
+def records(calls: int, prefix: str, spacing: int = 100) -> Iterator[Record]:
+    """Records in the order a busy server makes them: calls overlap.
+
+    While call i starts, call i-100 takes its first step, i-200 its second,
+    i-300 its third and i-400 ends, so a batch mixes new calls with calls
+    whose start went to the database several batches earlier.
+    """
+    def uid(index: int) -> str:
+        return f"{prefix}.{index}"
+
+    for index in range(calls + 4 * spacing):
+        if index < calls:
+            # A different caller on every call, normalised by the plugin as it would be.
+            yield ContactStart(uid(index), NOW, "bench", caller_number=f"138{index:08d}", caller_name="Bench",
+                               caller_e164=f"+86138{index:08d}")
+        for seq, (kind, menu, key) in enumerate(STEPS, start=1):
+            earlier = index - seq * spacing
+            if 0 <= earlier < calls:
+                yield ContactStep(uid(earlier), seq, NOW, kind, menu, key)
+        ended = index - 4 * spacing
+        if 0 <= ended < calls:
+            yield ContactEnd(uid(ended), NOW, "completed", ivr_path=[{"kind": "menu", "key": "2"}], dtmf="20",
+                             queue="after-sales", duration_seconds=30.0)
 
 
 def batched_rate(url: str, calls: int) -> dict[str, float]:
     engine = make_engine(url)
     upgrade(engine)
     recorder = ContactRecorder(engine, Path(tempfile.mkdtemp()) / "journal", reactor=None)
-    batch = records(calls, f"b{time.time_ns()}")
+    batch = list(records(calls, f"b{time.time_ns()}"))
     started = time.perf_counter()
     for offset in range(0, len(batch), 2000):
         recorder._apply(batch[offset:offset + 2000])
@@ -61,9 +81,9 @@ def batched_rate(url: str, calls: int) -> dict[str, float]:
 
 
 class _FakeCall:
-    def __init__(self, uniqueid: str) -> None:
+    def __init__(self, uniqueid: str, caller_number: str = "13800138000") -> None:
         self.uniqueid = uniqueid
-        self.caller_number = "13800138000"
+        self.caller_number = caller_number
         self.caller_name = "Bench"
         self.dnid = "4000"
         self.extension = "4000"
@@ -94,7 +114,9 @@ def hook_overhead(calls: int) -> float:
     return (time.process_time() - started) / calls * 1e6
 
 
-def reactor_stalls(seconds: float, calls_per_second: int) -> dict[str, float]:
+def reactor_stalls(seconds: float, calls_per_second: int, history: bool) -> dict[str, float]:
+    """One run in this process: calls go through the contact_history plugin's hooks
+    (``history``) or nowhere (the baseline), while a 1 ms LoopingCall measures lateness."""
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
     from twisted.internet.task import LoopingCall
@@ -103,18 +125,33 @@ def reactor_stalls(seconds: float, calls_per_second: int) -> dict[str, float]:
     engine = make_engine(f"sqlite:///{folder / 'stall.db'}")
     upgrade(engine)
     recorder = ContactRecorder(engine, folder / "journal", reactor)
+    plugin = ContactHistory(recorder, "bench")
     recorder.start()
-    batch = records(int(seconds * calls_per_second), "s")
-    per_tick = calls_per_second // 100 * 5
+    calls = int(seconds * calls_per_second)
+    per_tick = calls_per_second // 100
+    spacing = 100  # call i starts while i-100 steps ... and i-400 ends, as in records()
+    steps = [CallStep("language", value="zh"), CallStep("menu", "main", "2", "after-sales"),
+             CallStep("transfer", value="queue:after-sales")]
+    outcome = CallOutcome("completed")
+    in_flight: dict[int, _FakeCall] = {}
     lateness: list[float] = []
-    state: dict[str, Any] = {"offset": 0, "last": time.perf_counter()}
+    state: dict[str, Any] = {"index": 0, "last": time.perf_counter()}
 
     def feed() -> None:
-        offset = state["offset"]
-        for record in batch[offset:offset + per_tick]:
-            recorder.record(record)
-        state["offset"] = offset + per_tick
-        if state["offset"] >= len(batch):
+        for index in range(state["index"], state["index"] + per_tick):
+            if index < calls:
+                call = in_flight[index] = _FakeCall(f"s.{index}", f"138{index:08d}")
+                if history:
+                    plugin.ivr_call_started(call)  # type: ignore[arg-type]
+            for seq, step in enumerate(steps, start=1):
+                earlier = in_flight.get(index - seq * spacing)
+                if earlier is not None and history:
+                    plugin.ivr_call_step(earlier, step)  # type: ignore[arg-type]
+            ended = in_flight.pop(index - 4 * spacing, None)
+            if ended is not None and history:
+                plugin.ivr_call_ended(ended, outcome)  # type: ignore[arg-type]
+        state["index"] += per_tick
+        if state["index"] >= calls + 4 * spacing:
             feeder.stop()
             reactor.callLater(1.0, finish)  # type: ignore[attr-defined]
 
@@ -131,13 +168,35 @@ def reactor_stalls(seconds: float, calls_per_second: int) -> dict[str, float]:
     ticker = LoopingCall(tick)
     reactor.callWhenRunning(feeder.start, 0.01)  # type: ignore[attr-defined]
     reactor.callWhenRunning(ticker.start, 0.001)  # type: ignore[attr-defined]
+    settle_heap("CN")  # as ivr serve does before its reactor runs
     cpu = time.process_time()
     reactor.run()  # type: ignore[attr-defined]
     cpu = time.process_time() - cpu
     lateness = lateness[5:]
     return {"max_ms": max(lateness), "p99_ms": sorted(lateness)[int(len(lateness) * 0.99)],
-            "median_ms": statistics.median(lateness), "written": recorder.written,
-            "cpu_us_per_call": cpu / len(batch) * 5 * 1e6}
+            "median_ms": statistics.median(lateness), "written": recorder.written, "cpu_s": cpu,
+            "calls": calls}
+
+
+def stall_runs(seconds: float, rounds: int) -> None:
+    """Baseline and history runs, alternated in fresh processes (a reactor runs once)."""
+    print(f"\n1,000 calls/s for {seconds:g} s, SQLite file; reactor lateness of a 1 ms LoopingCall:\n")
+    print("| run | median ms | p99 ms | max ms | process CPU s | records written |")
+    print("|---|---:|---:|---:|---:|---:|")
+    cpu: dict[str, list[float]] = {"baseline": [], "history": []}
+    for _ in range(rounds):
+        for kind in ("baseline", "history"):
+            command = [sys.executable, __file__, "--stall-run", kind, "--stall-seconds", str(seconds)]
+            out = subprocess.run(command,
+                                 check=True, capture_output=True, text=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            cpu[kind].append(result["cpu_s"])
+            print(f"| {kind} | {result['median_ms']:.2f} | {result['p99_ms']:.2f} | {result['max_ms']:.2f} "
+                  f"| {result['cpu_s']:.2f} | {result['written']:,} |", flush=True)
+    calls = seconds * 1000
+    extra = (statistics.median(cpu["history"]) - statistics.median(cpu["baseline"])) / calls * 1e6
+    print(f"\nhistory's CPU (hooks on the reactor + writer thread), median of runs minus baseline: "
+          f"{extra:.0f} µs per call")
 
 
 def main() -> None:
@@ -145,7 +204,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50_000)
     parser.add_argument("--postgres", help="PostgreSQL URL to measure too")
     parser.add_argument("--stall-seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=2, help="baseline/history stall run pairs")
+    parser.add_argument("--stall-run", choices=["baseline", "history"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stall_run:
+        print(json.dumps(reactor_stalls(args.stall_seconds, 1000, args.stall_run == "history")))
+        return
     print(f"Python {sys.version.split()[0]}; {args.calls:,} calls per batched run", flush=True)
     sqlite_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'history.db'}"
     targets = [("SQLite (file, WAL)", sqlite_url)]
@@ -158,11 +222,7 @@ def main() -> None:
         print(f"| {name} | {rate['records_per_s']:,.0f} | {rate['rows_per_s']:,.0f} "
               f"| {rate['calls_per_s']:,.0f} |")
     print(f"\nhook overhead on the reactor thread: {hook_overhead(20_000):.1f} µs CPU per call")
-    stalls = reactor_stalls(args.stall_seconds, 1000)
-    print(f"1,000 calls/s for {args.stall_seconds:g} s into SQLite: reactor lateness median "
-          f"{stalls['median_ms']:.2f} ms, p99 {stalls['p99_ms']:.2f} ms, max {stalls['max_ms']:.2f} ms; "
-          f"process CPU {stalls['cpu_us_per_call']:.0f} µs per call (hooks + writer); "
-          f"{stalls['written']:,} records written")
+    stall_runs(args.stall_seconds, args.rounds)
 
 
 if __name__ == "__main__":

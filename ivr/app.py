@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import socket
@@ -21,13 +22,13 @@ from ivr.history.schema import current_revision, head_revision, make_engine, upg
 from ivr.plugins.contact_history import ContactHistory
 from ivr.plugins.customer_directory import CustomerDirectory
 from ivr.plugins.manager import Plugins, load_plugins
-from ivr.routing.customers import CustomerLookup
+from ivr.routing.customers import CustomerLookup, normalise_number
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
 from ivr.voices import DEFAULT_BUILD_DIR, available
 
-__all__ = ["IVRServer", "load_handler"]
+__all__ = ["IVRServer", "load_handler", "settle_heap"]
 
 log = Logger(namespace="ivr.app")
 
@@ -90,6 +91,24 @@ def build_routing(settings: Settings, reactor: Any, plugins: Plugins) -> Routing
     return RoutingServices(menus, lookup, hours, routing, hook)
 
 
+#: Built-in plugins that need the server's database, registered once it is open.
+SERVER_PLUGINS = ("ivr.plugins.contact_history", "ivr.plugins.customer_directory")
+
+
+def settle_heap(region: str) -> None:
+    """Load what the first call would load, then take the start-up heap out of the GC's sight.
+
+    phonenumbers reads a region's metadata on first use; after that, the
+    modules, plugins and metadata (~90,000 objects) live as long as the
+    process. Left in the collector's oldest generation, each full collection
+    walks them all on the reactor thread: a 50-60 ms stall every few seconds
+    under load (bench/history_write.py). ``gc.freeze`` keeps them out of it.
+    """
+    normalise_number("10086", region)
+    gc.collect()
+    gc.freeze()
+
+
 class IVRServer:
     """One ``ivr serve`` process: the FastAGI listener and everything behind it."""
 
@@ -98,7 +117,11 @@ class IVRServer:
         self.reactor = reactor
         agi = settings.agi
         context, extension, priority = settings.routing.fallback.split(",")
-        self.plugins = load_plugins(settings.plugins.folder_path())
+        self.plugins = load_plugins(settings.plugins.folder_path(), disable=settings.plugins.disable)
+        for name in settings.plugins.disable:
+            if name not in self.plugins.disabled and name not in SERVER_PLUGINS:
+                raise ConfigError(settings.source, "plugins.disable", f"there is no plugin named {name!r}",
+                                  "use a name that `ivr plugins list` shows")
         self.routing = build_routing(settings, reactor, self.plugins)
         menu_routes = [Route(r.name, MenuRouteHandler(r, self.routing))
                        for r in self.plugins.menus.routes.values()]
@@ -132,11 +155,14 @@ class IVRServer:
             log.info("upgrading the database schema from {current} to {head}", current=current, head=head)
             upgrade(engine)
         instance = settings.server.instance or f"{socket.gethostname()}:{settings.agi.port}"
-        recorder = ContactRecorder(engine, Path(database.journal), reactor, region=settings.routing.region)
+        recorder = ContactRecorder(engine, Path(database.journal), reactor)
         recorder.reconcile(instance)
-        self.plugins.manager.register(ContactHistory(recorder, instance),
-                                      name="ivr.plugins.contact_history")
-        self.plugins.manager.register(CustomerDirectory(engine), name="ivr.plugins.customer_directory")
+        disable = settings.plugins.disable
+        if "ivr.plugins.contact_history" not in disable:
+            self.plugins.manager.register(ContactHistory(recorder, instance, settings.routing.region),
+                                          name="ivr.plugins.contact_history")
+        if "ivr.plugins.customer_directory" not in disable:
+            self.plugins.manager.register(CustomerDirectory(engine), name="ivr.plugins.customer_directory")
         return recorder
 
     def start(self) -> IListeningPort:

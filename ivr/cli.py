@@ -15,7 +15,7 @@ __all__ = ["main"]
 def _serve(args: argparse.Namespace) -> int:
     from twisted.internet import defer, reactor
 
-    from ivr.app import IVRServer
+    from ivr.app import IVRServer, settle_heap
     from ivr.config import load_settings
     from ivr.logs import start_logging
 
@@ -32,22 +32,32 @@ def _serve(args: argparse.Namespace) -> int:
         "before", "shutdown",
         lambda: defer.Deferred.fromCoroutine(server.drain(settings.server.drain_grace)),
     )
+    settle_heap(settings.routing.region)  # last: everything loaded at start-up is in the heap now
     reactor.run()
     return 0
 
 
 def _plugins_list(args: argparse.Namespace) -> int:
+    from ivr.app import SERVER_PLUGINS
     from ivr.config import load_settings
     from ivr.plugins.manager import load_plugins
 
     settings = load_settings(args.config)
-    plugins = load_plugins(settings.plugins.folder_path())
+    disable = settings.plugins.disable
+    plugins = load_plugins(settings.plugins.folder_path(), disable=disable)
     for plugin in plugins.info:
         print(plugin.name)
         print(f"  source: {plugin.source}")
         print(f"  hooks:  {', '.join(plugin.hooks) or '-'}")
         print(f"  routes: {', '.join(plugin.routes) or '-'}")
         print(f"  menus:  {', '.join(plugin.menus) or '-'}")
+    for name in SERVER_PLUGINS:
+        if name not in disable:
+            print(name)
+            print("  source: built-in, registered by ivr serve once the database is open")
+    for name in plugins.disabled + [name for name in SERVER_PLUGINS if name in disable]:
+        print(name)
+        print("  disabled by [plugins] disable")
     return 0
 
 

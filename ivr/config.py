@@ -128,6 +128,7 @@ class VoicesSettings:
 class PluginSettings:
     folder: str = _setting("", _directory,
                            "folder of plugin .py files (empty: ./plugins if it exists)")
+    disable: list[str] = _setting([], None, "plugins not to load, by the name `ivr plugins list` shows")
 
     def folder_path(self) -> Path | None:
         """The plugins folder to load, if any."""

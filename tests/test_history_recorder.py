@@ -16,15 +16,22 @@ from twisted.internet.task import Clock
 
 from ivr.history import Contact, ContactEvent, make_engine, upgrade
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
+from ivr.history.schema import downgrade
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC).timestamp()
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'history.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The recorder writes each database in its own SQL: every test runs on both."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'history.db'}")
+    else:
+        engine = make_engine(request.getfixturevalue("postgres_url"))
+        downgrade(engine)  # a clean ivr_test, whatever an earlier run left
     upgrade(engine)
     yield engine
+    downgrade(engine)
     engine.dispose()
 
 
@@ -51,6 +58,42 @@ def test_a_call_becomes_one_finalised_row_with_its_path(engine: Engine, tmp_path
             "final", "completed", "after-sales", "2")
         assert contact.last_step == "menu:main:2:after-sales"
         assert [e.seq for e in contact.events] == [1, 2]
+
+
+def test_times_text_and_paths_read_back_exactly_as_recorded(engine: Engine, tmp_path: Path) -> None:
+    recorder = ContactRecorder(engine, tmp_path / "journal", Clock())
+    started = NOW + 0.123456
+    path = [{"kind": "menu", "menu": "主菜单", "key": "2", "value": "'; DROP TABLE contacts; --"}]
+    recorder._apply([
+        ContactStart("1.9", started, "ivr-a", caller_number="+8613800138000", caller_name=HOSTILE_NAME,
+                     caller_e164="+8613800138000"),
+        ContactStep("1.9", 1, started + 1, "menu", "主菜单", "2", "%s ? :name \\"),
+        ContactEnd("1.9", started + 12.5, "completed", "caller chose", ivr_path=path, dtmf="2",
+                   duration_seconds=12.5)])
+    with Session(engine) as session:
+        contact = session.scalars(select(Contact)).one()
+        assert as_utc(contact.started_at).timestamp() == pytest.approx(started, abs=1e-6)
+        assert as_utc(contact.ended_at).timestamp() == pytest.approx(started + 12.5, abs=1e-6)
+        assert (contact.caller_name, contact.ivr_path, contact.outcome_reason) == (
+            HOSTILE_NAME, path, "caller chose")
+        event = contact.events[0]
+        assert event.data == {"menu": "主菜单", "key": "2", "value": "%s ? :name \\"}
+        assert as_utc(event.at).timestamp() == pytest.approx(started + 1, abs=1e-6)
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive UTC times, PostgreSQL aware ones."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def test_a_call_whose_start_was_lost_still_gets_its_steps_and_end(engine: Engine, tmp_path: Path) -> None:
+    recorder = ContactRecorder(engine, tmp_path / "journal", Clock())
+    recorder._apply(call_records("1.5")[1:])  # no ContactStart
+    with Session(engine) as session:
+        contact = session.scalars(select(Contact)).one()
+        assert (contact.uniqueid, contact.status, len(contact.events)) == ("1.5", "final", 2)
+    recorder._apply(call_records("1.5"))  # the start turns up later (a replay): still one row
+    assert counts(engine) == (1, 2)
 
 
 def test_replaying_the_same_records_never_doubles_anything(engine: Engine, tmp_path: Path) -> None:

@@ -81,6 +81,24 @@ def test_plugins_folder_adds_routes(tmp_path: Path) -> None:
     assert info["greeting"].source.endswith("greeting.py")
 
 
+def test_disabled_plugins_are_not_even_imported(tmp_path: Path) -> None:
+    write_plugin(tmp_path / "plugins", "greeting", ROUTE_PLUGIN)
+    write_plugin(tmp_path / "plugins", "broken", "import no_such_module_xyz\n")
+    plugins = load_plugins(tmp_path / "plugins", disable=["broken", "ivr.plugins.diagnostics"])
+    assert [r.name for r in plugins.routes] == ["greet"]
+    assert sorted(plugins.disabled) == ["broken", "ivr.plugins.diagnostics"]
+    assert plugins.manager.is_blocked("ivr.plugins.diagnostics")
+
+
+def test_ivr_serve_refuses_to_disable_a_plugin_that_does_not_exist(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "ivr.cli", "serve"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, check=False,
+                            env={**os.environ, "IVR_PLUGINS_DISABLE": "ivr.plugins.contact_history,histroy"})
+    assert result.returncode == 2
+    assert "plugins.disable" in result.stderr and "'histroy'" in result.stderr
+    assert "ivr plugins list" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(("source", "words"), [
     ("import no_such_module_xyz\n", "failed to import"),
     ("def broken(:\n", "failed to import"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ivr.call import Call
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
 from ivr.plugins.hookspecs import hookimpl
+from ivr.routing.customers import normalise_number
 from ivr.routing.router import CallOutcome, CallStep
 
 __all__ = ["ContactHistory"]
@@ -30,9 +31,11 @@ class _Open:
 class ContactHistory:
     """Turns call hooks into contact records, one contact row per uniqueid."""
 
-    def __init__(self, recorder: ContactRecorder, instance: str) -> None:
+    def __init__(self, recorder: ContactRecorder, instance: str, region: str = "CN") -> None:
         self.recorder = recorder
         self.instance = instance
+        #: Caller IDs are read as numbers of this region when they have no country code.
+        self.region = region
         self._open: dict[str, _Open] = {}
 
     @hookimpl
@@ -42,6 +45,8 @@ class ContactHistory:
         self.recorder.record(ContactStart(
             uniqueid=call.uniqueid, started_at=started, handled_by=self.instance,
             caller_number=call.caller_number or "", caller_name=call.caller_name or "",
+            # Cached and shared with the customer lookup, which needs the same number next.
+            caller_e164=normalise_number(call.caller_number, self.region),
             called_number=call.dnid or call.extension, route=call.script))
 
     @hookimpl

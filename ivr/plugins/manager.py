@@ -11,7 +11,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -50,6 +50,8 @@ class Plugins:
     info: list[PluginInfo]
     routes: list[Route]
     menus: MenuSet
+    #: Plugins found but not loaded because the config disables them.
+    disabled: list[str] = field(default_factory=list)
 
     @property
     def hook(self) -> Any:
@@ -87,14 +89,27 @@ def _candidates(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.py") if not p.name.startswith(("_", ".")))
 
 
-def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT_PLUGINS) -> Plugins:
-    """Load every plugin and collect its routes; raise PluginError on any problem."""
+def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT_PLUGINS,
+                 disable: Collection[str] = ()) -> Plugins:
+    """Load every plugin not in ``disable`` and collect its routes; raise PluginError on any problem."""
     pm = pluggy.PluginManager("ivr")
     pm.add_hookspecs(hookspecs)
     info: list[PluginInfo] = []
+    disabled: list[str] = []
+
+    def wanted(name: str) -> bool:
+        if name in disable:
+            pm.set_blocked(name)
+            disabled.append(name)
+            return False
+        return True
+
     for module_name in builtins:
-        _register(pm, importlib.import_module(module_name), module_name, "built-in", info)
+        if wanted(module_name):
+            _register(pm, importlib.import_module(module_name), module_name, "built-in", info)
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if not wanted(entry_point.name):
+            continue
         dist = getattr(entry_point.dist, "name", "?")
         source = f"entry point {entry_point.value} in package {dist}"
         try:
@@ -104,6 +119,8 @@ def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT
         _register(pm, plugin, entry_point.name, source, info)
     if folder is not None:
         for path in _candidates(folder):
+            if not wanted(path.stem):
+                continue
             try:
                 module = _import_file(path)
             except Exception as exc:
@@ -115,7 +132,7 @@ def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT
         name = pm.get_name(exc.plugin) or "?"
         source = next((i.source for i in info if i.name == name), "?")
         raise PluginError(name, source, f"{exc} (hooks must be named ivr_* from ivr.hookspecs)") from None
-    return Plugins(pm, info, _collect_routes(pm, info), _collect_menus(pm, info, folder))
+    return Plugins(pm, info, _collect_routes(pm, info), _collect_menus(pm, info, folder), disabled)
 
 
 def _collect_routes(pm: pluggy.PluginManager, info: list[PluginInfo]) -> list[Route]:
