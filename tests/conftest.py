@@ -184,13 +184,18 @@ def postgres_sandbox(*args: str, timeout: float = 300) -> subprocess.CompletedPr
 def postgres_url() -> str:
     """Start the PostgreSQL sandbox (a no-op if it runs); the SQLAlchemy URL of ``ivr_test``.
 
-    Never skips: without PostgreSQL the tests fail with the script's output
-    (scripts/bootstrap installs it).
+    ``IVR_TEST_PG_DATABASE`` names another database (made afresh), so two
+    test runs on one machine keep out of each other's tables. Never skips:
+    without PostgreSQL the tests fail with the script's output (scripts/bootstrap
+    installs it).
     """
+    database = os.environ.get("IVR_TEST_PG_DATABASE", "ivr_test")
     started = postgres_sandbox("start")
+    if started.returncode == 0 and database != "ivr_test":
+        started = postgres_sandbox("reset", database)
     if started.returncode != 0:
         pytest.fail(f"scripts/postgres-sandbox start failed (exit {started.returncode})\n"
                     f"--- stdout\n{started.stdout}--- stderr\n{started.stderr}", pytrace=False)
-    url = postgres_sandbox("url", "ivr_test")
+    url = postgres_sandbox("url", database)
     assert url.returncode == 0, url.stderr
     return url.stdout.strip()
