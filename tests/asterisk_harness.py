@@ -78,6 +78,11 @@ class AMI:
         assert response.get_header("Response") == "Success", response.headers
         return test_id
 
+    def set_global(self, name: str, value: str) -> None:
+        """A dialplan global (AMI Setvar without a channel), e.g. TEST_CUSTOMER_<N>=busy."""
+        response = self.manager.send_action({"Action": "Setvar", "Variable": name, "Value": value})
+        assert response.get_header("Response") == "Success", response.headers
+
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 30.0) -> Event:
         found = self.wait_for_all(predicate, 1, timeout)
         return found[0]

@@ -33,7 +33,8 @@ __all__ = ["Fallback", "Handler", "Route", "Router"]
 
 log = Logger(namespace="ivr.routing")
 
-Handler = Callable[[Call], Awaitable[None]]
+#: A route's handler; it may say how the call ended (an outbound call's customer leg, say).
+Handler = Callable[[Call], Awaitable["CallOutcome | None"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,8 @@ class Route:
 class CallOutcome:
     """How a call left ivr, for the ``ivr_call_ended`` hook."""
 
-    #: ``completed``, ``hangup``, ``fallback`` or ``broken``.
+    #: ``completed``, ``hangup``, ``fallback`` or ``broken``; a handler that returns its own
+    #: outcome may use others (``answered``, ``customer-busy`` ...).
     kind: str
     #: Why, for ``fallback`` (``unknown-route``, ``handler-error``, ``deadline``) and ``broken``.
     reason: str = ""
@@ -209,7 +211,7 @@ class Router:
             await self._to_fallback(call, "unknown-route")
             return CallOutcome("fallback", "unknown-route")
         try:
-            await route.handler(call)
+            result = await route.handler(call)
         except CallHangup:
             log.info("call {uniqueid} on {route} ended: caller hung up", uniqueid=uid, route=route.name)
             return CallOutcome("hangup")
@@ -242,7 +244,7 @@ class Router:
             await self._to_fallback(call, "handler-error")
             return CallOutcome("fallback", "handler-error")
         self._mark_done(call)
-        return CallOutcome("completed")
+        return result if isinstance(result, CallOutcome) else CallOutcome("completed")
 
     def _mark_done(self, call: Call) -> None:
         """Tell the dialplan the handler finished on purpose.

@@ -1,0 +1,59 @@
+"""What the dial policy and the dialer ask the database: agents, do-not-call, recent contacts.
+
+Each method is plain blocking SQLAlchemy; the ``async`` wrappers run it on a
+thread pool so the reactor never waits for the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from twisted.internet import defer, threads
+
+from ivr.dialing.outbound import Agent
+from ivr.dialing.policy import DialTarget
+from ivr.history.models import Agent as AgentRow
+from ivr.history.models import Contact, Customer, CustomerPhone
+
+__all__ = ["DialDirectory", "OUTBOUND_KINDS"]
+
+#: Contacts that count against a customer's daily cap: the calls we make, not the ones they make.
+OUTBOUND_KINDS = ("click-to-call", "callback")
+
+
+class DialDirectory:
+    """The dial policy's and the dialer's database look-ups."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def agent(self, code: str) -> Agent | None:
+        with Session(self.engine) as session:
+            row = session.scalars(select(AgentRow).where(AgentRow.code == code, AgentRow.active)).first()
+            return Agent(row.code, row.device) if row is not None else None
+
+    def do_not_call(self, target: DialTarget) -> bool:
+        query = (select(Customer.do_not_call).join(CustomerPhone)
+                 .where(CustomerPhone.e164 == target.e164, Customer.do_not_call))
+        with Session(self.engine) as session:
+            return session.execute(query).first() is not None
+
+    def contacts_since(self, target: DialTarget, since: dt.datetime) -> int:
+        query = (select(func.count()).select_from(Contact)
+                 .where(Contact.caller_e164 == target.e164, Contact.direction == "outbound",
+                        Contact.kind.in_(OUTBOUND_KINDS), Contact.started_at >= since))
+        with Session(self.engine) as session:
+            return int(session.scalar(query) or 0)
+
+    # -- off the reactor ---------------------------------------------------
+
+    def find_agent(self, code: str) -> defer.Deferred[Agent | None]:
+        return threads.deferToThread(self.agent, code)
+
+    def is_do_not_call(self, target: DialTarget) -> defer.Deferred[bool]:
+        return threads.deferToThread(self.do_not_call, target)
+
+    def count_contacts_since(self, target: DialTarget, since: dt.datetime) -> defer.Deferred[int]:
+        return threads.deferToThread(self.contacts_since, target, since)

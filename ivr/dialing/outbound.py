@@ -1,0 +1,259 @@
+"""Outbound calls, agent first: click-to-call and callbacks.
+
+:meth:`OutboundDialer.place` checks the request with the :class:`DialPolicy`,
+claims the customer (one agent at a time), writes the contact's start, then
+asks Asterisk (AMI Originate, async) to ring the agent's phone. When the agent
+answers, Asterisk runs the dialplan context ``ivr-callback``, whose AGI script
+``callback`` is served here (:meth:`OutboundDialer.route`): the agent hears a
+whisper, then the customer is dialled through the trunk with ``Dial``. The
+AGI session stays up until the customer leg ends, so the contact gets both
+legs' outcomes from one place, and a crash of ivr is reconciled like any call.
+
+An agent who does not answer never reaches the AGI: the Originate's
+``OriginateResponse`` ends the contact (``agent-no-answer``, ``agent-busy``...).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ivr.agi.ami import AMIClient, OriginateOutcome, OriginateResult
+from ivr.call import Call
+from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
+from ivr.errors import AMIError, CallHangup, IVRError
+from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
+from ivr.routing.router import CallOutcome, CallStep, Route, notify
+
+__all__ = ["ActiveCalls", "DialRefused", "MemoryActiveCalls", "OutboundCall", "OutboundDialer",
+           "OutboundRequest", "CALLBACK_SCRIPT"]
+
+log = Logger(namespace="ivr.dialing")
+
+#: The AGI script [ivr-callback] runs on the agent's channel once it answers.
+CALLBACK_SCRIPT = "callback"
+
+#: Dial's DIALSTATUS -> the contact's outcome for the customer leg.
+_CUSTOMER_OUTCOMES = {
+    "ANSWER": "answered", "BUSY": "customer-busy", "NOANSWER": "customer-no-answer",
+    "CONGESTION": "customer-unreachable", "CHANUNAVAIL": "customer-unreachable", "CANCEL": "agent-hung-up",
+    "DONTCALL": "customer-refused", "TORTURE": "customer-refused", "INVALIDARGS": "dial-failed"}
+_AGENT_OUTCOMES = {
+    OriginateOutcome.NO_ANSWER: "agent-no-answer", OriginateOutcome.BUSY: "agent-busy",
+    OriginateOutcome.CONGESTION: "agent-unreachable", OriginateOutcome.FAILED: "agent-unreachable"}
+
+
+class DialRefused(IVRError):
+    """The dial policy said no; ``decision`` says why (and which HTTP status fits)."""
+
+    def __init__(self, decision: DialDecision) -> None:
+        self.decision = decision
+        super().__init__(decision.message)
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """Who should call whom, and why (the reason and SMS text go to the agent's card)."""
+
+    agent: str
+    number: str
+    kind: str = "click-to-call"
+    reason: str = ""
+    customer_id: int | None = None
+    do_not_call: bool = False
+    requested_by: str = ""
+
+
+@dataclass(frozen=True)
+class Agent:
+    code: str
+    device: str
+
+
+@dataclass
+class OutboundCall:
+    """One outbound call in progress; ``uniqueid`` is the agent channel's and the contact's."""
+
+    uniqueid: str
+    request: OutboundRequest
+    agent: Agent
+    e164: str
+    placed_at: float
+    #: Fires with the final outcome ("answered", "agent-no-answer", "customer-busy" ...).
+    finished: defer.Deferred[str] = field(default_factory=defer.Deferred)
+    agent_answered: bool = False
+    #: Set when the call is over.
+    outcome: str | None = None
+
+
+class ActiveCalls(Protocol):
+    """Who is on each customer now: an atomic claim, so two agents never call one customer."""
+
+    def claim(self, e164: str, agent: str, uniqueid: str) -> defer.Deferred[str | None]:
+        """Claim ``e164`` for ``agent``; None if claimed, else the agent already on it."""
+
+    def release(self, e164: str, uniqueid: str) -> defer.Deferred[None]:
+        """Give the claim of call ``uniqueid`` back."""
+
+
+class MemoryActiveCalls:
+    """Claims in this process only: right for one ``ivr serve`` (several share the database's)."""
+
+    def __init__(self) -> None:
+        self._holders: dict[str, tuple[str, str]] = {}
+
+    def claim(self, e164: str, agent: str, uniqueid: str) -> defer.Deferred[str | None]:
+        holder = self._holders.get(e164)
+        if holder is not None:
+            return defer.succeed(holder[0])
+        self._holders[e164] = (agent, uniqueid)
+        return defer.succeed(None)
+
+    def release(self, e164: str, uniqueid: str) -> defer.Deferred[None]:
+        if self._holders.get(e164, ("", ""))[1] == uniqueid:
+            del self._holders[e164]
+        return defer.succeed(None)
+
+
+class OutboundDialer:
+    """Places agent-first calls through AMI and serves their ``callback`` AGI script."""
+
+    def __init__(self, ami: AMIClient, policy: DialPolicy, recorder: ContactRecorder, clock: IReactorTime,
+                 find_agent: Callable[[str], Awaitable[Agent | None]], active: ActiveCalls, *,
+                 trunk: str, instance: str, agi_port: int | None = None, agent_ring_seconds: float = 30.0,
+                 customer_ring_seconds: int = 40, hooks: Any = None, hook_deadline: float = 1.0) -> None:
+        self.ami = ami
+        self.policy = policy
+        self.recorder = recorder
+        self.clock = clock
+        self.find_agent = find_agent
+        self.active = active
+        self.trunk = trunk
+        self.instance = instance
+        #: The agent's answered leg runs its AGI on this port: the instance that placed the call.
+        self.agi_port = agi_port
+        self.agent_ring_seconds = agent_ring_seconds
+        self.customer_ring_seconds = customer_ring_seconds
+        self.hooks = hooks
+        self.hook_deadline = hook_deadline
+        self.calls: dict[str, OutboundCall] = {}
+
+    def route(self) -> Route:
+        """The AGI script the agent's answered leg runs; it lives as long as the conversation."""
+        return Route(CALLBACK_SCRIPT, self._agent_answered, deadline=4 * 3600.0)
+
+    async def place(self, request: OutboundRequest) -> OutboundCall:
+        """Ring the agent, then the customer. Raises DialRefused if the policy says no."""
+        agent = await self.find_agent(request.agent)
+        if agent is None or not agent.device:
+            raise DialRefused(DialDecision(False, DialReason.INVALID_INPUT, "no such agent with a phone"))
+        decision = await self.policy.decide(DialRequest(
+            request.number, agent=agent.code,
+            customer_id=None if request.customer_id is None else str(request.customer_id),
+            do_not_call=request.do_not_call))
+        if not decision.allowed or decision.e164 is None:
+            raise DialRefused(decision)
+        e164 = decision.e164
+        uniqueid = f"ivr-out-{uuid.uuid4().hex}"
+        holder = await self.active.claim(e164, agent.code, uniqueid)
+        if holder is not None:
+            raise DialRefused(DialDecision(False, DialReason.AGENT_CONFLICT,
+                                           f"{e164} is already on a call with agent {holder}", e164,
+                                           agent=holder))
+        call = OutboundCall(uniqueid, request, agent, e164, time.time())
+        self.calls[uniqueid] = call
+        self.recorder.record(ContactStart(
+            uniqueid=uniqueid, started_at=call.placed_at, handled_by=self.instance, caller_number=e164,
+            caller_e164=e164, called_number=e164, route=CALLBACK_SCRIPT, kind=request.kind,
+            direction="outbound"))
+        try:
+            originated = self.ami.originate(
+                agent.device, context="ivr-callback", exten=e164, priority=1,
+                caller_id=e164, timeout=self.agent_ring_seconds, channel_id=uniqueid,
+                variables={"IVR_CONTACT_KIND": request.kind, "IVR_AGENT": agent.code, "IVR_TRUNK": self.trunk,
+                           **({"IVR_AGI_PORT": str(self.agi_port)} if self.agi_port else {})})
+        except AMIError as exc:
+            self._finish(call, "agent-unreachable", f"Originate refused: {exc}")
+            raise
+        originated.addCallbacks(lambda result: self._agent_result(call, result),
+                                lambda failure: self._finish(call, "agent-unreachable",
+                                                             f"Originate failed: {failure.value}"))
+        log.info("{kind} {uniqueid}: ringing agent {agent} ({device}) for {number}", kind=request.kind,
+                 uniqueid=uniqueid, agent=agent.code, device=agent.device, number=e164)
+        return call
+
+    def _agent_result(self, call: OutboundCall, result: OriginateResult) -> None:
+        if result.outcome is OriginateOutcome.ANSWERED:
+            call.agent_answered = True
+            return  # the callback AGI takes it from here
+        self._finish(call, _AGENT_OUTCOMES.get(result.outcome, "agent-unreachable"),
+                     f"agent leg: Originate reason {result.reason_code}")
+
+    def _finish(self, call: OutboundCall, outcome: str, reason: str) -> None:
+        """End a call whose agent never answered: the contact is written here, not by the AGI."""
+        if self.calls.pop(call.uniqueid, None) is None:
+            return
+        now = time.time()
+        self.recorder.record(ContactStep(call.uniqueid, 1, now, "agent-leg", value=outcome))
+        self.recorder.record(ContactEnd(call.uniqueid, now, outcome, reason,
+                                        ivr_path=[{"kind": "agent-leg", "value": outcome}],
+                                        duration_seconds=round(now - call.placed_at, 3)))
+        self._release(call)
+        log.info("{kind} {uniqueid} ended: {outcome}", kind=call.request.kind, uniqueid=call.uniqueid,
+                 outcome=outcome)
+        call.outcome = outcome
+        call.finished.callback(outcome)
+
+    def _release(self, call: OutboundCall) -> None:
+        self.active.release(call.e164, call.uniqueid).addErrback(
+            lambda failure: log.failure("releasing the claim on {number} failed", failure, number=call.e164))
+
+    async def _step(self, call: Call, kind: str, value: str) -> None:
+        await notify(self.hooks, "ivr_call_step", self.clock, self.hook_deadline, call=call,
+                     step=CallStep(kind, value=value))
+
+    async def _agent_answered(self, call: Call) -> CallOutcome:
+        """The agent picked up: whisper, then dial the customer and wait for that leg to end.
+
+        A call placed elsewhere (``ivr call`` on the command line, another
+        instance) is dialled too, but only after its number passes the
+        policy's number checks again: the AGI never dials on trust.
+        """
+        outbound = self.calls.get(call.uniqueid)
+        if outbound is not None:
+            e164 = outbound.e164
+        else:
+            decision = self.policy.check_number(call.extension)
+            if not decision.allowed or decision.e164 is None:
+                log.warn("callback AGI on {uniqueid}: {number!r} refused ({reason}); not dialling",
+                         uniqueid=call.uniqueid, number=call.extension[:64], reason=decision.reason.value)
+                await self._step(call, "dial-refused", decision.reason.value)
+                return CallOutcome("dial-refused", decision.reason.value)
+            e164 = decision.e164
+        outcome = "agent-hung-up"
+        try:
+            await self._step(call, "agent-leg", "answered")
+            kind = outbound.request.kind if outbound else await call.get_variable("IVR_CONTACT_KIND")
+            await call.play(f"ivr-whisper-{'callback' if kind == 'callback' else 'click-to-call'}")
+            await self._step(call, "dial", e164)
+            await call.exec("Dial", f"PJSIP/{e164}@{self.trunk}", str(self.customer_ring_seconds),
+                            "g")  # g: the agent's leg carries on when the customer hangs up
+            status = (await call.get_variable("DIALSTATUS") or "").upper()
+            outcome = _CUSTOMER_OUTCOMES.get(status, "dial-failed")
+            await self._step(call, "customer-leg", outcome)
+            return CallOutcome(outcome, f"DIALSTATUS={status}" if status else "")
+        except CallHangup:
+            return CallOutcome(outcome)
+        finally:
+            if outbound is not None:
+                self.calls.pop(call.uniqueid, None)
+                self._release(outbound)
+                outbound.outcome = outcome
+                outbound.finished.callback(outcome)
