@@ -49,11 +49,17 @@ class AMI:
     """A pyst2 AMI session that keeps every event for the tests to wait on."""
 
     def __init__(self, user: str = "test", secret: str = "test", port: int = 5038) -> None:
+        self._login = (user, secret, port)
+        self.events: list[Event] = []
+        self._changed = threading.Condition()
+        self.connect()
+
+    def connect(self) -> None:
+        """Log in (again: pyst2 does not reconnect by itself, e.g. after an Asterisk restart)."""
+        user, secret, port = self._login
         self.manager = Manager()
         self.manager.connect("127.0.0.1", port)
         self.manager.login(user, secret)
-        self.events: list[Event] = []
-        self._changed = threading.Condition()
         self.manager.register_event("*", self._on_event)
 
     def _on_event(self, event: Any, manager: Any) -> None:
