@@ -8,6 +8,9 @@ embedding application can catch the whole family at once::
     ├── PluginError                  a plugin failed to load or validate; names it
     ├── RecognizerError              a speech recogniser failed mid-call (the menu goes keypad-only)
     ├── FallbackRequested            a handler sends its caller to the fallback (a person)
+    ├── CallbackError                a callback request cannot be changed as asked
+    │   └── CallbackNotClaimed       finishing a request this instance does not hold (any more)
+    ├── WebRequestError              an HTTP request is refused; carries its status and a safe message
     ├── AMIError                     anything about the Asterisk Manager (AMI) connection
     │   ├── AMIActionError           Asterisk answered "Response: Error"; carries its Message
     │   │   └── AMILoginFailed       Asterisk refused the AMI username or secret
@@ -49,6 +52,8 @@ __all__ = [
     "AudioSocketTimeout",
     "CallHangup",
     "CallTimeout",
+    "CallbackError",
+    "CallbackNotClaimed",
     "CommandError",
     "CommandFailed",
     "CommandTimeout",
@@ -66,6 +71,7 @@ __all__ = [
     "UnsafeArgument",
     "UnsafeHeader",
     "UsageError",
+    "WebRequestError",
 ]
 
 
@@ -240,3 +246,30 @@ class AudioSocketError(AGIError):
 
 class AudioSocketTimeout(DeadlineExceeded):
     """Asterisk did not connect with the expected AudioSocket UUID in time."""
+
+
+class CallbackError(IVRError):
+    """A callback request cannot be changed as asked (unknown id, unknown outcome)."""
+
+
+class CallbackNotClaimed(CallbackError):
+    """``finish`` on a request this instance does not hold: never claimed, finished, or taken back
+    after the lock timeout by another instance (which may be dialling it now)."""
+
+    def __init__(self, callback_id: int, instance: str, holder: str | None, status: str) -> None:
+        self.callback_id = callback_id
+        self.instance = instance
+        self.holder = holder
+        self.status = status
+        super().__init__(f"callback {callback_id} is {status}, held by {holder or 'nobody'}, "
+                         f"not by {instance}")
+
+
+class WebRequestError(IVRError):
+    """An HTTP API request is refused. ``status`` is the HTTP status; ``message`` is safe to send
+    back (it never echoes what the client sent) and becomes the JSON ``error``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"HTTP {status}: {message}")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     SmallInteger,
@@ -25,7 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerPhone"]
+__all__ = ["ActiveCall", "Agent", "Base", "CallbackRequest", "Contact", "ContactEvent", "Customer",
+           "CustomerPhone", "OptOut", "SmsMessage", "SmsOutbox"]
 
 #: Constraint names that are the same on SQLite and PostgreSQL, so migrations can name them.
 NAMING = {
@@ -56,6 +58,8 @@ class Agent(Base):
     device: Mapped[str] = mapped_column(String(200), default="")
     skills: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: SHA-256 of the agent's API token (never the token itself); None: no API access.
+    api_token_hash: Mapped[str | None] = mapped_column(String(128))
 
 
 class Customer(Base):
@@ -157,3 +161,128 @@ class ContactEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     contact: Mapped[Contact] = relationship(back_populates="events")
+
+
+class CallbackRequest(Base):
+    """A promise to call a customer back (from an SMS, the IVR or the API), until it is kept.
+
+    ``message_id`` is unique, so a webhook delivered five times makes one
+    request. Instances claim due requests by setting ``status`` to dialing
+    with their name in ``locked_by``; a claim older than the lock timeout is
+    taken back, so a crashed instance cannot keep one forever.
+    """
+
+    __tablename__ = "callback_requests"
+    __table_args__ = (
+        UniqueConstraint("message_id"),
+        #: claim_due: pending ones whose next attempt is due, best priority first.
+        Index("ix_callback_requests_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: sms, ivr or api
+    source: Mapped[str] = mapped_column(String(16))
+    #: The gateway's (or API client's) id of what asked for it; the idempotency key.
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    e164: Mapped[str] = mapped_column(String(20), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    skill: Mapped[str] = mapped_column(String(64), default="")
+    #: What the customer wrote, literally (shown to the agent).
+    sms_text: Mapped[str] = mapped_column(Text, default="")
+    #: Higher goes first.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    #: pending, dialing, done, failed, cancelled or expired
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    #: The follow-up SLA: called back by then, or it is overdue.
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    #: Not dialled before this (opening time, retry backoff).
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    locked_by: Mapped[str | None] = mapped_column(String(200))
+    locked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_outcome: Mapped[str] = mapped_column(String(32), default="")
+    #: The contact of the last attempt, in the history.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class SmsMessage(Base):
+    """An SMS that reached the webhook, stored literally with what was done about it.
+
+    Unique on the gateway's ``message_id``: a redelivery finds the first copy.
+    Rate limits count these rows, so every instance sees the same counts.
+    """
+
+    __tablename__ = "sms_messages"
+    __table_args__ = (
+        UniqueConstraint("message_id"),
+        #: Rate limits: a sender's messages in the last seconds/day.
+        Index("ix_sms_messages_from_e164_received_at", "from_e164", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(200))
+    from_number: Mapped[str] = mapped_column(Text, default="")
+    #: ``from_number`` in E.164, or None if it is not a phone number.
+    from_e164: Mapped[str | None] = mapped_column(String(20))
+    to_number: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: callback, already-pending, opt-out, opted-out, rate-limited, invalid-number, number-not-allowed
+    action: Mapped[str] = mapped_column(String(32), default="")
+    #: Why, in a few words (e.g. which limit was hit).
+    detail: Mapped[str] = mapped_column(Text, default="")
+    skill: Mapped[str] = mapped_column(String(64), default="")
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callback_requests.id"))
+
+
+class SmsOutbox(Base):
+    """An SMS waiting for a gateway plugin to send it (the default ``ivr_send_sms``)."""
+
+    __tablename__ = "sms_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    to_number: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: None until a gateway sent it; unsent rows are the gateway's queue.
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class OptOut(Base):
+    """A number that asked not to be called (an SMS STOP), customer or not yet."""
+
+    __tablename__ = "opt_outs"
+
+    e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: sms, api, admin ...
+    source: Mapped[str] = mapped_column(String(16), default="sms")
+    #: The message that asked for it, if any.
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ActiveCall(Base):
+    """The one agent on a call with a customer right now.
+
+    The primary key is the customer's number, so claiming is an insert: the
+    first agent's insert wins and a second agent's fails, atomically on
+    every instance sharing the database. The row goes when the call ends.
+    """
+
+    __tablename__ = "active_calls"
+
+    e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: The agent's code (e.g. 1001).
+    agent: Mapped[str] = mapped_column(String(64))
+    #: click-to-call or callback
+    kind: Mapped[str] = mapped_column(String(32), default="")
+    #: The ivr instance that placed the call: it releases the claim.
+    instance: Mapped[str] = mapped_column(String(200), default="")
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
