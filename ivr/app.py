@@ -10,25 +10,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from sqlalchemy import Engine
 from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.logger import Logger
 
+from ivr.agi.ami import AMIClient, AMICredentials
+from ivr.agi.audiosocket import AudioSocketFactory
 from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
+from ivr.callbacks.outbox import PLUGIN_NAME as SMS_OUTBOX
+from ivr.callbacks.outbox import SmsOutbox
 from ivr.config import Settings
+from ivr.dialing.directory import DialDirectory
+from ivr.dialing.outbound import MemoryActiveCalls, OutboundDialer
+from ivr.dialing.policy import DialPolicy
 from ivr.errors import CallHangup, ConfigError
 from ivr.history.recorder import ContactRecorder
 from ivr.history.schema import current_revision, head_revision, make_engine, upgrade
 from ivr.plugins.contact_history import ContactHistory
 from ivr.plugins.customer_directory import CustomerDirectory
 from ivr.plugins.manager import Plugins, load_plugins
+from ivr.plugins.vosk_speech import PLUGIN_NAME as VOSK_PLUGIN
+from ivr.plugins.vosk_speech import VoskPlugin
 from ivr.routing.customers import CustomerLookup, normalise_number
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
+from ivr.speech.service import PromptAudio, SpeechService
 from ivr.voices import DEFAULT_BUILD_DIR, available
+from ivr.web.site import build_web
 
-__all__ = ["IVRServer", "load_handler", "settle_heap"]
+__all__ = ["IVRServer", "build_outbound", "load_handler", "settle_heap"]
 
 log = Logger(namespace="ivr.app")
 
@@ -92,7 +105,7 @@ def build_routing(settings: Settings, reactor: Any, plugins: Plugins) -> Routing
 
 
 #: Built-in plugins that need the server's database, registered once it is open.
-SERVER_PLUGINS = ("ivr.plugins.contact_history", "ivr.plugins.customer_directory")
+SERVER_PLUGINS = ("ivr.plugins.contact_history", "ivr.plugins.customer_directory", SMS_OUTBOX, VOSK_PLUGIN)
 
 
 def settle_heap(region: str) -> None:
@@ -107,6 +120,25 @@ def settle_heap(region: str) -> None:
     normalise_number("10086", region)
     gc.collect()
     gc.freeze()
+
+
+def build_outbound(settings: Settings, reactor: Any, engine: Engine, recorder: ContactRecorder,
+                   instance: str, hooks: Any = None) -> tuple[AMIClient, OutboundDialer]:
+    """The AMI connection and the agent-first dialer of click-to-call and callbacks."""
+    ami, dialing = settings.ami, settings.dialing
+    client = AMIClient(TCP4ClientEndpoint(reactor, ami.host, ami.port, timeout=5), reactor,
+                       AMICredentials(ami.username, ami.secret))
+    directory = DialDirectory(engine)
+    policy = DialPolicy(contacts_since=directory.count_contacts_since, active_agent=None,
+                        do_not_call=directory.is_do_not_call, region=settings.routing.region,
+                        allowed_countries=dialing.allowed_countries or None,
+                        allowed_patterns=dialing.allowed_patterns, blocked_patterns=dialing.blocked_patterns,
+                        max_attempts=dialing.max_attempts_per_day, clock=reactor)
+    dialer = OutboundDialer(client, policy, recorder, reactor, directory.find_agent, MemoryActiveCalls(),
+                            trunk=dialing.trunk, instance=instance, agi_port=settings.agi.port,
+                            agent_ring_seconds=ami.originate_timeout,
+                            customer_ring_seconds=dialing.customer_ring_seconds, hooks=hooks)
+    return client, dialer
 
 
 class IVRServer:
@@ -134,12 +166,38 @@ class IVRServer:
             handler = load_handler(target, settings.source, f"routing.routes.{name}")
             self.router.add(Route(name, handler), f"{settings.source} (routing.routes.{name})")
         self.history = self._open_history(settings, reactor)
+        self.ami: AMIClient | None = None
+        self.dialer: OutboundDialer | None = None
+        if settings.ami.enabled:
+            self.ami, self.dialer = build_outbound(settings, reactor, self.engine, self.history,
+                                                   self.instance, self.plugins.hook)
+            self.router.add(self.dialer.route(), "built-in (outbound calls)")
+        # The HTTP API (/api/sms, and what others add with self.web.add); listens in start().
+        self.web = build_web(settings, self.history.engine, self.plugins.hook, reactor, self.routing.hours)
         limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
                            command_timeout=agi.command_timeout)
         peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
         self.factory = FastAGIFactory(cast(IReactorTime, reactor), self.router.session_ready,
                                       limits, peers)
         self.port: IListeningPort | None = None
+        self.audio: AudioSocketFactory | None = None
+        self.audio_port: IListeningPort | None = None
+        if settings.speech.models or any(m.speech_languages() for m in self.plugins.menus.menus.values()):
+            self.audio = AudioSocketFactory(cast(IReactorTime, reactor), peers=peers)
+            self.router.speech = self._speech(settings, self.audio)
+
+    def _speech(self, settings: Settings, audio: AudioSocketFactory) -> SpeechService:
+        """Load the vosk models (checking every speech menu against them) and the speech service."""
+        speech = settings.speech
+        if speech.models and VOSK_PLUGIN not in settings.plugins.disable:
+            vosk = VoskPlugin(speech.models, settings.source, speech.threads)
+            vosk.load(self.plugins.menus.menus.values())
+            self.plugins.manager.register(vosk, name=VOSK_PLUGIN)
+        hook = self.plugins.hook.ivr_recognizer
+        voices = Path(settings.voices.dir) if settings.voices.dir else DEFAULT_BUILD_DIR
+        return SpeechService(audio, speech.host, speech.port, cast(IReactorTime, self.reactor),
+                             lambda language, grammar: hook(language=language, grammar=grammar),
+                             PromptAudio(voices))
 
     def _open_history(self, settings: Settings, reactor: Any) -> ContactRecorder:
         """Check the schema, replay the journal, reconcile crashed calls, subscribe the plugin."""
@@ -155,6 +213,7 @@ class IVRServer:
             log.info("upgrading the database schema from {current} to {head}", current=current, head=head)
             upgrade(engine)
         instance = settings.server.instance or f"{socket.gethostname()}:{settings.agi.port}"
+        self.engine, self.instance = engine, instance
         recorder = ContactRecorder(engine, Path(database.journal), reactor)
         recorder.reconcile(instance)
         disable = settings.plugins.disable
@@ -163,12 +222,22 @@ class IVRServer:
                                           name="ivr.plugins.contact_history")
         if "ivr.plugins.customer_directory" not in disable:
             self.plugins.manager.register(CustomerDirectory(engine), name="ivr.plugins.customer_directory")
+        if SMS_OUTBOX not in disable:
+            self.plugins.manager.register(SmsOutbox(engine), name=SMS_OUTBOX)
         return recorder
 
     def start(self) -> IListeningPort:
         agi = self.settings.agi
         self.history.start()
+        self.web.listen()
+        if self.ami is not None:
+            self.ami.startService()
         tcp = cast(IReactorTCP, self.reactor)
+        if self.audio is not None:
+            speech = self.settings.speech
+            self.audio_port = tcp.listenTCP(speech.port, self.audio,  # type: ignore[arg-type]
+                                            interface=speech.host)
+            log.info("AudioSocket (speech) listening on {host}:{port}", host=speech.host, port=speech.port)
         self.port = tcp.listenTCP(agi.port, self.factory,  # type: ignore[arg-type]
                                   interface=agi.host, backlog=1024)
         address = self.port.getHost()
@@ -186,11 +255,15 @@ class IVRServer:
         try:
             await self._drain_calls(grace)
         finally:
+            if self.ami is not None:
+                await self.ami.stopService()
             await self.history.stop()
 
     async def _drain_calls(self, grace: float) -> None:
         if self.port is not None:
             await defer.maybeDeferred(self.port.stopListening)
+        if self.web.port is not None:
+            await defer.maybeDeferred(self.web.port.stopListening)
         live = list(self.factory.sessions)
         calls = list(self.router.active)
         if not live and not calls:

@@ -12,10 +12,16 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
+from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.turn import SpeechAnswer
+
+if TYPE_CHECKING:
+    from ivr.speech.service import SpeechService
 
 __all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording"]
 
@@ -83,6 +89,10 @@ class Call:
         #: True once this call was sent elsewhere in the dialplan (``goto``) or hung up
         #: by us: the router then leaves the channel alone when the handler returns.
         self.handed_off = False
+        #: Speech turns (set by the server when speech is configured; None: keypad only).
+        self.speech: SpeechService | None = None
+        #: Every speech turn's answer so far, for the call's steps and history.
+        self.heard: list[SpeechAnswer] = []
 
     # -- the environment --------------------------------------------------
 
@@ -311,6 +321,24 @@ class Call:
         await self.set_variable("CHANNEL(language)", language)
         self.env = AGIEnvironment({**self.env, "language": language})
 
+    async def ask(self, prompt: str, grammar: SpeechGrammar, timeout: float = 5.0) -> SpeechAnswer:
+        """Play ``prompt`` and take a spoken answer from ``grammar``, or a key.
+
+        The caller may talk over the prompt (it stops) or press a key at any
+        moment (the key wins). ``via`` says which: ``speech`` (``choice`` is
+        the option key), ``dtmf`` (``choice`` is the digit), ``rejected``
+        (speech not on the menu), ``timeout``, or ``error`` (no speech here:
+        use the keypad). A hangup raises CallHangup.
+        """
+        if self.speech is None:
+            return SpeechAnswer("error")
+        answer = await self.speech.turn(self, prompt, grammar, timeout)
+        if answer.via == "hangup":
+            raise CallHangup("caller hung up during a speech turn")
+        if answer.transcript or answer.via in ("speech", "rejected"):
+            self.heard.append(answer)
+        return answer
+
     async def menu(
         self,
         prompt: str,
@@ -322,8 +350,11 @@ class Call:
         repeat_key: str | None = "#",
         other_keys: str = "",
         first_key: str | None = None,
+        speech: SpeechGrammar | None = None,
+        speech_tries: int = 2,
+        speech_exhausted: str | None = None,
     ) -> str | None:
-        """Ask a keypad question: play ``prompt`` and return the choice for the key pressed.
+        """Ask a keypad (and maybe speech) question: play ``prompt``, return the choice.
 
         The prompt can be interrupted by any key. A key that is not in
         ``choices`` plays ``invalid_prompt``; silence for ``timeout`` seconds
@@ -332,12 +363,37 @@ class Call:
         back) are returned as they are. Returns None once ``tries`` are used up.
         ``first_key`` is a key the caller already pressed (during a greeting):
         it answers the first try without the prompt.
+
+        With ``speech`` (a grammar whose keys are keys of ``choices``) each try
+        also listens: a phrase answers like its key; speech off the menu plays
+        ``invalid_prompt``. After ``speech_tries`` such misses the menu returns
+        ``speech_exhausted`` if given (to hand the caller to a person), else
+        goes on with the keypad only, as it does when speech fails.
         """
-        used = repeats = 0
+        used = repeats = misses = 0
         while used < tries:
-            key, first_key = first_key or await self.play(prompt, ALL_DIGITS), None
-            if key is None:
-                key = await self.wait_for_digit(timeout)
+            key, first_key = first_key, None
+            if key is None and speech is not None and misses < speech_tries and self.speech is not None:
+                answer = await self.ask(prompt, speech, timeout)
+                if answer.via == "speech" and answer.choice is not None and answer.choice in choices:
+                    return choices[answer.choice]
+                if answer.via == "error":
+                    misses = speech_tries  # keypad only from now on, without using a try
+                    continue
+                if answer.via == "rejected":
+                    misses += 1
+                    if misses >= speech_tries and speech_exhausted is not None:
+                        return speech_exhausted
+                key = answer.choice if answer.via == "dtmf" else None
+                if key is None and answer.via == "rejected":
+                    used += 1
+                    if invalid_prompt:
+                        await self.play(invalid_prompt)
+                    continue
+            elif key is None:
+                key = await self.play(prompt, ALL_DIGITS)
+                if key is None:
+                    key = await self.wait_for_digit(timeout)
             if key is not None and key == repeat_key:
                 repeats += 1
                 if repeats <= _FREE_REPEATS:

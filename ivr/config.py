@@ -150,6 +150,106 @@ class DatabaseSettings:
 
 
 
+def _template(value: str) -> str | None:
+    try:
+        value.format(due="2026-11-23 09:00")
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return "text with at most the placeholder {due}, or \"\" for no reply"
+    return None
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else "0 or more"
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    models: dict[str, str] = _setting({}, None, "language = vosk model folder, e.g. ko = \"/srv/vosk/ko\" "
+                                      "(\"package\": the model of the vosk-model-<lang> package)")
+    host: str = _setting("127.0.0.1", None, "address the AudioSocket server listens on (Asterisk connects)")
+    port: int = _setting(4574, _port, "AudioSocket TCP port")
+    threads: int = _setting(2, _positive, "decoding threads (vosk)")
+
+
+@dataclass(frozen=True)
+class AMISettings:
+    enabled: bool = _setting(True, None, "connect to Asterisk's manager (click-to-call, callbacks)")
+    host: str = _setting("127.0.0.1", None, "address of Asterisk's manager interface")
+    port: int = _setting(5038, _port, "AMI TCP port")
+    username: str = _setting("ivr", None, "manager.conf user (asterisk-conf/manager_ivr.conf)")
+    secret: str = field(default="change-me", repr=False, metadata={
+        "check": None, "doc": "that user's secret (set IVR_AMI_SECRET rather than writing it in a file)"})
+    action_timeout: float = _setting(10.0, _positive, "seconds an AMI action may take")
+    originate_timeout: float = _setting(30.0, _positive, "seconds an agent's phone rings before no-answer")
+
+
+@dataclass(frozen=True)
+class DialingSettings:
+    trunk: str = _setting("trunk", lambda v: None if v and all(c.isalnum() or c in "-_." for c in v) else
+                          "a PJSIP endpoint name (letters, digits, - _ .)",
+                          "PJSIP endpoint that customers are dialled through ([ivr-outbound] IVR_TRUNK)")
+    allowed_countries: list[str] = _setting([], None,
+                                            "region codes that may be dialled (empty: routing.region only)")
+    allowed_patterns: list[str] = _setting([], None, "E.164 prefixes (+4420) or regexes also allowed")
+    blocked_patterns: list[str] = _setting([], None, "E.164 prefixes or regexes never dialled")
+    max_attempts_per_day: int = _setting(3, _positive, "calls to one customer in 24 hours, at most")
+    customer_ring_seconds: int = _setting(40, _positive, "seconds the customer's phone rings")
+
+
+@dataclass(frozen=True)
+class HTTPSettings:
+    enabled: bool = _setting(False, None, "serve the HTTP API (/api/...)")
+    host: str = _setting("127.0.0.1", None, "address the HTTP API listens on")
+    port: int = _setting(8080, _port, "HTTP API TCP port")
+    #: Secrets stay out of repr; ivr.web checks their length with errors that never echo them.
+    sms_secret: str = field(default="", repr=False, metadata={
+        "check": None, "doc": "shared secret of the SMS gateway's HMAC signatures (empty: /api/sms is off)"})
+    admin_key: str = field(default="", repr=False, metadata={
+        "check": None, "doc": "key that authenticates an admin to the API (empty: none)"})
+    max_body_bytes: int = _setting(16384, lambda v: None if 1024 <= v <= 1_048_576 else
+                                   "from 1024 to 1048576", "largest request body accepted")
+    signature_tolerance: float = _setting(300.0, _positive,
+                                          "seconds a signed request's timestamp may be off")
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    keywords: dict[str, str] = _setting({"1": "sales", "sales": "sales", "2": "after-sales",
+                                         "after-sales": "after-sales"}, None,
+                                        "SMS word = skill the callback goes to, e.g. \"2\" = \"after-sales\"")
+    stop_words: list[str] = _setting(["STOP", "UNSUBSCRIBE", "TD", "退订"],
+                                     lambda v: None if v else "at least one word",
+                                     "SMS words that opt the sender out of calls")
+    default_skill: str = _setting("sales", None, "skill of a callback whose SMS has no keyword")
+    min_interval: float = _setting(30.0, _not_negative, "seconds between two SMS acted on from one number")
+    max_per_day: int = _setting(10, _positive, "SMS acted on per number in 24 hours")
+    max_text_chars: int = _setting(4000, _positive, "longest SMS text accepted")
+    reply_callback: str = _setting("Thank you, we will call you back by {due}.", _template,
+                                   "reply to an SMS that made a callback request ({due}: local time)")
+    reply_pending: str = _setting("We will call you back by {due}.", _template,
+                                  "reply when a callback is already pending")
+    reply_stop: str = _setting("You will not be called by us again.", _template,
+                               "reply to an opt-out (STOP)")
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    sla_minutes: float = _setting(120.0, _positive,
+                                  "minutes a callback is due within, from the request or the opening time")
+    priority: int = _setting(0, None, "priority of SMS callbacks (higher goes first)")
+    max_attempts: int = _setting(3, _positive, "customer no-answers/busies before a callback fails")
+    retry_delay: float = _setting(600.0, _positive, "seconds before the first retry")
+    retry_factor: float = _setting(2.0, lambda v: None if v >= 1 else "1 or more",
+                                   "each further retry waits this much longer")
+    retry_max_delay: float = _setting(14400.0, _positive, "longest wait between retries, in seconds")
+    agent_retry_delay: float = _setting(60.0, _positive,
+                                        "seconds before retrying when no agent answered (no attempt used)")
+    lock_timeout: float = _setting(900.0, _positive,
+                                   "seconds a claimed callback may stay dialing before it is taken back")
+    expire_hours: float = _setting(72.0, _not_negative,
+                                   "hours after its due time a pending callback expires (0: never)")
+
+
 @dataclass(frozen=True)
 class LogSettings:
     format: str = _setting("text", _choice("text", "json"), "log output format")
@@ -174,6 +274,12 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     log: LogSettings = field(default_factory=LogSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
+    ami: AMISettings = field(default_factory=AMISettings)
+    dialing: DialingSettings = field(default_factory=DialingSettings)
+    http: HTTPSettings = field(default_factory=HTTPSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     source: str = "defaults"
 
 
@@ -181,7 +287,9 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "plugins": PluginSettings, "hours": HoursSettings,
                               "voices": VoicesSettings, "database": DatabaseSettings,
                               "log": LogSettings,
-                              "server": ServerSettings}
+                              "server": ServerSettings,
+                              "speech": SpeechSettings, "ami": AMISettings, "dialing": DialingSettings,
+                              "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings}
 
 
 def _describe(kind: Any) -> str:

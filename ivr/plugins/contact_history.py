@@ -26,6 +26,8 @@ class _Open:
     path: list[dict[str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     queue: str = ""
+    said: list[str] = field(default_factory=list)
+    confidence: float | None = None
 
 
 class ContactHistory:
@@ -56,12 +58,15 @@ class ContactHistory:
             return
         state.seq += 1
         state.path.append({"kind": step.kind, "menu": step.menu, "key": step.key, "value": step.value})
-        if step.key:
+        if step.key and step.kind != "speech":  # a spoken choice is not a key press
             state.keys.append(step.key)
         if step.kind == "transfer":
             state.queue = step.value.split(":", 1)[-1]
+        if step.kind == "speech":
+            state.said.append(step.value)
+            state.confidence = step.confidence
         self.recorder.record(ContactStep(call.uniqueid, state.seq, time.time(), step.kind,
-                                         step.menu, step.key, step.value))
+                                         step.menu, step.key, step.value, step.confidence))
 
     @hookimpl
     def ivr_call_ended(self, call: Call, outcome: CallOutcome) -> None:
@@ -72,4 +77,6 @@ class ContactHistory:
             uniqueid=call.uniqueid, ended_at=ended, outcome=outcome.kind,
             reason=outcome.reason, ivr_path=state.path if state else [],
             dtmf="".join(state.keys) if state else "", queue=state.queue if state else "",
-            duration_seconds=round(ended - started, 3)))
+            duration_seconds=round(ended - started, 3),
+            transcript=" | ".join(state.said) if state else "",
+            transcript_confidence=state.confidence if state else None))

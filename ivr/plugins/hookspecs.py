@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ivr.routing.menu_engine import RouteDecision
     from ivr.routing.menus import Menu, MenuRoute
     from ivr.routing.router import CallOutcome, CallStep, Route
+    from ivr.speech.grammar import SpeechGrammar
+    from ivr.speech.recognizer import Recognizer
 
 __all__ = ["hookspec", "hookimpl"]
 
@@ -120,4 +122,30 @@ def ivr_before_queue(call: Call, queue: str, customer: Customer) -> Awaitable[bo
     This is the place to offer a callback when the estimated wait (e.g. AMI
     ``QueueSummary`` hold time) is over a limit, and keep the caller's place.
     Return False or None to let the transfer go ahead.
+    """
+
+
+@hookspec(firstresult=True)
+def ivr_send_sms(to: str, text: str) -> Awaitable[bool] | bool | None:
+    """Send the SMS ``text`` to ``to`` (E.164): replies to SMS callbacks, confirmations.
+
+    Return True (or an awaitable of True) once the message is accepted for
+    sending, or None to leave it to the next plugin. A gateway plugin sends
+    it; the built-in ``ivr.callbacks.outbox`` runs last and stores it in the
+    ``sms_outbox`` table, from which a gateway job can send later. ``text``
+    may hold what a customer wrote: a gateway must send it as data only.
+    """
+
+
+@hookspec(firstresult=True)
+def ivr_recognizer(language: str, grammar: SpeechGrammar) -> Recognizer | None:
+    """A fresh speech recogniser for one menu turn in ``language``, limited to ``grammar``.
+
+    Return None when the plugin has no model for ``language``: the menu then
+    takes keys only. The built-in ``ivr.plugins.vosk_speech`` answers last,
+    for the languages with a model in ``[speech] models``; a plugin for a
+    cloud or another offline engine answers first. See
+    :class:`~ivr.speech.recognizer.Recognizer` for the rules it must keep
+    (never block the reactor; one result, never an error; off-menu speech is
+    rejected, not routed).
     """

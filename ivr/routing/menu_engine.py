@@ -88,6 +88,8 @@ class _Walk:
             self.path.append(f"{step.menu}:{step.key}")
         elif step.kind == "language":
             self.path.append(f"language:{step.value}")
+        elif step.kind == "speech":
+            self.path.append(f"{step.menu}:said:{step.key or '?'}")
         elif step.kind in ("back", "exhausted"):
             self.path.append(f"{step.menu}:{step.kind}")
         elif step.kind == "closed":
@@ -101,6 +103,10 @@ class _Walk:
     @property
     def path_text(self) -> str:
         return ">".join(self.path)
+
+
+#: What Call.menu answers when speech kept missing and the menu hands such callers to a person.
+_NO_MATCH = "speech-no-match"
 
 
 class MenuRouteHandler:
@@ -169,11 +175,24 @@ class MenuRouteHandler:
         while stack:
             menu = menus[stack[-1]]
             choices = {key: key for key in menu.options}
-            key = await call.menu(menu.prompt, choices, tries=menu.tries, timeout=menu.timeout,
-                                  invalid_prompt=menu.invalid_prompt, timeout_prompt=menu.timeout_prompt,
-                                  repeat_key=menu.repeat_key, other_keys=menu.back_key,
-                                  first_key=early_key)
+            grammar = menu.grammar(call.language) if call.speech is not None else None
+            heard = len(call.heard)
+            exhausted = None if menu.speech_fallback == "keypad" else _NO_MATCH
+            try:
+                key = await call.menu(menu.prompt, choices, tries=menu.tries, timeout=menu.timeout,
+                                      invalid_prompt=menu.invalid_prompt, timeout_prompt=menu.timeout_prompt,
+                                      repeat_key=menu.repeat_key, other_keys=menu.back_key,
+                                      first_key=early_key, speech=grammar, speech_tries=menu.speech_tries,
+                                      speech_exhausted=exhausted)
+            finally:  # what was said goes into the path and the history, even if the caller hung up
+                for answer in call.heard[heard:]:
+                    await walk.step(CallStep("speech", menu.name, answer.choice or "", answer.transcript,
+                                             answer.confidence))
             early_key = None
+            if key == _NO_MATCH:
+                await walk.step(CallStep("speech-fallback", menu.name, value=menu.speech_fallback))
+                await self._transfer(walk, Option("queue", menu.speech_fallback.removeprefix("queue:")))
+                return
             if key is None:
                 await walk.step(CallStep("exhausted", menu.name))
                 await call.set_variable("IVR_PATH", walk.path_text)

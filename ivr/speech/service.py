@@ -1,0 +1,106 @@
+"""What a call needs for a speech turn: the AudioSocket listener, recognisers and prompt audio.
+
+One :class:`SpeechService` per ``ivr serve``. :meth:`SpeechService.turn`
+does the AGI half of a turn (``EXEC AudioSocket`` with a fresh UUID) and the
+audio half (:class:`~ivr.speech.turn.SpeechTurn`) together: the AGI command
+only returns when the turn hangs the AudioSocket up, so the call carries on
+in the same AGI session afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ivr.agi.audiosocket import AudioSocketFactory
+from ivr.errors import AudioSocketError, AudioSocketTimeout, ConfigError
+from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.recognizer import Recognizer
+from ivr.speech.turn import SpeechAnswer, SpeechTurn
+
+if TYPE_CHECKING:
+    from ivr.call import Call
+
+__all__ = ["PromptAudio", "SpeechService"]
+
+log = Logger(namespace="ivr.speech")
+
+
+class PromptAudio:
+    """Built prompts (voices/build/<lang>/<name>.wav, 8 kHz mono 16-bit) as PCM, read once each."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._cache: dict[tuple[str, str], tuple[bytes, int]] = {}
+
+    def pcm(self, name: str, language: str) -> tuple[bytes, int]:
+        """The prompt's samples and rate; a missing file is a ConfigError naming it."""
+        key = (name, language)
+        found = self._cache.get(key)
+        if found is None:
+            path = self.folder / language / f"{name}.wav"
+            try:
+                with wave.open(str(path), "rb") as audio:
+                    if audio.getnchannels() != 1 or audio.getsampwidth() != 2:
+                        raise ConfigError(str(path), "format", "is not 16-bit mono",
+                                          "rebuild it with `ivr voices build`")
+                    found = (audio.readframes(audio.getnframes()), audio.getframerate())
+            except (OSError, wave.Error, EOFError) as exc:
+                raise ConfigError(str(path), name, f"cannot read the prompt ({exc})",
+                                  "run `ivr voices build` (or record the prompt there)") from None
+            self._cache[key] = found
+        return found
+
+
+class SpeechService:
+    """Speech turns for calls: shared by every call of one server."""
+
+    def __init__(self, factory: AudioSocketFactory, host: str, port: int, clock: IReactorTime,
+                 recognizers: Callable[[str, SpeechGrammar], Recognizer | None], prompts: PromptAudio,
+                 connect_timeout: float = 5.0) -> None:
+        self.factory = factory
+        self.host = host
+        self.port = port
+        self.clock = clock
+        self.recognizers = recognizers
+        self.prompts = prompts
+        self.connect_timeout = connect_timeout
+
+    def recognizer(self, grammar: SpeechGrammar) -> Recognizer | None:
+        return self.recognizers(grammar.language, grammar)
+
+    async def turn(self, call: Call, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer:
+        """Play ``prompt`` and listen. Speech machinery that fails answers ``error`` (keypad only)."""
+        recognizer = self.recognizer(grammar)
+        if recognizer is None:
+            return SpeechAnswer("error")
+        pcm, rate = self.prompts.pcm(prompt, grammar.language)
+        ident = uuid.uuid4()
+        connected = self.factory.expect(ident, timeout=self.connect_timeout)
+        address = f"{self.host}:{self.port}"
+        running = defer.Deferred.fromCoroutine(call.exec("AudioSocket", str(ident), address))
+
+        def app_ended(result: object) -> object:
+            if not connected.called:  # AudioSocket failed before it connected: stop waiting for it
+                connected.cancel()
+            return result
+
+        running.addBoth(app_ended)
+        try:
+            session = await connected
+        except (defer.CancelledError, AudioSocketError, AudioSocketTimeout) as exc:
+            recognizer.close()
+            await running  # raises the AGI's own failure (a hangup, an unknown application ...)
+            log.warn("call {uniqueid}: no AudioSocket from Asterisk on {host}:{port} ({error}); "
+                     "keypad only", uniqueid=call.uniqueid, host=self.host, port=self.port, error=exc)
+            return SpeechAnswer("error")
+        answer = await SpeechTurn(session, recognizer, self.clock, pcm, rate, timeout).run()
+        await running
+        return answer
