@@ -19,11 +19,16 @@ from twisted.logger import Logger
 from ivr.agi.ami import AMIClient, AMICredentials
 from ivr.agi.audiosocket import AudioSocketFactory
 from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
+from ivr.callbacks.active import ActiveCalls
+from ivr.callbacks.caller_requests import PLUGIN_NAME as CALLER_CALLBACKS
+from ivr.callbacks.caller_requests import CallerCallbacks
+from ivr.callbacks.dispatcher import CallbackDispatcher
 from ivr.callbacks.outbox import PLUGIN_NAME as SMS_OUTBOX
 from ivr.callbacks.outbox import SmsOutbox
+from ivr.callbacks.store import CallbackStore
 from ivr.config import Settings
-from ivr.dialing.directory import DialDirectory
-from ivr.dialing.outbound import MemoryActiveCalls, OutboundDialer
+from ivr.dialing.directory import DialDirectory, SharedActiveCalls
+from ivr.dialing.outbound import OutboundDialer
 from ivr.dialing.policy import DialPolicy
 from ivr.errors import CallHangup, ConfigError
 from ivr.history.recorder import ContactRecorder
@@ -39,6 +44,7 @@ from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.voices import DEFAULT_BUILD_DIR, available
+from ivr.web.calls import ClickToCall
 from ivr.web.site import build_web
 
 __all__ = ["IVRServer", "build_outbound", "load_handler", "settle_heap"]
@@ -94,7 +100,9 @@ def build_routing(settings: Settings, reactor: Any, plugins: Plugins) -> Routing
         name = sorted(taken)[0]
         raise ConfigError(menus.routes[name].source, f"route {name!r}",
                           "also served by a plugin's ivr_routes", "rename the menu route")
-    callbacks = bool(plugins.manager.hook.ivr_request_callback.get_hookimpls())
+    # The built-in caller_requests plugin (registered with the database) takes them unless disabled.
+    callbacks = bool(plugins.manager.hook.ivr_request_callback.get_hookimpls()) \
+        or CALLER_CALLBACKS not in settings.plugins.disable
     menus.validate(routing.queues, prompt_checker(settings), callbacks=callbacks, agents=routing.agents)
     hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly, settings.hours.holidays,
                                 settings.source)
@@ -105,7 +113,8 @@ def build_routing(settings: Settings, reactor: Any, plugins: Plugins) -> Routing
 
 
 #: Built-in plugins that need the server's database, registered once it is open.
-SERVER_PLUGINS = ("ivr.plugins.contact_history", "ivr.plugins.customer_directory", SMS_OUTBOX, VOSK_PLUGIN)
+SERVER_PLUGINS = ("ivr.plugins.contact_history", "ivr.plugins.customer_directory", SMS_OUTBOX, VOSK_PLUGIN,
+                  CALLER_CALLBACKS)
 
 
 def settle_heap(region: str) -> None:
@@ -134,7 +143,8 @@ def build_outbound(settings: Settings, reactor: Any, engine: Engine, recorder: C
                         allowed_countries=dialing.allowed_countries or None,
                         allowed_patterns=dialing.allowed_patterns, blocked_patterns=dialing.blocked_patterns,
                         max_attempts=dialing.max_attempts_per_day, clock=reactor)
-    dialer = OutboundDialer(client, policy, recorder, reactor, directory.find_agent, MemoryActiveCalls(),
+    dialer = OutboundDialer(client, policy, recorder, reactor, directory.find_agent,
+                            SharedActiveCalls(ActiveCalls(engine), instance),
                             trunk=dialing.trunk, instance=instance, agi_port=settings.agi.port,
                             agent_ring_seconds=ami.originate_timeout,
                             customer_ring_seconds=dialing.customer_ring_seconds, hooks=hooks)
@@ -154,18 +164,20 @@ class IVRServer:
             if name not in self.plugins.disabled and name not in SERVER_PLUGINS:
                 raise ConfigError(settings.source, "plugins.disable", f"there is no plugin named {name!r}",
                                   "use a name that `ivr plugins list` shows")
-        self.routing = build_routing(settings, reactor, self.plugins)
-        menu_routes = [Route(r.name, MenuRouteHandler(r, self.routing))
-                       for r in self.plugins.menus.routes.values()]
         self.router = Router(cast(IReactorTime, reactor),
-                             routes=self.plugins.routes + menu_routes,
+                             routes=self.plugins.routes,
                              fallback=Fallback(context, extension, int(priority)),
                              call_deadline=agi.call_deadline,
                              hooks=self.plugins.hook)
         for name, target in settings.routing.routes.items():
             handler = load_handler(target, settings.source, f"routing.routes.{name}")
             self.router.add(Route(name, handler), f"{settings.source} (routing.routes.{name})")
+        self.routing = build_routing(settings, reactor, self.plugins)  # config errors before the database
         self.history = self._open_history(settings, reactor)
+        menu_routes = [Route(r.name, MenuRouteHandler(r, self.routing))
+                       for r in self.plugins.menus.routes.values()]
+        for route in menu_routes:
+            self.router.add(route, self.plugins.menus.routes[route.name].source)
         self.ami: AMIClient | None = None
         self.dialer: OutboundDialer | None = None
         if settings.ami.enabled:
@@ -173,7 +185,17 @@ class IVRServer:
                                                    self.instance, self.plugins.hook)
             self.router.add(self.dialer.route(), "built-in (outbound calls)")
         # The HTTP API (/api/sms, and what others add with self.web.add); listens in start().
-        self.web = build_web(settings, self.history.engine, self.plugins.hook, reactor, self.routing.hours)
+        dialer = self.dialer  # SMS from numbers the dial policy refuses make no callback
+        allowed = None if dialer is None else (lambda e164: dialer.policy.check_number(e164).allowed)
+        self.web = build_web(settings, self.history.engine, self.plugins.hook, reactor, self.routing.hours,
+                             allowed)
+        self.dispatcher: CallbackDispatcher | None = None
+        if self.dialer is not None:
+            self.web.add("/api/calls", ClickToCall(self.dialer, self.engine, settings.http.admin_key))
+            if settings.callbacks.dispatch and self.web.callbacks is not None:
+                self.dispatcher = CallbackDispatcher(self.web.callbacks, self.dialer, self.engine,
+                                                     cast(IReactorTime, reactor), self.instance,
+                                                     settings.callbacks.dispatch_interval)
         limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
                            command_timeout=agi.command_timeout)
         peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
@@ -224,6 +246,12 @@ class IVRServer:
             self.plugins.manager.register(CustomerDirectory(engine), name="ivr.plugins.customer_directory")
         if SMS_OUTBOX not in disable:
             self.plugins.manager.register(SmsOutbox(engine), name=SMS_OUTBOX)
+        if CALLER_CALLBACKS not in disable:
+            hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly,
+                                        settings.hours.holidays, settings.source)
+            self.plugins.manager.register(
+                CallerCallbacks(CallbackStore(engine, hours, settings.callbacks), settings.routing.region),
+                name=CALLER_CALLBACKS)
         return recorder
 
     def start(self) -> IListeningPort:
@@ -232,6 +260,8 @@ class IVRServer:
         self.web.listen()
         if self.ami is not None:
             self.ami.startService()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         tcp = cast(IReactorTCP, self.reactor)
         if self.audio is not None:
             speech = self.settings.speech
@@ -255,6 +285,8 @@ class IVRServer:
         try:
             await self._drain_calls(grace)
         finally:
+            if self.dispatcher is not None:
+                self.dispatcher.stop()
             if self.ami is not None:
                 await self.ami.stopService()
             await self.history.stop()

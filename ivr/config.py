@@ -248,6 +248,8 @@ class CallbackSettings:
                                    "seconds a claimed callback may stay dialing before it is taken back")
     expire_hours: float = _setting(72.0, _not_negative,
                                    "hours after its due time a pending callback expires (0: never)")
+    dispatch: bool = _setting(True, None, "this ivr serve dials due callbacks (needs [ami])")
+    dispatch_interval: float = _setting(2.0, _positive, "seconds between looks for due callbacks")
 
 
 @dataclass(frozen=True)

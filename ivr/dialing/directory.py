@@ -12,15 +12,30 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 
+from ivr.callbacks.active import ActiveCalls as ActiveCallsTable
 from ivr.dialing.outbound import Agent
 from ivr.dialing.policy import DialTarget
 from ivr.history.models import Agent as AgentRow
-from ivr.history.models import Contact, Customer, CustomerPhone
+from ivr.history.models import Contact, Customer, CustomerPhone, OptOut
 
-__all__ = ["DialDirectory", "OUTBOUND_KINDS"]
+__all__ = ["DialDirectory", "OUTBOUND_KINDS", "SharedActiveCalls"]
 
 #: Contacts that count against a customer's daily cap: the calls we make, not the ones they make.
 OUTBOUND_KINDS = ("click-to-call", "callback")
+
+
+class SharedActiveCalls:
+    """Claims on customers in the database (``active_calls``), shared by every ``ivr serve``."""
+
+    def __init__(self, claims: ActiveCallsTable, instance: str) -> None:
+        self.claims = claims
+        self.instance = instance
+
+    def claim(self, e164: str, agent: str, kind: str) -> defer.Deferred[str | None]:
+        return threads.deferToThread(self.claims.claim, e164, agent, kind, self.instance)
+
+    def release(self, e164: str, agent: str) -> defer.Deferred[None]:
+        return threads.deferToThread(self.claims.release, e164, agent).addCallback(lambda _: None)
 
 
 class DialDirectory:
@@ -35,10 +50,12 @@ class DialDirectory:
             return Agent(row.code, row.device) if row is not None else None
 
     def do_not_call(self, target: DialTarget) -> bool:
+        """The customer is do-not-call, or the number opted out (an SMS STOP, customer or not)."""
         query = (select(Customer.do_not_call).join(CustomerPhone)
                  .where(CustomerPhone.e164 == target.e164, Customer.do_not_call))
         with Session(self.engine) as session:
-            return session.execute(query).first() is not None
+            return session.execute(query).first() is not None or \
+                session.get(OptOut, target.e164) is not None
 
     def contacts_since(self, target: DialTarget, since: dt.datetime) -> int:
         query = (select(func.count()).select_from(Contact)

@@ -28,12 +28,12 @@ from twisted.logger import Logger
 from ivr.agi.ami import AMIClient, OriginateOutcome, OriginateResult
 from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
-from ivr.errors import AMIError, CallHangup, IVRError
+from ivr.errors import AMIDisconnected, AMIError, CallHangup, IVRError
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
 from ivr.routing.router import CallOutcome, CallStep, Route, notify
 
-__all__ = ["ActiveCalls", "DialRefused", "MemoryActiveCalls", "OutboundCall", "OutboundDialer",
-           "OutboundRequest", "CALLBACK_SCRIPT"]
+__all__ = ["ActiveCalls", "DialRefused", "OutboundCall", "OutboundDialer", "OutboundRequest",
+           "CALLBACK_SCRIPT"]
 
 log = Logger(namespace="ivr.dialing")
 
@@ -96,30 +96,11 @@ class OutboundCall:
 class ActiveCalls(Protocol):
     """Who is on each customer now: an atomic claim, so two agents never call one customer."""
 
-    def claim(self, e164: str, agent: str, uniqueid: str) -> defer.Deferred[str | None]:
+    def claim(self, e164: str, agent: str, kind: str) -> defer.Deferred[str | None]:
         """Claim ``e164`` for ``agent``; None if claimed, else the agent already on it."""
 
-    def release(self, e164: str, uniqueid: str) -> defer.Deferred[None]:
-        """Give the claim of call ``uniqueid`` back."""
-
-
-class MemoryActiveCalls:
-    """Claims in this process only: right for one ``ivr serve`` (several share the database's)."""
-
-    def __init__(self) -> None:
-        self._holders: dict[str, tuple[str, str]] = {}
-
-    def claim(self, e164: str, agent: str, uniqueid: str) -> defer.Deferred[str | None]:
-        holder = self._holders.get(e164)
-        if holder is not None:
-            return defer.succeed(holder[0])
-        self._holders[e164] = (agent, uniqueid)
-        return defer.succeed(None)
-
-    def release(self, e164: str, uniqueid: str) -> defer.Deferred[None]:
-        if self._holders.get(e164, ("", ""))[1] == uniqueid:
-            del self._holders[e164]
-        return defer.succeed(None)
+    def release(self, e164: str, agent: str) -> defer.Deferred[None]:
+        """Give ``agent``'s claim on ``e164`` back."""
 
 
 class OutboundDialer:
@@ -150,7 +131,10 @@ class OutboundDialer:
         return Route(CALLBACK_SCRIPT, self._agent_answered, deadline=4 * 3600.0)
 
     async def place(self, request: OutboundRequest) -> OutboundCall:
-        """Ring the agent, then the customer. Raises DialRefused if the policy says no."""
+        """Ring the agent, then the customer. Raises DialRefused if the policy says no,
+        AMIDisconnected if Asterisk's manager is not connected (nothing would ring)."""
+        if not self.ami.ready:
+            raise AMIDisconnected("not logged in to Asterisk's manager")
         agent = await self.find_agent(request.agent)
         if agent is None or not agent.device:
             raise DialRefused(DialDecision(False, DialReason.INVALID_INPUT, "no such agent with a phone"))
@@ -162,7 +146,7 @@ class OutboundDialer:
             raise DialRefused(decision)
         e164 = decision.e164
         uniqueid = f"ivr-out-{uuid.uuid4().hex}"
-        holder = await self.active.claim(e164, agent.code, uniqueid)
+        holder = await self.active.claim(e164, agent.code, request.kind)
         if holder is not None:
             raise DialRefused(DialDecision(False, DialReason.AGENT_CONFLICT,
                                            f"{e164} is already on a call with agent {holder}", e164,
@@ -205,15 +189,15 @@ class OutboundDialer:
         self.recorder.record(ContactEnd(call.uniqueid, now, outcome, reason,
                                         ivr_path=[{"kind": "agent-leg", "value": outcome}],
                                         duration_seconds=round(now - call.placed_at, 3)))
-        self._release(call)
+        self._release(call.e164, call.agent.code)
         log.info("{kind} {uniqueid} ended: {outcome}", kind=call.request.kind, uniqueid=call.uniqueid,
                  outcome=outcome)
         call.outcome = outcome
         call.finished.callback(outcome)
 
-    def _release(self, call: OutboundCall) -> None:
-        self.active.release(call.e164, call.uniqueid).addErrback(
-            lambda failure: log.failure("releasing the claim on {number} failed", failure, number=call.e164))
+    def _release(self, e164: str, agent: str) -> None:
+        self.active.release(e164, agent).addErrback(
+            lambda failure: log.failure("releasing the claim on {number} failed", failure, number=e164))
 
     async def _step(self, call: Call, kind: str, value: str) -> None:
         await notify(self.hooks, "ivr_call_step", self.clock, self.hook_deadline, call=call,
@@ -228,7 +212,7 @@ class OutboundDialer:
         """
         outbound = self.calls.get(call.uniqueid)
         if outbound is not None:
-            e164 = outbound.e164
+            e164, agent, kind = outbound.e164, outbound.agent.code, outbound.request.kind
         else:
             decision = self.policy.check_number(call.extension)
             if not decision.allowed or decision.e164 is None:
@@ -237,10 +221,11 @@ class OutboundDialer:
                 await self._step(call, "dial-refused", decision.reason.value)
                 return CallOutcome("dial-refused", decision.reason.value)
             e164 = decision.e164
+            agent = await call.get_variable("IVR_AGENT") or ""
+            kind = await call.get_variable("IVR_CONTACT_KIND") or ""
         outcome = "agent-hung-up"
         try:
             await self._step(call, "agent-leg", "answered")
-            kind = outbound.request.kind if outbound else await call.get_variable("IVR_CONTACT_KIND")
             await call.play(f"ivr-whisper-{'callback' if kind == 'callback' else 'click-to-call'}")
             await self._step(call, "dial", e164)
             await call.exec("Dial", f"PJSIP/{e164}@{self.trunk}", str(self.customer_ring_seconds),
@@ -252,8 +237,8 @@ class OutboundDialer:
         except CallHangup:
             return CallOutcome(outcome)
         finally:
+            self.calls.pop(call.uniqueid, None)
+            self._release(e164, agent)  # whoever placed the call (this instance, another, the CLI)
             if outbound is not None:
-                self.calls.pop(call.uniqueid, None)
-                self._release(outbound)
                 outbound.outcome = outcome
                 outbound.finished.callback(outcome)

@@ -1,0 +1,39 @@
+"""Built-in plugin: a caller who presses "call me back" in a menu gets a callback request.
+
+It answers ``ivr_request_callback`` last (``trylast``), so a site's own
+callback plugin wins. The request is stored like an SMS one (source ``ivr``),
+idempotent on the call's uniqueid, and joins the dispatcher's line by its
+age: a caller who asks while waiting keeps their place ahead of later ones.
+Anonymous callers (no usable number) cannot be called back: the hook says
+no and the menu carries on.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, threads
+
+from ivr.call import Call
+from ivr.callbacks.store import CallbackStore, NewCallback
+from ivr.plugins.hookspecs import hookimpl
+from ivr.routing.customers import normalise_number
+
+__all__ = ["PLUGIN_NAME", "CallerCallbacks"]
+
+PLUGIN_NAME = "ivr.callbacks.caller_requests"
+
+
+class CallerCallbacks:
+    """Turns menu callback choices into stored callback requests."""
+
+    def __init__(self, store: CallbackStore, region: str) -> None:
+        self.store = store
+        self.region = region
+
+    @hookimpl(trylast=True)
+    def ivr_request_callback(self, call: Call, skill: str, reason: str) -> defer.Deferred[bool] | bool:
+        e164 = normalise_number(call.caller_number, self.region)
+        if e164 is None:
+            return False
+        request = NewCallback(e164, "ivr", reason or "asked for a call back in the IVR", skill,
+                              message_id=f"ivr:{call.uniqueid}")
+        return threads.deferToThread(self.store.create, request).addCallback(lambda _: True)

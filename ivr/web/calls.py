@@ -1,0 +1,118 @@
+"""``POST /api/calls``: click-to-call. The agent's phone rings first, then the customer's.
+
+Body (JSON): ``{"agent": "1001", "number": "+8613800138000"}`` or
+``{"agent": "1001", "customer_id": 42}``, optionally ``"reason"``.
+
+Authentication, one of:
+
+* ``Authorization: Bearer <agent token>``: the token of the agent named in
+  ``agent`` (an agent places calls as themselves only);
+* ``X-IVR-Admin-Key: <[http] admin_key>``: any agent.
+
+Answers: 202 ``{"contact": uniqueid, "number": e164, "agent": code}`` once
+the agent's phone is ringing; 401 without valid credentials; 400 bad body;
+404 unknown customer; the dial policy's refusals with its reason
+(``{"error": ..., "decision": {...}}``): 422 bad number, 403 not allowed or
+do-not-call, 409 another agent is on this customer (named), 429 frequency
+cap, 503 a check failed or Asterisk's manager is not connected.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from twisted.internet import threads
+from twisted.web import server
+
+from ivr.dialing.outbound import DialRefused, OutboundDialer, OutboundRequest
+from ivr.errors import AMIError, WebRequestError
+from ivr.history.models import Agent, Customer, CustomerPhone
+from ivr.web.auth import key_matches, token_matches
+from ivr.web.resources import JsonResource, read_body
+
+__all__ = ["ADMIN_KEY_HEADER", "ClickToCall"]
+
+ADMIN_KEY_HEADER = b"x-ivr-admin-key"
+_MAX_TEXT = 500
+
+
+class ClickToCall(JsonResource):
+    """The click-to-call endpoint."""
+
+    def __init__(self, dialer: OutboundDialer, engine: Engine, admin_key: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.dialer = dialer
+        self.engine = engine
+        self.admin_key = admin_key
+
+    async def handle_POST(self, request: server.Request) -> tuple[int, object]:
+        body = _json_object(read_body(request))
+        agent = body.get("agent")
+        if not isinstance(agent, str) or not agent or len(agent) > 64:
+            raise WebRequestError(400, "agent must be an agent code")
+        number, customer_id = body.get("number"), body.get("customer_id")
+        if (number is None) == (customer_id is None):
+            raise WebRequestError(400, "give either number or customer_id")
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > _MAX_TEXT:
+            raise WebRequestError(400, f"reason must be text of at most {_MAX_TEXT} characters")
+        headers: Any = request.requestHeaders
+        admin = key_matches(_header(headers, ADMIN_KEY_HEADER), self.admin_key)
+        bearer = _header(headers, b"authorization") or ""
+        token = bearer[7:] if bearer[:7].lower() == "bearer " else None
+        if not admin and not await threads.deferToThread(self._agent_token_ok, agent, token):
+            raise WebRequestError(401, "an agent token (Authorization: Bearer ...) or the admin key is "
+                                       "needed")
+        do_not_call = False
+        if customer_id is not None:
+            if not isinstance(customer_id, int) or isinstance(customer_id, bool):
+                raise WebRequestError(400, "customer_id must be a number")
+            found = await threads.deferToThread(self._customer_number, customer_id)
+            if found is None:
+                raise WebRequestError(404, "no such customer with a phone number")
+            number, do_not_call = found
+        if not isinstance(number, str):
+            raise WebRequestError(400, "number must be text")
+        try:
+            placed = await self.dialer.place(OutboundRequest(
+                agent, number, reason=reason, customer_id=customer_id, do_not_call=do_not_call,
+                requested_by="admin" if admin else f"agent {agent}"))
+        except DialRefused as refused:
+            decision = refused.decision
+            return decision.http_status, {"error": decision.message, "decision": decision.to_dict()}
+        except AMIError:
+            raise WebRequestError(503, "Asterisk's manager interface is not connected; try again") from None
+        return 202, {"contact": placed.uniqueid, "number": placed.e164, "agent": placed.agent.code}
+
+    def _agent_token_ok(self, code: str, token: str | None) -> bool:
+        with Session(self.engine) as session:
+            stored = session.scalar(select(Agent.api_token_hash).where(Agent.code == code, Agent.active))
+        return token_matches(token, stored)
+
+    def _customer_number(self, customer_id: int) -> tuple[str, bool] | None:
+        query = (select(CustomerPhone.e164, Customer.do_not_call).join(Customer)
+                 .where(Customer.id == customer_id).order_by(CustomerPhone.id).limit(1))
+        with Session(self.engine) as session:
+            row = session.execute(query).first()
+        return (row.e164, bool(row.do_not_call)) if row is not None else None
+
+
+def _header(headers: Any, name: bytes) -> str | None:
+    value = headers.getRawHeaders(name)
+    if not value:
+        return None
+    raw: bytes | str = value[0]
+    return raw.decode("latin-1") if isinstance(raw, bytes) else raw
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise WebRequestError(400, "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise WebRequestError(400, "the body must be a JSON object")
+    return data
