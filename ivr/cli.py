@@ -104,12 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", help="database URL (overrides [database] url)")
         sub.set_defaults(run=_db)
     from ivr.callbacks.commands import register_cli as register_callbacks_cli
+    from ivr.dialing.agents import register_cli as register_agents_cli
     from ivr.dialing.commands import register_cli as register_call_cli
     from ivr.history.commands import register_cli as register_history_cli
     from ivr.voices import register_cli as register_voices_cli
 
     register_history_cli(commands)
     register_call_cli(commands)
+    register_agents_cli(commands)
     register_callbacks_cli(commands)
     register_voices_cli(commands)
     return parser

@@ -17,7 +17,7 @@ import sys
 from typing import TextIO
 
 from ivr.callbacks.store import Callback, CallbackStore
-from ivr.history.commands import _database_options, _positive_int, _run_safely, open_history, printable
+from ivr.history.commands import database_options, open_history, positive_int, printable, run_safely
 from ivr.routing.hours import BusinessHours
 
 __all__ = ["describe", "print_callbacks", "register_cli"]
@@ -73,7 +73,7 @@ def print_callbacks(store: CallbackStore, which: str, limit: int, out: TextIO | 
     return len(callbacks)
 
 
-@_run_safely
+@run_safely
 def _cli_list(args: argparse.Namespace) -> int:
     settings, engine = open_history(args.config, args.url)
     try:
@@ -100,7 +100,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     which.add_argument("--all", dest="which", action="store_const", const="all",
                        help="every request, whatever its status")
     listing.set_defaults(which="open")
-    listing.add_argument("--limit", type=_positive_int, default=100, metavar="N",
+    listing.add_argument("--limit", type=positive_int, default=100, metavar="N",
                          help="show at most N (default: %(default)s)")
-    _database_options(listing)
+    database_options(listing)
     listing.set_defaults(run=_cli_list)

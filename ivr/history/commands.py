@@ -170,7 +170,7 @@ def open_history(config: str | None, url: str | None) -> tuple[Settings, Engine]
     return settings, engine
 
 
-def _run_safely(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def run_safely(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A wrong input ends the command with its message and exit status 2, never a traceback."""
 
     @functools.wraps(run)
@@ -354,7 +354,7 @@ def timeline(engine: Engine, subject: str, region: str, limit: int = DEFAULT_LIM
         return int(total)
 
 
-@_run_safely
+@run_safely
 def _cli_timeline(args: argparse.Namespace) -> int:
     settings, engine = open_history(args.config, args.url)
     try:
@@ -698,7 +698,7 @@ def import_customers(engine: Engine, path: Path, region: str, dry_run: bool = Fa
     return report
 
 
-@_run_safely
+@run_safely
 def _cli_import(args: argparse.Namespace) -> int:
     settings, engine = open_history(args.config, args.url)
     try:
@@ -779,7 +779,7 @@ def export_contacts(engine: Engine, out: TextIO, since: dt.datetime, until: dt.d
     return count
 
 
-@_run_safely
+@run_safely
 def _cli_export(args: argparse.Namespace) -> int:
     since = parse_when(args.since, "--since")
     until = parse_when(args.until, "--until", end_of_day=True) if args.until else None
@@ -857,7 +857,7 @@ def purge_pii(engine: Engine, older_than_days: int, apply: bool,
     return PurgeReport(int(count), int(recordings), cutoff, apply)
 
 
-@_run_safely
+@run_safely
 def _cli_purge(args: argparse.Namespace) -> int:
     _settings, engine = open_history(args.config, args.url)
     try:
@@ -880,7 +880,7 @@ def _cli_purge(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ argparse
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -930,7 +930,7 @@ class _SubjectOrCommand(_SubParsers):
         super().__call__(parser, namespace, words, option_string)
 
 
-def _database_options(parser: argparse.ArgumentParser) -> None:
+def database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="settings file (default: ./ivr.toml if present)")
     parser.add_argument("--url", metavar="URL", help="database URL (overrides [database] url)")
 
@@ -951,9 +951,9 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                     "quote it, # starts a shell comment), newest first. An external id is tried before "
                     "a phone number.")
     show.add_argument("subject", metavar="SUBJECT", help="phone number, customer external id, or '#<id>'")
-    show.add_argument("--limit", type=_positive_int, default=DEFAULT_LIMIT, metavar="N",
+    show.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, metavar="N",
                       help="show the newest N contacts (default: %(default)s)")
-    _database_options(show)
+    database_options(show)
     show.set_defaults(run=_cli_timeline)
 
     export = commands.add_parser(
@@ -966,7 +966,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     export.add_argument("--format", required=True, choices=["csv", "jsonl"], help="csv or jsonl")
     export.add_argument("--output", metavar="FILE",
                         help="write here instead of stdout ('-'), via a temporary file renamed at the end")
-    _database_options(export)
+    database_options(export)
     export.set_defaults(run=_cli_export)
 
     purge = commands.add_parser(
@@ -977,7 +977,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     purge.add_argument("--older-than", required=True, type=_days, metavar="DAYS",
                        help="contacts started more than DAYS days ago")
     purge.add_argument("--yes", action="store_true", help="really clear them (default: only count)")
-    _database_options(purge)
+    database_options(purge)
     purge.set_defaults(run=_cli_purge)
 
     customers = subparsers.add_parser("customers", help="customer records (routing facts)")
@@ -994,6 +994,6 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                     "2 unreadable file or header.")
     load.add_argument("file", metavar="FILE.csv", help="the CSV file")
     load.add_argument("--dry-run", action="store_true", help="check everything, change nothing")
-    _database_options(load)
+    database_options(load)
     load.set_defaults(run=_cli_import)
 
