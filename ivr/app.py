@@ -42,9 +42,15 @@ from ivr.routing.customers import CustomerLookup, normalise_number
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
+from ivr.screenpop.cards import CardBuilder
+from ivr.screenpop.hub import PopHub
+from ivr.screenpop.watcher import PLUGIN_NAME as SCREENPOP
+from ivr.screenpop.watcher import ScreenPop
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.voices import DEFAULT_BUILD_DIR, available
+from ivr.web.agent_page import AgentPage
 from ivr.web.calls import ClickToCall
+from ivr.web.sessions import SessionSigner
 from ivr.web.site import build_web
 
 __all__ = ["IVRServer", "build_outbound", "load_handler", "settle_heap"]
@@ -114,7 +120,7 @@ def build_routing(settings: Settings, reactor: Any, plugins: Plugins) -> Routing
 
 #: Built-in plugins that need the server's database, registered once it is open.
 SERVER_PLUGINS = ("ivr.plugins.contact_history", "ivr.plugins.customer_directory", SMS_OUTBOX, VOSK_PLUGIN,
-                  CALLER_CALLBACKS)
+                  CALLER_CALLBACKS, SCREENPOP)
 
 
 def settle_heap(region: str) -> None:
@@ -189,9 +195,24 @@ class IVRServer:
         allowed = None if dialer is None else (lambda e164: dialer.policy.check_number(e164).allowed)
         self.web = build_web(settings, self.history.engine, self.plugins.hook, reactor, self.routing.hours,
                              allowed)
+        # Screen pop: cards for the agents' pages, from the call hooks and Asterisk's queue events.
+        self.pops = PopHub(cast(IReactorTime, reactor))
+        screenpop = ScreenPop(self.pops, CardBuilder(self.engine), self.engine, cast(IReactorTime, reactor),
+                              settings.routing.region)
+        if SCREENPOP not in settings.plugins.disable:
+            self.plugins.manager.register(screenpop, name=SCREENPOP)
+            if self.ami is not None and self.dialer is not None:
+                screenpop.subscribe(self.ami)
+                self.dialer.announce = lambda call, state: screenpop.outbound(
+                    call.uniqueid, call.agent.code, call.e164, call.request.kind, call.request.reason,
+                    call.request.sms_text, state)
+        sessions = SessionSigner(settings.http.session_secret) if settings.http.session_secret else None
+        if sessions is not None:
+            self.web.add("/agent", AgentPage(self.pops, sessions, self.engine, cast(IReactorTime, reactor)))
         self.dispatcher: CallbackDispatcher | None = None
         if self.dialer is not None:
-            self.web.add("/api/calls", ClickToCall(self.dialer, self.engine, settings.http.admin_key))
+            self.web.add("/api/calls",
+                         ClickToCall(self.dialer, self.engine, settings.http.admin_key, sessions))
             if settings.callbacks.dispatch and self.web.callbacks is not None:
                 self.dispatcher = CallbackDispatcher(self.web.callbacks, self.dialer, self.engine,
                                                      cast(IReactorTime, reactor), self.instance,

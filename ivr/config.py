@@ -206,6 +206,8 @@ class HTTPSettings:
         "check": None, "doc": "shared secret of the SMS gateway's HMAC signatures (empty: /api/sms is off)"})
     admin_key: str = field(default="", repr=False, metadata={
         "check": None, "doc": "key that authenticates an admin to the API (empty: none)"})
+    session_secret: str = field(default="", repr=False, metadata={
+        "check": None, "doc": "signs agent page sessions; the same on every instance (empty: no /agent)"})
     max_body_bytes: int = _setting(16384, lambda v: None if 1024 <= v <= 1_048_576 else
                                    "from 1024 to 1048576", "largest request body accepted")
     signature_tolerance: float = _setting(300.0, _positive,

@@ -110,7 +110,7 @@ class CallbackDispatcher:
         outcome: Outcome
         try:
             placed = await self.dialer.place(OutboundRequest(
-                agent, callback.e164, kind="callback", reason=callback.reason or callback.sms_text,
+                agent, callback.e164, kind="callback", reason=callback.reason, sms_text=callback.sms_text,
                 customer_id=callback.customer_id, requested_by=f"callback {callback.id}"))
             self.dialled += 1
             log.info("callback {id}: ringing agent {agent} for {number}", id=callback.id, agent=agent,

@@ -66,6 +66,8 @@ class OutboundRequest:
     number: str
     kind: str = "click-to-call"
     reason: str = ""
+    #: A callback's SMS, as the customer wrote it (shown to the agent as text).
+    sms_text: str = ""
     customer_id: int | None = None
     do_not_call: bool = False
     requested_by: str = ""
@@ -125,6 +127,8 @@ class OutboundDialer:
         self.hooks = hooks
         self.hook_deadline = hook_deadline
         self.calls: dict[str, OutboundCall] = {}
+        #: Told when an agent leg rings, is answered, ends (the screen pop listens).
+        self.announce: Callable[[OutboundCall, str], None] | None = None
 
     def route(self) -> Route:
         """The AGI script the agent's answered leg runs; it lives as long as the conversation."""
@@ -171,11 +175,20 @@ class OutboundDialer:
                                                              f"Originate failed: {failure.value}"))
         log.info("{kind} {uniqueid}: ringing agent {agent} ({device}) for {number}", kind=request.kind,
                  uniqueid=uniqueid, agent=agent.code, device=agent.device, number=e164)
+        self._announce(call, "ringing")
         return call
+
+    def _announce(self, call: OutboundCall, state: str) -> None:
+        if self.announce is not None:
+            try:
+                self.announce(call, state)
+            except Exception:
+                log.failure("announcing {uniqueid} ({state}) failed", uniqueid=call.uniqueid, state=state)
 
     def _agent_result(self, call: OutboundCall, result: OriginateResult) -> None:
         if result.outcome is OriginateOutcome.ANSWERED:
             call.agent_answered = True
+            self._announce(call, "answered")
             return  # the callback AGI takes it from here
         self._finish(call, _AGENT_OUTCOMES.get(result.outcome, "agent-unreachable"),
                      f"agent leg: Originate reason {result.reason_code}")
@@ -193,6 +206,7 @@ class OutboundDialer:
         log.info("{kind} {uniqueid} ended: {outcome}", kind=call.request.kind, uniqueid=call.uniqueid,
                  outcome=outcome)
         call.outcome = outcome
+        self._announce(call, "ended")
         call.finished.callback(outcome)
 
     def _release(self, e164: str, agent: str) -> None:
@@ -241,4 +255,5 @@ class OutboundDialer:
             self._release(e164, agent)  # whoever placed the call (this instance, another, the CLI)
             if outbound is not None:
                 outbound.outcome = outcome
+                self._announce(outbound, "ended")
                 outbound.finished.callback(outcome)

@@ -7,7 +7,8 @@ Authentication, one of:
 
 * ``Authorization: Bearer <agent token>``: the token of the agent named in
   ``agent`` (an agent places calls as themselves only);
-* ``X-IVR-Admin-Key: <[http] admin_key>``: any agent.
+* ``X-IVR-Admin-Key: <[http] admin_key>``: any agent;
+* the agent page's session cookie with its ``X-CSRF-Token``: that agent.
 
 Answers: 202 ``{"contact": uniqueid, "number": e164, "agent": code}`` once
 the agent's phone is ringing; 401 without valid credentials; 400 bad body;
@@ -32,6 +33,7 @@ from ivr.errors import AMIError, WebRequestError
 from ivr.history.models import Agent, Customer, CustomerPhone
 from ivr.web.auth import key_matches, token_matches
 from ivr.web.resources import JsonResource, read_body
+from ivr.web.sessions import SessionSigner
 
 __all__ = ["ADMIN_KEY_HEADER", "ClickToCall"]
 
@@ -42,11 +44,14 @@ _MAX_TEXT = 500
 class ClickToCall(JsonResource):
     """The click-to-call endpoint."""
 
-    def __init__(self, dialer: OutboundDialer, engine: Engine, admin_key: str) -> None:
+    def __init__(self, dialer: OutboundDialer, engine: Engine, admin_key: str,
+                 sessions: SessionSigner | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.dialer = dialer
         self.engine = engine
         self.admin_key = admin_key
+        #: The agent page's sessions (cookie + X-CSRF-Token) may place calls as their agent too.
+        self.sessions = sessions
 
     async def handle_POST(self, request: server.Request) -> tuple[int, object]:
         body = _json_object(read_body(request))
@@ -63,7 +68,11 @@ class ClickToCall(JsonResource):
         admin = key_matches(_header(headers, ADMIN_KEY_HEADER), self.admin_key)
         bearer = _header(headers, b"authorization") or ""
         token = bearer[7:] if bearer[:7].lower() == "bearer " else None
-        if not admin and not await threads.deferToThread(self._agent_token_ok, agent, token):
+        session = self.sessions.of_request(request) if self.sessions is not None else None
+        if session is not None and session.agent == agent and self.sessions is not None \
+                and self.sessions.csrf_ok(request, session):
+            admin = False
+        elif not admin and not await threads.deferToThread(self._agent_token_ok, agent, token):
             raise WebRequestError(401, "an agent token (Authorization: Bearer ...) or the admin key is "
                                        "needed")
         do_not_call = False

@@ -99,6 +99,7 @@ def build_web(settings: Settings, engine: Engine, hooks: Any, reactor: Any, hour
     http = settings.http
     _check_secret(settings, "http.sms_secret", http.sms_secret)
     _check_secret(settings, "http.admin_key", http.admin_key)
+    _check_secret(settings, "http.session_secret", http.session_secret)
     if number_allowed is None:
         policy = DialPolicy(contacts_since=None, active_agent=None, region=settings.routing.region,
                             max_attempts=None)

@@ -1,0 +1,157 @@
+"""Built-in plugin: turns calls handed to people into cards on the agents' pages.
+
+It follows calls through the same hooks as the contact history (path, keys,
+what was said) and keeps each call's :class:`CallContext` after ivr hands it
+to a queue. The pop happens on the server when Asterisk reports that an
+agent's phone rings for that caller (AMI ``AgentCalled``: the caller's
+uniqueid and the member's interface), never by matching events in a browser.
+``AgentConnect`` marks the card answered; ``AgentComplete``,
+``AgentRingNoAnswer`` and an abandoned caller mark it ended. Outbound calls
+(click-to-call, callbacks) pop as soon as the agent's phone is rung, with the
+reason and the customer's SMS text.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from twisted.internet import threads
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ivr.agi.ami import AMIMessage
+from ivr.call import Call
+from ivr.history.models import Agent
+from ivr.plugins.hookspecs import hookimpl
+from ivr.routing.customers import normalise_number
+from ivr.routing.router import CallOutcome, CallStep
+from ivr.screenpop.cards import CallContext, Card, CardBuilder
+from ivr.screenpop.hub import PopHub
+
+__all__ = ["PLUGIN_NAME", "ScreenPop"]
+
+PLUGIN_NAME = "ivr.screenpop"
+log = Logger(namespace="ivr.screenpop")
+
+#: Seconds a call's context is kept after ivr handed it on (the caller may wait in a queue).
+CONTEXT_TTL = 3600.0
+
+
+class ScreenPop:
+    """Call contexts in, cards out."""
+
+    def __init__(self, hub: PopHub, builder: CardBuilder, engine: Engine, clock: IReactorTime,
+                 region: str = "CN") -> None:
+        self.hub = hub
+        self.builder = builder
+        self.engine = engine
+        self.clock = clock
+        self.region = region
+        self.contexts: dict[str, CallContext] = {}
+        #: Which agent's card each call is on (caller uniqueid -> agent code).
+        self.ringing: dict[str, str] = {}
+        self._devices: dict[str, str] = {}
+
+    # -- the call hooks -----------------------------------------------------
+
+    @hookimpl
+    def ivr_call_started(self, call: Call) -> None:
+        self.contexts[call.uniqueid] = CallContext(
+            call.uniqueid, call.caller_number or "", call.caller_name or "",
+            normalise_number(call.caller_number, self.region), call.language, arrived_at=time.time())
+
+    @hookimpl
+    def ivr_call_step(self, call: Call, step: CallStep) -> None:
+        context = self.contexts.get(call.uniqueid)
+        if context is None:
+            return
+        context.language = call.language
+        if step.kind == "menu":
+            context.path.append(f"{step.menu}:{step.key}")
+            context.dtmf += step.key
+        elif step.kind == "language":
+            context.path.append(f"language:{step.value}")
+        elif step.kind == "speech":
+            context.path.append(f"{step.menu}:said:{step.key or '?'}")
+            context.transcript = " | ".join(filter(None, [context.transcript, step.value]))
+        elif step.kind == "transfer":
+            context.queue = step.value.split(":", 1)[-1]
+
+    @hookimpl
+    def ivr_call_ended(self, call: Call, outcome: CallOutcome) -> None:
+        if call.uniqueid in self.contexts:  # kept while the caller waits for a person, then dropped
+            self.clock.callLater(CONTEXT_TTL, self._forget, call.uniqueid)
+
+    def _forget(self, uniqueid: str) -> None:
+        self.contexts.pop(uniqueid, None)
+        self.ringing.pop(uniqueid, None)
+
+    # -- Asterisk's events ----------------------------------------------------
+
+    def subscribe(self, ami: Any) -> None:
+        ami.subscribe(self._agent_called, "AgentCalled")
+        ami.subscribe(lambda e: self._caller_state(e, "answered"), "AgentConnect")
+        for name in ("AgentComplete", "AgentRingNoAnswer", "QueueCallerAbandon"):
+            ami.subscribe(lambda e: self._caller_state(e, "ended"), name)
+
+    def _agent_called(self, event: AMIMessage) -> None:
+        context = self.contexts.get(event.get("Uniqueid", ""))
+        if context is None:
+            return  # not a call this instance handled (another instance pops it)
+        interface = event.get("Interface", "") or event.get("MemberName", "")
+        agent = self._devices.get(interface)
+        if agent is not None:
+            self._pop(context, agent)
+            return
+        found = threads.deferToThread(self._agent_for, interface)
+        found.addCallback(self._pop_if_agent, context)
+        found.addErrback(lambda failure: log.failure("finding the agent for {interface} failed", failure,
+                                                     interface=interface))
+
+    def _pop_if_agent(self, agent: str | None, context: CallContext) -> None:
+        if agent is not None:
+            self._pop(context, agent)
+
+    def _agent_for(self, interface: str) -> str | None:
+        with Session(self.engine) as session:
+            code = session.scalar(select(Agent.code).where(Agent.device == interface))
+        if code is not None:
+            self._devices[interface] = code
+        return code
+
+    def _caller_state(self, event: AMIMessage, state: str) -> None:
+        uniqueid = event.get("Uniqueid", "")
+        agent = self.ringing.get(uniqueid)
+        if agent is None:
+            return
+        if state == "ended":
+            self.ringing.pop(uniqueid, None)
+        self.hub.state(agent, uniqueid, state)
+
+    # -- pops -------------------------------------------------------------------
+
+    def _pop(self, context: CallContext, agent: str) -> None:
+        self.ringing[context.uniqueid] = agent
+        built = self.builder.build(context, agent)
+        built.addCallback(self._show)
+        built.addErrback(lambda failure: log.failure("building the card for {uniqueid} failed", failure,
+                                                     uniqueid=context.uniqueid))
+
+    def _show(self, card: Card) -> None:
+        if self.ringing.get(card.uniqueid) == card.agent:  # still ringing that agent
+            self.hub.pop(card)
+
+    def outbound(self, uniqueid: str, agent: str, e164: str, kind: str, reason: str, sms_text: str,
+                 state: str) -> None:
+        """An outbound call's agent leg: pop when it rings, then follow its state."""
+        if state == "ringing":
+            context = CallContext(uniqueid, e164, "", e164, kind=kind, reason=reason, sms_text=sms_text,
+                                  arrived_at=time.time())
+            self._pop(context, agent)
+        else:
+            self.hub.state(agent, uniqueid, state)
+            if state == "ended":
+                self.ringing.pop(uniqueid, None)
