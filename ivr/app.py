@@ -42,6 +42,7 @@ from ivr.routing.customers import CustomerLookup, normalise_number
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
+from ivr.screenpop.bridge import PostgresPopBridge
 from ivr.screenpop.cards import CardBuilder
 from ivr.screenpop.hub import PopHub
 from ivr.screenpop.watcher import PLUGIN_NAME as SCREENPOP
@@ -206,6 +207,9 @@ class IVRServer:
                 self.dialer.announce = lambda call, state: screenpop.outbound(
                     call.uniqueid, call.agent.code, call.e164, call.request.kind, call.request.reason,
                     call.request.sms_text, state)
+        self.pop_bridge: PostgresPopBridge | None = None
+        if self.engine.dialect.name == "postgresql":  # pages on other instances get this one's cards
+            self.pop_bridge = PostgresPopBridge(self.engine, self.pops, self.instance, reactor)
         sessions = SessionSigner(settings.http.session_secret) if settings.http.session_secret else None
         if sessions is not None:
             self.web.add("/agent", AgentPage(self.pops, sessions, self.engine, cast(IReactorTime, reactor)))
@@ -283,6 +287,8 @@ class IVRServer:
             self.ami.startService()
         if self.dispatcher is not None:
             self.dispatcher.start()
+        if self.pop_bridge is not None:
+            self.pop_bridge.start()
         tcp = cast(IReactorTCP, self.reactor)
         if self.audio is not None:
             speech = self.settings.speech

@@ -146,3 +146,39 @@ def test_writes_need_the_csrf_token(agent_server: tuple[ServeProcess, int], brow
         })).status""")
     assert status == 403
 
+
+
+@pytest.mark.postgres
+def test_a_pop_made_on_one_instance_reaches_a_page_on_another(
+        ami: AMI, sandbox: Sandbox, postgres_url: str, browser: Browser) -> None:
+    from conftest import postgres_sandbox
+
+    database = postgres_url.rsplit("/", 1)[1]
+    assert postgres_sandbox("reset", database).returncode == 0
+    http_ports = [free_port(), free_port()]
+    servers = [ServeProcess(free_port(), {
+        "IVR_DATABASE_URL": postgres_url, "IVR_SERVER_INSTANCE": f"pop-{index}", "IVR_HTTP_ENABLED": "true",
+        "IVR_HTTP_PORT": str(port), "IVR_HTTP_SESSION_SECRET": "shared-session-secret-0123456789",
+        "IVR_HTTP_ADMIN_KEY": "shared-admin-key-0123456789", "IVR_DIALING_TRUNK": "loop",
+        "IVR_CALLBACKS_DISPATCH": "false"}) for index, port in enumerate(http_ports)]
+    engine = make_engine(postgres_url)
+    try:
+        with Session(engine) as session:
+            session.add(Agent(code="1001", device="Local/1001@test-agent", skills=["sales"],
+                              api_token_hash=hash_token(TOKENS["1001"])))
+            session.commit()
+        page = log_in(browser, http_ports[1], "1001")  # the agent's page is on instance 1
+        ami.set_global("TEST_AGENT_1001_RING", "2")
+        connection = http.client.HTTPConnection("127.0.0.1", http_ports[0], timeout=30)
+        connection.request("POST", "/api/calls", b'{"agent": "1001", "number": "+8613800000501"}',
+                           {"Content-Type": "application/json",
+                            "X-IVR-Admin-Key": "shared-admin-key-0123456789"})
+        assert connection.getresponse().status == 202  # placed by instance 0
+        connection.close()
+        expect(page.locator("#kind")).to_have_text("click-to-call", timeout=10_000)
+        expect(page.locator("#caller")).to_have_text("+8613800000501")
+        expect(page.locator("#state")).to_have_text("answered", timeout=15_000)
+    finally:
+        for server in servers:
+            server.stop()
+        engine.dispose()

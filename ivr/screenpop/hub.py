@@ -67,8 +67,12 @@ class PopHub:
     def connect(self, stream: Stream) -> None:
         self.streams.setdefault(stream.agent, []).append(stream)
         pending = self.current.get(stream.agent)
-        if pending is not None:  # a page that (re)connects sees the call in front of the agent
-            self._write(stream, pending)
+        if pending is None:
+            return
+        if pending.acked or (pending.timer is not None and pending.timer.active()):
+            self._write(stream, pending)  # a page that (re)connects sees the call in front of the agent
+        else:
+            self._deliver(pending)  # never delivered yet (the page was away): send and retry until acked
 
     def disconnect(self, stream: Stream) -> None:
         streams = self.streams.get(stream.agent, [])
@@ -126,6 +130,9 @@ class PopHub:
     def _deliver(self, pending: _Pending) -> None:
         if pending.acked or self.current.get(pending.card.agent) is not pending:
             return
+        streams = list(self.streams.get(pending.card.agent, []))
+        if not streams and self.forward is not None:
+            return  # the agent's page may be on another instance: that one delivers and retries
         if pending.tries >= self.max_tries:
             self.undelivered += 1
             log.warn("card {uniqueid} ({state}) for agent {agent} was not acknowledged after {tries} "
@@ -134,7 +141,7 @@ class PopHub:
             return
         pending.tries += 1
         pending.sent_at.append(self.clock.seconds())
-        for stream in list(self.streams.get(pending.card.agent, [])):
+        for stream in streams:
             self._write(stream, pending)
         pending.timer = self.clock.callLater(self.retry_interval, self._deliver, pending)
 
