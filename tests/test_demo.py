@@ -21,7 +21,8 @@ def test_demo_serves_a_demo_call_and_ctrl_c_stops_both(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     with open(log, "w") as out:
         demo = subprocess.Popen(["bash", str(ROOT / "scripts" / "demo")], stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, "IVR_AGI_PORT": str(port)},
+                                stderr=subprocess.STDOUT, env={**os.environ, "IVR_AGI_PORT": str(port),
+                                                                 "IVR_HTTP_PORT": str(free_port())},
                                 start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -30,6 +31,7 @@ def test_demo_serves_a_demo_call_and_ctrl_c_stops_both(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         assert "channel originate Local/4000@ivr-hotline extension demo@test-caller" in log.read_text()
+        assert "Agent page: http://127.0.0.1:" in log.read_text() and "HTTP API listening" in log.read_text()
         ami = AMI()
         try:
             # The printed CLI command, with the demo's port (the dialplan default is 4573).
