@@ -33,6 +33,7 @@ from ivr.dialing.policy import DialPolicy
 from ivr.errors import CallHangup, ConfigError
 from ivr.history.recorder import ContactRecorder
 from ivr.history.schema import current_revision, head_revision, make_engine, upgrade
+from ivr.metrics import MetricsPage, registry_for
 from ivr.plugins.contact_history import ContactHistory
 from ivr.plugins.customer_directory import CustomerDirectory
 from ivr.plugins.manager import Plugins, load_plugins
@@ -213,6 +214,7 @@ class IVRServer:
         sessions = SessionSigner(settings.http.session_secret) if settings.http.session_secret else None
         if sessions is not None:
             self.web.add("/agent", AgentPage(self.pops, sessions, self.engine, cast(IReactorTime, reactor)))
+        self.web.add("/metrics", MetricsPage(registry_for(self)))
         self.dispatcher: CallbackDispatcher | None = None
         if self.dialer is not None:
             self.web.add("/api/calls",

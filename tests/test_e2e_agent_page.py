@@ -11,6 +11,7 @@ text, another agent's page stays empty, and a forged session gets nothing.
 from __future__ import annotations
 
 import http.client
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,7 @@ def agent_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
     engine.dispose()
     ami.set_global("TEST_AGENT_1001_RING", "3")  # rings for 3 s, then talks for 4
     ami.set_global("TEST_AGENT_1001_TALK", "4")
+    ami.manager.send_action({"Action": "QueueRemove", "Queue": "sales", "Interface": "Local/1001@test-agent"})
     response = ami.manager.send_action({"Action": "QueueAdd", "Queue": "sales",
                                         "Interface": "Local/1001@test-agent", "MemberName": "1001"})
     assert response.get_header("Response") == "Success", response.headers
@@ -115,6 +117,21 @@ def test_a_real_call_pops_its_card_follows_the_call_and_saves_the_disposition(
         assert contact.disposition == "follow-up"
         assert contact.notes == "Wants a technician on Friday. <b>not bold</b>"
     engine.dispose()
+    metrics = fetch(port, "/metrics")
+    counted = dict(re.findall(r"^(ivr_screenpop_cards_\w+_total) (\S+)$", metrics, re.M))
+    assert float(counted["ivr_screenpop_cards_delivered_total"]) >= 3  # ringing, answered, ended: each acked
+    assert float(counted["ivr_screenpop_cards_undelivered_total"]) == 0
+
+
+def fetch(port: int, path: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+    finally:
+        connection.close()
 
 
 def get(port: int, path: str, cookie: str = "") -> int:
