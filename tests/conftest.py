@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from asterisk_harness import AMI, Sandbox
 from asterisk_sim import environment
+from sqlalchemy import Engine
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -199,3 +200,20 @@ def postgres_url() -> str:
     url = postgres_sandbox("url", database)
     assert url.returncode == 0, url.stderr
     return url.stdout.strip()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A contact-history database at the newest schema: every test using it runs on both databases."""
+    from ivr.history import make_engine
+    from ivr.history.schema import downgrade, upgrade
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'ivr.db'}")
+    else:
+        engine = make_engine(request.getfixturevalue("postgres_url"), pool_size=12)
+        downgrade(engine)  # a clean database, whatever an earlier run left
+    upgrade(engine)
+    yield engine
+    downgrade(engine)
+    engine.dispose()

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -45,19 +44,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.value += dt.timedelta(**delta)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'callbacks.db'}")
-    else:
-        engine = make_engine(request.getfixturevalue("postgres_url"), pool_size=12)
-        downgrade(engine)  # a clean database, whatever an earlier run left
-    upgrade(engine)
-    yield engine
-    downgrade(engine)
-    engine.dispose()
 
 
 @pytest.fixture

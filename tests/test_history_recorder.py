@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,25 +13,10 @@ from sqlalchemy.orm import Session
 from twisted.internet import reactor as global_reactor
 from twisted.internet.task import Clock
 
-from ivr.history import Contact, ContactEvent, make_engine, upgrade
+from ivr.history import Contact, ContactEvent, make_engine
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
-from ivr.history.schema import downgrade
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC).timestamp()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The recorder writes each database in its own SQL: every test runs on both."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'history.db'}")
-    else:
-        engine = make_engine(request.getfixturevalue("postgres_url"))
-        downgrade(engine)  # a clean ivr_test, whatever an earlier run left
-    upgrade(engine)
-    yield engine
-    downgrade(engine)
-    engine.dispose()
 
 
 def call_records(uniqueid: str, name: str = "Zhang") -> list[Record]:

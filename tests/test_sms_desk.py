@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -15,24 +13,9 @@ from test_sms_webhook import HOSTILE
 
 from ivr.callbacks import CallbackStore, InboundSms, SmsDesk
 from ivr.config import CallbackSettings, SmsSettings
-from ivr.history import make_engine, upgrade
 from ivr.history.models import CallbackRequest, OptOut, SmsMessage
-from ivr.history.schema import downgrade
 
 PREMIUM = "+441632960000"  # a number the test's policy refuses
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'sms.db'}")
-    else:
-        engine = make_engine(request.getfixturevalue("postgres_url"), pool_size=12)
-        downgrade(engine)  # a clean database, whatever an earlier run left
-    upgrade(engine)
-    yield engine
-    downgrade(engine)
-    engine.dispose()
 
 
 @pytest.fixture
