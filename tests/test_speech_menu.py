@@ -1,0 +1,102 @@
+"""Call.menu with speech over StringTransport: phrases answer like keys; misses reprompt, then keys.
+
+The speech turns are scripted (a stand-in for SpeechService.turn); the AGI
+side is the real protocol, so the prompts ivr plays in between are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from asterisk_sim import parse_args
+from conftest import Session
+
+from ivr import Call, Route, Router
+from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.turn import SpeechAnswer
+
+GRAMMAR = SpeechGrammar.build("main", "ko", {"1": ["상담원"], "2": ["예약"]})
+CHOICES = {"1": "agent", "2": "booking"}
+
+
+class ScriptedSpeech:
+    """Each turn answers the next scripted SpeechAnswer (and records the prompt it was asked to play)."""
+
+    def __init__(self, answers: list[SpeechAnswer]) -> None:
+        self.answers: Iterator[SpeechAnswer] = iter(answers)
+        self.prompts: list[str] = []
+
+    async def turn(self, call: Call, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer:
+        self.prompts.append(prompt)
+        return next(self.answers)
+
+
+def run_menu(answers: list[SpeechAnswer], replies: list[str], **menu: object) -> tuple[list[object], list[
+        list[str]], ScriptedSpeech, Call | None]:
+    """Run one speech menu; ``replies`` answer the AGI commands it sends, in order."""
+    speech = ScriptedSpeech(answers)
+    result: list[object] = []
+    seen: list[Call] = []
+
+    async def handler(call: Call) -> None:
+        call.speech = speech  # type: ignore[assignment]
+        seen.append(call)
+        answer = await call.menu("ivr-speech-menu", CHOICES, speech=GRAMMAR, **menu)  # type: ignore[arg-type]
+        result.append(answer)
+
+    routers: list[Router] = []
+    session = Session(on_ready=lambda protocol: routers[0].session_ready(protocol))
+    routers.append(Router(session.clock, [Route("main", handler)], call_deadline=60.0))
+    session.start("main")
+    commands: list[list[str]] = []
+    for reply in replies:
+        commands += [parse_args(line.decode().rstrip("\n")) for line in session.sent()]
+        session.feed(reply + "\n")
+    commands += [parse_args(line.decode().rstrip("\n")) for line in session.sent()]
+    return result, commands, speech, seen[0] if seen else None
+
+
+def played(commands: list[list[str]]) -> list[tuple[str, str]]:
+    """The prompts ivr streamed over AGI, with the keys that may interrupt each."""
+    return [(c[2], c[3]) for c in commands if c[:2] == ["STREAM", "FILE"]]
+
+
+def test_a_spoken_phrase_answers_like_its_key() -> None:
+    result, commands, speech, call = run_menu([SpeechAnswer("speech", "2", "예약", 0.93)], [])
+    assert result == ["booking"] and speech.prompts == ["ivr-speech-menu"]
+    assert call is not None and [a.transcript for a in call.heard] == ["예약"]
+
+
+def test_a_key_during_the_turn_counts_as_that_key() -> None:
+    result, _, _, call = run_menu([SpeechAnswer("dtmf", "1")], [])
+    assert result == ["agent"] and call is not None and call.heard == []
+
+
+def test_off_menu_speech_plays_invalid_then_listens_again() -> None:
+    answers = [SpeechAnswer("rejected", None, "날씨", 0.4), SpeechAnswer("speech", "1", "상담원", 0.9)]
+    result, commands, speech, _ = run_menu(answers, ["200 result=0 endpos=100"])
+    assert played(commands) == [("ivr-invalid", "")]  # between the two speech turns
+    assert result == ["agent"] and speech.prompts == ["ivr-speech-menu", "ivr-speech-menu"]
+
+
+def test_after_the_speech_misses_the_menu_goes_keypad_only() -> None:
+    answers = [SpeechAnswer("rejected", None, "a", 0.3), SpeechAnswer("rejected", None, "b", 0.3)]
+    replies = ["200 result=0 endpos=100", "200 result=0 endpos=100", "200 result=50 endpos=100"]
+    result, commands, speech, _ = run_menu(answers, replies, tries=3, speech_tries=2)
+    assert len(speech.prompts) == 2  # no third speech turn
+    assert played(commands) == [("ivr-invalid", ""), ("ivr-invalid", ""),
+                                ("ivr-speech-menu", "0123456789*#")]
+    assert result == ["booking"]  # key 2 (ASCII 50)
+
+
+def test_or_hands_the_caller_to_a_person_when_configured() -> None:
+    answers = [SpeechAnswer("rejected", None, "a", 0.3), SpeechAnswer("rejected", None, "b", 0.3)]
+    result, _, _, _ = run_menu(answers, ["200 result=0 endpos=100"], speech_tries=2,
+                               speech_exhausted="to-a-person")
+    assert result == ["to-a-person"]
+
+
+def test_when_speech_fails_the_same_try_is_asked_on_the_keypad() -> None:
+    result, commands, speech, _ = run_menu([SpeechAnswer("error")], ["200 result=49 endpos=100"])
+    assert len(speech.prompts) == 1 and played(commands) == [("ivr-speech-menu", "0123456789*#")]
+    assert result == ["agent"]
