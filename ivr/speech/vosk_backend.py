@@ -249,6 +249,9 @@ class _Decoder:
         self.kaldi = None  # free the C recogniser on this thread, not in the reactor's GC
         return result
 
+    def release(self) -> None:
+        self.kaldi = None
+
 
 class VoskRecognizer:
     """One menu turn with vosk: see :class:`ivr.speech.recognizer.Recognizer` for the contract.
@@ -259,6 +262,9 @@ class VoskRecognizer:
     """
 
     preroll = 0.3
+    #: Seconds of audio per decoding job while the caller talks: one job per 20 ms frame
+    #: cost more in thread hand-offs than in decoding (bench/speech_load.py).
+    batch = 0.1
 
     def __init__(self, model: Any, grammar: SpeechGrammar, run: Runner[Any], rejection: Rejection,
                  vad: VADSettings = _VAD, competitors: Iterable[str] = ()) -> None:
@@ -340,8 +346,9 @@ class VoskRecognizer:
         self._queue = []
         spoke = self._vad is not None and self._vad.started is not None
         self._decide(SpeechResult(None, "", 0.0, "rejected" if spoke else "silence", detail="closed"))
-        if not self._busy:
-            self._decoder = None
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None and not self._busy and decoder.kaldi is not None:
+            self._run(decoder.release)  # free the C recogniser on a decoding thread, not the reactor
 
     # -- decoding -------------------------------------------------------------
 
@@ -356,7 +363,7 @@ class VoskRecognizer:
     def _pump(self) -> None:
         if self._busy or self._decoder is None or self._decided is not None:
             return
-        if not self._queue and not self._final:
+        if not self._final and sum(map(len, self._queue)) < int(self.batch * (self._rate or 8000)) * 2:
             return
         chunk = b"".join(self._queue)
         self._queue = []
