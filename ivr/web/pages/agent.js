@@ -21,6 +21,10 @@ function show(c) {
   text("path", (call.path || []).join(" > ")); text("dtmf", call.dtmf); text("transcript", call.transcript);
   text("reason", call.reason); text("sms", call.sms_text);
   const body = document.getElementById("recent"); body.replaceChildren();
+  if (!(c.recent || []).length) {
+    const row = document.createElement("tr"), cell = document.createElement("td");
+    cell.colSpan = 5; cell.textContent = "No earlier contacts."; row.appendChild(cell); body.appendChild(row);
+  }
   for (const r of c.recent || []) {
     const row = document.createElement("tr");
     for (const v of [r.started_at, r.kind, r.outcome, r.disposition, r.notes]) {
