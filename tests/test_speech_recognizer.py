@@ -100,14 +100,15 @@ def test_decide(result: dict[str, Any], choice: str | None, reason: str) -> None
 
 
 class FakeDecoder:
-    def __init__(self, answer: dict[str, Any] | Exception) -> None:
+    def __init__(self, answer: dict[str, Any] | Exception, partial: str = "") -> None:
         self.answer = answer
+        self.partial = partial
         self.chunks: list[tuple[int, bool]] = []
 
-    def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | None:
+    def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | str:
         self.chunks.append((len(pcm), final))
         if not final:
-            return None
+            return self.partial  # what vosk's PartialResult would say so far
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -230,3 +231,41 @@ def test_a_rate_change_is_refused() -> None:
     rec.feed(silence(0.1), RATE)
     with pytest.raises(RecognizerError):
         rec.feed(silence(0.1, 16000), 16000)
+
+
+def feed_until_decided(rec: VoskRecognizer, pool: ManualPool, audio: bytes) -> float | None:
+    """Audio seconds fed when the decision came (None: not before the audio ran out)."""
+    fed = 0.0
+    for chunk in frames(audio):
+        rec.feed(chunk, RATE)
+        fed += len(chunk) / 2 / RATE
+        pool.run_all()
+        if rec.result().called:
+            return fed
+    return None
+
+
+def test_a_whole_phrase_heard_so_far_ends_the_turn_after_a_short_pause() -> None:
+    rec, fake, pool, results, _ = recognizer()
+    fake.partial = "수리"  # vosk's partial result already says one whole option
+    at = feed_until_decided(rec, pool, silence(0.3) + tone(0.6) + silence(1.0))
+    assert at is not None and at < 0.3 + 0.6 + 0.4  # before the 0.4 s end of speech
+    assert [r.choice for r in results] == ["2"]
+
+
+def test_a_phrase_another_option_goes_on_from_waits_for_the_full_pause() -> None:
+    grammar = SpeechGrammar.build("main", "ko", {"1": ["예약"], "2": ["예약 취소"]})
+    pool = ManualPool()
+    rec = VoskRecognizer(None, grammar, pool, Rejection(), VADSettings(end_seconds=0.4))
+    fake = FakeDecoder(words(("예약", 1.0), ("취소", 1.0)), partial="예약")  # 예약 may become 예약 취소
+    rec._decoder = fake  # type: ignore[assignment]
+    at = feed_until_decided(rec, pool, silence(0.3) + tone(0.6) + silence(1.0))
+    assert at is not None and at >= 0.3 + 0.6 + 0.4 - 0.02
+    assert rec.result().result.choice == "2"  # type: ignore[attr-defined]
+
+
+def test_a_partial_that_is_no_whole_phrase_waits_for_the_full_pause() -> None:
+    rec, fake, pool, _, _ = recognizer()
+    fake.partial = "상담"
+    at = feed_until_decided(rec, pool, silence(0.3) + tone(0.6) + silence(1.0))
+    assert at is not None and at >= 0.3 + 0.6 + 0.4 - 0.02

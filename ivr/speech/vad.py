@@ -30,6 +30,9 @@ class VADSettings:
     start_frames: int = 3
     #: Seconds of quiet after speech that end the utterance.
     end_seconds: float = 0.6
+    #: ... or that end it sooner when what was heard so far is already one whole menu phrase
+    #: (a pause inside a two-word phrase is rarely this long and would not match yet).
+    early_end_seconds: float = 0.25
     #: Longest utterance in seconds; a caller who never stops is cut here.
     max_seconds: float = 8.0
     #: How fast the floor rises towards louder background (per frame); it falls at once.
@@ -56,6 +59,11 @@ class EnergyVAD:
     def seconds(self) -> float:
         """Audio fed so far, in seconds."""
         return self._frames * 0.02
+
+    @property
+    def quiet_seconds(self) -> float:
+        """Seconds of quiet since the caller last spoke (0 while they talk or before they start)."""
+        return self._quiet_run * 0.02 if self.started is not None else 0.0
 
     def feed(self, pcm: bytes) -> None:
         data = self._pending + pcm if self._pending else pcm

@@ -233,7 +233,8 @@ class _Decoder:
         self.grammar_json = grammar_json
         self.kaldi: Any = None
 
-    def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | None:
+    def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | str:
+        """The final result (a dict) when ``final``, else the partial transcript so far."""
         import vosk
 
         if rate == 8000:
@@ -244,7 +245,7 @@ class _Decoder:
         if pcm:
             self.kaldi.AcceptWaveform(pcm)
         if not final:
-            return None
+            return str(json.loads(self.kaldi.PartialResult()).get("partial", ""))
         result: dict[str, Any] = json.loads(self.kaldi.FinalResult())
         self.kaldi = None  # free the C recogniser on this thread, not in the reactor's GC
         return result
@@ -280,6 +281,8 @@ class VoskRecognizer:
         self._queue: list[bytes] = []
         self._busy = False
         self._final = False
+        #: The option the partial transcript already matches whole (for an early end), or None.
+        self._partial_key: str | None = None
         self._decided: SpeechResult | None = None
         self._started_waiters: list[defer.Deferred[float]] = []
         self._result_waiters: list[defer.Deferred[SpeechResult]] = []
@@ -312,7 +315,8 @@ class VoskRecognizer:
             for waiter in waiters:
                 waiter.callback(vad.started)
         self._queue.append(pcm)
-        if vad.ended is not None:
+        if vad.ended is not None or (self._partial_key is not None
+                                     and vad.quiet_seconds >= self._vad_settings.early_end_seconds):
             self._final = True
         self._pump()
 
@@ -371,21 +375,35 @@ class VoskRecognizer:
         decoder, rate = self._decoder, self._rate
         assert rate is not None
         self._busy = True
-        job: defer.Deferred[dict[str, Any] | None] = self._run(lambda: decoder.accept(chunk, rate, final))
+        job: defer.Deferred[dict[str, Any] | str] = self._run(lambda: decoder.accept(chunk, rate, final))
         job.addCallbacks(self._job_done, self._job_failed)
 
-    def _job_done(self, result: dict[str, Any] | None) -> None:
+    def _job_done(self, result: dict[str, Any] | str) -> None:
         self._busy = False
         if self._decided is not None:
             self._decoder = None
             return
-        if result is not None:
+        if isinstance(result, str):
+            self._partial_key = self._whole_phrase(result)
+        else:
             vad = self._vad
             speech = (vad.started, vad.ended) if vad is not None else (None, None)
             self._decoder = None
             self._decide(decide(self._grammar, result, self._rejection, speech))
             return
         self._pump()
+
+    def _whole_phrase(self, partial: str) -> str | None:
+        """The option ``partial`` already says in full, unless another option's phrase goes on from it
+        (then the caller may not be done: 예약 could still become 예약 취소)."""
+        key = self._grammar.match(partial) if partial else None
+        if key is None:
+            return None
+        said = normalise(partial)
+        for other, phrases in self._grammar.options.items():
+            if other != key and any(phrase.startswith(said + " ") for phrase in phrases):
+                return None
+        return key
 
     def _job_failed(self, failure: Any) -> None:
         self._busy = False
