@@ -125,7 +125,7 @@ def serve(args: argparse.Namespace) -> None:
     intervals: list[tuple[float, float, str, float]] = []
 
     class TimedDecoder(_Decoder):
-        def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | None:
+        def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | str:
             stats["audio_bytes"] += len(pcm)  # one job per turn at a time; += under the GIL is enough here
             kind = "final" if final else ("first" if self.kaldi is None else "mid")
             t, c = time.perf_counter(), time.thread_time()
@@ -135,12 +135,12 @@ def serve(args: argparse.Namespace) -> None:
                 intervals.append((t, time.perf_counter(), kind, time.thread_time() - c))
 
     class StubDecoder(_Decoder):
-        """The baseline: no Kaldi at all, a fixed answer at the end."""
+        """The baseline: no Kaldi at all, the same answer (partial and final) at once."""
 
-        def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | None:
+        def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | str:
             stats["audio_bytes"] += len(pcm)
             if not final:
-                return None
+                return "예약"
             return {"text": "예약", "result": [{"word": "예약", "conf": 1.0}]}
 
     class BenchSpeech(VoskSpeech):
