@@ -32,6 +32,7 @@ pytestmark = pytest.mark.asterisk
 TOKENS = {"1001": "token-of-agent-1001-0123456789abcdef", "1002": "token-of-agent-1002-0123456789abcdef"}
 HOSTILE = "<script>alert(1)</script> O'Brien \"&amp;\" 李"
 NUMBER = "13900000077"
+OWNED = "13900000078"  # a customer whose account owner (agent 1002) is rung before the queue
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -42,7 +43,8 @@ def agent_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
     server = ServeProcess(free_port(), {
         "IVR_HTTP_ENABLED": "true", "IVR_HTTP_PORT": str(http_port),
         "IVR_HTTP_SESSION_SECRET": "agent-page-session-secret-0123456789",
-        "IVR_HTTP_ADMIN_KEY": "agent-page-admin-key-0123456789", "IVR_DIALING_TRUNK": "loop"})
+        "IVR_HTTP_ADMIN_KEY": "agent-page-admin-key-0123456789", "IVR_DIALING_TRUNK": "loop",
+        "IVR_ROUTING_AGENTS": "1002=Local/1002@test-agent"})
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
         for code, token in TOKENS.items():
@@ -50,6 +52,10 @@ def agent_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
                               skills=["sales"], api_token_hash=hash_token(token)))
         session.add(Customer(name=HOSTILE, language="zh", vip_tier="vip",
                              phones=[CustomerPhone(e164=f"+86{NUMBER}")]))
+        session.flush()
+        owner = session.scalars(select(Agent).where(Agent.code == "1002")).one()
+        session.add(Customer(name="Owned customer", language="zh", owner_agent_id=owner.id,
+                             phones=[CustomerPhone(e164=f"+86{OWNED}")]))
         session.commit()
     engine.dispose()
     ami.set_global("TEST_AGENT_1001_RING", "3")  # rings for 3 s, then talks for 4
@@ -132,6 +138,21 @@ def fetch(port: int, path: str) -> str:
         return response.read().decode()
     finally:
         connection.close()
+
+
+def test_the_account_owner_rung_directly_gets_the_card_too(
+        ami: AMI, agent_server: tuple[ServeProcess, int], browser: Browser) -> None:
+    server, port = agent_server
+    bo = log_in(browser, port, "1002")
+    ami.set_global("TEST_AGENT_1002", "answer")  # (another test makes 1002 not answer)
+    ami.set_global("TEST_AGENT_1002_RING", "3")
+    ami.set_global("TEST_AGENT_1002_TALK", "3")
+    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                  {"IVR_AGI_PORT": str(server.port), "DIGITS": "1", "PRE_WAIT": "2", "POST_WAIT": "40"},
+                  caller_id=f'"Owned" <{OWNED}>')
+    expect(bo.locator("#customer")).to_have_text("Owned customer", timeout=40_000)
+    expect(bo.locator("#state")).to_have_text("ringing")
+    expect(bo.locator("#state")).to_have_text("answered", timeout=10_000)
 
 
 def get(port: int, path: str, cookie: str = "") -> int:

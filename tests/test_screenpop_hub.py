@@ -89,3 +89,11 @@ def test_sessions_cannot_be_forged_or_kept_past_their_expiry() -> None:
     assert signer.read(cookie + "x") is None and signer.read("garbage") is None
     now[0] += 61
     assert signer.read(cookie) is None
+
+
+def test_a_dialled_channel_is_mapped_back_to_the_agents_device() -> None:
+    from ivr.screenpop.watcher import _device_of
+
+    assert _device_of("PJSIP/1001-0000000a") == "PJSIP/1001"
+    assert _device_of("PJSIP/desk-1001-0000000a") == "PJSIP/desk-1001"
+    assert _device_of("Local/1001@test-agent-0000001b;1") == "Local/1001@test-agent"

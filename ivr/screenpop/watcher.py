@@ -93,15 +93,36 @@ class ScreenPop:
 
     def subscribe(self, ami: Any) -> None:
         ami.subscribe(self._agent_called, "AgentCalled")
+        ami.subscribe(self._dial_begin, "DialBegin")  # a phone rung directly: the account owner first
+        ami.subscribe(self._dial_end, "DialEnd")
         ami.subscribe(lambda e: self._caller_state(e, "answered"), "AgentConnect")
         for name in ("AgentComplete", "AgentRingNoAnswer", "QueueCallerAbandon"):
             ami.subscribe(lambda e: self._caller_state(e, "ended"), name)
 
     def _agent_called(self, event: AMIMessage) -> None:
-        context = self.contexts.get(event.get("Uniqueid", ""))
-        if context is None:
+        self._ringing(event.get("Uniqueid", ""), event.get("Interface", "") or event.get("MemberName", ""))
+
+    def _dial_begin(self, event: AMIMessage) -> None:
+        self._ringing(event.get("Uniqueid", ""), _device_of(event.get("DestChannel", "")))
+
+    def _dial_end(self, event: AMIMessage) -> None:
+        uniqueid = event.get("Uniqueid", "")
+        agent = self.ringing.get(uniqueid)
+        if agent is None or _device_of(event.get("DestChannel", "")) not in self._devices_of(agent):
+            return
+        if event.get("DialStatus", "") == "ANSWER":
+            self.hub.state(agent, uniqueid, "answered")
+        else:  # not answered (the queue may ring someone else next)
+            self.ringing.pop(uniqueid, None)
+            self.hub.state(agent, uniqueid, "ended")
+
+    def _devices_of(self, agent: str) -> set[str]:
+        return {device for device, code in self._devices.items() if code == agent}
+
+    def _ringing(self, uniqueid: str, interface: str) -> None:
+        context = self.contexts.get(uniqueid)
+        if context is None or not interface:
             return  # not a call this instance handled (another instance pops it)
-        interface = event.get("Interface", "") or event.get("MemberName", "")
         agent = self._devices.get(interface)
         if agent is not None:
             self._pop(context, agent)
@@ -134,6 +155,8 @@ class ScreenPop:
     # -- pops -------------------------------------------------------------------
 
     def _pop(self, context: CallContext, agent: str) -> None:
+        if self.ringing.get(context.uniqueid) == agent:
+            return  # already on this agent's screen (a queue rings members through Dial too)
         self.ringing[context.uniqueid] = agent
         built = self.builder.build(context, agent)
         built.addCallback(self._show)
@@ -155,3 +178,10 @@ class ScreenPop:
             self.hub.state(agent, uniqueid, state)
             if state == "ended":
                 self.ringing.pop(uniqueid, None)
+
+
+def _device_of(channel: str) -> str:
+    """The device a channel was dialled as: ``PJSIP/1001-0000000a`` is ``PJSIP/1001``,
+    ``Local/1001@agents-0000001b;1`` is ``Local/1001@agents``."""
+    name = channel.split(";", 1)[0]
+    return name.rsplit("-", 1)[0] if "-" in name else name
