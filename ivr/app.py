@@ -192,37 +192,9 @@ class IVRServer:
             self.ami, self.dialer = build_outbound(settings, reactor, self.engine, self.history,
                                                    self.instance, self.plugins.hook)
             self.router.add(self.dialer.route(), "built-in (outbound calls)")
-        # The HTTP API (/api/sms, and what others add with self.web.add); listens in start().
-        dialer = self.dialer  # SMS from numbers the dial policy refuses make no callback
-        allowed = None if dialer is None else (lambda e164: dialer.policy.check_number(e164).allowed)
-        self.web = build_web(settings, self.history.engine, self.plugins.hook, reactor, self.routing.hours,
-                             allowed)
-        # Screen pop: cards for the agents' pages, from the call hooks and Asterisk's queue events.
         self.pops = PopHub(cast(IReactorTime, reactor))
-        screenpop = ScreenPop(self.pops, CardBuilder(self.engine), self.engine, cast(IReactorTime, reactor),
-                              settings.routing.region)
-        if SCREENPOP not in settings.plugins.disable:
-            self.plugins.manager.register(screenpop, name=SCREENPOP)
-            if self.ami is not None and self.dialer is not None:
-                screenpop.subscribe(self.ami)
-                self.dialer.announce = lambda call, state: screenpop.outbound(
-                    call.uniqueid, call.agent.code, call.e164, call.request.kind, call.request.reason,
-                    call.request.sms_text, state)
-        self.pop_bridge: PostgresPopBridge | None = None
-        if self.engine.dialect.name == "postgresql":  # pages on other instances get this one's cards
-            self.pop_bridge = PostgresPopBridge(self.engine, self.pops, self.instance, reactor)
-        sessions = SessionSigner(settings.http.session_secret) if settings.http.session_secret else None
-        if sessions is not None:
-            self.web.add("/agent", AgentPage(self.pops, sessions, self.engine, cast(IReactorTime, reactor)))
-        self.web.add("/metrics", MetricsPage(registry_for(self)))
-        self.dispatcher: CallbackDispatcher | None = None
-        if self.dialer is not None:
-            self.web.add("/api/calls",
-                         ClickToCall(self.dialer, self.engine, settings.http.admin_key, sessions))
-            if settings.callbacks.dispatch and self.web.callbacks is not None:
-                self.dispatcher = CallbackDispatcher(self.web.callbacks, self.dialer, self.engine,
-                                                     cast(IReactorTime, reactor), self.instance,
-                                                     settings.callbacks.dispatch_interval)
+        self._screen_pop(settings, reactor)
+        self._web(settings, reactor)
         limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
                            command_timeout=agi.command_timeout)
         peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
@@ -234,6 +206,40 @@ class IVRServer:
         if settings.speech.models or any(m.speech_languages() for m in self.plugins.menus.menus.values()):
             self.audio = AudioSocketFactory(cast(IReactorTime, reactor), peers=peers)
             self.router.speech = self._speech(settings, self.audio)
+
+    def _screen_pop(self, settings: Settings, reactor: Any) -> None:
+        """Cards for the agents' pages, from the call hooks and Asterisk's ringing events."""
+        clock = cast(IReactorTime, reactor)
+        screenpop = ScreenPop(self.pops, CardBuilder(self.engine), self.engine, clock,
+                              settings.routing.region)
+        if SCREENPOP not in settings.plugins.disable:
+            self.plugins.manager.register(screenpop, name=SCREENPOP)
+            if self.ami is not None and self.dialer is not None:
+                screenpop.subscribe(self.ami)
+                self.dialer.announce = lambda call, state: screenpop.outbound(
+                    call.uniqueid, call.agent.code, call.e164, call.request.kind, call.request.reason,
+                    call.request.sms_text, state)
+        self.pop_bridge: PostgresPopBridge | None = None
+        if self.engine.dialect.name == "postgresql":  # pages on other instances get this one's cards
+            self.pop_bridge = PostgresPopBridge(self.engine, self.pops, self.instance, reactor)
+
+    def _web(self, settings: Settings, reactor: Any) -> None:
+        """The HTTP site (listening in start()): the SMS webhook, click-to-call, the agent page,
+        metrics; and the callback dispatcher behind the webhook's requests."""
+        clock = cast(IReactorTime, reactor)
+        dialer = self.dialer  # SMS from numbers the dial policy refuses make no callback
+        allowed = None if dialer is None else (lambda e164: dialer.policy.check_number(e164).allowed)
+        self.web = build_web(settings, self.engine, self.plugins.hook, reactor, self.routing.hours, allowed)
+        sessions = SessionSigner(settings.http.session_secret) if settings.http.session_secret else None
+        if sessions is not None:
+            self.web.add("/agent", AgentPage(self.pops, sessions, self.engine, clock))
+        self.web.add("/metrics", MetricsPage(registry_for(self)))
+        self.dispatcher: CallbackDispatcher | None = None
+        if dialer is not None:
+            self.web.add("/api/calls", ClickToCall(dialer, self.engine, settings.http.admin_key, sessions))
+            if settings.callbacks.dispatch and self.web.callbacks is not None:
+                self.dispatcher = CallbackDispatcher(self.web.callbacks, dialer, self.engine, clock,
+                                                     self.instance, settings.callbacks.dispatch_interval)
 
     def _speech(self, settings: Settings, audio: AudioSocketFactory) -> SpeechService:
         """Load the vosk models (checking every speech menu against them) and the speech service."""

@@ -58,14 +58,14 @@ def agent_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
                              phones=[CustomerPhone(e164=f"+86{OWNED}")]))
         session.commit()
     engine.dispose()
-    ami.set_global("TEST_AGENT_1001_RING", "3")  # rings for 3 s, then talks for 4
-    ami.set_global("TEST_AGENT_1001_TALK", "4")
+    ami.agent_behaves("1001", ring="3", talk="4")  # rings for 3 s, then talks for 4
     ami.manager.send_action({"Action": "QueueRemove", "Queue": "sales", "Interface": "Local/1001@test-agent"})
     response = ami.manager.send_action({"Action": "QueueAdd", "Queue": "sales",
                                         "Interface": "Local/1001@test-agent", "MemberName": "1001"})
     assert response.get_header("Response") == "Success", response.headers
     yield server, http_port
     ami.manager.send_action({"Action": "QueueRemove", "Queue": "sales", "Interface": "Local/1001@test-agent"})
+    ami.agent_behaves("1001")
     server.stop()
 
 
@@ -144,15 +144,16 @@ def test_the_account_owner_rung_directly_gets_the_card_too(
         ami: AMI, agent_server: tuple[ServeProcess, int], browser: Browser) -> None:
     server, port = agent_server
     bo = log_in(browser, port, "1002")
-    ami.set_global("TEST_AGENT_1002", "answer")  # (another test makes 1002 not answer)
-    ami.set_global("TEST_AGENT_1002_RING", "3")
-    ami.set_global("TEST_AGENT_1002_TALK", "3")
-    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
-                  {"IVR_AGI_PORT": str(server.port), "DIGITS": "1", "PRE_WAIT": "2", "POST_WAIT": "40"},
-                  caller_id=f'"Owned" <{OWNED}>')
-    expect(bo.locator("#customer")).to_have_text("Owned customer", timeout=40_000)
-    expect(bo.locator("#state")).to_have_text("ringing")
-    expect(bo.locator("#state")).to_have_text("answered", timeout=10_000)
+    ami.agent_behaves("1002", ring="3", talk="3")
+    try:
+        ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                      {"IVR_AGI_PORT": str(server.port), "DIGITS": "1", "PRE_WAIT": "2", "POST_WAIT": "40"},
+                      caller_id=f'"Owned" <{OWNED}>')
+        expect(bo.locator("#customer")).to_have_text("Owned customer", timeout=40_000)
+        expect(bo.locator("#state")).to_have_text("ringing")
+        expect(bo.locator("#state")).to_have_text("answered", timeout=10_000)
+    finally:
+        ami.agent_behaves("1002")
 
 
 def get(port: int, path: str, cookie: str = "") -> int:
@@ -206,7 +207,7 @@ def test_a_pop_made_on_one_instance_reaches_a_page_on_another(
                               api_token_hash=hash_token(TOKENS["1001"])))
             session.commit()
         page = log_in(browser, http_ports[1], "1001")  # the agent's page is on instance 1
-        ami.set_global("TEST_AGENT_1001_RING", "2")
+        ami.agent_behaves("1001", ring="2")
         connection = http.client.HTTPConnection("127.0.0.1", http_ports[0], timeout=30)
         connection.request("POST", "/api/calls", b'{"agent": "1001", "number": "+8613800000501"}',
                            {"Content-Type": "application/json",

@@ -94,7 +94,9 @@ def final_contacts(engine: Engine, e164: str) -> list[Contact]:
 
 
 @pytest.fixture(scope="module")
-def served(sandbox: Sandbox) -> Iterator[tuple[ServeProcess, int, Engine]]:
+def served(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int, Engine]]:
+    for code in ("1001", "1002"):
+        ami.agent_behaves(code)  # answer after 1 s, stay 30 s, whatever an earlier test set
     http_port = free_port()
     server = ServeProcess(free_port(), server_env(http_port, IVR_PLUGINS_FOLDER=str(TESTS / "e2e_callbacks")))
     engine = make_engine(f"sqlite:///{server.database}")
@@ -199,6 +201,8 @@ def test_two_instances_on_one_postgresql_dial_each_callback_exactly_once(
     database = postgres_url.rsplit("/", 1)[1]
     assert postgres_sandbox("reset", database).returncode == 0
     ports = [free_port(), free_port()]
+    for index in range(6):
+        ami.agent_behaves(f"20{index:02d}")
     servers = [ServeProcess(free_port(), server_env(port, IVR_DATABASE_URL=postgres_url,
                                                     IVR_SERVER_INSTANCE=f"ivr-{index}"))
                for index, port in enumerate(ports)]

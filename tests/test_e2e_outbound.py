@@ -30,7 +30,8 @@ ENV = {"IVR_DIALING_TRUNK": "loop", "IVR_DIALING_CUSTOMER_RING_SECONDS": "4",
 
 
 @pytest.fixture(scope="module")
-def outbound_server(sandbox: Sandbox) -> Iterator[ServeProcess]:
+def outbound_server(sandbox: Sandbox, ami: AMI) -> Iterator[ServeProcess]:
+    ami.agent_behaves("1001")
     server = ServeProcess(free_port(), ENV)
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
@@ -102,8 +103,11 @@ def test_agent_answers_then_the_customer_is_dialled_over_sip(
 def test_an_agent_who_does_not_answer_ends_the_call_before_any_customer_is_dialled(
         ami: AMI, outbound_server: ServeProcess, history: Engine) -> None:
     customer = "+8613800000104"
-    ami.set_global("TEST_AGENT_1002", "noanswer")
-    result = ivr_call(outbound_server, "1002", customer)
+    ami.agent_behaves("1002", "noanswer")
+    try:
+        result = ivr_call(outbound_server, "1002", customer)
+    finally:
+        ami.agent_behaves("1002")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "agent-no-answer" in result.stdout
     contact = final_contact(history, customer)
