@@ -32,7 +32,7 @@ pytestmark = pytest.mark.asterisk
 TOKENS = {"1001": "token-of-agent-1001-0123456789abcdef", "1002": "token-of-agent-1002-0123456789abcdef"}
 HOSTILE = "<script>alert(1)</script> O'Brien \"&amp;\" 李"
 NUMBER = "13900000077"
-OWNED = "13900000078"  # a customer whose account owner (agent 1002) is rung before the queue
+OWNED = "13900000078"  # a customer whose account owner (agent 1002, phone from the agents table) rings first
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -43,8 +43,7 @@ def agent_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
     server = ServeProcess(free_port(), {
         "IVR_HTTP_ENABLED": "true", "IVR_HTTP_PORT": str(http_port),
         "IVR_HTTP_SESSION_SECRET": "agent-page-session-secret-0123456789",
-        "IVR_HTTP_ADMIN_KEY": "agent-page-admin-key-0123456789", "IVR_DIALING_TRUNK": "loop",
-        "IVR_ROUTING_AGENTS": "1002=Local/1002@test-agent"})
+        "IVR_HTTP_ADMIN_KEY": "agent-page-admin-key-0123456789", "IVR_DIALING_TRUNK": "loop"})
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
         for code, token in TOKENS.items():

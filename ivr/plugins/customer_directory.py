@@ -38,4 +38,5 @@ class CustomerDirectory:
             if row is None:
                 return None
             return Customer(phone, True, row.external_id or f"#{row.id}", row.name, row.language,
-                            row.vip_tier, row.owner.code if row.owner else "", row.do_not_call)
+                            row.vip_tier, row.owner.code if row.owner else "", row.do_not_call,
+                            row.owner.device if row.owner and row.owner.active else "")

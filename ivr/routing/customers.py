@@ -39,6 +39,8 @@ class Customer:
     #: The agent who owns the account (rings first), e.g. "1001".
     owner: str = ""
     do_not_call: bool = False
+    #: The owner's phone, when the lookup knows it (the agents table); else ``[routing] agents``.
+    owner_device: str = ""
 
 
 @functools.lru_cache(maxsize=65536)

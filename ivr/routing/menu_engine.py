@@ -50,12 +50,11 @@ def default_decision(customer: Customer, now: dt.datetime, hours: BusinessHours,
                      settings: RoutingSettings) -> RouteDecision:
     """The built-in policy: the customer's language, tier priority, owner first, opening hours."""
     priority = {"vip": settings.vip_priority, "hot-lead": settings.hot_lead_priority}.get(customer.tier, 0)
-    return RouteDecision(
-        language=customer.language,
-        priority=priority,
-        owner_device=settings.agents.get(customer.owner, "") if customer.owner else "",
-        open=hours.is_open(now),
-    )
+    # [routing] agents wins; else the phone the lookup found (the agents table).
+    owner = customer.owner
+    owner_device = (settings.agents.get(owner, "") or customer.owner_device) if owner else ""
+    return RouteDecision(language=customer.language, priority=priority, owner_device=owner_device,
+                         open=hours.is_open(now))
 
 
 @dataclass
