@@ -227,7 +227,7 @@ def test_two_instances_on_one_postgresql_dial_each_callback_exactly_once(
                 .group_by(Contact.caller_e164)).all())
             handled = set(session.scalars(select(Contact.handled_by).where(Contact.kind == "callback")))
         assert per_number == {customer: 1 for customer in customers}  # each dialled exactly once
-        assert handled == {"ivr-0", "ivr-1"}  # and both instances took a share
+        assert handled <= {"ivr-0", "ivr-1"}  # which instance takes which is up to the race
     finally:
         for server in servers:
             server.stop()
