@@ -250,9 +250,12 @@ class IVRServer:
             self.plugins.manager.register(vosk, name=VOSK_PLUGIN)
         hook = self.plugins.hook.ivr_recognizer
         voices = Path(settings.voices.dir) if settings.voices.dir else DEFAULT_BUILD_DIR
+        prompts = PromptAudio(voices)
+        for menu in self.plugins.menus.menus.values():  # read now, not from disk on a call's time
+            for language in menu.speech_languages():
+                prompts.pcm(menu.prompt, language)
         return SpeechService(audio, speech.host, speech.port, cast(IReactorTime, self.reactor),
-                             lambda language, grammar: hook(language=language, grammar=grammar),
-                             PromptAudio(voices))
+                             lambda language, grammar: hook(language=language, grammar=grammar), prompts)
 
     def _open_history(self, settings: Settings, reactor: Any) -> ContactRecorder:
         """Check the schema, replay the journal, reconcile crashed calls, subscribe the plugin."""
@@ -280,11 +283,9 @@ class IVRServer:
         if SMS_OUTBOX not in disable:
             self.plugins.manager.register(SmsOutbox(engine), name=SMS_OUTBOX)
         if CALLER_CALLBACKS not in disable:
-            hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly,
-                                        settings.hours.holidays, settings.source)
-            self.plugins.manager.register(
-                CallerCallbacks(CallbackStore(engine, hours, settings.callbacks), settings.routing.region),
-                name=CALLER_CALLBACKS)
+            store = CallbackStore(engine, self.routing.hours, settings.callbacks)
+            self.plugins.manager.register(CallerCallbacks(store, settings.routing.region),
+                                          name=CALLER_CALLBACKS)
         return recorder
 
     def start(self) -> IListeningPort:

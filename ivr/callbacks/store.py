@@ -178,6 +178,15 @@ class Callback:
 _COLUMNS = [_requests.c[f.name] for f in dataclasses.fields(Callback)]
 
 
+def must_not_call(connection: Connection, e164: str) -> bool:
+    """True if ``e164`` opted out (``opt_outs``, e.g. an SMS STOP) or its customer is do-not-call."""
+    owners = select(_phones.c.customer_id).where(_phones.c.e164 == e164)
+    query = select(or_(select(_opt_outs.c.e164).where(_opt_outs.c.e164 == e164).exists(),
+                       select(_customers.c.id).where(_customers.c.id.in_(owners),
+                                                     _customers.c.do_not_call.is_(True)).exists()))
+    return bool(connection.execute(query).scalar())
+
+
 class CallbackStore:
     """Callback requests on one engine (SQLite or PostgreSQL), timed by the desk's business hours."""
 
@@ -406,14 +415,10 @@ class CallbackStore:
 
     def is_opted_out(self, e164: str, connection: Connection | None = None) -> bool:
         """True if ``e164`` is in ``opt_outs`` or its customer is do-not-call (a DialPolicy port)."""
-        owners = select(_phones.c.customer_id).where(_phones.c.e164 == e164)
-        query = select(or_(select(_opt_outs.c.e164).where(_opt_outs.c.e164 == e164).exists(),
-                           select(_customers.c.id).where(_customers.c.id.in_(owners),
-                                                         _customers.c.do_not_call.is_(True)).exists()))
         if connection is not None:
-            return bool(connection.execute(query).scalar())
+            return must_not_call(connection, e164)
         with self.engine.connect() as own:
-            return bool(own.execute(query).scalar())
+            return must_not_call(own, e164)
 
     def customer_for(self, connection: Connection, e164: str) -> int | None:
         """The id of the customer owning ``e164``, if any."""

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 
 from ivr.callbacks.active import ActiveCalls as ActiveCallsTable
+from ivr.callbacks.store import must_not_call
 from ivr.dialing.outbound import Agent
 from ivr.dialing.policy import DialTarget
 from ivr.history.models import Agent as AgentRow
-from ivr.history.models import Contact, Customer, CustomerPhone, OptOut
+from ivr.history.models import Contact
 
 __all__ = ["DialDirectory", "OUTBOUND_KINDS", "SharedActiveCalls"]
 
@@ -51,11 +52,8 @@ class DialDirectory:
 
     def do_not_call(self, target: DialTarget) -> bool:
         """The customer is do-not-call, or the number opted out (an SMS STOP, customer or not)."""
-        query = (select(Customer.do_not_call).join(CustomerPhone)
-                 .where(CustomerPhone.e164 == target.e164, Customer.do_not_call))
-        with Session(self.engine) as session:
-            return session.execute(query).first() is not None or \
-                session.get(OptOut, target.e164) is not None
+        with self.engine.connect() as connection:
+            return must_not_call(connection, target.e164)
 
     def contacts_since(self, target: DialTarget, since: dt.datetime) -> int:
         query = (select(func.count()).select_from(Contact)

@@ -17,7 +17,6 @@ page's own nonce'd script.
 from __future__ import annotations
 
 import html
-import json
 import secrets
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +34,7 @@ from ivr.errors import WebRequestError
 from ivr.history.models import Agent, Contact
 from ivr.screenpop.hub import PopHub, Stream, sse_event
 from ivr.web.auth import token_matches
-from ivr.web.resources import JsonResource, read_body
+from ivr.web.resources import JsonResource, read_body, read_json_object
 from ivr.web.sessions import COOKIE, AgentSession, SessionSigner
 
 __all__ = ["AgentPage", "DISPOSITIONS"]
@@ -238,20 +237,10 @@ class _SessionJson(JsonResource):
         return session
 
 
-def _body(request: server.Request) -> dict[str, Any]:
-    try:
-        data = json.loads(read_body(request).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise WebRequestError(400, "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise WebRequestError(400, "the body must be a JSON object")
-    return data
-
-
 class _Ack(_SessionJson):
     async def handle_POST(self, request: server.Request) -> tuple[int, object]:
         session = self.session(request)
-        body = _body(request)
+        body = read_json_object(request)
         uniqueid, state = body.get("uniqueid"), body.get("state")
         if not isinstance(uniqueid, str) or not isinstance(state, str):
             raise WebRequestError(400, "uniqueid and state are text")
@@ -265,7 +254,7 @@ class _Disposition(_SessionJson):
 
     async def handle_POST(self, request: server.Request) -> tuple[int, object]:
         session = self.session(request)
-        body = _body(request)
+        body = read_json_object(request)
         uniqueid, outcome, note = body.get("uniqueid"), body.get("outcome"), body.get("note", "")
         if outcome not in DISPOSITIONS:
             raise WebRequestError(400, "outcome must be one of " + ", ".join(DISPOSITIONS))

@@ -20,7 +20,6 @@ cap, 503 a check failed or Asterisk's manager is not connected.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -32,7 +31,7 @@ from ivr.dialing.outbound import DialRefused, OutboundDialer, OutboundRequest
 from ivr.errors import AMIError, WebRequestError
 from ivr.history.models import Agent, Customer, CustomerPhone
 from ivr.web.auth import key_matches, token_matches
-from ivr.web.resources import JsonResource, read_body
+from ivr.web.resources import JsonResource, read_json_object
 from ivr.web.sessions import SessionSigner
 
 __all__ = ["ADMIN_KEY_HEADER", "ClickToCall"]
@@ -54,7 +53,7 @@ class ClickToCall(JsonResource):
         self.sessions = sessions
 
     async def handle_POST(self, request: server.Request) -> tuple[int, object]:
-        body = _json_object(read_body(request))
+        body = read_json_object(request)
         agent = body.get("agent")
         if not isinstance(agent, str) or not agent or len(agent) > 64:
             raise WebRequestError(400, "agent must be an agent code")
@@ -115,13 +114,3 @@ def _header(headers: Any, name: bytes) -> str | None:
         return None
     raw: bytes | str = value[0]
     return raw.decode("latin-1") if isinstance(raw, bytes) else raw
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise WebRequestError(400, "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise WebRequestError(400, "the body must be a JSON object")
-    return data

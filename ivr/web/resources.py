@@ -18,7 +18,8 @@ from twisted.web import http, resource, server
 
 from ivr.errors import WebRequestError
 
-__all__ = ["NotFound", "BoundedRequest", "JsonResource", "bounded_request", "read_body", "write_json"]
+__all__ = ["NotFound", "BoundedRequest", "JsonResource", "bounded_request", "read_body", "read_json_object",
+           "write_json"]
 
 log = Logger(namespace="ivr.web")
 
@@ -69,6 +70,17 @@ def read_body(request: server.Request) -> bytes:
         return b""
     content.seek(0)
     return bytes(content.read())
+
+
+def read_json_object(request: server.Request) -> dict[str, Any]:
+    """The body as a JSON object; 400 for anything else (413 if too large)."""
+    try:
+        data = json.loads(read_body(request).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise WebRequestError(400, "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise WebRequestError(400, "the body must be a JSON object")
+    return data
 
 
 def write_json(request: server.Request, status: int, payload: object) -> bytes:
