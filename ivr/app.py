@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTim
 from twisted.logger import Logger
 
 from ivr.agi.ami import AMIClient, AMICredentials
-from ivr.agi.audiosocket import AudioSocketFactory
+from ivr.audiosocket import AudioSocketFactory
 from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
 from ivr.callbacks.active import ActiveCalls
 from ivr.callbacks.caller_requests import PLUGIN_NAME as CALLER_CALLBACKS
@@ -32,7 +32,7 @@ from ivr.dialing.outbound import OutboundDialer
 from ivr.dialing.policy import DialPolicy
 from ivr.errors import CallHangup, ConfigError
 from ivr.history.recorder import ContactRecorder
-from ivr.history.schema import current_revision, head_revision, make_engine, upgrade
+from ivr.db.schema import current_revision, head_revision, make_engine, upgrade
 from ivr.metrics import MetricsPage, registry_for
 from ivr.plugins.contact_history import ContactHistory
 from ivr.plugins.customer_directory import CustomerDirectory

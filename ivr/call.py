@@ -12,16 +12,15 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
+from ivr.phone import is_dial_string
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.turn import SpeechAnswer
 
-if TYPE_CHECKING:
-    from ivr.speech.service import SpeechService
 
 __all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording"]
 
@@ -36,8 +35,6 @@ _FREE_REPEATS = 5
 _LONG_COMMAND = 3600.0
 
 _EXEC_SPECIALS = str.maketrans({c: "\\" + c for c in '\\,"()[]'})
-#: What a device rung directly may look like: PJSIP/1001, Local/1001@agents.
-_DIAL_STRING = re.compile(r"[A-Za-z0-9]+/[A-Za-z0-9_.@+-]+\Z")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]*\Z")
 _VARIABLE_UNSAFE = str.maketrans({",": " ", "|": " ", "\r": " ", "\n": " ", "&": " "})
 
@@ -80,17 +77,23 @@ def _escape_app_argument(value: str) -> str:
     return value.translate(_EXEC_SPECIALS)
 
 
+class SpeechTurns(Protocol):
+    """Speech turns for calls (:class:`ivr.speech.service.SpeechService` is one)."""
+
+    async def turn(self, call: Call, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer: ...
+
+
 class Call:
     """One call in progress, as seen by route and menu code."""
 
-    def __init__(self, session: FastAGIProtocol) -> None:
+    def __init__(self, session: FastAGIProtocol, speech: SpeechTurns | None = None) -> None:
         self._session = session
         self.env: AGIEnvironment = session.environment
         #: True once this call was sent elsewhere in the dialplan (``goto``) or hung up
         #: by us: the router then leaves the channel alone when the handler returns.
         self.handed_off = False
-        #: Speech turns (set by the server when speech is configured; None: keypad only).
-        self.speech: SpeechService | None = None
+        #: Speech turns (the server's when speech is configured; None: keypad only).
+        self.speech = speech
         #: Every speech turn's answer so far, for the call's steps and history.
         self.heard: list[SpeechAnswer] = []
 
@@ -419,7 +422,7 @@ class Call:
         first, so the agent's screen pop and the queue log see them. ivr's
         session ends here: a caller waiting in a queue holds no AGI session.
         """
-        if owner_device and not _DIAL_STRING.match(owner_device):
+        if owner_device and not is_dial_string(owner_device):
             raise UnsafeArgument(f"owner device {owner_device!r} is not a plain TECH/resource dial string")
         if queue and not _QUEUE_NAME.match(queue):
             raise UnsafeArgument(f"queue name {queue!r} has characters Queue() would treat as options")

@@ -63,7 +63,7 @@ def _plugins_list(args: argparse.Namespace) -> int:
 
 def _db(args: argparse.Namespace) -> int:
     from ivr.config import load_settings
-    from ivr.history.schema import current_revision, downgrade, head_revision, make_engine, upgrade
+    from ivr.db.schema import current_revision, downgrade, head_revision, make_engine, upgrade
 
     settings = load_settings(args.config)
     engine = make_engine(args.url or settings.database.url)

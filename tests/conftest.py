@@ -147,7 +147,7 @@ def ivr_server() -> Iterator[ServeProcess]:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from ivr.history import Contact, make_engine
+    from ivr.db import Contact, make_engine
 
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
@@ -205,8 +205,8 @@ def postgres_url() -> str:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A contact-history database at the newest schema: every test using it runs on both databases."""
-    from ivr.history import make_engine
-    from ivr.history.schema import downgrade, upgrade
+    from ivr.db import make_engine
+    from ivr.db.schema import downgrade, upgrade
 
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'ivr.db'}")

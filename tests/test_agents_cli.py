@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.history import make_engine, upgrade
-from ivr.history.models import Agent
+from ivr.db import make_engine, upgrade
+from ivr.db.models import Agent
 from ivr.web.auth import token_matches
 
 

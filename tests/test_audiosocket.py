@@ -12,7 +12,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ivr.agi.audiosocket import (
+from ivr.audiosocket import (
     AudioSocketFactory,
     AudioSocketLimits,
     AudioSocketSession,
@@ -20,7 +20,7 @@ from ivr.agi.audiosocket import (
     encode_frame,
     frame_bytes,
 )
-from ivr.agi.fastagi import PeerPolicy
+from ivr.agi.peers import PeerPolicy
 from ivr.errors import (
     AudioSocketError,
     AudioSocketTimeout,

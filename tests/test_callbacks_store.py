@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.callbacks import ActiveCalls, CallbackStore, NewCallback, Outcome, next_opening
+from ivr.callbacks import CallbackStore, NewCallback, Outcome, next_opening
 from ivr.callbacks.commands import print_callbacks
 from ivr.config import CallbackSettings
 from ivr.errors import CallbackError, CallbackNotClaimed
-from ivr.history import Customer, CustomerPhone, make_engine, upgrade
-from ivr.history.models import CallbackRequest, OptOut
-from ivr.history.schema import downgrade
+from ivr.dialing.claims import ClaimsTable
+from ivr.db import Customer, CustomerPhone, make_engine, upgrade
+from ivr.db.models import CallbackRequest, OptOut
+from ivr.db.schema import downgrade
 from ivr.routing.hours import BusinessHours
 
 T = TypeVar("T")
@@ -317,7 +318,7 @@ def test_opting_out_cancels_pending_requests_and_marks_the_customer(engine: Engi
 
 
 def test_one_agent_per_customer_across_concurrent_claims(engine: Engine, clock: Clock) -> None:
-    active = ActiveCalls(engine, stale_after=dt.timedelta(hours=1), now=clock)
+    active = ClaimsTable(engine, stale_after=dt.timedelta(hours=1), now=clock)
     answers = at_once(5, lambda i: active.claim(NUMBER, f"100{i}", "click-to-call", "ivr-a") or "")
     winners = [f"100{i}" for i, answer in enumerate(answers) if answer == ""]
     assert len(winners) == 1
@@ -331,7 +332,7 @@ def test_one_agent_per_customer_across_concurrent_claims(engine: Engine, clock: 
 
 
 def test_a_stale_claim_is_taken_over(engine: Engine, clock: Clock) -> None:
-    active = ActiveCalls(engine, stale_after=dt.timedelta(hours=1), now=clock)
+    active = ClaimsTable(engine, stale_after=dt.timedelta(hours=1), now=clock)
     assert active.claim(NUMBER, "1001", "callback", "ivr-dead") is None
     clock.advance(minutes=61)
     assert active.holder(NUMBER) is None

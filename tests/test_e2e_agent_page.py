@@ -23,8 +23,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.history import Contact, Customer, CustomerPhone, make_engine
-from ivr.history.models import Agent
+from ivr.db import Contact, Customer, CustomerPhone, make_engine
+from ivr.db.models import Agent
 from ivr.web.auth import hash_token
 
 pytestmark = pytest.mark.asterisk

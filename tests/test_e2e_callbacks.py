@@ -21,8 +21,8 @@ from conftest import TESTS, ServeProcess, free_port, postgres_sandbox
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.history import Contact, make_engine
-from ivr.history.models import Agent, CallbackRequest
+from ivr.db import Contact, make_engine
+from ivr.db.models import Agent, CallbackRequest
 from ivr.web.auth import hash_token
 from ivr.web.signature import sign
 

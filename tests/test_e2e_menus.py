@@ -13,7 +13,7 @@ from conftest import TEST_ROUTES, TESTS, ServeProcess, free_port
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.history import Contact, make_engine
+from ivr.db import Contact, make_engine
 
 pytestmark = pytest.mark.asterisk
 

@@ -20,8 +20,8 @@ from conftest import ROOT, ServeProcess, free_port
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.history import Contact, make_engine
-from ivr.history.models import Agent
+from ivr.db import Contact, make_engine
+from ivr.db.models import Agent
 
 pytestmark = pytest.mark.asterisk
 

@@ -19,7 +19,7 @@ from speech_audio import phone_line
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.history import Contact, Customer, CustomerPhone, make_engine
+from ivr.db import Contact, Customer, CustomerPhone, make_engine
 
 pytestmark = pytest.mark.asterisk
 

@@ -6,7 +6,8 @@ import pytest
 from conftest import Session
 from twisted.internet import defer
 
-from ivr.agi.fastagi import AGILimits, FastAGIFactory, PeerPolicy
+from ivr.agi.fastagi import AGILimits, FastAGIFactory
+from ivr.agi.peers import PeerPolicy
 from ivr.agi.replies import AGIReply
 from ivr.errors import (
     CallHangup,

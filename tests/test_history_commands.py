@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.history import Agent, Contact, Customer, CustomerPhone, make_engine, upgrade
+from ivr.db import Agent, Contact, Customer, CustomerPhone, make_engine, upgrade
 from ivr.history.commands import path_text, printable, register_cli
 
 PHONE = "+8613800138000"

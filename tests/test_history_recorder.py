@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from twisted.internet import reactor as global_reactor
 from twisted.internet.task import Clock
 
-from ivr.history import Contact, ContactEvent, make_engine
+from ivr.db import Contact, ContactEvent, make_engine
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC).timestamp()
@@ -226,8 +226,8 @@ def test_a_postgresql_outage_under_load_is_journaled_and_replayed(postgres_url: 
 
 
 def test_customers_in_the_database_are_routed_by_their_tier_language_and_owner() -> None:
-    from ivr.history.models import Agent, CustomerPhone
-    from ivr.history.models import Customer as CustomerRow
+    from ivr.db.models import Agent, CustomerPhone
+    from ivr.db.models import Customer as CustomerRow
 
     port = free_port()
     server = ServeProcess(port, {"IVR_ROUTING_AGENTS": "1001=PJSIP/1001"})

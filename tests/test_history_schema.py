@@ -12,8 +12,8 @@ from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.history import Base, Contact, ContactEvent, Customer, CustomerPhone, make_engine
-from ivr.history.schema import current_revision, downgrade, head_revision, upgrade
+from ivr.db import Base, Contact, ContactEvent, Customer, CustomerPhone, make_engine
+from ivr.db.schema import current_revision, downgrade, head_revision, upgrade
 
 TABLES = {"agents", "customers", "customer_phones", "contacts", "contact_events"}
 

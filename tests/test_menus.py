@@ -293,7 +293,7 @@ def test_lookups_are_cached_for_their_ttl() -> None:
 
 @pytest.mark.parametrize("raw", ["", "unknown", "'; DROP TABLE x", "<script>", "1" * 40, "abc"])
 def test_hostile_caller_ids_are_unknown_customers(raw: str) -> None:
-    from ivr.routing.customers import normalise_number
+    from ivr.phone import normalise_number
 
     assert normalise_number(raw, "CN") is None
 

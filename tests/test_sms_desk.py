@@ -13,7 +13,7 @@ from test_sms_webhook import HOSTILE
 
 from ivr.callbacks import CallbackStore, InboundSms, SmsDesk
 from ivr.config import CallbackSettings, SmsSettings
-from ivr.history.models import CallbackRequest, OptOut, SmsMessage
+from ivr.db.models import CallbackRequest, OptOut, SmsMessage
 
 PREMIUM = "+441632960000"  # a number the test's policy refuses
 

@@ -11,7 +11,7 @@ from ivr.callbacks.sms import SmsKeywords
 from ivr.config import SmsSettings
 from ivr.errors import WebRequestError
 from ivr.web.signature import sign, verify
-from ivr.web.sms import parse_sms
+from ivr.callbacks.webhook import parse_sms
 
 SECRET = "a-long-shared-secret-0123456789"
 NOW = 1_795_000_000.0

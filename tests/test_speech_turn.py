@@ -13,7 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ivr.agi.audiosocket import AudioSocketFactory, AudioSocketSession, Kind, encode_frame
+from ivr.audiosocket import AudioSocketFactory, AudioSocketSession, Kind, encode_frame
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import SpeechResult
 from ivr.speech.turn import SpeechAnswer, SpeechTurn

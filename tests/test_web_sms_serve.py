@@ -18,8 +18,8 @@ from conftest import ROOT, ServeProcess, free_port
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.history import make_engine
-from ivr.history.models import CallbackRequest, OptOut, SmsMessage, SmsOutbox
+from ivr.db import make_engine
+from ivr.db.models import CallbackRequest, OptOut, SmsMessage, SmsOutbox
 from ivr.web.signature import sign
 
 SECRET = "serve-test-secret-0123456789abcdef"

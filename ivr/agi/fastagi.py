@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from ivr.agi.peers import PeerGatedFactory, PeerPolicy
 from ivr.agi.quoting import build_command
 from ivr.agi.replies import AGIReply, parse_success
 from ivr.errors import (
@@ -41,14 +42,11 @@ __all__ = [
     "AGILimits",
     "FastAGIFactory",
     "FastAGIProtocol",
-    "PeerPolicy",
 ]
 
 log = Logger(namespace="ivr.agi")
 
 _ENV_KEY = re.compile(rb"agi_[a-z0-9_]{1,64}\Z")
-#: Most peer addresses whose admits() answer is remembered.
-_ADMITS_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,62 +131,6 @@ class _Pending:
         self.timer = None
 
 
-@dataclass(slots=True)
-class PeerPolicy:
-    """Which peers may connect and how many connections each may hold."""
-
-    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
-        ipaddress.ip_network("127.0.0.0/8"),
-        ipaddress.ip_network("::1/128"),
-    )
-    max_per_peer: int = 2000
-    _open: dict[str, int] = field(default_factory=dict)
-    #: admits() answers per host, valid for the ``allowed`` tuple in _admitted_for.
-    _admitted: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
-    _admitted_for: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_strings(cls, networks: Iterable[str], max_per_peer: int) -> PeerPolicy:
-        return cls(
-            allowed=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
-            max_per_peer=max_per_peer,
-        )
-
-    def admits(self, host: str) -> bool:
-        cache = self._admitted
-        if self._admitted_for is not self.allowed:
-            cache.clear()
-            self._admitted_for = self.allowed
-        else:
-            known = cache.get(host)
-            if known is not None:
-                return known
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d
-        admitted = any(address in network for network in self.allowed)
-        if len(cache) < _ADMITS_CACHE_SIZE:
-            cache[host] = admitted
-        return admitted
-
-    def acquire(self, host: str) -> bool:
-        count = self._open.get(host, 0)
-        if count >= self.max_per_peer:
-            return False
-        self._open[host] = count + 1
-        return True
-
-    def release(self, host: str) -> None:
-        count = self._open.get(host, 0) - 1
-        if count <= 0:
-            self._open.pop(host, None)
-        else:
-            self._open[host] = count
-
-
 class FastAGIProtocol(LineOnlyReceiver):
     """One FastAGI session.
 
@@ -205,6 +147,9 @@ class FastAGIProtocol(LineOnlyReceiver):
         clock: IReactorTime,
         on_ready: Callable[[FastAGIProtocol], object],
         limits: AGILimits = AGILimits(),
+        *,
+        peer_host: str = "",
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
         self.clock = clock
         self.limits = limits
@@ -220,9 +165,10 @@ class FastAGIProtocol(LineOnlyReceiver):
         self.closed = False
         self.close_reason: AGIError | None = None
         self._close_waiters: list[defer.Deferred[None]] = []
-        self._on_closed: Callable[[], None] | None = None
+        #: Called by connectionLost before any when_closed() waiter (the factory's bookkeeping).
+        self._on_closed = on_closed
         self._tcp: tcp.Connection | None = None
-        self.peer_host = ""
+        self.peer_host = peer_host
 
     # -- connection -------------------------------------------------------
 
@@ -485,14 +431,14 @@ class FastAGIProtocol(LineOnlyReceiver):
                 self._abandon(pending, error)
 
 
-class FastAGIFactory(Factory):
+class FastAGIFactory(PeerGatedFactory[FastAGIProtocol]):
     """Makes a :class:`FastAGIProtocol` per admitted connection.
 
     Peers outside the allow-list, or over their connection quota, are
     refused before any byte is read (the connection is closed at once).
     """
 
-    noisy = False
+    service = "FastAGI"
 
     def __init__(
         self,
@@ -501,31 +447,10 @@ class FastAGIFactory(Factory):
         limits: AGILimits = AGILimits(),
         peers: PeerPolicy | None = None,
     ) -> None:
+        super().__init__(peers)
         self.clock = clock
         self.on_ready = on_ready
         self.limits = limits
-        self.peers = peers if peers is not None else PeerPolicy()
-        self.sessions: set[FastAGIProtocol] = set()
 
-    def buildProtocol(self, addr: IAddress) -> FastAGIProtocol | None:  # type: ignore[override]
-        host = getattr(addr, "host", "")
-        if not self.peers.admits(host):
-            log.warn("refused FastAGI connection from {host}: not in allowed_peers", host=host)
-            return None
-        if not self.peers.acquire(host):
-            log.warn("refused FastAGI connection from {host}: over {limit} connections",
-                     host=host, limit=self.peers.max_per_peer)
-            return None
-        protocol = FastAGIProtocol(self.clock, self.on_ready, self.limits)
-        protocol.factory = self
-        protocol.peer_host = host
-        self.sessions.add(protocol)
-
-        def forget() -> None:
-            self.sessions.discard(protocol)
-            self.peers.release(host)
-
-        # Called by connectionLost before any when_closed() waiter, as a
-        # waiter registered here first used to be.
-        protocol._on_closed = forget
-        return protocol
+    def build_session(self, host: str, on_closed: Callable[[], None]) -> FastAGIProtocol:
+        return FastAGIProtocol(self.clock, self.on_ready, self.limits, peer_host=host, on_closed=on_closed)

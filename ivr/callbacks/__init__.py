@@ -1,13 +1,11 @@
 """Callback requests: SMS- and IVR-triggered promises to call a customer back, kept in the database.
 
 :mod:`ivr.callbacks.store` creates, claims and finishes them; :mod:`ivr.callbacks.sms`
-turns inbound SMS into them; :mod:`ivr.callbacks.active` keeps one agent per
-customer; :mod:`ivr.callbacks.outbox` is the default ``ivr_send_sms``.
+turns inbound SMS into them; :mod:`ivr.callbacks.outbox` is the default ``ivr_send_sms``.
 """
 
-from ivr.callbacks.active import ActiveCalls
 from ivr.callbacks.sms import InboundSms, SmsDesk, SmsResult
 from ivr.callbacks.store import Callback, CallbackStore, NewCallback, Outcome, next_opening
 
-__all__ = ["ActiveCalls", "Callback", "CallbackStore", "InboundSms", "NewCallback", "Outcome", "SmsDesk",
+__all__ = ["Callback", "CallbackStore", "InboundSms", "NewCallback", "Outcome", "SmsDesk",
            "SmsResult", "next_opening"]

@@ -15,11 +15,10 @@ from twisted.internet import defer, threads
 from ivr.call import Call
 from ivr.callbacks.store import CallbackStore, NewCallback
 from ivr.plugins.hookspecs import hookimpl
-from ivr.routing.customers import normalise_number
+from ivr.phone import normalise_number
 
-__all__ = ["PLUGIN_NAME", "CallerCallbacks"]
+__all__ = ["CallerCallbacks"]
 
-PLUGIN_NAME = "ivr.callbacks.caller_requests"
 
 
 class CallerCallbacks:

@@ -26,7 +26,9 @@ from ivr.callbacks.store import Callback, CallbackStore, Outcome
 from ivr.dialing.outbound import DialRefused, OutboundDialer, OutboundRequest
 from ivr.dialing.policy import DialReason
 from ivr.errors import AMIError
-from ivr.history.models import ActiveCall, Agent
+from ivr.db.models import ActiveCall, Agent
+from collections.abc import Iterator
+from prometheus_client.core import CounterMetricFamily, Metric
 
 __all__ = ["CallbackDispatcher", "store_outcome"]
 
@@ -130,3 +132,8 @@ class CallbackDispatcher:
         except Exception:
             log.failure("recording callback {id}'s outcome ({outcome}) failed", id=callback.id,
                         outcome=outcome.value)
+
+    def metrics(self) -> Iterator[Metric]:
+        """Callback attempts, read when Prometheus scrapes."""
+        yield CounterMetricFamily("ivr_callbacks_dialled", "callback attempts that rang an agent",
+                                  value=self.dialled)

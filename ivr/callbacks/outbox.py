@@ -12,13 +12,12 @@ from typing import cast
 from sqlalchemy import Engine, Table, insert
 from twisted.internet import defer, threads
 
-from ivr.history.models import SmsOutbox as OutboxRow
+from ivr.db.models import SmsOutbox as OutboxRow
 from ivr.plugins.hookspecs import hookimpl
 
-__all__ = ["PLUGIN_NAME", "SmsOutbox"]
+__all__ = ["SmsOutbox"]
 
 #: The name ``ivr plugins list`` shows and ``[plugins] disable`` takes.
-PLUGIN_NAME = "ivr.callbacks.outbox"
 
 _outbox = cast(Table, OutboxRow.__table__)
 

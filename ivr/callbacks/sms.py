@@ -23,8 +23,8 @@ from twisted.logger import Logger
 
 from ivr.callbacks.store import CallbackStore, NewCallback, insert_ignoring, utc, write_transaction
 from ivr.config import SmsSettings
-from ivr.history.models import SmsMessage
-from ivr.routing.customers import normalise_number
+from ivr.db.models import SmsMessage
+from ivr.phone import normalise_number
 
 __all__ = ["ACTED_ON", "InboundSms", "Intent", "SmsDesk", "SmsKeywords", "SmsResult", "normalise_word"]
 

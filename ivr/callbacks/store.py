@@ -27,7 +27,9 @@ from twisted.logger import Logger
 
 from ivr.config import CallbackSettings
 from ivr.errors import CallbackError, CallbackNotClaimed
-from ivr.history.models import CallbackRequest, Customer, CustomerPhone, OptOut
+from ivr.db.models import CallbackRequest, Customer, CustomerPhone, OptOut
+from ivr.dialing.consent import must_not_call
+from ivr.db.sql import insert_ignoring, utc, utc_now, write_transaction
 from ivr.routing.hours import BusinessHours
 
 __all__ = [
@@ -37,8 +39,6 @@ __all__ = [
     "NewCallback",
     "Outcome",
     "next_opening",
-    "utc",
-    "write_transaction",
 ]
 
 log = Logger(namespace="ivr.callbacks")
@@ -50,34 +50,6 @@ _phones = cast(Table, CustomerPhone.__table__)
 
 #: Requests still to be kept: waiting, or being dialled right now.
 OPEN_STATUSES = ("pending", "dialing")
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that may write: ``BEGIN IMMEDIATE`` on SQLite, so there it is the only writer
-    from its first statement (a deferred one that reads first can fail on upgrading to write in
-    WAL mode); an ordinary READ COMMITTED transaction on PostgreSQL. Commits on success."""
-    with engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        yield connection
-        connection.commit()
-
-
-def insert_ignoring(connection: Connection, table: Table, conflict: Sequence[str]) -> Any:
-    """``INSERT ... ON CONFLICT (conflict) DO NOTHING`` in the connection's dialect."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
 
 
 def next_opening(hours: BusinessHours, when: dt.datetime, horizon_days: int = 400) -> dt.datetime | None:
@@ -178,20 +150,11 @@ class Callback:
 _COLUMNS = [_requests.c[f.name] for f in dataclasses.fields(Callback)]
 
 
-def must_not_call(connection: Connection, e164: str) -> bool:
-    """True if ``e164`` opted out (``opt_outs``, e.g. an SMS STOP) or its customer is do-not-call."""
-    owners = select(_phones.c.customer_id).where(_phones.c.e164 == e164)
-    query = select(or_(select(_opt_outs.c.e164).where(_opt_outs.c.e164 == e164).exists(),
-                       select(_customers.c.id).where(_customers.c.id.in_(owners),
-                                                     _customers.c.do_not_call.is_(True)).exists()))
-    return bool(connection.execute(query).scalar())
-
-
 class CallbackStore:
     """Callback requests on one engine (SQLite or PostgreSQL), timed by the desk's business hours."""
 
     def __init__(self, engine: Engine, hours: BusinessHours, settings: CallbackSettings,
-                 now: Callable[[], dt.datetime] = _utc_now) -> None:
+                 now: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
         self.hours = hours
         self.settings = settings

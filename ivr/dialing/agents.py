@@ -15,15 +15,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ivr.phone import is_dial_string
 from ivr.errors import ConfigError
 from ivr.history.commands import database_options, open_history, run_safely
-from ivr.history.models import Agent
+from ivr.db.models import Agent
 from ivr.web.auth import hash_token, new_token
 
 __all__ = ["register_cli"]
 
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
-_DEVICE = re.compile(r"[A-Za-z0-9]+/[A-Za-z0-9_.@+-]+\Z")
 _SKILL = re.compile(r"[a-z0-9_-]{1,32}\Z")
 
 
@@ -31,7 +31,7 @@ def _checked(args: argparse.Namespace) -> tuple[str, str, list[str]]:
     if not _CODE.match(args.code):
         raise ConfigError("command line", "CODE", f"{args.code[:64]!r} is not an agent code",
                           "use letters, digits, - _ . (e.g. 1001)")
-    if args.device and not _DEVICE.match(args.device):
+    if args.device and not is_dial_string(args.device):
         raise ConfigError("command line", "--device", f"{args.device[:64]!r} is not a dial string",
                           "use TECH/resource, e.g. PJSIP/1001")
     skills = [s.strip() for s in (args.skills or "").split(",") if s.strip()]

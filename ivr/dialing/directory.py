@@ -12,31 +12,16 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 
-from ivr.callbacks.active import ActiveCalls as ActiveCallsTable
-from ivr.callbacks.store import must_not_call
+from ivr.dialing.consent import must_not_call
 from ivr.dialing.outbound import Agent
 from ivr.dialing.policy import DialTarget
-from ivr.history.models import Agent as AgentRow
-from ivr.history.models import Contact
+from ivr.db.models import Agent as AgentRow
+from ivr.db.models import Contact
 
-__all__ = ["DialDirectory", "OUTBOUND_KINDS", "SharedActiveCalls"]
+__all__ = ["DialDirectory", "OUTBOUND_KINDS"]
 
 #: Contacts that count against a customer's daily cap: the calls we make, not the ones they make.
 OUTBOUND_KINDS = ("click-to-call", "callback")
-
-
-class SharedActiveCalls:
-    """Claims on customers in the database (``active_calls``), shared by every ``ivr serve``."""
-
-    def __init__(self, claims: ActiveCallsTable, instance: str) -> None:
-        self.claims = claims
-        self.instance = instance
-
-    def claim(self, e164: str, agent: str, kind: str) -> defer.Deferred[str | None]:
-        return threads.deferToThread(self.claims.claim, e164, agent, kind, self.instance)
-
-    def release(self, e164: str, agent: str) -> defer.Deferred[None]:
-        return threads.deferToThread(self.claims.release, e164, agent).addCallback(lambda _: None)
 
 
 class DialDirectory:

@@ -25,14 +25,14 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ivr.agi.ami import AMIClient, OriginateOutcome, OriginateResult
+from ivr.ami import AMIClient, OriginateOutcome, OriginateResult
 from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
 from ivr.errors import AMIDisconnected, AMIError, CallHangup, IVRError
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
 from ivr.routing.router import CallOutcome, CallStep, Route, notify
 
-__all__ = ["ActiveCalls", "DialRefused", "OutboundCall", "OutboundDialer", "OutboundRequest",
+__all__ = ["CustomerClaims", "DialRefused", "OutboundCall", "OutboundDialer", "OutboundRequest",
            "CALLBACK_SCRIPT"]
 
 log = Logger(namespace="ivr.dialing")
@@ -95,7 +95,7 @@ class OutboundCall:
     outcome: str | None = None
 
 
-class ActiveCalls(Protocol):
+class CustomerClaims(Protocol):
     """Who is on each customer now: an atomic claim, so two agents never call one customer."""
 
     def claim(self, e164: str, agent: str, kind: str) -> defer.Deferred[str | None]:
@@ -109,9 +109,10 @@ class OutboundDialer:
     """Places agent-first calls through AMI and serves their ``callback`` AGI script."""
 
     def __init__(self, ami: AMIClient, policy: DialPolicy, recorder: ContactRecorder, clock: IReactorTime,
-                 find_agent: Callable[[str], Awaitable[Agent | None]], active: ActiveCalls, *,
+                 find_agent: Callable[[str], Awaitable[Agent | None]], active: CustomerClaims, *,
                  trunk: str, instance: str, agi_port: int | None = None, agent_ring_seconds: float = 30.0,
-                 customer_ring_seconds: int = 40, hooks: Any = None, hook_deadline: float = 1.0) -> None:
+                 customer_ring_seconds: int = 40, hooks: Any = None, hook_deadline: float = 1.0,
+                 on_state: Callable[[OutboundCall, str], None] | None = None) -> None:
         self.ami = ami
         self.policy = policy
         self.recorder = recorder
@@ -128,7 +129,7 @@ class OutboundDialer:
         self.hook_deadline = hook_deadline
         self.calls: dict[str, OutboundCall] = {}
         #: Told when an agent leg rings, is answered, ends (the screen pop listens).
-        self.announce: Callable[[OutboundCall, str], None] | None = None
+        self.on_state = on_state
 
     def route(self) -> Route:
         """The AGI script the agent's answered leg runs; it lives as long as the conversation."""
@@ -179,9 +180,9 @@ class OutboundDialer:
         return call
 
     def _announce(self, call: OutboundCall, state: str) -> None:
-        if self.announce is not None:
+        if self.on_state is not None:
             try:
-                self.announce(call, state)
+                self.on_state(call, state)
             except Exception:
                 log.failure("announcing {uniqueid} ({state}) failed", uniqueid=call.uniqueid, state=state)
 

@@ -1,23 +1,6 @@
-"""The contact history: every contact with a customer, in SQLite or PostgreSQL.
+"""The contact history feature: every call recorded, a customer's timeline, export and purge.
 
-This package holds the schema (:mod:`ivr.history.models`) and its Alembic
-migrations (:mod:`ivr.history.schema`). The plugin that records calls into it
-builds on these (issue #5).
+The tables live in :mod:`ivr.db`; this package records calls into them
+(:mod:`ivr.history.recorder`, subscribed by :mod:`ivr.history.plugin`) and
+reads them back for people (the ``ivr history`` commands).
 """
-
-from ivr.history.models import Agent, Base, Contact, ContactEvent, Customer, CustomerPhone
-from ivr.history.schema import current_revision, downgrade, head_revision, make_engine, upgrade
-
-__all__ = [
-    "Agent",
-    "Base",
-    "Contact",
-    "ContactEvent",
-    "Customer",
-    "CustomerPhone",
-    "current_revision",
-    "downgrade",
-    "head_revision",
-    "make_engine",
-    "upgrade",
-]

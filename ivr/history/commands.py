@@ -51,9 +51,9 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ivr.config import Settings, load_settings
 from ivr.errors import ConfigError
-from ivr.history.models import Agent, Contact, Customer, CustomerPhone
-from ivr.history.schema import current_revision, head_revision, make_engine
-from ivr.routing.customers import normalise_number
+from ivr.db.models import Agent, Contact, Customer, CustomerPhone
+from ivr.db.schema import current_revision, head_revision, make_engine
+from ivr.phone import normalise_number
 
 __all__ = [
     "CSV_COLUMNS",

@@ -18,7 +18,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
@@ -32,7 +32,8 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from ivr.errors import ConfigError
-from ivr.history.models import Contact
+from ivr.db.models import Contact
+from prometheus_client.core import CounterMetricFamily, Metric
 
 __all__ = ["ContactEnd", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
 
@@ -298,6 +299,14 @@ class ContactRecorder:
             known.clear()
         known.update(started)
         known.difference_update(r.uniqueid for r in ends)
+
+    def metrics(self) -> Iterator[Metric]:
+        """What the writer did, read when Prometheus scrapes."""
+        yield CounterMetricFamily("ivr_history_records_written", "contact records written to the database",
+                                  value=self.written)
+        yield CounterMetricFamily("ivr_history_records_journaled",
+                                  "contact records that went to the journal (database down)",
+                                  value=self.journaled)
 
 
 #: The contacts columns a start sets, then the rest with their empty values, in insert order.

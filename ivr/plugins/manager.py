@@ -1,4 +1,5 @@
-"""Loading plugins: built-ins, the ``ivr`` entry-point group, then a plugins folder.
+"""Loading plugins: built-ins (:mod:`ivr.plugins.builtins`), the ``ivr`` entry-point group,
+then a plugins folder.
 
 Each source is loaded one plugin at a time so that an import error, a hook
 with a misspelt name or wrong arguments, or a duplicate route stops start-up
@@ -11,7 +12,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -21,14 +22,15 @@ import pluggy
 
 from ivr.errors import PluginError
 from ivr.plugins import hookspecs
+from ivr.plugins.builtins import BUILTIN_PLUGINS, BuiltinPlugin
 from ivr.routing.menus import Menu, MenuRoute, MenuSet, load_menu_file
 from ivr.routing.router import Route
 
-__all__ = ["DEFAULT_PLUGINS", "PluginInfo", "Plugins", "load_plugins"]
+__all__ = ["PluginInfo", "Plugins", "load_plugins"]
 
-#: Built-in features, registered first, as plugins like any other.
-DEFAULT_PLUGINS = ("ivr.plugins.diagnostics", "ivr.plugins.demo_hotline")
 ENTRY_POINT_GROUP = "ivr"
+#: How ``ivr plugins list`` describes a built-in that ``ivr serve`` builds with its services.
+SERVER_BUILT = "built-in (started by ivr serve)"
 
 
 @dataclass
@@ -52,10 +54,44 @@ class Plugins:
     menus: MenuSet
     #: Plugins found but not loaded because the config disables them.
     disabled: list[str] = field(default_factory=list)
+    #: Built-ins that need the server's services, waiting for :meth:`start_builtins`.
+    awaiting: list[BuiltinPlugin] = field(default_factory=list)
 
     @property
     def hook(self) -> Any:
         return self.manager.hook
+
+    def implements(self, hook_name: str) -> bool:
+        """True if a loaded plugin, or a built-in still to be started, implements ``hook_name``."""
+        if getattr(self.manager.hook, hook_name).get_hookimpls():
+            return True
+        return any(hook_name in _class_hooks(builtin) for builtin in self.awaiting)
+
+    def unknown(self, disable: Iterable[str]) -> list[str]:
+        """The names in ``disable`` that no plugin has (a misspelt ``[plugins] disable``)."""
+        return [name for name in disable if name not in self.disabled]
+
+    def start_builtins(self, factories: Mapping[str, Callable[[], object | None]]) -> None:
+        """Register the awaiting built-ins, each built by its factory (the composition root's).
+
+        A factory may return None when the feature has nothing to do (no speech
+        model configured): the plugin is then listed as not in use.
+        """
+        missing = [b.name for b in self.awaiting if b.name not in factories]
+        if missing:
+            raise PluginError(missing[0], "built-in", "ivr serve has no way to build this plugin")
+        info = {i.name: i for i in self.info}
+        for builtin in self.awaiting:
+            plugin = factories[builtin.name]()
+            if plugin is None:
+                info[builtin.name].source = f"{SERVER_BUILT}, not in use"
+                info[builtin.name].hooks = []
+                continue
+            try:
+                self.manager.register(plugin, name=builtin.name)
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(builtin.name, "built-in", str(exc)) from None
+        self.awaiting = []
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -89,9 +125,21 @@ def _candidates(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.py") if not p.name.startswith(("_", ".")))
 
 
-def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT_PLUGINS,
-                 disable: Collection[str] = ()) -> Plugins:
-    """Load every plugin not in ``disable`` and collect its routes; raise PluginError on any problem."""
+def _class_hooks(builtin: BuiltinPlugin) -> list[str]:
+    """The hooks a built-in class implements (its methods marked with ``hookimpl``)."""
+    module_name, _, class_name = builtin.target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return sorted(name for name in dir(cls)
+                  if name.startswith("ivr_") and hasattr(getattr(cls, name), "ivr_impl"))
+
+
+def load_plugins(folder: Path | None = None, disable: Collection[str] = (),
+                 builtins: Iterable[BuiltinPlugin] = BUILTIN_PLUGINS) -> Plugins:
+    """Load every plugin not in ``disable`` and collect its routes; raise PluginError on any problem.
+
+    Built-ins that need the server's services are listed but wait for
+    :meth:`Plugins.start_builtins`; all others are registered here.
+    """
     pm = pluggy.PluginManager("ivr")
     pm.add_hookspecs(hookspecs)
     info: list[PluginInfo] = []
@@ -104,9 +152,15 @@ def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT
             return False
         return True
 
-    for module_name in builtins:
-        if wanted(module_name):
-            _register(pm, importlib.import_module(module_name), module_name, "built-in", info)
+    awaiting: list[BuiltinPlugin] = []
+    for builtin in builtins:
+        if not wanted(builtin.name):
+            continue
+        if builtin.needs_server:
+            awaiting.append(builtin)
+            info.append(PluginInfo(builtin.name, SERVER_BUILT, _class_hooks(builtin)))
+        else:
+            _register(pm, importlib.import_module(builtin.target), builtin.name, "built-in", info)
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if not wanted(entry_point.name):
             continue
@@ -132,7 +186,7 @@ def load_plugins(folder: Path | None = None, builtins: tuple[str, ...] = DEFAULT
         name = pm.get_name(exc.plugin) or "?"
         source = next((i.source for i in info if i.name == name), "?")
         raise PluginError(name, source, f"{exc} (hooks must be named ivr_* from ivr.hookspecs)") from None
-    return Plugins(pm, info, _collect_routes(pm, info), _collect_menus(pm, info, folder), disabled)
+    return Plugins(pm, info, _collect_routes(pm, info), _collect_menus(pm, info, folder), disabled, awaiting)
 
 
 def _collect_routes(pm: pluggy.PluginManager, info: list[PluginInfo]) -> list[Route]:

@@ -20,9 +20,8 @@ from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import Recognizer
 from ivr.speech.vosk_backend import VoskSpeech, packaged_model
 
-__all__ = ["PLUGIN_NAME", "VoskPlugin"]
+__all__ = ["VoskPlugin"]
 
-PLUGIN_NAME = "ivr.plugins.vosk_speech"
 
 
 class VoskPlugin:

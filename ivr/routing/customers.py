@@ -7,20 +7,19 @@ are cached for a while, because a slow CRM must never keep a caller ringing.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ivr.phone import normalise_number
 from ivr.routing.router import await_hook
 
-__all__ = ["Customer", "CustomerLookup", "normalise_number"]
+__all__ = ["Customer", "CustomerLookup"]
 
 log = Logger(namespace="ivr.routing")
 
@@ -41,24 +40,6 @@ class Customer:
     do_not_call: bool = False
     #: The owner's phone, when the lookup knows it (the agents table); else ``[routing] agents``.
     owner_device: str = ""
-
-
-@functools.lru_cache(maxsize=65536)
-def normalise_number(raw: str | None, region: str) -> str | None:
-    """``raw`` caller ID as E.164 (``+8613800138000``), or None if it is not a phone number.
-
-    Cached: a call centre hears the same callers again and again, parsing costs
-    ~30 us, and both the history and the customer lookup ask for every call.
-    """
-    if not raw or len(raw) > 32:
-        return None
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
 class CustomerLookup:

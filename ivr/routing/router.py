@@ -9,7 +9,7 @@ dead air because of us. A hangup is the normal end of a call.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,8 +19,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ivr.agi.fastagi import FastAGIProtocol
-from ivr.call import Call
+from ivr.call import Call, SpeechTurns
 from ivr.errors import (
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     AGIError,
     CallHangup,
     CommandTimeout,
@@ -29,8 +30,6 @@ from ivr.errors import (
     ProtocolError,
 )
 
-if TYPE_CHECKING:
-    from ivr.speech.service import SpeechService
 
 __all__ = ["Fallback", "Handler", "Route", "Router"]
 
@@ -148,6 +147,7 @@ class Router:
         call_deadline: float = 3600.0,
         hooks: Any | None = None,
         hook_deadline: float = 1.0,
+        speech: SpeechTurns | None = None,
     ) -> None:
         self.clock = clock
         #: Seconds a plugin's notification hook may take before the call moves on without it.
@@ -160,7 +160,7 @@ class Router:
         self.call_deadline = call_deadline
         self.routes: dict[str, Route] = {}
         #: Speech turns for menus (None: keypad only).
-        self.speech: SpeechService | None = None
+        self.speech = speech
         self.calls_started = 0
         self.calls_failed = 0
         for route in routes:
@@ -175,8 +175,7 @@ class Router:
     def session_ready(self, session: FastAGIProtocol) -> defer.Deferred[None]:
         """Serve one session; the outermost coroutine of each call starts here."""
         self.calls_started += 1
-        call = Call(session)
-        call.speech = self.speech
+        call = Call(session, self.speech)
         route = self.routes.get(call.script)
         deadline = route.deadline if route is not None and route.deadline else self.call_deadline
         state = _Deadline()
@@ -286,3 +285,9 @@ class Router:
             log.warn("could not send call {uniqueid} to the fallback: {error}",
                      uniqueid=call.uniqueid, error=exc)
 
+    def metrics(self) -> Iterator[Metric]:
+        """The calls counters, read when Prometheus scrapes."""
+        yield CounterMetricFamily("ivr_calls_started", "AGI sessions served", value=self.calls_started)
+        yield CounterMetricFamily("ivr_calls_failed", "calls whose handler failed or ran out of time",
+                                  value=self.calls_failed)
+        yield GaugeMetricFamily("ivr_calls_active", "calls in ivr now", value=len(self.active))

@@ -57,7 +57,6 @@ class PostgresPopBridge:
         self.reactor = reactor
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        hub.forward = self.publish
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._listen, name="ivr-pop-listener", daemon=True)

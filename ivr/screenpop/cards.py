@@ -18,7 +18,7 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 
-from ivr.history.models import Agent, Contact, Customer, CustomerPhone
+from ivr.db.models import Agent, Contact, Customer, CustomerPhone
 
 __all__ = ["CallContext", "Card", "CardBuilder", "RECENT_CONTACTS"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ivr.screenpop.cards import Card
+from prometheus_client.core import CounterMetricFamily, Metric
 
 __all__ = ["PopHub", "Stream"]
 
@@ -59,8 +60,13 @@ class PopHub:
         self._next_id = 0
         self.delivered = 0
         self.undelivered = 0
-        #: Other instances' hubs (PostgreSQL NOTIFY), set by the bridge.
-        self.forward: Callable[[Card], None] | None = None
+        #: Other instances' hubs (PostgreSQL NOTIFY): see :meth:`forward_to`.
+        self._forward: Callable[[Card], None] | None = None
+
+    def forward_to(self, publish: Callable[[Card], None]) -> None:
+        """Also send every card popped here to ``publish`` (the bridge to other instances), and
+        leave delivery of cards for agents with no page here to the instance that has it."""
+        self._forward = publish
 
     # -- pages --------------------------------------------------------------
 
@@ -109,8 +115,8 @@ class PopHub:
         if card.uniqueid not in seen:
             seen.append(card.uniqueid)
         self._deliver(pending)
-        if forward and self.forward is not None:
-            self.forward(card)
+        if forward and self._forward is not None:
+            self._forward(card)
 
     def state(self, agent: str, uniqueid: str, state: str) -> None:
         """The call on ``agent``'s card is now ``state`` (answered, ended)."""
@@ -131,7 +137,7 @@ class PopHub:
         if pending.acked or self.current.get(pending.card.agent) is not pending:
             return
         streams = list(self.streams.get(pending.card.agent, []))
-        if not streams and self.forward is not None:
+        if not streams and self._forward is not None:
             return  # the agent's page may be on another instance: that one delivers and retries
         if pending.tries >= self.max_tries:
             self.undelivered += 1
@@ -151,6 +157,13 @@ class PopHub:
         except Exception:
             log.failure("writing to agent {agent}'s page failed", agent=stream.agent)
             self.disconnect(stream)
+
+    def metrics(self) -> Iterator[Metric]:
+        """Cards delivered and not, read when Prometheus scrapes."""
+        yield CounterMetricFamily("ivr_screenpop_cards_delivered", "cards acknowledged by agents' pages",
+                                  value=self.delivered)
+        yield CounterMetricFamily("ivr_screenpop_cards_undelivered",
+                                  "cards no page acknowledged after every retry", value=self.undelivered)
 
 
 def sse_event(event_id: int, name: str, data: dict[str, Any]) -> bytes:

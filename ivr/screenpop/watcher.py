@@ -22,18 +22,17 @@ from twisted.internet import threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ivr.agi.ami import AMIMessage
+from ivr.ami import AMIMessage
 from ivr.call import Call
-from ivr.history.models import Agent
+from ivr.db.models import Agent
 from ivr.plugins.hookspecs import hookimpl
-from ivr.routing.customers import normalise_number
+from ivr.phone import normalise_number
 from ivr.routing.router import CallOutcome, CallStep
 from ivr.screenpop.cards import CallContext, Card, CardBuilder
 from ivr.screenpop.hub import PopHub
 
-__all__ = ["PLUGIN_NAME", "ScreenPop"]
+__all__ = ["ScreenPop"]
 
-PLUGIN_NAME = "ivr.screenpop"
 log = Logger(namespace="ivr.screenpop")
 
 #: Seconds a call's context is kept after ivr handed it on (the caller may wait in a queue).

@@ -13,22 +13,19 @@ import uuid
 import wave
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ivr.agi.audiosocket import AudioSocketFactory
+from ivr.audiosocket import AudioSocketFactory
 from ivr.errors import AudioSocketError, AudioSocketTimeout, ConfigError
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import Recognizer
 from ivr.speech.turn import SpeechAnswer, SpeechTurn
 
-if TYPE_CHECKING:
-    from ivr.call import Call
-
-__all__ = ["PromptAudio", "SpeechService"]
+__all__ = ["PromptAudio", "SpeechCall", "SpeechService"]
 
 log = Logger(namespace="ivr.speech")
 
@@ -59,6 +56,15 @@ class PromptAudio:
         return found
 
 
+class SpeechCall(Protocol):
+    """What a speech turn needs of a call (:class:`ivr.Call` is one): its id, and EXEC."""
+
+    @property
+    def uniqueid(self) -> str: ...
+
+    async def exec(self, application: str, *args: str) -> int: ...
+
+
 class SpeechService:
     """Speech turns for calls: shared by every call of one server."""
 
@@ -76,7 +82,7 @@ class SpeechService:
     def recognizer(self, grammar: SpeechGrammar) -> Recognizer | None:
         return self.recognizers(grammar.language, grammar)
 
-    async def turn(self, call: Call, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer:
+    async def turn(self, call: SpeechCall, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer:
         """Play ``prompt`` and listen. Speech machinery that fails answers ``error`` (keypad only)."""
         recognizer = self.recognizer(grammar)
         if recognizer is None:

@@ -1,6 +1,6 @@
 """One speech menu turn over AudioSocket: prompt, barge-in, DTMF, timeout, decision.
 
-:class:`SpeechTurn` joins an :class:`~ivr.agi.audiosocket.AudioSocketSession`
+:class:`SpeechTurn` joins an :class:`~ivr.audiosocket.AudioSocketSession`
 (the caller's audio and keys) to a :class:`~ivr.speech.recognizer.Recognizer`
 (what they said). It streams the prompt, stops it as soon as the caller
 starts speaking, takes a key at any moment (the keypad always wins: dialects
@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from ivr.agi.audiosocket import AudioSocketSession
+from ivr.audiosocket import AudioSocketSession
 from ivr.errors import CallHangup
 from ivr.speech.recognizer import Recognizer, SpeechResult
 

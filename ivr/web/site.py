@@ -1,9 +1,9 @@
-"""The HTTP API site: one twisted.web resource tree under ``/``, endpoints under ``/api/``.
+"""The HTTP site: one twisted.web resource tree under ``/``, endpoints under ``/api/``.
 
-:func:`build_web` makes it from the settings with the SMS webhook at
-``/api/sms``; other features add theirs with :meth:`WebSite.add` (e.g.
-``/api/calls``, an agent page) before or after it listens. It listens only
-when ``[http] enabled`` is true, on ``[http] host`` (loopback by default).
+Infrastructure only: features add their resources with :meth:`WebSite.add`
+(``/api/sms``, ``/api/calls``, ``/agent``), wired by the composition root.
+It listens only when ``[http] enabled`` is true, on ``[http] host``
+(loopback by default).
 """
 
 from __future__ import annotations
@@ -16,16 +16,11 @@ from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTim
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from ivr.callbacks.sms import SmsDesk
-from ivr.callbacks.store import CallbackStore
 from ivr.config import HTTPSettings, Settings
-from ivr.dialing.policy import DialPolicy
 from ivr.errors import ConfigError
-from ivr.routing.hours import BusinessHours
 from ivr.web.resources import NotFound, bounded_request
-from ivr.web.sms import SmsWebhook
 
-__all__ = ["MIN_SECRET_CHARS", "WebSite", "build_web"]
+__all__ = ["MIN_SECRET_CHARS", "WebSite", "check_secrets"]
 
 log = Logger(namespace="ivr.web")
 
@@ -48,8 +43,6 @@ class WebSite:
             parsePOSTFormSubmission=False, timeout=IDLE_TIMEOUT)
         self.site.displayTracebacks = False
         self.port: IListeningPort | None = None
-        #: Set by :func:`build_web`: the callback requests behind the SMS webhook.
-        self.callbacks: CallbackStore | None = None
 
     def add(self, path: str, child: resource.Resource) -> None:
         """Serve ``child`` at ``path`` (``"/api/calls"``, ``"/agent"``); a path may be taken only once."""
@@ -83,6 +76,14 @@ class WebSite:
         return self.port
 
 
+def check_secrets(settings: Settings) -> None:
+    """Refuse secrets too short to be secret (each is optional: empty turns its feature off)."""
+    http = settings.http
+    _check_secret(settings, "http.sms_secret", http.sms_secret)
+    _check_secret(settings, "http.admin_key", http.admin_key)
+    _check_secret(settings, "http.session_secret", http.session_secret)
+
+
 def _check_secret(settings: Settings, key: str, value: str) -> None:
     if value and len(value) < MIN_SECRET_CHARS:
         variable = "IVR_" + key.upper().replace(".", "_")
@@ -90,27 +91,3 @@ def _check_secret(settings: Settings, key: str, value: str) -> None:
                           f"shorter than {MIN_SECRET_CHARS} characters (not shown)",
                           "use a long random value, e.g. the output of "
                           "`python -c 'import secrets; print(secrets.token_hex(32))'`")
-
-
-def build_web(settings: Settings, engine: Engine, hooks: Any, reactor: Any, hours: BusinessHours,
-              number_allowed: Callable[[str], bool] | None = None) -> WebSite:
-    """The site with ``/api/sms``. ``number_allowed`` is the dial policy's number check (default:
-    a :class:`DialPolicy` for ``[routing] region`` only): SMS from numbers it refuses make no callback."""
-    http = settings.http
-    _check_secret(settings, "http.sms_secret", http.sms_secret)
-    _check_secret(settings, "http.admin_key", http.admin_key)
-    _check_secret(settings, "http.session_secret", http.session_secret)
-    if number_allowed is None:
-        policy = DialPolicy(contacts_since=None, active_agent=None, region=settings.routing.region,
-                            max_attempts=None)
-
-        def number_allowed(e164: str) -> bool:
-            return policy.check_number(e164).allowed
-
-    web = WebSite(http, reactor)
-    web.callbacks = CallbackStore(engine, hours, settings.callbacks)
-    desk = SmsDesk(web.callbacks, settings.sms, settings.routing.region, number_allowed) \
-        if http.sms_secret else None
-    web.add("/api/sms", SmsWebhook(desk, http.sms_secret, hooks, cast(IReactorTime, reactor),
-                                   http.signature_tolerance))
-    return web

@@ -1,7 +1,7 @@
 """Database engines and schema migrations (Alembic) for the contact history.
 
 SQLite gets WAL and sensible pragmas; PostgreSQL goes through psycopg 3.
-Migrations live in ``ivr/history/migrations`` and run programmatically, so
+Migrations live in ``ivr/db/migrations`` and run programmatically, so
 ``ivr db upgrade`` needs no alembic.ini.
 """
 

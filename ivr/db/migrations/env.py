@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection ivr.history.schema hands over."""
+"""Alembic environment: runs on the connection ivr.db.schema hands over."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from ivr.history.models import Base
+from ivr.db.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata,

@@ -13,25 +13,22 @@ from collections.abc import Callable
 from typing import cast
 
 from sqlalchemy import Engine, Table, delete, select
+from twisted.internet import defer, threads
 
-from ivr.callbacks.store import insert_ignoring, utc, write_transaction
-from ivr.history.models import ActiveCall
+from ivr.db.models import ActiveCall
+from ivr.db.sql import insert_ignoring, utc, utc_now, write_transaction
 
-__all__ = ["ActiveCalls"]
+__all__ = ["ClaimsTable", "SharedClaims"]
 
 _active = cast(Table, ActiveCall.__table__)
 
 
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class ActiveCalls:
+class ClaimsTable:
     """Claims on customers being called. ``stale_after``: a claim older than this is taken over
     (its instance died without releasing it); make it longer than any call."""
 
     def __init__(self, engine: Engine, stale_after: dt.timedelta = dt.timedelta(hours=4),
-                 now: Callable[[], dt.datetime] = _utc_now) -> None:
+                 now: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
         self.stale_after = stale_after
         self._now = now
@@ -72,3 +69,18 @@ class ActiveCalls:
         if row is None or utc(row.started_at) < self._now().astimezone(dt.UTC) - self.stale_after:
             return None
         return str(row.agent)
+
+
+class SharedClaims:
+    """:class:`ClaimsTable` off the reactor, for one instance: the dialer's
+    :class:`~ivr.dialing.outbound.CustomerClaims`, shared by every ``ivr serve``."""
+
+    def __init__(self, claims: ClaimsTable, instance: str) -> None:
+        self.claims = claims
+        self.instance = instance
+
+    def claim(self, e164: str, agent: str, kind: str) -> defer.Deferred[str | None]:
+        return threads.deferToThread(self.claims.claim, e164, agent, kind, self.instance)
+
+    def release(self, e164: str, agent: str) -> defer.Deferred[None]:
+        return threads.deferToThread(self.claims.release, e164, agent).addCallback(lambda _: None)

@@ -46,7 +46,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ivr.agi.fastagi import PeerPolicy
+from ivr.agi.peers import PeerGatedFactory, PeerPolicy
 from ivr.errors import (
     AGIError,
     AudioSocketError,
@@ -169,14 +169,15 @@ class AudioSocketSession(Protocol):
     """
 
     def __init__(self, clock: IReactorTime, limits: AudioSocketLimits = AudioSocketLimits(),
-                 claim: Callable[[AudioSocketSession, uuid.UUID], bool] | None = None) -> None:
+                 claim: Callable[[AudioSocketSession, uuid.UUID], bool] | None = None, *,
+                 peer_host: str = "", on_closed: Callable[[], None] | None = None) -> None:
         self.clock = clock
         self.limits = limits
         self._claim = claim
         self.uuid: uuid.UUID | None = None
         #: Rate of the caller's audio, set by the first audio frame.
         self.sample_rate: int | None = None
-        self.peer_host = ""
+        self.peer_host = peer_host
         self.closed = False
         self.close_reason: AGIError | None = None
         self._buffer = bytearray()
@@ -186,7 +187,7 @@ class AudioSocketSession(Protocol):
         self._digits: deque[str] = deque()
         self._playback: _Playback | None = None
         self._close_waiters: list[defer.Deferred[AGIError]] = []
-        self._on_closed: Callable[[], None] | None = None
+        self._on_closed = on_closed
         self._hangup_sent = False
 
     # -- connection -------------------------------------------------------
@@ -442,7 +443,7 @@ class _Expected:
         self.timer = timer
 
 
-class AudioSocketFactory(Factory):
+class AudioSocketFactory(PeerGatedFactory[AudioSocketSession]):
     """Accepts AudioSocket connections and hands each to whoever expects its UUID.
 
     A FastAGI call picks a fresh UUID, calls :meth:`expect`, then EXECs
@@ -450,14 +451,13 @@ class AudioSocketFactory(Factory):
     allow-list, and UUIDs nobody expects (or that already timed out), are refused.
     """
 
-    noisy = False
+    service = "AudioSocket"
 
     def __init__(self, clock: IReactorTime, limits: AudioSocketLimits = AudioSocketLimits(),
                  peers: PeerPolicy | None = None) -> None:
+        super().__init__(peers)
         self.clock = clock
         self.limits = limits
-        self.peers = peers if peers is not None else PeerPolicy()
-        self.sessions: set[AudioSocketSession] = set()
         self._expected: dict[uuid.UUID, _Expected] = {}
 
     def expect(self, ident: uuid.UUID, timeout: float | None = None) -> defer.Deferred[AudioSocketSession]:
@@ -503,23 +503,5 @@ class AudioSocketFactory(Factory):
         entry.deferred.callback(session)
         return True
 
-    def buildProtocol(self, addr: IAddress) -> AudioSocketSession | None:  # type: ignore[override]
-        host = getattr(addr, "host", "")
-        if not self.peers.admits(host):
-            log.warn("refused AudioSocket connection from {host}: not in allowed_peers", host=host)
-            return None
-        if not self.peers.acquire(host):
-            log.warn("refused AudioSocket connection from {host}: over {limit} connections",
-                     host=host, limit=self.peers.max_per_peer)
-            return None
-        session = AudioSocketSession(self.clock, self.limits, self._claim)
-        session.factory = self
-        session.peer_host = host
-        self.sessions.add(session)
-
-        def forget() -> None:
-            self.sessions.discard(session)
-            self.peers.release(host)
-
-        session._on_closed = forget
-        return session
+    def build_session(self, host: str, on_closed: Callable[[], None]) -> AudioSocketSession:
+        return AudioSocketSession(self.clock, self.limits, self._claim, peer_host=host, on_closed=on_closed)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ivr.call import Call
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
 from ivr.plugins.hookspecs import hookimpl
-from ivr.routing.customers import normalise_number
+from ivr.phone import normalise_number
 from ivr.routing.router import CallOutcome, CallStep
 
 __all__ = ["ContactHistory"]

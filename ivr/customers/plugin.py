@@ -11,8 +11,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 from twisted.internet import defer, threads
 
-from ivr.history.models import Customer as CustomerRow
-from ivr.history.models import CustomerPhone
+from ivr.db.models import Customer as CustomerRow
+from ivr.db.models import CustomerPhone
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.customers import Customer
 
