@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from ivr.app import settle_heap
+
 from ivr.db import make_engine, upgrade
-from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
 from ivr.history.plugin import ContactHistory
+from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
 from ivr.routing.router import CallOutcome, CallStep
 
 NOW = dt.datetime.now(dt.UTC).timestamp()

@@ -16,11 +16,10 @@ from typing import Protocol
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
-from ivr.phone import is_dial_string
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
+from ivr.phone import is_dial_string
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.turn import SpeechAnswer
-
 
 __all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording"]
 

@@ -15,9 +15,9 @@ __all__ = ["main"]
 def _serve(args: argparse.Namespace) -> int:
     from twisted.internet import defer, reactor
 
-    from ivr.app import IVRServer, settle_heap
     from ivr.config import load_settings
     from ivr.logs import start_logging
+    from ivr.server import IVRServer, settle_heap
 
     environ: dict[str, str] = {}
     if args.port is not None:
@@ -38,24 +38,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _plugins_list(args: argparse.Namespace) -> int:
-    from ivr.app import SERVER_PLUGINS
     from ivr.config import load_settings
     from ivr.plugins.manager import load_plugins
 
     settings = load_settings(args.config)
-    disable = settings.plugins.disable
-    plugins = load_plugins(settings.plugins.folder_path(), disable=disable)
+    plugins = load_plugins(settings.plugins.folder_path(), disable=settings.plugins.disable)
     for plugin in plugins.info:
         print(plugin.name)
         print(f"  source: {plugin.source}")
         print(f"  hooks:  {', '.join(plugin.hooks) or '-'}")
         print(f"  routes: {', '.join(plugin.routes) or '-'}")
         print(f"  menus:  {', '.join(plugin.menus) or '-'}")
-    for name in SERVER_PLUGINS:
-        if name not in disable:
-            print(name)
-            print("  source: built-in, registered by ivr serve once the database is open")
-    for name in plugins.disabled + [name for name in SERVER_PLUGINS if name in disable]:
+    for name in plugins.disabled:
         print(name)
         print("  disabled by [plugins] disable")
     return 0

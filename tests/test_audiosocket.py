@@ -12,6 +12,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from ivr.agi.peers import PeerPolicy
 from ivr.audiosocket import (
     AudioSocketFactory,
     AudioSocketLimits,
@@ -20,7 +21,6 @@ from ivr.audiosocket import (
     encode_frame,
     frame_bytes,
 )
-from ivr.agi.peers import PeerPolicy
 from ivr.errors import (
     AudioSocketError,
     AudioSocketTimeout,

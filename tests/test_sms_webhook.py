@@ -8,10 +8,10 @@ from urllib.parse import urlencode
 import pytest
 
 from ivr.callbacks.sms import SmsKeywords
+from ivr.callbacks.webhook import parse_sms
 from ivr.config import SmsSettings
 from ivr.errors import WebRequestError
 from ivr.web.signature import sign, verify
-from ivr.callbacks.webhook import parse_sms
 
 SECRET = "a-long-shared-secret-0123456789"
 NOW = 1_795_000_000.0

@@ -14,8 +14,8 @@ from twisted.internet import defer, threads
 
 from ivr.call import Call
 from ivr.callbacks.store import CallbackStore, NewCallback
-from ivr.plugins.hookspecs import hookimpl
 from ivr.phone import normalise_number
+from ivr.plugins.hookspecs import hookimpl
 
 __all__ = ["CallerCallbacks"]
 

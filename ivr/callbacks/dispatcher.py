@@ -13,8 +13,10 @@ request back without using an attempt.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
@@ -23,12 +25,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ivr.callbacks.store import Callback, CallbackStore, Outcome
+from ivr.db.models import ActiveCall, Agent
 from ivr.dialing.outbound import DialRefused, OutboundDialer, OutboundRequest
 from ivr.dialing.policy import DialReason
 from ivr.errors import AMIError
-from ivr.db.models import ActiveCall, Agent
-from collections.abc import Iterator
-from prometheus_client.core import CounterMetricFamily, Metric
 
 __all__ = ["CallbackDispatcher", "store_outcome"]
 

@@ -21,9 +21,10 @@ from typing import cast
 from sqlalchemy import Connection, Table, func, select, text, update
 from twisted.logger import Logger
 
-from ivr.callbacks.store import CallbackStore, NewCallback, insert_ignoring, utc, write_transaction
+from ivr.callbacks.store import CallbackStore, NewCallback
 from ivr.config import SmsSettings
 from ivr.db.models import SmsMessage
+from ivr.db.sql import insert_ignoring, utc, write_transaction
 from ivr.phone import normalise_number
 
 __all__ = ["ACTED_ON", "InboundSms", "Intent", "SmsDesk", "SmsKeywords", "SmsResult", "normalise_word"]

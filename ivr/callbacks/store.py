@@ -16,20 +16,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine, Select, Table, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from twisted.logger import Logger
 
 from ivr.config import CallbackSettings
-from ivr.errors import CallbackError, CallbackNotClaimed
 from ivr.db.models import CallbackRequest, Customer, CustomerPhone, OptOut
-from ivr.dialing.consent import must_not_call
 from ivr.db.sql import insert_ignoring, utc, utc_now, write_transaction
+from ivr.dialing.consent import must_not_call
+from ivr.errors import CallbackError, CallbackNotClaimed
 from ivr.routing.hours import BusinessHours
 
 __all__ = [

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.phone import is_dial_string
+from ivr.db.models import Agent
 from ivr.errors import ConfigError
 from ivr.history.commands import database_options, open_history, run_safely
-from ivr.db.models import Agent
+from ivr.phone import is_dial_string
 from ivr.web.auth import hash_token, new_token
 
 __all__ = ["register_cli"]

@@ -45,9 +45,9 @@ def _call(args: argparse.Namespace) -> int:
 
 
 async def _place(reactor: Any, settings: Any, args: argparse.Namespace, codes: list[int]) -> None:
-    from ivr.app import build_outbound
-    from ivr.dialing.outbound import DialRefused, OutboundRequest
     from ivr.db import make_engine
+    from ivr.dialing.outbound import DialRefused, OutboundRequest
+    from ivr.dialing.setup import build_outbound
     from ivr.history.recorder import ContactRecorder
 
     engine = make_engine(settings.database.url)

@@ -12,11 +12,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 
+from ivr.db.models import Agent as AgentRow
+from ivr.db.models import Contact
 from ivr.dialing.consent import must_not_call
 from ivr.dialing.outbound import Agent
 from ivr.dialing.policy import DialTarget
-from ivr.db.models import Agent as AgentRow
-from ivr.db.models import Contact
 
 __all__ = ["DialDirectory", "OUTBOUND_KINDS"]
 

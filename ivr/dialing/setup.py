@@ -20,7 +20,7 @@ from ivr.dialing.outbound import OutboundCall, OutboundDialer
 from ivr.dialing.policy import DialPolicy
 from ivr.history.recorder import ContactRecorder
 
-__all__ = ["build_outbound"]
+__all__ = ["build_outbound", "number_check"]
 
 
 def build_outbound(settings: Settings, reactor: Any, engine: Engine, recorder: ContactRecorder,
@@ -48,3 +48,16 @@ def build_outbound(settings: Settings, reactor: Any, engine: Engine, recorder: C
                             customer_ring_seconds=dialing.customer_ring_seconds, hooks=hooks,
                             on_state=on_state)
     return client, dialer
+
+
+def number_check(settings: Settings, dialer: OutboundDialer | None) -> Callable[[str], bool]:
+    """Whether an E.164 number may be dialled at all (its country, type and patterns): the dialer's
+    policy, or without AMI a policy for ``[routing] region`` only. SMS from refused numbers make no
+    callback."""
+    policy = dialer.policy if dialer is not None else DialPolicy(
+        contacts_since=None, active_agent=None, region=settings.routing.region, max_attempts=None)
+
+    def allowed(e164: str) -> bool:
+        return policy.check_number(e164).allowed
+
+    return allowed

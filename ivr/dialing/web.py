@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from twisted.internet import threads
 from twisted.web import server
 
+from ivr.db.models import Agent, Customer, CustomerPhone
 from ivr.dialing.outbound import DialRefused, OutboundDialer, OutboundRequest
 from ivr.errors import AMIError, WebRequestError
-from ivr.db.models import Agent, Customer, CustomerPhone
 from ivr.web.auth import key_matches, token_matches
 from ivr.web.resources import JsonResource, read_json_object
 from ivr.web.sessions import SessionSigner

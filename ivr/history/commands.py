@@ -50,9 +50,9 @@ from sqlalchemy.orm import Session, aliased
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ivr.config import Settings, load_settings
-from ivr.errors import ConfigError
 from ivr.db.models import Agent, Contact, Customer, CustomerPhone
 from ivr.db.schema import current_revision, head_revision, make_engine
+from ivr.errors import ConfigError
 from ivr.phone import normalise_number
 
 __all__ = [

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from ivr.call import Call
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
-from ivr.plugins.hookspecs import hookimpl
 from ivr.phone import normalise_number
+from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.router import CallOutcome, CallStep
 
 __all__ = ["ContactHistory"]

@@ -24,6 +24,7 @@ from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 from typing import Any, cast
 
+from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import Engine, Table, update
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import defer, threads
@@ -31,9 +32,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from ivr.errors import ConfigError
 from ivr.db.models import Contact
-from prometheus_client.core import CounterMetricFamily, Metric
+from ivr.errors import ConfigError
 
 __all__ = ["ContactEnd", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -21,7 +22,6 @@ from twisted.python.failure import Failure
 from ivr.agi.fastagi import FastAGIProtocol
 from ivr.call import Call, SpeechTurns
 from ivr.errors import (
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     AGIError,
     CallHangup,
     CommandTimeout,
@@ -29,7 +29,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
     FallbackRequested,
     ProtocolError,
 )
-
 
 __all__ = ["Fallback", "Handler", "Route", "Router"]
 

@@ -30,8 +30,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
-from ivr.errors import WebRequestError
 from ivr.db.models import Agent, Contact
+from ivr.errors import WebRequestError
 from ivr.screenpop.hub import PopHub, Stream, sse_event
 from ivr.web.auth import token_matches
 from ivr.web.resources import JsonResource, read_body, read_json_object

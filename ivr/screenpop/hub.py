@@ -17,11 +17,11 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.core import CounterMetricFamily, Metric
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ivr.screenpop.cards import Card
-from prometheus_client.core import CounterMetricFamily, Metric
 
 __all__ = ["PopHub", "Stream"]
 

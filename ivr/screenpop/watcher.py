@@ -25,8 +25,9 @@ from twisted.logger import Logger
 from ivr.ami import AMIMessage
 from ivr.call import Call
 from ivr.db.models import Agent
-from ivr.plugins.hookspecs import hookimpl
+from ivr.dialing.outbound import OutboundCall
 from ivr.phone import normalise_number
+from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.router import CallOutcome, CallStep
 from ivr.screenpop.cards import CallContext, Card, CardBuilder
 from ivr.screenpop.hub import PopHub
@@ -165,6 +166,12 @@ class ScreenPop:
     def _show(self, card: Card) -> None:
         if self.ringing.get(card.uniqueid) == card.agent:  # still ringing that agent
             self.hub.pop(card)
+
+    def outbound_state(self, call: OutboundCall, state: str) -> None:
+        """The dialer's ``on_state``: a click-to-call's or callback's agent leg rang, was answered, ended."""
+        request = call.request
+        self.outbound(call.uniqueid, call.agent.code, call.e164, request.kind, request.reason,
+                      request.sms_text, state)
 
     def outbound(self, uniqueid: str, agent: str, e164: str, kind: str, reason: str, sms_text: str,
                  state: str) -> None:

@@ -82,7 +82,8 @@ class SpeechService:
     def recognizer(self, grammar: SpeechGrammar) -> Recognizer | None:
         return self.recognizers(grammar.language, grammar)
 
-    async def turn(self, call: SpeechCall, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer:
+    async def turn(self, call: SpeechCall, prompt: str, grammar: SpeechGrammar,
+                   timeout: float) -> SpeechAnswer:
         """Play ``prompt`` and listen. Speech machinery that fails answers ``error`` (keypad only)."""
         recognizer = self.recognizer(grammar)
         if recognizer is None:

@@ -8,11 +8,9 @@ It listens only when ``[http] enabled`` is true, on ``[http] host``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
-from sqlalchemy import Engine
-from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IReactorTCP
 from twisted.logger import Logger
 from twisted.web import resource, server
 

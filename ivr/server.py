@@ -1,0 +1,418 @@
+"""The composition root: settings -> services -> plugins -> listeners, in one place.
+
+:class:`IVRServer` builds one ``ivr serve`` process in the order below and
+hands every part its collaborators through its constructor. Nothing else in
+ivr builds services or wires features together; features know each other only
+through hooks or the narrow interfaces passed in here.
+
+1. plugins, routes and menus (configuration errors stop start-up before any
+   database is touched);
+2. speech (the AudioSocket listener) and the router;
+3. the database: schema check, the contact recorder, crash reconciliation;
+4. outbound calls (AMI, dial policy, dialer), screen pops, callbacks;
+5. the built-in plugins that need those services (:mod:`ivr.plugins.builtins`);
+6. the HTTP site and the FastAGI listener (opened by :meth:`IVRServer.start`).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import inspect
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy import Engine
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.logger import Logger
+
+from ivr.agi.fastagi import AGILimits, FastAGIFactory
+from ivr.agi.peers import PeerPolicy
+from ivr.ami import AMIClient
+from ivr.audiosocket import AudioSocketFactory
+from ivr.callbacks.caller_requests import CallerCallbacks
+from ivr.callbacks.dispatcher import CallbackDispatcher
+from ivr.callbacks.outbox import SmsOutbox
+from ivr.callbacks.sms import SmsDesk
+from ivr.callbacks.store import CallbackStore
+from ivr.callbacks.webhook import SmsWebhook
+from ivr.config import Settings
+from ivr.customers.plugin import CustomerDirectory
+from ivr.db.schema import current_revision, head_revision, make_engine, upgrade
+from ivr.dialing.outbound import OutboundDialer
+from ivr.dialing.setup import build_outbound, number_check
+from ivr.dialing.web import ClickToCall
+from ivr.errors import CallHangup, ConfigError
+from ivr.history.plugin import ContactHistory
+from ivr.history.recorder import ContactRecorder
+from ivr.phone import normalise_number
+from ivr.plugins.manager import Plugins, load_plugins
+from ivr.plugins.vosk_speech import VoskPlugin
+from ivr.routing.customers import CustomerLookup
+from ivr.routing.hours import BusinessHours
+from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
+from ivr.routing.router import Fallback, Handler, Route, Router
+from ivr.screenpop.agent_page import AgentPage
+from ivr.screenpop.bridge import PostgresPopBridge
+from ivr.screenpop.cards import CardBuilder
+from ivr.screenpop.hub import PopHub
+from ivr.screenpop.watcher import ScreenPop
+from ivr.speech.service import PromptAudio, SpeechService
+from ivr.voices import DEFAULT_BUILD_DIR, available
+from ivr.web.metrics import MetricSource, MetricsPage, registry_of
+from ivr.web.sessions import SessionSigner
+from ivr.web.site import WebSite, check_secrets
+
+__all__ = ["IVRServer", "load_handler", "settle_heap"]
+
+log = Logger(namespace="ivr.server")
+
+#: Seconds calls closed at shutdown get to run their ivr_call_ended hooks.
+_HOOKS_AFTER_CLOSE = 5.0
+#: The built-in plugin (ivr/plugins/builtins.py) whose presence turns on the screen pop's AMI feed.
+_SCREENPOP = "ivr.screenpop"
+
+
+class IVRServer:
+    """One ``ivr serve`` process: the FastAGI listener and everything behind it."""
+
+    def __init__(self, settings: Settings, reactor: Any) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.clock = cast(IReactorTime, reactor)
+        # 1. Plugins, routes and menus: every configuration error before the database.
+        self.plugins = load_plugins(settings.plugins.folder_path(), disable=settings.plugins.disable)
+        unknown = self.plugins.unknown(settings.plugins.disable)
+        if unknown:
+            raise ConfigError(settings.source, "plugins.disable", f"there is no plugin named {unknown[0]!r}",
+                              "use a name that `ivr plugins list` shows")
+        self.hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly,
+                                         settings.hours.holidays, settings.source)
+        self.routing = build_routing(settings, self.clock, self.plugins, self.hours)
+        # 2. Speech and the router.
+        agi = settings.agi
+        self.peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
+        self.audio = AudioSocketFactory(self.clock, peers=self.peers) if self._speech_wanted() else None
+        self.router = self._router()
+        # 3. The database and the contact history.
+        self.engine = open_database(settings)
+        self.instance = settings.server.instance or f"{socket.gethostname()}:{settings.agi.port}"
+        self.history = ContactRecorder(self.engine, Path(settings.database.journal), reactor)
+        self.history.reconcile(self.instance)
+        # 4. Outbound calls, screen pops, callbacks.
+        self.pops = PopHub(self.clock)
+        self.screenpop = ScreenPop(self.pops, CardBuilder(self.engine), self.engine, self.clock,
+                                   settings.routing.region)
+        self.ami, self.dialer = self._outbound()
+        self.pop_bridge = self._pop_bridge()
+        self.callbacks = CallbackStore(self.engine, self.hours, settings.callbacks)
+        self.dispatcher = self._dispatcher()
+        # 5. The built-ins that need these services.
+        self.plugins.start_builtins(self._builtin_factories())
+        # 6. Listeners (opened by start()).
+        self.web = self._web()
+        limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
+                           command_timeout=agi.command_timeout)
+        self.factory = FastAGIFactory(self.clock, self.router.session_ready, limits, self.peers)
+        self.port: IListeningPort | None = None
+        self.audio_port: IListeningPort | None = None
+
+    # -- building -------------------------------------------------------------
+
+    def _speech_wanted(self) -> bool:
+        menus = self.plugins.menus.menus.values()
+        return bool(self.settings.speech.models) or any(m.speech_languages() for m in menus)
+
+    def _router(self) -> Router:
+        """The router with every route: plugins', ``[routing] routes``, and the menu routes."""
+        settings = self.settings
+        context, extension, priority = settings.routing.fallback.split(",")
+        speech = self._speech_service(self.audio) if self.audio is not None else None
+        router = Router(self.clock, routes=self.plugins.routes,
+                        fallback=Fallback(context, extension, int(priority)),
+                        call_deadline=settings.agi.call_deadline, hooks=self.plugins.hook, speech=speech)
+        for name, target in settings.routing.routes.items():
+            handler = load_handler(target, settings.source, f"routing.routes.{name}")
+            router.add(Route(name, handler), f"{settings.source} (routing.routes.{name})")
+        for menu_route in self.plugins.menus.routes.values():
+            router.add(Route(menu_route.name, MenuRouteHandler(menu_route, self.routing)), menu_route.source)
+        return router
+
+    def _speech_service(self, audio: AudioSocketFactory) -> SpeechService:
+        """Speech turns over ``audio``, with every speech menu's prompt read now (never on a call's time)."""
+        speech = self.settings.speech
+        hook = self.plugins.hook.ivr_recognizer
+        voices = Path(self.settings.voices.dir) if self.settings.voices.dir else DEFAULT_BUILD_DIR
+        prompts = PromptAudio(voices)
+        for menu in self.plugins.menus.menus.values():
+            for language in menu.speech_languages():
+                prompts.pcm(menu.prompt, language)
+        return SpeechService(audio, speech.host, speech.port, self.clock,
+                             lambda language, grammar: hook(language=language, grammar=grammar), prompts)
+
+    def _outbound(self) -> tuple[AMIClient | None, OutboundDialer | None]:
+        """The AMI client and the agent-first dialer (``[ami] enabled``), feeding the screen pop."""
+        if not self.settings.ami.enabled:
+            return None, None
+        popping = _SCREENPOP not in self.plugins.disabled
+        on_state = self.screenpop.outbound_state if popping else None
+        ami, dialer = build_outbound(self.settings, self.reactor, self.engine, self.history, self.instance,
+                                     self.plugins.hook, on_state=on_state)
+        if popping:
+            self.screenpop.subscribe(ami)
+        self.router.add(dialer.route(), "built-in (outbound calls)")
+        return ami, dialer
+
+    def _pop_bridge(self) -> PostgresPopBridge | None:
+        """On PostgreSQL, cards reach agents' pages on other instances (LISTEN/NOTIFY)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        bridge = PostgresPopBridge(self.engine, self.pops, self.instance, self.reactor)
+        self.pops.forward_to(bridge.publish)
+        return bridge
+
+    def _dispatcher(self) -> CallbackDispatcher | None:
+        if self.dialer is None or not self.settings.callbacks.dispatch:
+            return None
+        return CallbackDispatcher(self.callbacks, self.dialer, self.engine, self.clock, self.instance,
+                                  self.settings.callbacks.dispatch_interval)
+
+    def _builtin_factories(self) -> dict[str, Callable[[], object | None]]:
+        """How to build each built-in of :data:`ivr.plugins.builtins.BUILTIN_PLUGINS` that needs services."""
+        region = self.settings.routing.region
+        return {
+            "ivr.plugins.contact_history": lambda: ContactHistory(self.history, self.instance, region),
+            "ivr.plugins.customer_directory": lambda: CustomerDirectory(self.engine),
+            "ivr.callbacks.outbox": lambda: SmsOutbox(self.engine),
+            "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
+            "ivr.plugins.vosk_speech": self._vosk,
+            _SCREENPOP: lambda: self.screenpop,
+        }
+
+    def _vosk(self) -> VoskPlugin | None:
+        """Load the vosk models (checking every speech menu against them), or None without models."""
+        speech = self.settings.speech
+        if not speech.models:
+            return None
+        vosk = VoskPlugin(speech.models, self.settings.source, speech.threads)
+        vosk.load(self.plugins.menus.menus.values())
+        return vosk
+
+    def _web(self) -> WebSite:
+        """The HTTP site (listening in start()): the SMS webhook, click-to-call, the agent page, metrics."""
+        settings, http = self.settings, self.settings.http
+        check_secrets(settings)
+        web = WebSite(http, self.reactor)
+        desk = None
+        if http.sms_secret:  # SMS from numbers the dial policy refuses make no callback
+            allowed = number_check(settings, self.dialer)
+            desk = SmsDesk(self.callbacks, settings.sms, settings.routing.region, allowed)
+        web.add("/api/sms", SmsWebhook(desk, http.sms_secret, self.plugins.hook, self.clock,
+                                       http.signature_tolerance))
+        sessions = SessionSigner(http.session_secret) if http.session_secret else None
+        if sessions is not None:
+            web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock))
+        if self.dialer is not None:
+            web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions))
+        web.add("/metrics", MetricsPage(registry_of(self._metric_sources())))
+        return web
+
+    def _metric_sources(self) -> list[MetricSource]:
+        sources: list[MetricSource] = [self.router.metrics, self.history.metrics, self.pops.metrics]
+        if self.dispatcher is not None:
+            sources.append(self.dispatcher.metrics)
+        if self.ami is not None:
+            sources.append(self._ami_metrics)
+        return sources
+
+    def _ami_metrics(self) -> Iterator[Metric]:
+        ready = self.ami is not None and self.ami.ready
+        yield GaugeMetricFamily("ivr_ami_connected", "1 while logged in to Asterisk's manager",
+                                value=1 if ready else 0)
+
+    # -- running ----------------------------------------------------------------
+
+    def start(self) -> IListeningPort:
+        """Open the listeners and start the background services."""
+        agi = self.settings.agi
+        self.history.start()
+        self.web.listen()
+        if self.ami is not None:
+            self.ami.startService()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+        if self.pop_bridge is not None:
+            self.pop_bridge.start()
+        tcp = cast(IReactorTCP, self.reactor)
+        if self.audio is not None:
+            speech = self.settings.speech
+            self.audio_port = tcp.listenTCP(speech.port, self.audio,  # type: ignore[arg-type]
+                                            interface=speech.host)
+            log.info("AudioSocket (speech) listening on {host}:{port}", host=speech.host, port=speech.port)
+        self.port = tcp.listenTCP(agi.port, self.factory,  # type: ignore[arg-type]
+                                  interface=agi.host, backlog=1024)
+        address = self.port.getHost()
+        log.info("loaded plugins: {plugins}", plugins=", ".join(p.name for p in self.plugins.info))
+        log.info("FastAGI listening on {host}:{port} with routes {routes}",
+                 host=getattr(address, "host", agi.host), port=getattr(address, "port", agi.port),
+                 routes=sorted(self.router.routes))
+        return self.port
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting calls, let live ones finish for ``grace`` seconds, then close them.
+
+        The contact history is flushed last, so every call's record is written.
+        """
+        try:
+            await self._drain_calls(grace)
+        finally:
+            if self.dispatcher is not None:
+                self.dispatcher.stop()
+            if self.ami is not None:
+                await self.ami.stopService()
+            await self.history.stop()
+            if self.audio_port is not None:
+                await defer.maybeDeferred(self.audio_port.stopListening)
+
+    async def _drain_calls(self, grace: float) -> None:
+        if self.port is not None:
+            await defer.maybeDeferred(self.port.stopListening)
+        if self.web.port is not None:
+            await defer.maybeDeferred(self.web.port.stopListening)
+        live = list(self.factory.sessions)
+        calls = list(self.router.active)
+        if not live and not calls:
+            return
+        log.info("draining {count} live call(s) for up to {grace}s", count=len(live), grace=grace)
+        if await _all_done([s.when_closed() for s in live] + [_observe(c) for c in calls], grace, self.clock):
+            return
+        left = [s for s in live if not s.closed]
+        log.warn("{count} call(s) still live after {grace}s; closing them", count=len(left), grace=grace)
+        for session in left:
+            session.abort(CallHangup("server shutting down"))
+        # Let the calls just closed finish their ivr_call_ended hooks (the contact history).
+        await _all_done([_observe(c) for c in self.router.active], _HOOKS_AFTER_CLOSE, self.clock)
+
+
+# -- pieces of the build that need no server state ---------------------------------
+
+
+def open_database(settings: Settings) -> Engine:
+    """The engine, with the schema checked (and upgraded when ``[database] auto_upgrade``)."""
+    database = settings.database
+    engine = make_engine(database.url)
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        if not database.auto_upgrade:
+            engine.dispose()
+            raise ConfigError(settings.source, "database.url",
+                              f"the database schema is at {current or 'nothing'}, ivr needs {head}",
+                              "run `ivr db upgrade` (or set [database] auto_upgrade = true)")
+        log.info("upgrading the database schema from {current} to {head}", current=current, head=head)
+        upgrade(engine)
+    return engine
+
+
+def load_handler(target: str, source: str, key: str) -> Handler:
+    """Import ``module:function`` for a route, or fail naming the setting."""
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(source, key, f"cannot import {module_name!r}: {exc}",
+                          "check the module name and that it is installed") from None
+    handler = getattr(module, attribute, None)
+    if handler is None or not callable(handler):
+        raise ConfigError(source, key, f"{module_name!r} has no callable {attribute!r}",
+                          "name an async function taking a Call") from None
+    if not (inspect.iscoroutinefunction(handler)
+            or inspect.iscoroutinefunction(type(handler).__call__)):
+        raise ConfigError(source, key, f"{target!r} is not an async function",
+                          "define it with `async def name(call: Call) -> None`")
+    return cast(Handler, handler)
+
+
+def prompt_checker(settings: Settings) -> Callable[[str], bool] | None:
+    """A test for "this prompt has a sound file in every language", or None if none can be seen."""
+    folders = [Path(settings.voices.dir) if settings.voices.dir else DEFAULT_BUILD_DIR]
+    if settings.voices.sounds_dir:
+        folders.append(Path(settings.voices.sounds_dir))
+    folders = [f for f in folders if f.is_dir()]
+    if not folders:
+        log.warn("prompt files not checked: no voices build (run `ivr voices build`) and no "
+                 "voices.sounds_dir")
+        return None
+    # One walk per folder and language at start-up, not a glob per prompt.
+    known = {lang: set().union(*(available(f, lang) for f in folders)) for lang in settings.voices.languages}
+
+    def exists(prompt: str) -> bool:
+        return all(prompt in names for names in known.values())
+
+    return exists
+
+
+def build_routing(settings: Settings, clock: IReactorTime, plugins: Plugins,
+                  hours: BusinessHours) -> RoutingServices:
+    """Validate the menus and build what menu routes share."""
+    routing = settings.routing
+    menus = plugins.menus
+    taken = {r.name for r in plugins.routes} & set(menus.routes)
+    if taken:
+        name = sorted(taken)[0]
+        raise ConfigError(menus.routes[name].source, f"route {name!r}",
+                          "also served by a plugin's ivr_routes", "rename the menu route")
+    menus.validate(routing.queues, prompt_checker(settings),
+                   callbacks=plugins.implements("ivr_request_callback"), agents=routing.agents)
+    hook = plugins.hook
+    lookup = CustomerLookup(clock, lambda phone: hook.ivr_lookup_customer(phone=phone),
+                            region=routing.region, deadline=routing.lookup_deadline, ttl=routing.lookup_ttl)
+    return RoutingServices(menus, lookup, hours, routing, hook)
+
+
+def settle_heap(region: str) -> None:
+    """Load what the first call would load, then take the start-up heap out of the GC's sight.
+
+    phonenumbers reads a region's metadata on first use; after that, the
+    modules, plugins and metadata (~90,000 objects) live as long as the
+    process. Left in the collector's oldest generation, each full collection
+    walks them all on the reactor thread: a 50-60 ms stall every few seconds
+    under load (bench/history_write.py). ``gc.freeze`` keeps them out of it.
+    """
+    normalise_number("10086", region)
+    gc.collect()
+    gc.freeze()
+
+
+def _observe(served: defer.Deferred[None]) -> defer.Deferred[None]:
+    """A Deferred that fires when ``served`` does, without touching its result chain."""
+    watcher: defer.Deferred[None] = defer.Deferred()
+
+    def fire(result: object) -> object:
+        if not watcher.called:
+            watcher.callback(None)
+        return result
+
+    served.addBoth(fire)
+    return watcher
+
+
+async def _all_done(waiters: list[defer.Deferred[None]], seconds: float, clock: IReactorTime) -> bool:
+    """True if all ``waiters`` fire within ``seconds``; never cancels them."""
+    if not waiters:
+        return True
+    outcome: defer.Deferred[bool] = defer.Deferred()
+
+    def settle(finished: bool) -> None:
+        if not outcome.called:
+            outcome.callback(finished)
+
+    defer.DeferredList(waiters, consumeErrors=True).addCallback(lambda _: settle(True))
+    timer = clock.callLater(seconds, settle, False)
+    finished = await outcome
+    if timer.active():
+        timer.cancel()
+    return finished
