@@ -18,6 +18,7 @@ from twisted.logger import capturedLogs
 
 from ivr import Call, CallOutcome, PluginError, Route, Router
 from ivr.plugins import hookspecs
+from ivr.plugins.builtins import BUILTIN_PLUGINS
 from ivr.plugins.manager import load_plugins
 
 ROUTE_PLUGIN = '''
@@ -56,8 +57,22 @@ def test_builtin_features_are_plugins() -> None:
     plugins = load_plugins(None)
     assert [r.name for r in plugins.routes] == ["key-echo"]
     assert list(plugins.menus.routes) == ["hotline"]
-    assert {i.name: i.source for i in plugins.info} == {
-        "ivr.plugins.diagnostics": "built-in", "ivr.plugins.demo_hotline": "built-in"}
+    sources = {i.name: i.source for i in plugins.info}
+    assert list(sources) == [b.name for b in BUILTIN_PLUGINS]  # the one list, in its order
+    assert sources["ivr.plugins.diagnostics"] == sources["ivr.plugins.demo_hotline"] == "built-in"
+    assert sources["ivr.plugins.contact_history"] == "built-in (started by ivr serve)"
+    hooks = {i.name: i.hooks for i in plugins.info}
+    assert hooks["ivr.plugins.contact_history"] == ["ivr_call_ended", "ivr_call_started", "ivr_call_step"]
+    assert hooks["ivr.callbacks.caller_requests"] == ["ivr_request_callback"]
+    assert plugins.implements("ivr_request_callback")  # a built-in still to be started counts
+    assert [b.name for b in plugins.awaiting] == [b.name for b in BUILTIN_PLUGINS if b.needs_server]
+
+
+def test_every_builtin_can_be_disabled() -> None:
+    names = [b.name for b in BUILTIN_PLUGINS]
+    plugins = load_plugins(None, disable=names)
+    assert plugins.info == [] and plugins.awaiting == [] and sorted(plugins.disabled) == sorted(names)
+    assert not plugins.implements("ivr_request_callback")
 
 
 def test_toml_menus_in_the_plugins_folder(tmp_path: Path) -> None:
