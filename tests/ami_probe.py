@@ -14,7 +14,7 @@ import sys
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from ivr.agi.ami import AMIClient, AMICredentials
+from ivr.ami import AMIClient, AMICredentials
 
 
 async def probe(reactor: object, port: int, user: str, secret: str) -> None:

@@ -16,9 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 
-from ivr.agi.ami import (
-    MAX_ACTION_HEADERS,
-    MAX_HEADER_LINE_BYTES,
+from ivr.ami import (
     ActionResult,
     AMIClient,
     AMICredentials,
@@ -33,6 +31,7 @@ from ivr.agi.ami import (
     originate_result,
     variable_header,
 )
+from ivr.ami.message import MAX_ACTION_HEADERS, MAX_HEADER_LINE_BYTES
 from ivr.errors import (
     AMIActionError,
     AMIDisconnected,

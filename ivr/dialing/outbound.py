@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ivr.agi.ami import AMIClient, OriginateOutcome, OriginateResult
+from ivr.ami import AMIClient, OriginateOutcome, OriginateResult
 from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
 from ivr.errors import AMIDisconnected, AMIError, CallHangup, IVRError

@@ -22,7 +22,7 @@ from twisted.internet import threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ivr.agi.ami import AMIMessage
+from ivr.ami import AMIMessage
 from ivr.call import Call
 from ivr.history.models import Agent
 from ivr.plugins.hookspecs import hookimpl
