@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 
 from ivr.ami import (
     ActionResult,
@@ -48,13 +49,11 @@ GREETING = b"Asterisk Call Manager/11.0.0\r\n"
 QUIET = AMILimits(keepalive_interval=0)
 
 
-def result_of(d: defer.Deferred[Any]) -> Any:
-    """The value a Deferred fired with, or the exception it failed with."""
-    box: list[object] = []
-    d.addBoth(box.append)
-    assert box, "deferred has not fired"
-    value = box[0]
-    return value.value if isinstance(value, Failure) else value
+#: Trial's synchronous Deferred assertions: the result a Deferred already fired with,
+#: or its Failure (checked to be one of the given types).
+_trial = SynchronousTestCase()
+successResultOf = _trial.successResultOf
+failureResultOf = _trial.failureResultOf
 
 
 def parse_messages(data: bytes) -> list[AMIMessage]:
@@ -146,13 +145,13 @@ def test_actions_sent_while_logging_in_wait_for_the_login_and_keep_their_order()
     assert login["Action"] == "Login"
     ready = peer.protocol.when_ready()
     peer.feed(wire(Response="Success", ActionID=login["ActionID"]))
-    assert result_of(ready) is None
+    assert successResultOf(ready) is None
     ping, getvar = peer.sent()
     assert [ping["Action"], getvar["Action"]] == ["Ping", "Getvar"]
     peer.feed(wire(Response="Success", ActionID=getvar["ActionID"], Variable="X", Value="1"))
     peer.feed(wire(Response="Success", ActionID=ping["ActionID"], Ping="Pong"))
-    assert result_of(first).response["Ping"] == "Pong"
-    assert result_of(second).response["Value"] == "1"
+    assert successResultOf(first).response["Ping"] == "Pong"
+    assert successResultOf(second).response["Value"] == "1"
 
 
 def test_a_refused_login_fails_queued_actions_and_closes() -> None:
@@ -165,12 +164,12 @@ def test_a_refused_login_fails_queued_actions_and_closes() -> None:
         peer.feed(wire(Response="Error", ActionID=login["ActionID"], Message="Authentication failed"))
     assert isinstance(peer.protocol.close_reason, AMILoginFailed)
     assert "Authentication failed" in str(peer.protocol.close_reason)
-    assert isinstance(result_of(queued), AMIDisconnected)
+    failureResultOf(queued, AMIDisconnected)
     assert peer.disconnecting and peer.sent() == []
     assert any(e["log_level"] == LogLevel.error for e in logs)
     assert all("s3cret" not in repr(e) for e in logs)
     peer.lose()
-    assert isinstance(result_of(ready), AMIDisconnected)
+    failureResultOf(ready, AMIDisconnected)
 
 
 def test_a_peer_that_is_not_asterisk_is_dropped() -> None:
@@ -178,7 +177,7 @@ def test_a_peer_that_is_not_asterisk_is_dropped() -> None:
     pending = peer.protocol.send_action("Ping")
     peer.feed(b"SSH-2.0-OpenSSH_9.2\r\n")
     assert isinstance(peer.protocol.close_reason, AMIProtocolError)
-    assert isinstance(result_of(pending), AMIDisconnected)
+    failureResultOf(pending, AMIDisconnected)
     assert peer.disconnecting
 
 
@@ -212,8 +211,8 @@ def test_responses_find_their_actions_in_any_order_between_events(ami: Asterisk)
     ami.feed(wire(Event="Hangup", Channel="PJSIP/2000-02", Cause="16"))
     assert not ping.called
     ami.feed(wire(Response="Success", ActionID=ping_id, Ping="Pong"))
-    assert result_of(getvar) == "c-42"
-    assert result_of(ping).response["Ping"] == "Pong"
+    assert successResultOf(getvar) == "c-42"
+    assert successResultOf(ping).response["Ping"] == "Pong"
     assert [e.event for e in ami.events] == ["Newchannel", "Hangup"]
 
 
@@ -228,8 +227,8 @@ def test_response_error_fails_with_the_message(ami: Asterisk) -> None:
     d = ami.protocol.hangup("PJSIP/nobody-01")
     (sent,) = ami.sent()
     ami.feed(wire(Response="Error", ActionID=sent["ActionID"], Message="No such channel"))
-    error = result_of(d)
-    assert isinstance(error, AMIActionError) and error.message == "No such channel"
+    error = failureResultOf(d, AMIActionError).value
+    assert error.message == "No such channel"
     assert error.action == "Hangup"
 
 
@@ -251,7 +250,7 @@ def test_an_event_list_collects_its_events_until_complete(ami: Asterisk) -> None
     ami.feed(wire(Event="QueueMember", Queue="sales", Name="Agent 1001", ActionID=aid))
     assert not d.called
     ami.feed(wire(Event="QueueStatusComplete", ActionID=aid, EventList="Complete", ListItems="2"))
-    result = result_of(d)
+    result = successResultOf(d)
     assert isinstance(result, ActionResult)
     assert [e.event for e in result.events] == ["QueueParams", "QueueMember"]
     assert result.complete is not None and result.complete["ListItems"] == "2"
@@ -265,14 +264,14 @@ def test_list_events_that_overtake_their_response_are_kept(ami: Asterisk) -> Non
              + wire(Response="Success", ActionID=aid, EventList="start")
              + wire(Event="CoreShowChannel", ActionID=aid, Channel="B")
              + wire(Event="CoreShowChannelsComplete", ActionID=aid, EventList="Complete"))
-    assert [e["Channel"] for e in result_of(d).events] == ["A", "B"]
+    assert [e["Channel"] for e in successResultOf(d).events] == ["A", "B"]
 
 
 def test_an_error_to_a_list_action_fails_it(ami: Asterisk) -> None:
     d = ami.protocol.queue_status("nosuch")
     aid = ami.sent()[0]["ActionID"]
     ami.feed(wire(Response="Error", ActionID=aid, Message="Permission denied"))
-    assert isinstance(result_of(d), AMIActionError)
+    failureResultOf(d, AMIActionError)
 
 
 def test_a_too_long_event_list_fails_that_action_only(ami: Asterisk) -> None:
@@ -282,7 +281,7 @@ def test_a_too_long_event_list_fails_that_action_only(ami: Asterisk) -> None:
     aid = peer.sent()[0]["ActionID"]
     peer.feed(wire(Response="Success", ActionID=aid, EventList="start"))
     peer.feed(b"".join(wire(Event="QueueMember", ActionID=aid, N=str(n)) for n in range(10)))
-    assert isinstance(result_of(d), AMILimitExceeded)
+    failureResultOf(d, AMILimitExceeded)
     peer.feed(wire(Event="QueueStatusComplete", ActionID=aid, EventList="Complete"))
     assert peer.events == [] and peer.protocol.ready  # the rest is dropped, the connection stays
 
@@ -292,7 +291,7 @@ def test_repeated_keys_are_all_kept_and_lookup_ignores_case(ami: Asterisk) -> No
     aid = ami.sent()[0]["ActionID"]
     ami.feed(wire(("Response", "Success"), ("ActionId", aid), ("Output", "System uptime: 1 hour"),
                   ("Output", "Last reload: 5 minutes")))
-    response = result_of(d).response
+    response = successResultOf(d).response
     assert response.get_all("output") == ["System uptime: 1 hour", "Last reload: 5 minutes"]
     assert response["OUTPUT"] == "System uptime: 1 hour"
 
@@ -338,7 +337,7 @@ def test_originate_result_comes_from_originate_response(ami: Asterisk, response:
     ami.feed(wire(Event="Newchannel", Channel="PJSIP/1001-0001"))
     ami.feed(wire(Event="OriginateResponse", ActionID=aid, Response=response, Channel="PJSIP/1001-0001",
                   Reason=reason, Uniqueid="1700000000.1"))
-    result = result_of(d)
+    result = successResultOf(d)
     assert isinstance(result, OriginateResult)
     assert result.outcome is outcome
     assert result.channel == "PJSIP/1001-0001" and result.uniqueid == "1700000000.1"
@@ -351,14 +350,14 @@ def test_originate_response_before_the_ack_still_completes(ami: Asterisk) -> Non
     ami.feed(wire(Event="OriginateResponse", ActionID=aid, Response="Failure", Reason="5"))
     assert not d.called
     ami.feed(wire(Response="Success", ActionID=aid))
-    assert result_of(d).outcome is OriginateOutcome.BUSY
+    assert successResultOf(d).outcome is OriginateOutcome.BUSY
 
 
 def test_originate_refused_by_asterisk_is_an_action_error(ami: Asterisk) -> None:
     d = ami.protocol.originate("PJSIP/1001", context="nosuch", exten="s")
     aid = ami.sent()[0]["ActionID"]
     ami.feed(wire(Response="Error", ActionID=aid, Message="Extension does not exist."))
-    assert isinstance(result_of(d), AMIActionError)
+    failureResultOf(d, AMIActionError)
 
 
 def test_originate_waits_for_the_ringing_time_then_times_out(ami: Asterisk) -> None:
@@ -368,7 +367,7 @@ def test_originate_waits_for_the_ringing_time_then_times_out(ami: Asterisk) -> N
     ami.clock.advance(44.9)
     assert not d.called
     ami.clock.advance(0.2)
-    assert isinstance(result_of(d), AMITimeout)
+    failureResultOf(d, AMITimeout)
     ami.feed(wire(Event="OriginateResponse", ActionID=aid, Response="Success", Reason="4"))
     assert ami.events == []  # a late answer to an abandoned action is dropped
 
@@ -387,7 +386,7 @@ def test_originate_waits_for_the_ringing_time_then_times_out(ami: Asterisk) -> N
 def test_bad_originate_arguments_fail_without_sending(ami: Asterisk, kwargs: dict[str, Any]) -> None:
     channel = kwargs.pop("channel")
     d = ami.protocol.originate(channel, **kwargs)
-    assert isinstance(result_of(d), UnsafeHeader)
+    failureResultOf(d, UnsafeHeader)
     assert ami.sent() == []
 
 
@@ -400,7 +399,7 @@ def test_bad_originate_arguments_fail_without_sending(ami: Asterisk, kwargs: dic
 ])
 def test_control_characters_in_values_are_refused_not_stripped(ami: Asterisk, value: str) -> None:
     d = ami.protocol.setvar("CALLER_NAME", value, channel="PJSIP/1001-01")
-    assert isinstance(result_of(d), UnsafeHeader)
+    failureResultOf(d, UnsafeHeader)
     assert ami.sent() == [] and ami.protocol.ready
     with pytest.raises(UnsafeHeader):
         build_action("Setvar", [("Value", value)])
@@ -545,7 +544,7 @@ def test_a_line_over_the_limit_closes_and_fails_pending_actions() -> None:
     with capturedLogs() as logs:
         peer.feed(b"Event: Foo\r\nData: " + b"x" * 200)
     assert isinstance(peer.protocol.close_reason, AMIProtocolError)
-    assert isinstance(result_of(d), AMIDisconnected)
+    failureResultOf(d, AMIDisconnected)
     assert peer.disconnecting
     assert any("over 100 bytes" in e["log_format"].format(**e) for e in logs)
 
@@ -570,7 +569,7 @@ def test_too_many_actions_in_flight_are_refused_and_the_connection_stays() -> No
     peer.login()
     sent = [peer.protocol.ping() for _ in range(3)]
     extra = peer.protocol.ping()
-    assert isinstance(result_of(extra), AMILimitExceeded)
+    failureResultOf(extra, AMILimitExceeded)
     assert len(peer.sent()) == 3 and peer.protocol.ready and not any(d.called for d in sent)
 
 
@@ -578,7 +577,7 @@ def test_an_unanswered_action_times_out_and_its_late_answer_is_dropped(ami: Aste
     d = ami.protocol.send_action("Ping", timeout=3)
     aid = ami.sent()[0]["ActionID"]
     ami.clock.advance(3)
-    assert isinstance(result_of(d), AMITimeout)
+    failureResultOf(d, AMITimeout)
     with capturedLogs() as logs:
         ami.feed(wire(Response="Success", ActionID=aid))
     assert not any("unknown ActionID" in e["log_format"] for e in logs)
@@ -589,7 +588,7 @@ def test_a_cancelled_action_is_forgotten(ami: Asterisk) -> None:
     d = ami.protocol.queue_status()
     aid = ami.sent()[0]["ActionID"]
     d.cancel()
-    assert isinstance(result_of(d), defer.CancelledError)
+    failureResultOf(d, defer.CancelledError)
     ami.feed(wire(Response="Success", ActionID=aid, EventList="start")
              + wire(Event="QueueMember", ActionID=aid))
     assert ami.events == []
@@ -599,8 +598,9 @@ def test_pending_actions_fail_fast_when_the_connection_is_lost(ami: Asterisk) ->
     pending = [ami.protocol.ping(), ami.protocol.queue_status(),
                ami.protocol.originate("PJSIP/1", application="Wait", timeout=60)]
     ami.lose()
-    assert all(isinstance(result_of(d), AMIDisconnected) for d in pending)
-    assert isinstance(result_of(ami.protocol.ping()), AMIDisconnected)
+    for d in pending:
+        failureResultOf(d, AMIDisconnected)
+    failureResultOf(ami.protocol.ping(), AMIDisconnected)
     assert ami.clock.getDelayedCalls() == []
 
 
@@ -616,7 +616,7 @@ def test_keepalive_pings_and_drops_a_silent_connection() -> None:
     waiting = peer.protocol.send_action("Getvar", [("Variable", "X")], timeout=0)
     peer.clock.advance(5)
     assert isinstance(peer.protocol.close_reason, AMITimeout)
-    assert isinstance(result_of(waiting), AMIDisconnected)
+    failureResultOf(waiting, AMIDisconnected)
     assert peer.disconnecting
 
 
@@ -639,7 +639,7 @@ def run_conversation(chunks: list[bytes]) -> tuple[Any, Any, list[str | None]]:
     status = peer.protocol.queue_status()
     for chunk in chunks:
         peer.feed(chunk)
-    return result_of(ping).response["Ping"], [e["Name"] for e in result_of(status).events], \
+    return successResultOf(ping).response["Ping"], [e["Name"] for e in successResultOf(status).events], \
         [e.event for e in peer.events]
 
 
@@ -668,7 +668,7 @@ def test_garbage_never_raises(garbage: bytes) -> None:
     d = peer.protocol.ping()
     peer.feed(GREETING + garbage)
     peer.lose()
-    assert isinstance(result_of(d), AMIError)
+    failureResultOf(d, AMIError)
 
 
 # -- subscribers -------------------------------------------------------------------------
@@ -768,17 +768,17 @@ def test_client_connects_logs_in_and_is_ready() -> None:
     transport.clear()
     assert not ready.called
     protocol.dataReceived(wire(Response="Success", ActionID=login["ActionID"]))
-    assert result_of(ready) is None and c.client.ready
+    assert successResultOf(ready) is None and c.client.ready
     (ping,) = parse_messages(transport.value())
     protocol.dataReceived(wire(Response="Success", ActionID=ping["ActionID"]))
-    assert isinstance(result_of(queued), ActionResult)
+    assert isinstance(successResultOf(queued), ActionResult)
 
 
 def test_actions_fail_at_once_while_not_connected() -> None:
     c = Client()
-    assert isinstance(result_of(c.client.ping()), AMIDisconnected)
+    failureResultOf(c.client.ping(), AMIDisconnected)
     c.client.startService()
-    assert isinstance(result_of(c.client.ping()), AMIDisconnected)
+    failureResultOf(c.client.ping(), AMIDisconnected)
 
 
 def test_reconnect_backoff_doubles_and_is_capped_at_60_seconds() -> None:
@@ -825,15 +825,15 @@ def test_client_pending_actions_fail_fast_and_subscribers_survive_reconnects() -
     protocol, _ = c.connect_and_login()
     waiting = c.client.originate("PJSIP/1001", application="Wait", timeout=30)
     lost = c.client.when_ready()
-    assert result_of(lost) is None
+    assert successResultOf(lost) is None
     protocol.dataReceived(wire(Event="Hangup", Channel="one"))
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert isinstance(result_of(waiting), AMIDisconnected)
+    failureResultOf(waiting, AMIDisconnected)
     assert not c.client.ready and not c.client.connected
     again = c.client.when_ready()
     c.clock.advance(c.next_delay())
     protocol, _ = c.connect_and_login()
-    assert result_of(again) is None
+    assert successResultOf(again) is None
     protocol.dataReceived(wire(Event="Hangup", Channel="two"))
     assert seen == ["one", "two"]
 
@@ -872,10 +872,10 @@ def test_stopping_closes_the_connection_and_stops_retrying() -> None:
     pending = c.client.ping()
     stopped = c.client.stopService()
     assert transport.disconnecting
-    assert isinstance(result_of(pending), AMIDisconnected)
+    failureResultOf(pending, AMIDisconnected)
     assert not stopped.called
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert result_of(stopped) is None
+    assert successResultOf(stopped) is None
     assert c.clock.getDelayedCalls() == []
     assert len(c.endpoint.attempts) == 1
 
@@ -886,9 +886,9 @@ def test_stopping_while_waiting_to_retry_cancels_the_retry_and_ready_waiters() -
     c.endpoint.refuse()
     waiter = c.client.when_ready()
     assert len(c.clock.getDelayedCalls()) == 1
-    assert result_of(c.client.stopService()) is None
+    assert successResultOf(c.client.stopService()) is None
     assert c.clock.getDelayedCalls() == []
-    assert isinstance(result_of(waiter), AMIDisconnected)
+    failureResultOf(waiter, AMIDisconnected)
 
 
 def test_originate_result_reads_a_bare_event() -> None:
