@@ -1,4 +1,4 @@
-"""AMI client unit tests: the test plays Asterisk over a StringTransport with a fake Clock."""
+"""AMI client unit tests: the test plays Asterisk over a StringTransport (or iosim) with a fake Clock."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs
+from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from ivr.ami import (
@@ -24,10 +28,10 @@ from ivr.ami import (
     AMILimits,
     AMIMessage,
     AMIProtocol,
-    Backoff,
     OriginateOutcome,
     OriginateResult,
     build_action,
+    capped_backoff,
     format_caller_id,
     originate_result,
     variable_header,
@@ -717,7 +721,8 @@ class FakeEndpoint:
     def refuse(self) -> None:
         self.attempts[-1][1].errback(ConnectionRefusedError())
 
-    def accept(self) -> tuple[AMIProtocol, StringTransport]:
+    def accept(self) -> tuple[Any, StringTransport]:
+        """Connect the pending attempt; returns ClientService's proxy around the AMIProtocol."""
         factory, d = self.attempts[-1]
         protocol = factory.buildProtocol(None)
         transport = StringTransport()
@@ -731,7 +736,8 @@ class Client:
         self.clock = Clock()
         self.endpoint = FakeEndpoint()
         self.client = AMIClient(cast(IStreamClientEndpoint, self.endpoint), self.clock, CREDS,
-                                limits=QUIET, rand=lambda: rand, id_prefix="c", **kwargs)
+                                limits=QUIET, retry_policy=capped_backoff(rand=lambda: rand), id_prefix="c",
+                                **kwargs)
 
     def next_delay(self) -> float:
         (call,) = self.clock.getDelayedCalls()
@@ -746,7 +752,7 @@ class Client:
         assert len(self.endpoint.attempts) == attempts + 1
         return delay
 
-    def connect_and_login(self) -> tuple[AMIProtocol, StringTransport]:
+    def connect_and_login(self) -> tuple[Any, StringTransport]:
         protocol, transport = self.endpoint.accept()
         protocol.dataReceived(GREETING)
         (login,) = parse_messages(transport.value())
@@ -798,7 +804,7 @@ def test_jitter_only_shortens_the_delay() -> None:
 
 @given(st.integers(min_value=1, max_value=10**6), st.floats(min_value=0, max_value=1))
 def test_no_backoff_delay_is_ever_over_60_seconds(failures: int, rand: float) -> None:
-    delay = Backoff().delay(failures, rand)
+    delay = capped_backoff(rand=lambda: rand)(failures)
     assert 0 < delay <= 60
 
 
@@ -889,6 +895,68 @@ def test_stopping_while_waiting_to_retry_cancels_the_retry_and_ready_waiters() -
     assert successResultOf(c.client.stopService()) is None
     assert c.clock.getDelayedCalls() == []
     failureResultOf(waiter, AMIDisconnected)
+
+
+class FakeAsterisk(LineOnlyReceiver):
+    """Just enough of manager.c to serve over iosim: greets, then answers every action with Success."""
+
+    delimiter = b"\r\n"
+
+    def __init__(self, actions: list[str]) -> None:
+        self.actions = actions
+        self.headers: list[tuple[str, str]] = []
+
+    def connectionMade(self) -> None:
+        self.transport.write(GREETING)  # type: ignore[union-attr]
+
+    def lineReceived(self, line: bytes) -> None:
+        if line:
+            name, _, value = line.decode().partition(": ")
+            self.headers.append((name, value))
+            return
+        action, self.headers = AMIMessage(self.headers), []
+        self.actions.append(action["Action"])
+        self.send(Response="Success", ActionID=action["ActionID"])
+
+    def send(self, **headers: str) -> None:
+        self.transport.write(wire(**headers))  # type: ignore[union-attr]
+
+
+def test_client_service_reconnects_after_the_policy_delay_logs_in_again_and_keeps_subscribers() -> None:
+    reactor = MemoryReactorClock()
+    actions: list[str] = []
+    reactor.listenTCP(5038, Factory.forProtocol(lambda: FakeAsterisk(actions)))
+    completer = iosim.ConnectionCompleter(reactor)
+    client = AMIClient(TCP4ClientEndpoint(reactor, "127.0.0.1", 5038), reactor, CREDS, limits=QUIET,
+                       retry_policy=capped_backoff(initial=2, rand=lambda: 0.0))
+    seen: list[str] = []
+    client.subscribe(lambda m: seen.append(m["Channel"]), "Hangup")
+    client.startService()
+    pump = completer.succeedOnce()
+    assert pump is not None and client.ready and actions == ["Login"]
+    pump.server.send(Event="Hangup", Channel="one")
+    pump.flush()
+
+    pump.server.transport.loseConnection()  # Asterisk restarts
+    pump.flush()
+    assert not client.connected and reactor.tcpClients == []
+    failureResultOf(client.ping(), AMIDisconnected)
+    reactor.advance(1.99)
+    assert reactor.tcpClients == []
+    reactor.advance(0.01)  # the policy's first delay
+    assert len(reactor.tcpClients) == 1
+    pump = completer.succeedOnce()
+    assert pump is not None and client.ready and actions == ["Login", "Login"]
+    pump.server.send(Event="Hangup", Channel="two")
+    ping = client.ping()
+    pump.flush()
+    assert isinstance(successResultOf(ping), ActionResult)
+    assert seen == ["one", "two"]
+
+    stopped = client.stopService()
+    pump.flush()
+    assert successResultOf(stopped) is None
+    assert reactor.getDelayedCalls() == [] and reactor.tcpClients == []
 
 
 def test_originate_result_reads_a_bare_event() -> None:
