@@ -1,4 +1,4 @@
-"""AMI client unit tests: the test plays Asterisk over a StringTransport with a fake Clock."""
+"""AMI client unit tests: the test plays Asterisk over a StringTransport (or iosim) with a fake Clock."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs
+from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase
 
 from ivr.ami import (
     ActionResult,
@@ -23,10 +28,10 @@ from ivr.ami import (
     AMILimits,
     AMIMessage,
     AMIProtocol,
-    Backoff,
     OriginateOutcome,
     OriginateResult,
     build_action,
+    capped_backoff,
     format_caller_id,
     originate_result,
     variable_header,
@@ -48,13 +53,11 @@ GREETING = b"Asterisk Call Manager/11.0.0\r\n"
 QUIET = AMILimits(keepalive_interval=0)
 
 
-def result_of(d: defer.Deferred[Any]) -> Any:
-    """The value a Deferred fired with, or the exception it failed with."""
-    box: list[object] = []
-    d.addBoth(box.append)
-    assert box, "deferred has not fired"
-    value = box[0]
-    return value.value if isinstance(value, Failure) else value
+#: Trial's synchronous Deferred assertions: the result a Deferred already fired with,
+#: or its Failure (checked to be one of the given types).
+_trial = SynchronousTestCase()
+successResultOf = _trial.successResultOf
+failureResultOf = _trial.failureResultOf
 
 
 def parse_messages(data: bytes) -> list[AMIMessage]:
@@ -146,13 +149,13 @@ def test_actions_sent_while_logging_in_wait_for_the_login_and_keep_their_order()
     assert login["Action"] == "Login"
     ready = peer.protocol.when_ready()
     peer.feed(wire(Response="Success", ActionID=login["ActionID"]))
-    assert result_of(ready) is None
+    assert successResultOf(ready) is None
     ping, getvar = peer.sent()
     assert [ping["Action"], getvar["Action"]] == ["Ping", "Getvar"]
     peer.feed(wire(Response="Success", ActionID=getvar["ActionID"], Variable="X", Value="1"))
     peer.feed(wire(Response="Success", ActionID=ping["ActionID"], Ping="Pong"))
-    assert result_of(first).response["Ping"] == "Pong"
-    assert result_of(second).response["Value"] == "1"
+    assert successResultOf(first).response["Ping"] == "Pong"
+    assert successResultOf(second).response["Value"] == "1"
 
 
 def test_a_refused_login_fails_queued_actions_and_closes() -> None:
@@ -165,12 +168,12 @@ def test_a_refused_login_fails_queued_actions_and_closes() -> None:
         peer.feed(wire(Response="Error", ActionID=login["ActionID"], Message="Authentication failed"))
     assert isinstance(peer.protocol.close_reason, AMILoginFailed)
     assert "Authentication failed" in str(peer.protocol.close_reason)
-    assert isinstance(result_of(queued), AMIDisconnected)
+    failureResultOf(queued, AMIDisconnected)
     assert peer.disconnecting and peer.sent() == []
     assert any(e["log_level"] == LogLevel.error for e in logs)
     assert all("s3cret" not in repr(e) for e in logs)
     peer.lose()
-    assert isinstance(result_of(ready), AMIDisconnected)
+    failureResultOf(ready, AMIDisconnected)
 
 
 def test_a_peer_that_is_not_asterisk_is_dropped() -> None:
@@ -178,7 +181,7 @@ def test_a_peer_that_is_not_asterisk_is_dropped() -> None:
     pending = peer.protocol.send_action("Ping")
     peer.feed(b"SSH-2.0-OpenSSH_9.2\r\n")
     assert isinstance(peer.protocol.close_reason, AMIProtocolError)
-    assert isinstance(result_of(pending), AMIDisconnected)
+    failureResultOf(pending, AMIDisconnected)
     assert peer.disconnecting
 
 
@@ -212,8 +215,8 @@ def test_responses_find_their_actions_in_any_order_between_events(ami: Asterisk)
     ami.feed(wire(Event="Hangup", Channel="PJSIP/2000-02", Cause="16"))
     assert not ping.called
     ami.feed(wire(Response="Success", ActionID=ping_id, Ping="Pong"))
-    assert result_of(getvar) == "c-42"
-    assert result_of(ping).response["Ping"] == "Pong"
+    assert successResultOf(getvar) == "c-42"
+    assert successResultOf(ping).response["Ping"] == "Pong"
     assert [e.event for e in ami.events] == ["Newchannel", "Hangup"]
 
 
@@ -228,8 +231,8 @@ def test_response_error_fails_with_the_message(ami: Asterisk) -> None:
     d = ami.protocol.hangup("PJSIP/nobody-01")
     (sent,) = ami.sent()
     ami.feed(wire(Response="Error", ActionID=sent["ActionID"], Message="No such channel"))
-    error = result_of(d)
-    assert isinstance(error, AMIActionError) and error.message == "No such channel"
+    error = failureResultOf(d, AMIActionError).value
+    assert error.message == "No such channel"
     assert error.action == "Hangup"
 
 
@@ -251,7 +254,7 @@ def test_an_event_list_collects_its_events_until_complete(ami: Asterisk) -> None
     ami.feed(wire(Event="QueueMember", Queue="sales", Name="Agent 1001", ActionID=aid))
     assert not d.called
     ami.feed(wire(Event="QueueStatusComplete", ActionID=aid, EventList="Complete", ListItems="2"))
-    result = result_of(d)
+    result = successResultOf(d)
     assert isinstance(result, ActionResult)
     assert [e.event for e in result.events] == ["QueueParams", "QueueMember"]
     assert result.complete is not None and result.complete["ListItems"] == "2"
@@ -265,14 +268,14 @@ def test_list_events_that_overtake_their_response_are_kept(ami: Asterisk) -> Non
              + wire(Response="Success", ActionID=aid, EventList="start")
              + wire(Event="CoreShowChannel", ActionID=aid, Channel="B")
              + wire(Event="CoreShowChannelsComplete", ActionID=aid, EventList="Complete"))
-    assert [e["Channel"] for e in result_of(d).events] == ["A", "B"]
+    assert [e["Channel"] for e in successResultOf(d).events] == ["A", "B"]
 
 
 def test_an_error_to_a_list_action_fails_it(ami: Asterisk) -> None:
     d = ami.protocol.queue_status("nosuch")
     aid = ami.sent()[0]["ActionID"]
     ami.feed(wire(Response="Error", ActionID=aid, Message="Permission denied"))
-    assert isinstance(result_of(d), AMIActionError)
+    failureResultOf(d, AMIActionError)
 
 
 def test_a_too_long_event_list_fails_that_action_only(ami: Asterisk) -> None:
@@ -282,7 +285,7 @@ def test_a_too_long_event_list_fails_that_action_only(ami: Asterisk) -> None:
     aid = peer.sent()[0]["ActionID"]
     peer.feed(wire(Response="Success", ActionID=aid, EventList="start"))
     peer.feed(b"".join(wire(Event="QueueMember", ActionID=aid, N=str(n)) for n in range(10)))
-    assert isinstance(result_of(d), AMILimitExceeded)
+    failureResultOf(d, AMILimitExceeded)
     peer.feed(wire(Event="QueueStatusComplete", ActionID=aid, EventList="Complete"))
     assert peer.events == [] and peer.protocol.ready  # the rest is dropped, the connection stays
 
@@ -292,7 +295,7 @@ def test_repeated_keys_are_all_kept_and_lookup_ignores_case(ami: Asterisk) -> No
     aid = ami.sent()[0]["ActionID"]
     ami.feed(wire(("Response", "Success"), ("ActionId", aid), ("Output", "System uptime: 1 hour"),
                   ("Output", "Last reload: 5 minutes")))
-    response = result_of(d).response
+    response = successResultOf(d).response
     assert response.get_all("output") == ["System uptime: 1 hour", "Last reload: 5 minutes"]
     assert response["OUTPUT"] == "System uptime: 1 hour"
 
@@ -338,7 +341,7 @@ def test_originate_result_comes_from_originate_response(ami: Asterisk, response:
     ami.feed(wire(Event="Newchannel", Channel="PJSIP/1001-0001"))
     ami.feed(wire(Event="OriginateResponse", ActionID=aid, Response=response, Channel="PJSIP/1001-0001",
                   Reason=reason, Uniqueid="1700000000.1"))
-    result = result_of(d)
+    result = successResultOf(d)
     assert isinstance(result, OriginateResult)
     assert result.outcome is outcome
     assert result.channel == "PJSIP/1001-0001" and result.uniqueid == "1700000000.1"
@@ -351,14 +354,14 @@ def test_originate_response_before_the_ack_still_completes(ami: Asterisk) -> Non
     ami.feed(wire(Event="OriginateResponse", ActionID=aid, Response="Failure", Reason="5"))
     assert not d.called
     ami.feed(wire(Response="Success", ActionID=aid))
-    assert result_of(d).outcome is OriginateOutcome.BUSY
+    assert successResultOf(d).outcome is OriginateOutcome.BUSY
 
 
 def test_originate_refused_by_asterisk_is_an_action_error(ami: Asterisk) -> None:
     d = ami.protocol.originate("PJSIP/1001", context="nosuch", exten="s")
     aid = ami.sent()[0]["ActionID"]
     ami.feed(wire(Response="Error", ActionID=aid, Message="Extension does not exist."))
-    assert isinstance(result_of(d), AMIActionError)
+    failureResultOf(d, AMIActionError)
 
 
 def test_originate_waits_for_the_ringing_time_then_times_out(ami: Asterisk) -> None:
@@ -368,7 +371,7 @@ def test_originate_waits_for_the_ringing_time_then_times_out(ami: Asterisk) -> N
     ami.clock.advance(44.9)
     assert not d.called
     ami.clock.advance(0.2)
-    assert isinstance(result_of(d), AMITimeout)
+    failureResultOf(d, AMITimeout)
     ami.feed(wire(Event="OriginateResponse", ActionID=aid, Response="Success", Reason="4"))
     assert ami.events == []  # a late answer to an abandoned action is dropped
 
@@ -387,7 +390,7 @@ def test_originate_waits_for_the_ringing_time_then_times_out(ami: Asterisk) -> N
 def test_bad_originate_arguments_fail_without_sending(ami: Asterisk, kwargs: dict[str, Any]) -> None:
     channel = kwargs.pop("channel")
     d = ami.protocol.originate(channel, **kwargs)
-    assert isinstance(result_of(d), UnsafeHeader)
+    failureResultOf(d, UnsafeHeader)
     assert ami.sent() == []
 
 
@@ -400,7 +403,7 @@ def test_bad_originate_arguments_fail_without_sending(ami: Asterisk, kwargs: dic
 ])
 def test_control_characters_in_values_are_refused_not_stripped(ami: Asterisk, value: str) -> None:
     d = ami.protocol.setvar("CALLER_NAME", value, channel="PJSIP/1001-01")
-    assert isinstance(result_of(d), UnsafeHeader)
+    failureResultOf(d, UnsafeHeader)
     assert ami.sent() == [] and ami.protocol.ready
     with pytest.raises(UnsafeHeader):
         build_action("Setvar", [("Value", value)])
@@ -545,7 +548,7 @@ def test_a_line_over_the_limit_closes_and_fails_pending_actions() -> None:
     with capturedLogs() as logs:
         peer.feed(b"Event: Foo\r\nData: " + b"x" * 200)
     assert isinstance(peer.protocol.close_reason, AMIProtocolError)
-    assert isinstance(result_of(d), AMIDisconnected)
+    failureResultOf(d, AMIDisconnected)
     assert peer.disconnecting
     assert any("over 100 bytes" in e["log_format"].format(**e) for e in logs)
 
@@ -570,7 +573,7 @@ def test_too_many_actions_in_flight_are_refused_and_the_connection_stays() -> No
     peer.login()
     sent = [peer.protocol.ping() for _ in range(3)]
     extra = peer.protocol.ping()
-    assert isinstance(result_of(extra), AMILimitExceeded)
+    failureResultOf(extra, AMILimitExceeded)
     assert len(peer.sent()) == 3 and peer.protocol.ready and not any(d.called for d in sent)
 
 
@@ -578,7 +581,7 @@ def test_an_unanswered_action_times_out_and_its_late_answer_is_dropped(ami: Aste
     d = ami.protocol.send_action("Ping", timeout=3)
     aid = ami.sent()[0]["ActionID"]
     ami.clock.advance(3)
-    assert isinstance(result_of(d), AMITimeout)
+    failureResultOf(d, AMITimeout)
     with capturedLogs() as logs:
         ami.feed(wire(Response="Success", ActionID=aid))
     assert not any("unknown ActionID" in e["log_format"] for e in logs)
@@ -589,7 +592,7 @@ def test_a_cancelled_action_is_forgotten(ami: Asterisk) -> None:
     d = ami.protocol.queue_status()
     aid = ami.sent()[0]["ActionID"]
     d.cancel()
-    assert isinstance(result_of(d), defer.CancelledError)
+    failureResultOf(d, defer.CancelledError)
     ami.feed(wire(Response="Success", ActionID=aid, EventList="start")
              + wire(Event="QueueMember", ActionID=aid))
     assert ami.events == []
@@ -599,8 +602,9 @@ def test_pending_actions_fail_fast_when_the_connection_is_lost(ami: Asterisk) ->
     pending = [ami.protocol.ping(), ami.protocol.queue_status(),
                ami.protocol.originate("PJSIP/1", application="Wait", timeout=60)]
     ami.lose()
-    assert all(isinstance(result_of(d), AMIDisconnected) for d in pending)
-    assert isinstance(result_of(ami.protocol.ping()), AMIDisconnected)
+    for d in pending:
+        failureResultOf(d, AMIDisconnected)
+    failureResultOf(ami.protocol.ping(), AMIDisconnected)
     assert ami.clock.getDelayedCalls() == []
 
 
@@ -616,7 +620,7 @@ def test_keepalive_pings_and_drops_a_silent_connection() -> None:
     waiting = peer.protocol.send_action("Getvar", [("Variable", "X")], timeout=0)
     peer.clock.advance(5)
     assert isinstance(peer.protocol.close_reason, AMITimeout)
-    assert isinstance(result_of(waiting), AMIDisconnected)
+    failureResultOf(waiting, AMIDisconnected)
     assert peer.disconnecting
 
 
@@ -639,7 +643,7 @@ def run_conversation(chunks: list[bytes]) -> tuple[Any, Any, list[str | None]]:
     status = peer.protocol.queue_status()
     for chunk in chunks:
         peer.feed(chunk)
-    return result_of(ping).response["Ping"], [e["Name"] for e in result_of(status).events], \
+    return successResultOf(ping).response["Ping"], [e["Name"] for e in successResultOf(status).events], \
         [e.event for e in peer.events]
 
 
@@ -668,7 +672,7 @@ def test_garbage_never_raises(garbage: bytes) -> None:
     d = peer.protocol.ping()
     peer.feed(GREETING + garbage)
     peer.lose()
-    assert isinstance(result_of(d), AMIError)
+    failureResultOf(d, AMIError)
 
 
 # -- subscribers -------------------------------------------------------------------------
@@ -717,7 +721,8 @@ class FakeEndpoint:
     def refuse(self) -> None:
         self.attempts[-1][1].errback(ConnectionRefusedError())
 
-    def accept(self) -> tuple[AMIProtocol, StringTransport]:
+    def accept(self) -> tuple[Any, StringTransport]:
+        """Connect the pending attempt; returns ClientService's proxy around the AMIProtocol."""
         factory, d = self.attempts[-1]
         protocol = factory.buildProtocol(None)
         transport = StringTransport()
@@ -731,7 +736,8 @@ class Client:
         self.clock = Clock()
         self.endpoint = FakeEndpoint()
         self.client = AMIClient(cast(IStreamClientEndpoint, self.endpoint), self.clock, CREDS,
-                                limits=QUIET, rand=lambda: rand, id_prefix="c", **kwargs)
+                                limits=QUIET, retry_policy=capped_backoff(rand=lambda: rand), id_prefix="c",
+                                **kwargs)
 
     def next_delay(self) -> float:
         (call,) = self.clock.getDelayedCalls()
@@ -746,7 +752,7 @@ class Client:
         assert len(self.endpoint.attempts) == attempts + 1
         return delay
 
-    def connect_and_login(self) -> tuple[AMIProtocol, StringTransport]:
+    def connect_and_login(self) -> tuple[Any, StringTransport]:
         protocol, transport = self.endpoint.accept()
         protocol.dataReceived(GREETING)
         (login,) = parse_messages(transport.value())
@@ -768,17 +774,17 @@ def test_client_connects_logs_in_and_is_ready() -> None:
     transport.clear()
     assert not ready.called
     protocol.dataReceived(wire(Response="Success", ActionID=login["ActionID"]))
-    assert result_of(ready) is None and c.client.ready
+    assert successResultOf(ready) is None and c.client.ready
     (ping,) = parse_messages(transport.value())
     protocol.dataReceived(wire(Response="Success", ActionID=ping["ActionID"]))
-    assert isinstance(result_of(queued), ActionResult)
+    assert isinstance(successResultOf(queued), ActionResult)
 
 
 def test_actions_fail_at_once_while_not_connected() -> None:
     c = Client()
-    assert isinstance(result_of(c.client.ping()), AMIDisconnected)
+    failureResultOf(c.client.ping(), AMIDisconnected)
     c.client.startService()
-    assert isinstance(result_of(c.client.ping()), AMIDisconnected)
+    failureResultOf(c.client.ping(), AMIDisconnected)
 
 
 def test_reconnect_backoff_doubles_and_is_capped_at_60_seconds() -> None:
@@ -798,7 +804,7 @@ def test_jitter_only_shortens_the_delay() -> None:
 
 @given(st.integers(min_value=1, max_value=10**6), st.floats(min_value=0, max_value=1))
 def test_no_backoff_delay_is_ever_over_60_seconds(failures: int, rand: float) -> None:
-    delay = Backoff().delay(failures, rand)
+    delay = capped_backoff(rand=lambda: rand)(failures)
     assert 0 < delay <= 60
 
 
@@ -825,15 +831,15 @@ def test_client_pending_actions_fail_fast_and_subscribers_survive_reconnects() -
     protocol, _ = c.connect_and_login()
     waiting = c.client.originate("PJSIP/1001", application="Wait", timeout=30)
     lost = c.client.when_ready()
-    assert result_of(lost) is None
+    assert successResultOf(lost) is None
     protocol.dataReceived(wire(Event="Hangup", Channel="one"))
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert isinstance(result_of(waiting), AMIDisconnected)
+    failureResultOf(waiting, AMIDisconnected)
     assert not c.client.ready and not c.client.connected
     again = c.client.when_ready()
     c.clock.advance(c.next_delay())
     protocol, _ = c.connect_and_login()
-    assert result_of(again) is None
+    assert successResultOf(again) is None
     protocol.dataReceived(wire(Event="Hangup", Channel="two"))
     assert seen == ["one", "two"]
 
@@ -872,10 +878,10 @@ def test_stopping_closes_the_connection_and_stops_retrying() -> None:
     pending = c.client.ping()
     stopped = c.client.stopService()
     assert transport.disconnecting
-    assert isinstance(result_of(pending), AMIDisconnected)
+    failureResultOf(pending, AMIDisconnected)
     assert not stopped.called
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert result_of(stopped) is None
+    assert successResultOf(stopped) is None
     assert c.clock.getDelayedCalls() == []
     assert len(c.endpoint.attempts) == 1
 
@@ -886,9 +892,71 @@ def test_stopping_while_waiting_to_retry_cancels_the_retry_and_ready_waiters() -
     c.endpoint.refuse()
     waiter = c.client.when_ready()
     assert len(c.clock.getDelayedCalls()) == 1
-    assert result_of(c.client.stopService()) is None
+    assert successResultOf(c.client.stopService()) is None
     assert c.clock.getDelayedCalls() == []
-    assert isinstance(result_of(waiter), AMIDisconnected)
+    failureResultOf(waiter, AMIDisconnected)
+
+
+class FakeAsterisk(LineOnlyReceiver):
+    """Just enough of manager.c to serve over iosim: greets, then answers every action with Success."""
+
+    delimiter = b"\r\n"
+
+    def __init__(self, actions: list[str]) -> None:
+        self.actions = actions
+        self.headers: list[tuple[str, str]] = []
+
+    def connectionMade(self) -> None:
+        self.transport.write(GREETING)  # type: ignore[union-attr]
+
+    def lineReceived(self, line: bytes) -> None:
+        if line:
+            name, _, value = line.decode().partition(": ")
+            self.headers.append((name, value))
+            return
+        action, self.headers = AMIMessage(self.headers), []
+        self.actions.append(action["Action"])
+        self.send(Response="Success", ActionID=action["ActionID"])
+
+    def send(self, **headers: str) -> None:
+        self.transport.write(wire(**headers))  # type: ignore[union-attr]
+
+
+def test_client_service_reconnects_after_the_policy_delay_logs_in_again_and_keeps_subscribers() -> None:
+    reactor = MemoryReactorClock()
+    actions: list[str] = []
+    reactor.listenTCP(5038, Factory.forProtocol(lambda: FakeAsterisk(actions)))
+    completer = iosim.ConnectionCompleter(reactor)
+    client = AMIClient(TCP4ClientEndpoint(reactor, "127.0.0.1", 5038), reactor, CREDS, limits=QUIET,
+                       retry_policy=capped_backoff(initial=2, rand=lambda: 0.0))
+    seen: list[str] = []
+    client.subscribe(lambda m: seen.append(m["Channel"]), "Hangup")
+    client.startService()
+    pump = completer.succeedOnce()
+    assert pump is not None and client.ready and actions == ["Login"]
+    pump.server.send(Event="Hangup", Channel="one")
+    pump.flush()
+
+    pump.server.transport.loseConnection()  # Asterisk restarts
+    pump.flush()
+    assert not client.connected and reactor.tcpClients == []
+    failureResultOf(client.ping(), AMIDisconnected)
+    reactor.advance(1.99)
+    assert reactor.tcpClients == []
+    reactor.advance(0.01)  # the policy's first delay
+    assert len(reactor.tcpClients) == 1
+    pump = completer.succeedOnce()
+    assert pump is not None and client.ready and actions == ["Login", "Login"]
+    pump.server.send(Event="Hangup", Channel="two")
+    ping = client.ping()
+    pump.flush()
+    assert isinstance(successResultOf(ping), ActionResult)
+    assert seen == ["one", "two"]
+
+    stopped = client.stopService()
+    pump.flush()
+    assert successResultOf(stopped) is None
+    assert reactor.getDelayedCalls() == [] and reactor.tcpClients == []
 
 
 def test_originate_result_reads_a_bare_event() -> None:

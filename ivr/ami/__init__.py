@@ -8,7 +8,7 @@ keeps one up. Nothing here knows about agents or customers; the only ivr
 module it imports is :mod:`ivr.errors`.
 """
 
-from ivr.ami.client import AMIClient, Backoff
+from ivr.ami.client import AMIClient, capped_backoff
 from ivr.ami.events import EventBus
 from ivr.ami.message import (
     ActionResult,
@@ -29,11 +29,11 @@ __all__ = [
     "AMIMessage",
     "AMIProtocol",
     "ActionResult",
-    "Backoff",
     "EventBus",
     "OriginateOutcome",
     "OriginateResult",
     "build_action",
+    "capped_backoff",
     "format_caller_id",
     "originate_result",
     "variable_header",

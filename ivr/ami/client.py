@@ -1,9 +1,25 @@
 """The AMI client service: one logged-in connection kept up while ivr runs.
 
-It reconnects after any failure or loss with capped, jittered backoff, so many
-ivr instances do not all knock at once after an Asterisk restart. Event
-subscribers belong to the client and outlive reconnections; ActionIDs stay
-unique across connections.
+Reconnecting is Twisted's :class:`~twisted.application.internet.ClientService`
+with a :func:`~twisted.application.internet.backoffPolicy` curve. Three things
+sit on top of it, each for a reason measured against Twisted 26.10:
+
+* Login is not ClientService's ``prepareConnection``. When a connection is
+  lost while that Deferred is pending (Asterisk refuses the login and hangs
+  up, or restarts mid-login) the Deferred fails first, the service moves to
+  Waiting, and then its proxy reports the loss: automat raises
+  ``NoTransition`` for ``_clientDisconnected`` in Waiting. So the protocol
+  logs itself in, as before, and the client tracks ``ready`` on its own.
+* ClientService forgets its failure count as soon as a TCP connection is
+  made; an Asterisk that accepts and then drops (a crash loop, a refused
+  login) would be retried every 0.5 s. The client counts failures itself and
+  only forgets them once a login has stayed up ``stable_after`` seconds.
+* ``backoffPolicy`` adds its jitter on top of ``maxDelay``; :func:`capped_backoff`
+  takes a fraction off instead, so no delay is ever over the cap and many ivr
+  instances still do not all knock at once after an Asterisk restart.
+
+Event subscribers belong to the client and outlive reconnections; ActionIDs
+stay unique across connections.
 """
 
 from __future__ import annotations
@@ -12,15 +28,21 @@ import itertools
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
+from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ivr.ami.actions import ManagerActions
 from ivr.ami.events import EventBus, EventCallback
@@ -28,31 +50,43 @@ from ivr.ami.message import ActionResult, Headers, build_action
 from ivr.ami.protocol import AMICredentials, AMILimits, AMIProtocol
 from ivr.errors import AMIDisconnected, AMIError
 
-__all__ = ["AMIClient", "Backoff"]
+__all__ = ["AMIClient", "capped_backoff"]
 
 log = Logger(namespace="ivr.ami")
 
 _DEFAULT_LIMITS = AMILimits()
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: ``initial * factor**(n-1)`` capped at ``maximum``, less up to ``jitter`` of it.
+def capped_backoff(initial: float = 0.5, maximum: float = 60.0, factor: float = 2.0, jitter: float = 0.25,
+                   rand: Callable[[], float] = random.random) -> Callable[[int], float]:
+    """A ClientService retry policy: ``initial * factor**(n-1)`` capped at ``maximum``, less up to ``jitter``.
 
-    Jitter only shortens a delay, so none is ever over ``maximum`` (60 s by
-    default), and many ivr instances do not all knock at once after a restart.
+    The curve and the cap are :func:`backoffPolicy`'s; the jitter is a fraction
+    of the delay taken off (never added), so none is ever over ``maximum``.
     """
+    curve = backoffPolicy(initialDelay=initial / factor, maxDelay=maximum, factor=factor, jitter=lambda: 0.0)
 
-    initial: float = 0.5
-    factor: float = 2.0
-    maximum: float = 60.0
-    jitter: float = 0.25
+    def policy(failures: int) -> float:
+        return curve(max(failures, 1)) * (1.0 - jitter * min(max(rand(), 0.0), 1.0))
 
-    def delay(self, failures: int, rand: float) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (>= 1); ``rand`` in [0, 1)."""
-        exponent = min(max(failures - 1, 0), 64)
-        base = min(self.maximum, self.initial * self.factor ** exponent)
-        return base * (1.0 - self.jitter * min(max(rand, 0.0), 1.0))
+    return policy
+
+
+@implementer(IStreamClientEndpoint)
+class _WatchedEndpoint:
+    """The real endpoint, telling the client why an attempt failed (ClientService keeps that to itself)."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, failed: Callable[[Failure], None]) -> None:
+        self._endpoint = endpoint
+        self._failed = failed
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IProtocol]:
+        connecting: defer.Deferred[IProtocol] = self._endpoint.connect(protocolFactory)
+        return connecting.addErrback(self._note)
+
+    def _note(self, failure: Failure) -> Failure:
+        self._failed(failure)
+        return failure
 
 
 class _AMIFactory(Factory):
@@ -69,37 +103,36 @@ class AMIClient(Service, ManagerActions):
     """Keeps one logged-in AMI connection up while the service runs.
 
     Connects through ``endpoint`` (``TCP4ClientEndpoint(reactor, "127.0.0.1", 5038)``)
-    and reconnects after any failure or loss with :class:`Backoff` delays; the
-    count of failures only resets once a connection has stayed up for
-    ``stable_after`` seconds, so a flapping Asterisk is not hammered. Actions
-    sent while no connection is up fail at once with
-    :class:`~ivr.errors.AMIDisconnected` (callers decide whether to retry);
-    actions sent while logging in wait for the login. Subscribers outlive
-    reconnections.
+    and reconnects after any failure or loss, waiting ``retry_policy(failures)``
+    seconds (:func:`capped_backoff` by default); the count of failures only
+    resets once a connection has stayed logged in for ``stable_after`` seconds,
+    so a flapping Asterisk is not hammered. Actions sent while no connection is
+    up fail at once with :class:`~ivr.errors.AMIDisconnected` (callers decide
+    whether to retry); actions sent while logging in wait for the login.
+    Subscribers outlive reconnections.
     """
 
     def __init__(self, endpoint: IStreamClientEndpoint, clock: IReactorTime, credentials: AMICredentials,
-                 *, limits: AMILimits = _DEFAULT_LIMITS, backoff: Backoff = Backoff(),
-                 stable_after: float = 30.0, rand: Callable[[], float] = random.random,
-                 id_prefix: str | None = None) -> None:
+                 *, limits: AMILimits = _DEFAULT_LIMITS, retry_policy: Callable[[int], float] | None = None,
+                 stable_after: float = 30.0, id_prefix: str | None = None) -> None:
         build_action("Login", credentials.login_headers())  # a bad secret fails now, not at each connect
         self.endpoint = endpoint
         self.clock = clock
         self.credentials = credentials
         self.limits = limits
-        self.backoff = backoff
+        self.retry_policy = retry_policy if retry_policy is not None else capped_backoff()
         self.stable_after = stable_after
-        self._rand = rand
         self.events = EventBus()
         prefix = id_prefix or secrets.token_hex(4)
         counter = itertools.count(1)
         self._next_action_id = lambda: f"{prefix}-{next(counter)}"
         self.protocol: AMIProtocol | None = None
         self.failures = 0
-        self._connecting: defer.Deferred[Any] | None = None
-        self._retry: IDelayedCall | None = None
+        self._down_reason = "not connected"
         self._ready_since: float | None = None
         self._ready_waiters: list[defer.Deferred[None]] = []
+        self._connection = ClientService(_WatchedEndpoint(endpoint, self._connect_failed), _AMIFactory(self),
+                                         retryPolicy=self._next_delay, clock=clock)
 
     def __repr__(self) -> str:
         return f"<AMIClient user={self.credentials.username!r} ready={self.ready}>"
@@ -141,42 +174,18 @@ class AMIClient(Service, ManagerActions):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._connect()
+        self._connection.startService()
 
     def stopService(self) -> defer.Deferred[None]:
+        """Stop reconnecting; pending actions and ready waiters fail now, the Deferred fires once closed."""
         super().stopService()  # type: ignore[no-untyped-call]
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        if self._connecting is not None:
-            self._connecting.cancel()
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
             waiter.errback(AMIDisconnected("AMI client stopped"))
         protocol = self.protocol
-        if protocol is None or protocol.closed:
-            return defer.succeed(None)
-        closed = protocol.when_closed()
-        protocol.abort(AMIDisconnected("AMI client stopped"))
-        return closed
-
-    def _connect(self) -> None:
-        self._retry = None
-        if not self.running:
-            return
-        connecting = self.endpoint.connect(_AMIFactory(self))
-        self._connecting = connecting
-        connecting.addCallbacks(self._connected, self._connect_failed)
-
-    def _connected(self, protocol: object) -> None:
-        self._connecting = None
-
-    def _connect_failed(self, failure: Failure) -> None:
-        self._connecting = None
-        if not self.running:
-            return
-        self.protocol = None
-        self._schedule_retry(f"connect failed: {failure.getErrorMessage()}")
+        if protocol is not None and not protocol.closed:
+            protocol.abort(AMIDisconnected("AMI client stopped"))
+        return self._connection.stopService()
 
     def _build_protocol(self) -> AMIProtocol:
         protocol = AMIProtocol(self.clock, self.credentials, limits=self.limits, events=self.events,
@@ -185,6 +194,11 @@ class AMIClient(Service, ManagerActions):
         self.protocol = protocol
         return protocol
 
+    def _connect_failed(self, failure: Failure) -> None:
+        if self.running:
+            self.protocol = None
+            self._down_reason = f"connect failed: {failure.getErrorMessage()}"
+
     def _protocol_ready(self, protocol: AMIProtocol) -> None:
         self._ready_since = self.clock.seconds()
         waiters, self._ready_waiters = self._ready_waiters, []
@@ -192,20 +206,19 @@ class AMIClient(Service, ManagerActions):
             waiter.callback(None)
 
     def _protocol_closed(self, protocol: AMIProtocol, error: AMIError) -> None:
+        """Runs before ClientService hears of the loss, so :meth:`_next_delay` sees the reset."""
         if self.protocol is not protocol:
             return
         self.protocol = None
         since, self._ready_since = self._ready_since, None
         if since is not None and self.clock.seconds() - since >= self.stable_after:
             self.failures = 0
-        if self.running:
-            self._schedule_retry(str(error))
+        self._down_reason = str(error)
 
-    def _schedule_retry(self, reason: str) -> None:
-        if self._retry is not None:
-            return
+    def _next_delay(self, attempt: int) -> float:
+        """ClientService's retry policy, fed our own count of failures instead of its ``attempt``."""
         self.failures += 1
-        delay = self.backoff.delay(self.failures, self._rand())
+        delay = self.retry_policy(self.failures)
         log.warn("AMI connection down ({reason}); reconnecting in {delay:.1f}s (attempt {failures})",
-                 reason=reason, delay=delay, failures=self.failures)
-        self._retry = self.clock.callLater(delay, self._connect)
+                 reason=self._down_reason, delay=delay, failures=self.failures)
+        return delay

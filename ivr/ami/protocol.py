@@ -103,7 +103,6 @@ class _Pending:
         self.collecting = False
 
 
-
 class AMIProtocol(LineOnlyReceiver, ManagerActions):
     """One AMI connection: greeting, login, then actions and events.
 
