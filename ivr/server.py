@@ -275,6 +275,7 @@ class IVRServer:
             if self.ami is not None:
                 await self.ami.stopService()
             await self.history.stop()
+            self.screenpop.stop()
             if self.audio_port is not None:
                 await defer.maybeDeferred(self.audio_port.stopListening)
 

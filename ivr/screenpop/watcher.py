@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from twisted.internet import threads
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ivr.ami import AMIMessage
@@ -54,6 +54,8 @@ class ScreenPop:
         #: Which agent's card each call is on (caller uniqueid -> agent code).
         self.ringing: dict[str, str] = {}
         self._devices: dict[str, str] = {}
+        #: When each ended call's context is dropped.
+        self._expiry: dict[str, IDelayedCall] = {}
 
     # -- the call hooks -----------------------------------------------------
 
@@ -83,11 +85,21 @@ class ScreenPop:
     @hookimpl
     def ivr_call_ended(self, call: Call, outcome: CallOutcome) -> None:
         if call.uniqueid in self.contexts:  # kept while the caller waits for a person, then dropped
-            self.clock.callLater(CONTEXT_TTL, self._forget, call.uniqueid)
+            self._expiry[call.uniqueid] = self.clock.callLater(CONTEXT_TTL, self._forget, call.uniqueid)
 
     def _forget(self, uniqueid: str) -> None:
+        self._expiry.pop(uniqueid, None)
         self.contexts.pop(uniqueid, None)
         self.ringing.pop(uniqueid, None)
+
+    def stop(self) -> None:
+        """Forget every call now (server shutdown): no timer outlives the server."""
+        for timer in self._expiry.values():
+            if timer.active():
+                timer.cancel()
+        self._expiry.clear()
+        self.contexts.clear()
+        self.ringing.clear()
 
     # -- Asterisk's events ----------------------------------------------------
 
