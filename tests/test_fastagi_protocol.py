@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import Session
 from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
 
 from ivr.agi.fastagi import AGILimits, FastAGIFactory
 from ivr.agi.peers import PeerPolicy
@@ -20,15 +21,14 @@ from ivr.errors import (
     UsageError,
 )
 
+#: Twisted's own checks that a Deferred has fired (and how), for plain pytest functions.
+_trial = SynchronousTestCase()
+success_of = _trial.successResultOf
 
-def result_of(d: defer.Deferred[AGIReply]) -> AGIReply | BaseException:
-    box: list[object] = []
-    d.addBoth(box.append)
-    assert box, "deferred has not fired"
-    value = box[0]
-    if hasattr(value, "value"):  # Failure
-        return value.value  # type: ignore[no-any-return, attr-defined]
-    return value  # type: ignore[return-value]
+
+def failure_of(d: defer.Deferred[AGIReply]) -> BaseException:
+    """The exception ``d`` has already failed with."""
+    return _trial.failureResultOf(d).value
 
 
 def test_environment_is_read_up_to_the_blank_line(session: Session) -> None:
@@ -55,16 +55,16 @@ def test_commands_in_flight_complete_in_order(session: Session) -> None:
     third = session.protocol.send_command("STREAM FILE", "beep", "")
     assert session.sent() == [b"ANSWER\n", b'GET VARIABLE "X"\n', b'STREAM FILE "beep" ""\n']
     session.feed(b"200 result=0\n200 result=1 (a (nested) value)\n200 result=0 endpos=1600\n")
-    assert result_of(first) == AGIReply("0")
-    assert result_of(second).data == "a (nested) value"  # type: ignore[union-attr]
-    assert result_of(third).endpos == 1600  # type: ignore[union-attr]
+    assert success_of(first) == AGIReply("0")
+    assert success_of(second).data == "a (nested) value"
+    assert success_of(third).endpos == 1600
 
 
 def test_reply_data_and_endpos_are_parsed(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("RECORD FILE", "x", "wav", "#", 1000)
     session.feed(b"200 result=0 (timeout) endpos=8000\n")
-    reply = result_of(d)
+    reply = success_of(d)
     assert isinstance(reply, AGIReply)
     assert (reply.result, reply.data, reply.endpos) == (0, "timeout", 8000)
 
@@ -73,14 +73,14 @@ def test_510_is_invalid_command(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("ANSWER")
     session.feed(b"510 Invalid or unknown command\n")
-    assert isinstance(result_of(d), InvalidCommand)
+    assert isinstance(failure_of(d), InvalidCommand)
 
 
 def test_511_is_a_dead_channel_and_a_hangup(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("ANSWER")
     session.feed(b"511 Command Not Permitted on a dead channel or intercept routine\n")
-    error = result_of(d)
+    error = failure_of(d)
     assert isinstance(error, DeadChannel) and isinstance(error, CallHangup)
     assert session.protocol.hungup
 
@@ -94,18 +94,18 @@ def test_520_multiline_usage_reply_is_one_error_with_the_usage(session: Session)
                  b"200 result=5 looks like a reply but is usage text\n"
                  b"520 End of proper usage.\n"
                  b"200 result=0\n")
-    error = result_of(d)
+    error = failure_of(d)
     assert isinstance(error, UsageError)
     assert "Usage: STREAM FILE" in error.usage
     assert "200 result=5" in error.usage
-    assert result_of(after) == AGIReply("0")
+    assert success_of(after) == AGIReply("0")
 
 
 def test_single_line_520(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("ANSWER")
     session.feed(b"520 Invalid command syntax.\n")
-    assert isinstance(result_of(d), UsageError)
+    assert isinstance(failure_of(d), UsageError)
 
 
 @pytest.mark.parametrize("line", [b"200", b"200 result 1", b"200 result= 1", b"200 result=",
@@ -116,10 +116,10 @@ def test_malformed_reply_fails_the_command_and_closes(session: Session, line: by
     d = session.protocol.send_command("ANSWER")
     later = session.protocol.send_command("ANSWER")
     session.feed(line + b"\n")
-    assert isinstance(result_of(d), MalformedReply)
-    assert isinstance(result_of(later), MalformedReply)
+    assert isinstance(failure_of(d), MalformedReply)
+    assert isinstance(failure_of(later), MalformedReply)
     assert session.transport.disconnecting
-    assert isinstance(result_of(session.protocol.send_command("ANSWER")), MalformedReply)
+    assert isinstance(failure_of(session.protocol.send_command("ANSWER")), MalformedReply)
 
 
 def test_get_data_empty_results_are_valid() -> None:
@@ -129,7 +129,7 @@ def test_get_data_empty_results_are_valid() -> None:
         s.start()
         d = s.protocol.send_command("GET DATA", "prompt", 5000, 4)
         s.feed(line)
-        reply = result_of(d)
+        reply = success_of(d)
         assert isinstance(reply, AGIReply), line
         assert reply.raw_result == expected
 
@@ -138,8 +138,8 @@ def test_hangup_line_fails_the_command_in_flight_and_later_ones(session: Session
     session.start()
     waiting = session.protocol.send_command("WAIT FOR DIGIT", 5000)
     session.feed(b"HANGUP\n")
-    assert isinstance(result_of(waiting), CallHangup)
-    assert isinstance(result_of(session.protocol.send_command("ANSWER")), CallHangup)
+    assert isinstance(failure_of(waiting), CallHangup)
+    assert isinstance(failure_of(session.protocol.send_command("ANSWER")), CallHangup)
     # the late reply to the abandoned command is absorbed, not mismatched
     session.feed(b"200 result=-1\n")
     assert not session.transport.disconnecting
@@ -149,7 +149,7 @@ def test_eof_fails_pending_commands_with_hangup(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("STREAM FILE", "x", "")
     session.lose()
-    assert isinstance(result_of(d), CallHangup)
+    assert isinstance(failure_of(d), CallHangup)
     assert session.protocol.closed
 
 
@@ -159,7 +159,7 @@ def test_command_deadline_closes_the_session(session: Session) -> None:
     session.clock.advance(1.9)
     assert not d.called
     session.clock.advance(0.2)
-    assert isinstance(result_of(d), CommandTimeout)
+    assert isinstance(failure_of(d), CommandTimeout)
     assert session.transport.disconnecting
 
 
@@ -168,7 +168,7 @@ def test_replies_in_time_cancel_their_deadline(session: Session) -> None:
     d = session.protocol.send_command("ANSWER", timeout=2.0)
     session.feed(b"200 result=0\n")
     assert session.clock.getDelayedCalls() == []
-    assert result_of(d) == AGIReply("0")
+    assert success_of(d) == AGIReply("0")
 
 
 def test_cancelled_command_keeps_replies_aligned(session: Session) -> None:
@@ -178,7 +178,7 @@ def test_cancelled_command_keeps_replies_aligned(session: Session) -> None:
     first.cancel()
     second = session.protocol.send_command("ANSWER")
     session.feed(b"200 result=49\n200 result=0\n")
-    assert result_of(second) == AGIReply("0")
+    assert success_of(second) == AGIReply("0")
 
 
 def test_environment_deadline(session: Session) -> None:
@@ -200,7 +200,7 @@ def test_oversize_reply_closes_cleanly(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("GET VARIABLE", "X")
     session.feed(b"200 result=1 (" + b"v" * 10000)
-    assert isinstance(result_of(d), LimitExceeded)
+    assert isinstance(failure_of(d), LimitExceeded)
     assert session.transport.disconnecting
 
 
@@ -234,13 +234,13 @@ def test_unsolicited_reply_closes(session: Session) -> None:
 def test_unsafe_argument_is_refused_before_sending(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("SET VARIABLE", "X", "line\nEXEC Dial SIP/1")
-    assert isinstance(result_of(d), UnsafeArgument)
+    assert isinstance(failure_of(d), UnsafeArgument)
     assert session.sent() == []
 
 
 def test_command_before_environment_is_refused(session: Session) -> None:
     d = session.protocol.send_command("ANSWER")
-    assert result_of(d).__class__.__name__ == "ProtocolError"
+    assert failure_of(d).__class__.__name__ == "ProtocolError"
 
 
 def test_peer_allow_list_and_per_peer_limit() -> None:
@@ -285,3 +285,28 @@ def test_ipv4_peers_of_a_dual_stack_listener_are_admitted() -> None:
     policy = PeerPolicy.from_strings(["127.0.0.0/8"], 10)
     assert policy.admits("::ffff:127.0.0.1")
     assert not policy.admits("::ffff:10.0.0.1")
+
+
+def test_the_write_fast_path_relies_on_twisteds_tcp_connection_as_it_is() -> None:
+    """FastAGIProtocol._write reads tcp.Connection internals (no public API says "nothing queued"):
+    pin them, so a Twisted upgrade that changes them fails here, not in production."""
+    import socket
+
+    from twisted.internet import tcp
+    from twisted.internet.protocol import Protocol
+    from twisted.internet.testing import MemoryReactor
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        conn = tcp.Connection(ours, Protocol(), MemoryReactor())  # type: ignore[no-untyped-call]
+        conn.connected = True  # as tcp.Server sets it once a connection is accepted
+        assert conn.connected and not conn.disconnecting and not conn._writeDisconnecting and not conn.TLS
+        assert conn.dataBuffer == b"" and conn._tempDataBuffer == []  # nothing queued
+        assert conn.writeSomeData(b"200 result=0\n") == len(b"200 result=0\n")  # sent at once
+        assert theirs.recv(64) == b"200 result=0\n"
+        conn.write(b"queued")  # Twisted's write only queues; the fast path must then stand aside
+        assert conn._tempDataBuffer == [b"queued"]
+    finally:
+        ours.close()
+        theirs.close()

@@ -1,8 +1,10 @@
 """The hooks a plugin may implement. Every one is prefixed ``ivr_`` and documented.
 
 pluggy hooks are synchronous. A hook that needs I/O returns an awaitable,
-which the core awaits (``await_me_maybe``, as datasette does). Built-in
-features use exactly these hooks, so an admin's plugin can do what they do.
+which the core awaits with a deadline (:func:`ivr.routing.router.await_hook`,
+like datasette's ``await_me_maybe``). Built-in features
+(:mod:`ivr.plugins.builtins`) use exactly these hooks, so an admin's plugin
+can do what they do.
 """
 
 from __future__ import annotations

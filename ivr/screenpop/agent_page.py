@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -201,23 +202,34 @@ class _Events(resource.Resource):
             untyped.write(sse_event(event_id, name, data))
 
         stream = Stream(session.agent, send)
-        keepalive = self.clock.callLater(KEEPALIVE, self._keepalive, request)
+        keepalive = _KeepAlive(self.clock, untyped.write)
 
         def gone(_: object) -> None:
             self.hub.disconnect(stream)
-            if keepalive.active():
-                keepalive.cancel()
+            keepalive.stop()
 
         request.notifyFinish().addBoth(gone)
         self.hub.connect(stream)
         return server.NOT_DONE_YET
 
-    def _keepalive(self, request: server.Request) -> None:
-        untyped: Any = request
-        if untyped.finished or untyped._disconnected:
-            return
-        untyped.write(b": keep-alive\n\n")
-        self.clock.callLater(KEEPALIVE, self._keepalive, request)
+
+
+class _KeepAlive:
+    """A comment line every ``KEEPALIVE`` seconds keeps proxies from closing a quiet stream;
+    stopped when the request finishes or its connection is lost (``notifyFinish``)."""
+
+    def __init__(self, clock: IReactorTime, write: Callable[[bytes], object]) -> None:
+        self.clock = clock
+        self.write = write
+        self.timer = clock.callLater(KEEPALIVE, self.beat)
+
+    def beat(self) -> None:
+        self.write(b": keep-alive\n\n")
+        self.timer = self.clock.callLater(KEEPALIVE, self.beat)
+
+    def stop(self) -> None:
+        if self.timer.active():
+            self.timer.cancel()
 
 
 class _SessionJson(JsonResource):
