@@ -22,14 +22,12 @@ from ivr.errors import FallbackRequested
 from ivr.routing.customers import Customer, CustomerLookup
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menus import MenuRoute, MenuSet, Option
+from ivr.routing.path import NAVIGATION, IvrPath
 from ivr.routing.router import CallStep, await_hook, notify
 
 __all__ = ["MenuRouteHandler", "RouteDecision", "RoutingServices", "default_decision"]
 
 log = Logger(namespace="ivr.routing")
-
-#: Steps of the IVR path kept per call (the most recent); bounds what a caller can make us send.
-_MAX_PATH_STEPS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,29 +77,20 @@ class _Walk:
     customer: Customer
     decision: RouteDecision
     services: RoutingServices
-    path: list[str] = field(default_factory=list)
+    path: IvrPath = field(default_factory=IvrPath)
 
     async def step(self, step: CallStep) -> None:
         """Record a step in the path (``menu:key``) and tell the ivr_call_step subscribers."""
-        if step.kind == "menu":
-            self.path.append(f"{step.menu}:{step.key}")
-        elif step.kind == "language":
-            self.path.append(f"language:{step.value}")
-        elif step.kind == "speech":
-            self.path.append(f"{step.menu}:said:{step.key or '?'}")
-        elif step.kind in ("back", "exhausted"):
-            self.path.append(f"{step.menu}:{step.kind}")
-        elif step.kind == "closed":
-            self.path.append("closed")
-        if len(self.path) > _MAX_PATH_STEPS:  # a caller bouncing between menus
-            del self.path[: len(self.path) - _MAX_PATH_STEPS]
+        if step.kind in NAVIGATION:
+            self.path.add(step)
         services = self.services
         await notify(services.hooks, "ivr_call_step", services.lookup.clock, services.hook_deadline,
                      call=self.call, step=step)
 
     @property
     def path_text(self) -> str:
-        return ">".join(self.path)
+        """The path as the dialplan reads it (``IVR_PATH``): ``main:2>after-sales:0``."""
+        return self.path.text(">")
 
 
 #: What Call.menu answers when speech kept missing and the menu hands such callers to a person.

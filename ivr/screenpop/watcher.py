@@ -28,6 +28,7 @@ from ivr.db.models import Agent
 from ivr.dialing.outbound import OutboundCall
 from ivr.phone import normalise_number
 from ivr.plugins.hookspecs import hookimpl
+from ivr.routing.path import NAVIGATION, step_label
 from ivr.routing.router import CallOutcome, CallStep
 from ivr.screenpop.cards import CallContext, Card, CardBuilder
 from ivr.screenpop.hub import PopHub
@@ -71,13 +72,11 @@ class ScreenPop:
         if context is None:
             return
         context.language = call.language
+        if step.kind in NAVIGATION:
+            context.path.append(step_label(step))
         if step.kind == "menu":
-            context.path.append(f"{step.menu}:{step.key}")
             context.dtmf += step.key
-        elif step.kind == "language":
-            context.path.append(f"language:{step.value}")
         elif step.kind == "speech":
-            context.path.append(f"{step.menu}:said:{step.key or '?'}")
             context.transcript = " | ".join(filter(None, [context.transcript, step.value]))
         elif step.kind == "transfer":
             context.queue = step.value.split(":", 1)[-1]
