@@ -82,6 +82,20 @@ class SpeechTurns(Protocol):
     async def turn(self, call: Call, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    """The outcome of one speech try of a menu."""
+
+    #: The menu's answer, chosen by a phrase.
+    choice: str | None = None
+    #: A key pressed while the menu listened (None: silence).
+    key: str | None = None
+    #: Speech said off the menu.
+    rejected: bool = False
+    #: No speech here (no AudioSocket, no recogniser): keypad only from now on.
+    failed: bool = False
+
+
 class Call:
     """One call in progress, as seen by route and menu code."""
 
@@ -376,31 +390,27 @@ class Call:
         while used < tries:
             key, first_key = first_key, None
             if key is None and speech is not None and misses < speech_tries and self.speech is not None:
-                answer = await self.ask(prompt, speech, timeout)
-                if answer.via == "speech" and answer.choice is not None and answer.choice in choices:
-                    return choices[answer.choice]
-                if answer.via == "error":
+                heard = await self._speech_try(prompt, speech, timeout, choices)
+                if heard.choice is not None:
+                    return heard.choice
+                if heard.failed:
                     misses = speech_tries  # keypad only from now on, without using a try
                     continue
-                if answer.via == "rejected":
+                if heard.rejected:
                     misses += 1
                     if misses >= speech_tries and speech_exhausted is not None:
                         return speech_exhausted
-                key = answer.choice if answer.via == "dtmf" else None
-                if key is None and answer.via == "rejected":
                     used += 1
                     if invalid_prompt:
                         await self.play(invalid_prompt)
                     continue
+                key = heard.key
             elif key is None:
-                key = await self.play(prompt, ALL_DIGITS)
-                if key is None:
-                    key = await self.wait_for_digit(timeout)
+                key = await self.play(prompt, ALL_DIGITS) or await self.wait_for_digit(timeout)
             if key is not None and key == repeat_key:
                 repeats += 1
-                if repeats <= _FREE_REPEATS:
-                    continue
-                used += 1  # endless repeats would hold the line until the call deadline
+                if repeats > _FREE_REPEATS:
+                    used += 1  # endless repeats would hold the line until the call deadline
                 continue
             if key is not None and key in other_keys:
                 return key
@@ -411,6 +421,18 @@ class Call:
             if retry_prompt:
                 await self.play(retry_prompt)
         return None
+
+    async def _speech_try(self, prompt: str, grammar: SpeechGrammar, timeout: float,
+                          choices: Mapping[str, str]) -> _Heard:
+        """One try of a speech menu: what was chosen (by phrase), a key, or why nothing was."""
+        answer = await self.ask(prompt, grammar, timeout)
+        if answer.via == "speech" and answer.choice is not None and answer.choice in choices:
+            return _Heard(choice=choices[answer.choice])
+        if answer.via == "error":
+            return _Heard(failed=True)
+        if answer.via == "rejected":
+            return _Heard(rejected=True)
+        return _Heard(key=answer.choice if answer.via == "dtmf" else None)
 
     async def transfer_to_queue(self, queue: str, priority: int = 0,
                                 variables: Mapping[str, str] | None = None,

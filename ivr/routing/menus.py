@@ -176,68 +176,15 @@ class MenuSet:
         known_queues = set(queues)
         known_agents = None if agents is None else set(agents)
         for menu in self.menus.values():
-            where = f"menu {menu.name!r}"
-            for setting, key in (("back_key", menu.back_key), ("repeat_key", menu.repeat_key)):
-                if key and not _KEY.match(key):
-                    raise ConfigError(menu.source, f"{where} {setting}", f"{key!r} is not one phone key",
-                                      'use one of 0-9, * and #, or "" for none')
-            if not _NAME.match(menu.name):
-                raise ConfigError(menu.source, where, "bad menu name", "use letters, digits, - _ .")
-            if menu.tries < 1 or menu.timeout <= 0:
-                raise ConfigError(menu.source, where, "tries must be >= 1 and timeout > 0",
-                                  "set tries = 3, timeout = 5 or similar")
-            if not menu.options:
-                raise ConfigError(menu.source, where, "has no options", "give it at least one key")
-            fallback = menu.speech_fallback
-            if fallback != "keypad" and not (fallback.startswith("queue:") and fallback[6:] in known_queues):
-                raise ConfigError(menu.source, f"{where} speech_fallback",
-                                  f"{fallback!r} is not keypad or a known queue",
-                                  'use "keypad" or "queue:NAME" with NAME in [routing] queues')
-            for language in sorted(menu.speech_languages()):
-                menu.grammar(language)  # a ConfigError names the menu and the phrase
+            self._check_menu(menu, known_queues)
             for key, option in menu.options.items():
-                item = f"{where} key {key!r}"
-                if not _KEY.match(key):
-                    raise ConfigError(menu.source, item, "not a phone key", "use one of 0-9, * and #")
-                if key in (menu.back_key, menu.repeat_key):
-                    raise ConfigError(menu.source, item,
-                                      f"also the {'back' if key == menu.back_key else 'repeat'} key",
-                                      "pick another key or change back_key / repeat_key")
-                if option.kind == "submenu" and option.target not in self.menus:
-                    raise ConfigError(menu.source, item, f"unknown submenu {option.target!r}",
-                                      "define that menu or fix the name")
-                if option.kind == "queue" and option.target not in known_queues:
-                    raise ConfigError(menu.source, item, f"unknown queue {option.target!r}",
-                                      "add it to [routing] queues (and to Asterisk's queues.conf)")
-                if option.kind == "agent" and known_agents is not None and option.target not in known_agents:
-                    raise ConfigError(menu.source, item, f"unknown agent {option.target!r}",
-                                      "add it to [routing] agents with its dial string")
-                if option.kind == "callback" and not callbacks:
-                    raise ConfigError(menu.source, item, "no plugin takes callback requests",
-                                      "install a plugin implementing ivr_request_callback, or use a queue")
-                if option.kind == "action" and option.target not in self.actions:
-                    raise ConfigError(menu.source, item, f"unknown action {option.target!r}",
-                                      "register it with the ivr_menu_actions hook")
+                self._check_option(menu, key, option, known_queues, known_agents, callbacks)
             if prompt_exists is not None:
-                for prompt in sorted(menu.prompts()):
-                    if not prompt_exists(prompt):
-                        raise ConfigError(menu.source, f"{where} prompt {prompt!r}", "no such prompt file",
-                                          "add it to voices/prompts.toml and run `ivr voices build`")
+                _check_prompts(menu.source, f"menu {menu.name!r}", menu.prompts(), prompt_exists)
         for route in self.routes.values():
-            if route.start not in self.menus:
-                raise ConfigError(route.source, f"route {route.name!r}", f"unknown menu {route.start!r}",
-                                  "start the route in a defined menu")
-            for key, language in route.languages.items():
-                if not _KEY.match(key) or key == "#" or not _LANGUAGE.match(language):
-                    raise ConfigError(route.source, f"route {route.name!r} languages {key!r}",
-                                      f"{key!r} = {language!r} is not a key and a language code",
-                                      'map keys 0-9 or * to codes such as "en" or "zh"')
+            self._check_route(route)
             if prompt_exists is not None:
-                for prompt in sorted(route.prompts()):
-                    if not prompt_exists(prompt):
-                        raise ConfigError(route.source, f"route {route.name!r} prompt {prompt!r}",
-                                          "no such prompt file",
-                                          "add it to voices/prompts.toml and run `ivr voices build`")
+                _check_prompts(route.source, f"route {route.name!r}", route.prompts(), prompt_exists)
         reachable = self._reachable({r.start for r in self.routes.values()})
         for menu in self.menus.values():
             if menu.name not in reachable:
@@ -247,6 +194,64 @@ class MenuSet:
                 raise ConfigError(menu.source, f"menu {menu.name!r}",
                                   "callers can only go round in circles from here (no queue, agent, "
                                   "callback, hangup or action is reachable)", "add a way out")
+
+    def _check_menu(self, menu: Menu, known_queues: set[str]) -> None:
+        """The menu's own settings: keys, name, tries, options, speech."""
+        where = f"menu {menu.name!r}"
+        for setting, key in (("back_key", menu.back_key), ("repeat_key", menu.repeat_key)):
+            if key and not _KEY.match(key):
+                raise ConfigError(menu.source, f"{where} {setting}", f"{key!r} is not one phone key",
+                                  'use one of 0-9, * and #, or "" for none')
+        if not _NAME.match(menu.name):
+            raise ConfigError(menu.source, where, "bad menu name", "use letters, digits, - _ .")
+        if menu.tries < 1 or menu.timeout <= 0:
+            raise ConfigError(menu.source, where, "tries must be >= 1 and timeout > 0",
+                              "set tries = 3, timeout = 5 or similar")
+        if not menu.options:
+            raise ConfigError(menu.source, where, "has no options", "give it at least one key")
+        fallback = menu.speech_fallback
+        if fallback != "keypad" and not (fallback.startswith("queue:") and fallback[6:] in known_queues):
+            raise ConfigError(menu.source, f"{where} speech_fallback",
+                              f"{fallback!r} is not keypad or a known queue",
+                              'use "keypad" or "queue:NAME" with NAME in [routing] queues')
+        for language in sorted(menu.speech_languages()):
+            menu.grammar(language)  # a ConfigError names the menu and the phrase
+
+    def _check_option(self, menu: Menu, key: str, option: Option, known_queues: set[str],
+                      known_agents: set[str] | None, callbacks: bool) -> None:
+        """One key of a menu: a phone key, not taken, leading somewhere that exists."""
+        item = f"menu {menu.name!r} key {key!r}"
+        if not _KEY.match(key):
+            raise ConfigError(menu.source, item, "not a phone key", "use one of 0-9, * and #")
+        if key in (menu.back_key, menu.repeat_key):
+            raise ConfigError(menu.source, item,
+                              f"also the {'back' if key == menu.back_key else 'repeat'} key",
+                              "pick another key or change back_key / repeat_key")
+        if option.kind == "submenu" and option.target not in self.menus:
+            raise ConfigError(menu.source, item, f"unknown submenu {option.target!r}",
+                              "define that menu or fix the name")
+        if option.kind == "queue" and option.target not in known_queues:
+            raise ConfigError(menu.source, item, f"unknown queue {option.target!r}",
+                              "add it to [routing] queues (and to Asterisk's queues.conf)")
+        if option.kind == "agent" and known_agents is not None and option.target not in known_agents:
+            raise ConfigError(menu.source, item, f"unknown agent {option.target!r}",
+                              "add it to [routing] agents with its dial string")
+        if option.kind == "callback" and not callbacks:
+            raise ConfigError(menu.source, item, "no plugin takes callback requests",
+                              "install a plugin implementing ivr_request_callback, or use a queue")
+        if option.kind == "action" and option.target not in self.actions:
+            raise ConfigError(menu.source, item, f"unknown action {option.target!r}",
+                              "register it with the ivr_menu_actions hook")
+
+    def _check_route(self, route: MenuRoute) -> None:
+        if route.start not in self.menus:
+            raise ConfigError(route.source, f"route {route.name!r}", f"unknown menu {route.start!r}",
+                              "start the route in a defined menu")
+        for key, language in route.languages.items():
+            if not _KEY.match(key) or key == "#" or not _LANGUAGE.match(language):
+                raise ConfigError(route.source, f"route {route.name!r} languages {key!r}",
+                                  f"{key!r} = {language!r} is not a key and a language code",
+                                  'map keys 0-9 or * to codes such as "en" or "zh"')
 
     def _reachable(self, starts: set[str]) -> set[str]:
         seen: set[str] = set()
@@ -359,3 +364,10 @@ def load_menu_file(path: Path) -> tuple[list[Menu], list[MenuRoute]]:
                                 str(spec.get("language_prompt", "ivr-language-menu")),
                                 str(spec.get("greeting", ""))))
     return menus, routes
+
+
+def _check_prompts(source: str, where: str, prompts: Iterable[str], exists: Callable[[str], bool]) -> None:
+    for prompt in sorted(prompts):
+        if not exists(prompt):
+            raise ConfigError(source, f"{where} prompt {prompt!r}", "no such prompt file",
+                              "add it to voices/prompts.toml and run `ivr voices build`")
