@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ivr.db.sql import utc_now
+
 __all__ = ["ActiveCall", "Agent", "Base", "CallbackRequest", "Contact", "ContactEvent", "Customer",
            "CustomerPhone", "OptOut", "SmsMessage", "SmsOutbox"]
 
@@ -42,9 +44,6 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Agent(Base):
@@ -75,8 +74,9 @@ class Customer(Base):
     owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     preferred_channel: Mapped[str] = mapped_column(String(16), default="voice")
     do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
+                                                    onupdate=utc_now)
 
     phones: Mapped[list[CustomerPhone]] = relationship(back_populates="customer",
                                                        cascade="all, delete-orphan")
@@ -117,7 +117,7 @@ class Contact(Base):
     caller_e164: Mapped[str | None] = mapped_column(String(20), index=True)
     called_number: Mapped[str] = mapped_column(Text, default="")
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     duration_seconds: Mapped[float | None] = mapped_column(Float)
@@ -156,7 +156,7 @@ class ContactEvent(Base):
     #: Look-ups by contact use the (contact_id, seq) unique index; no second index.
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer, default=0)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -205,8 +205,9 @@ class CallbackRequest(Base):
     last_outcome: Mapped[str] = mapped_column(String(32), default="")
     #: The contact of the last attempt, in the history.
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
+                                                    onupdate=utc_now)
 
 
 class SmsMessage(Base):
@@ -230,7 +231,7 @@ class SmsMessage(Base):
     from_e164: Mapped[str | None] = mapped_column(String(20))
     to_number: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     #: callback, already-pending, opt-out, opted-out, rate-limited, invalid-number, number-not-allowed
     action: Mapped[str] = mapped_column(String(32), default="")
     #: Why, in a few words (e.g. which limit was hit).
@@ -247,7 +248,7 @@ class SmsOutbox(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     to_number: Mapped[str] = mapped_column(String(20))
     text: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     #: None until a gateway sent it; unsent rows are the gateway's queue.
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -264,7 +265,7 @@ class OptOut(Base):
     source: Mapped[str] = mapped_column(String(16), default="sms")
     #: The message that asked for it, if any.
     message_id: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
 class ActiveCall(Base):
@@ -285,4 +286,4 @@ class ActiveCall(Base):
     #: The ivr instance that placed the call: it releases the claim.
     instance: Mapped[str] = mapped_column(String(200), default="")
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, cast
 
 import phonenumbers
@@ -30,6 +30,7 @@ from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ivr.db.sql import utc_now
 from ivr.errors import ConfigError
 
 __all__ = [
@@ -196,9 +197,6 @@ def _safe_text(value: str, limit: int = 64) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 class DialPolicy:
     """Decides whether a number may be dialled; see the module docstring.
@@ -221,7 +219,7 @@ class DialPolicy:
                  blocked_patterns: Iterable[str] = (), blocked_types: Iterable[int] = DEFAULT_BLOCKED_TYPES,
                  max_attempts: int | None = 3, window: timedelta = timedelta(days=1),
                  clock: IReactorTime | None = None, lookup_deadline: float = 2.0,
-                 now: Callable[[], datetime] = _utc_now) -> None:
+                 now: Callable[[], datetime] = utc_now) -> None:
         source = "dial policy"
         supported = phonenumbers.SUPPORTED_REGIONS
         if region not in supported:
