@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ivr.app import settle_heap
+from ivr.server import settle_heap
 
 from ivr.db import make_engine, upgrade
 from ivr.history.plugin import ContactHistory
