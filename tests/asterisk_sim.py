@@ -179,3 +179,26 @@ class SimulatedAsterisk:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+def key_echo_call(asterisk: SimulatedAsterisk, uniqueid: str = "1700000000.1",
+                  **environment: str) -> bytes:
+    """Asterisk's side of one call to the built-in ``key-echo`` route where the caller presses 3.
+
+    Returns what the server sent after its last command (nothing, from a well-behaved one).
+    """
+    asterisk.send_environment("key-echo", uniqueid=uniqueid, **environment)
+    asterisk.expect("ANSWER")
+    asterisk.reply("200 result=0")
+    asterisk.expect("STREAM FILE", "hello-world")
+    asterisk.reply("200 result=0 endpos=12000")
+    asterisk.expect("WAIT FOR DIGIT", "5000")
+    asterisk.reply("200 result=51")
+    event = asterisk.expect("EXEC", "UserEvent")
+    assert event[2] == f"IvrMenuChoice,Uniqueid: {uniqueid},Digit: 3", event
+    asterisk.reply("200 result=0")
+    asterisk.expect("SAY DIGITS", "3")
+    asterisk.reply("200 result=0")
+    asterisk.expect("HANGUP")
+    asterisk.reply("200 result=1")
+    return asterisk.wait_closed()

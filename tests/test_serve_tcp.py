@@ -8,27 +8,13 @@ import socket
 import time
 
 import pytest
-from asterisk_sim import SimulatedAsterisk
+from asterisk_sim import SimulatedAsterisk, key_echo_call
 from conftest import TEST_ROUTES, ServeProcess, free_port
 
 
 def test_defaults_serve_a_key_echo_session(ivr_server: ServeProcess) -> None:
     with SimulatedAsterisk(port=ivr_server.port) as asterisk:
-        asterisk.send_environment("key-echo")
-        asterisk.expect("ANSWER")
-        asterisk.reply("200 result=0")
-        asterisk.expect("STREAM FILE", "hello-world")
-        asterisk.reply("200 result=0 endpos=12000")
-        asterisk.expect("WAIT FOR DIGIT", "5000")
-        asterisk.reply("200 result=51")
-        event = asterisk.expect("EXEC", "UserEvent")
-        assert event[2] == "IvrMenuChoice,Uniqueid: 1700000000.1,Digit: 3"
-        asterisk.reply("200 result=0")
-        asterisk.expect("SAY DIGITS", "3")
-        asterisk.reply("200 result=0")
-        asterisk.expect("HANGUP")
-        asterisk.reply("200 result=1")
-        assert asterisk.wait_closed() == b""
+        assert key_echo_call(asterisk) == b""
 
 
 def test_hostile_values_arrive_as_single_literal_arguments(ivr_server: ServeProcess) -> None:

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from asterisk_sim import SimulatedAsterisk
+from asterisk_sim import SimulatedAsterisk, key_echo_call
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from twisted.internet import defer, reactor, threads
@@ -46,22 +46,9 @@ def _settings(folder: Path, **extra: str) -> Any:
 
 
 def _key_echo_call(port: int, uniqueid: str) -> None:
-    """Asterisk's side of one key-echo call where the caller presses 3 (blocking: a worker thread)."""
+    """One key-echo call from a caller with a number (blocking: a worker thread)."""
     with SimulatedAsterisk(port=port) as asterisk:
-        asterisk.send_environment("key-echo", uniqueid=uniqueid, callerid="13800138000")
-        asterisk.expect("ANSWER")
-        asterisk.reply("200 result=0")
-        asterisk.expect("STREAM FILE", "hello-world")
-        asterisk.reply("200 result=0 endpos=12000")
-        asterisk.expect("WAIT FOR DIGIT", "5000")
-        asterisk.reply("200 result=51")
-        asterisk.expect("EXEC", "UserEvent")
-        asterisk.reply("200 result=0")
-        asterisk.expect("SAY DIGITS", "3")
-        asterisk.reply("200 result=0")
-        asterisk.expect("HANGUP")
-        asterisk.reply("200 result=1")
-        asterisk.wait_closed()
+        key_echo_call(asterisk, uniqueid, callerid="13800138000")
 
 
 def _get(url: str) -> str:
