@@ -15,13 +15,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from ivr.callbacks import CallbackStore, NewCallback, Outcome, next_opening
-from ivr.callbacks.commands import print_callbacks
+from ivr.callbacks.cli import print_callbacks
 from ivr.config import CallbackSettings
-from ivr.errors import CallbackError, CallbackNotClaimed
-from ivr.dialing.claims import ClaimsTable
 from ivr.db import Customer, CustomerPhone, make_engine, upgrade
 from ivr.db.models import CallbackRequest, OptOut
 from ivr.db.schema import downgrade
+from ivr.dialing.claims import ClaimsTable
+from ivr.errors import CallbackError, CallbackNotClaimed
 from ivr.routing.hours import BusinessHours
 
 T = TypeVar("T")
