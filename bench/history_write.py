@@ -28,12 +28,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ivr.server import settle_heap
-
 from ivr.db import make_engine, upgrade
 from ivr.history.plugin import ContactHistory
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
 from ivr.routing.router import CallOutcome, CallStep
+from ivr.server import settle_heap
 
 NOW = dt.datetime.now(dt.UTC).timestamp()
 

@@ -109,13 +109,13 @@ def pct(values: list[float], q: float) -> float | None:
 def serve(args: argparse.Namespace) -> None:
     import math
 
-    from ivr.app import settle_heap
     from twisted.internet import defer, reactor, stdio
     from twisted.internet.protocol import Factory, Protocol
     from twisted.internet.task import LoopingCall
     from twisted.protocols.basic import LineReceiver
 
     from ivr.audiosocket import AudioSocketFactory, AudioSocketLimits, AudioSocketSession
+    from ivr.server import settle_heap
     from ivr.speech.grammar import SpeechGrammar
     from ivr.speech.turn import SpeechAnswer, SpeechTurn
     from ivr.speech.vosk_backend import VoskRecognizer, VoskSpeech, _Decoder, packaged_model

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from ivr.callbacks import CallbackStore, NewCallback, Outcome, next_opening
-from ivr.callbacks.commands import print_callbacks
+from ivr.callbacks.cli import print_callbacks
 from ivr.config import CallbackSettings
 from ivr.db import Customer, CustomerPhone, make_engine, upgrade
 from ivr.db.models import CallbackRequest, OptOut

@@ -1,4 +1,4 @@
-"""The contact-history commands: timeline, customers import, export, purge (on SQLite)."""
+"""The contact-history and customers commands: timeline, customers import, export, purge (on SQLite)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from ivr.console import path_text, printable
+from ivr.customers.cli import register_cli as register_customers_cli
 from ivr.db import Agent, Contact, Customer, CustomerPhone, make_engine, upgrade
-from ivr.history.commands import path_text, printable, register_cli
+from ivr.history.cli import register_cli as register_history_cli
 
 PHONE = "+8613800138000"
 OTHER = "+8613900139000"
@@ -36,7 +38,9 @@ class Ivr:
         self.config.write_text('[routing]\nregion = "CN"\n', encoding="utf-8")
         self.capsys = capsys
         parser = argparse.ArgumentParser(prog="ivr")
-        register_cli(parser.add_subparsers(dest="command", required=True))
+        commands = parser.add_subparsers(dest="command", required=True)
+        register_history_cli(commands)
+        register_customers_cli(commands)
         self.parser = parser
 
     def __call__(self, *argv: str) -> tuple[int, str, str]:

@@ -2,5 +2,8 @@
 
 The tables live in :mod:`ivr.db`; this package records calls into them
 (:mod:`ivr.history.recorder`, subscribed by :mod:`ivr.history.plugin`) and
-reads them back for people (the ``ivr history`` commands).
+reads them back for people: :mod:`ivr.history.timeline` (a customer's or a
+number's contacts), :mod:`ivr.history.export` (CSV or JSON lines),
+:mod:`ivr.history.purge` (retention), run by the ``ivr history`` commands of
+:mod:`ivr.history.cli`.
 """

@@ -17,7 +17,14 @@ import sys
 from typing import TextIO
 
 from ivr.callbacks.store import Callback, CallbackStore
-from ivr.history.commands import database_options, open_history, positive_int, printable, run_safely
+from ivr.console import (
+    CommandGroups,
+    database_options,
+    open_database,
+    positive_int,
+    printable,
+    run_safely,
+)
 from ivr.routing.hours import BusinessHours
 
 __all__ = ["describe", "print_callbacks", "register_cli"]
@@ -75,7 +82,7 @@ def print_callbacks(store: CallbackStore, which: str, limit: int, out: TextIO | 
 
 @run_safely
 def _cli_list(args: argparse.Namespace) -> int:
-    settings, engine = open_history(args.config, args.url)
+    settings, engine = open_database(args.config, args.url)
     try:
         hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly, settings.hours.holidays,
                                     settings.source)
@@ -85,7 +92,7 @@ def _cli_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register_cli(subparsers: CommandGroups) -> None:
     """Add ``callbacks list`` to the ``ivr`` command."""
     callbacks = subparsers.add_parser("callbacks", help="callback requests (SMS, IVR, API)")
     commands = callbacks.add_subparsers(dest="callbacks_command", required=True)

@@ -1,21 +1,28 @@
-"""The ``ivr`` command."""
+"""The server's own command groups: ``ivr serve``, ``ivr plugins list`` and ``ivr db ...``.
+
+These belong to no feature: ``serve`` runs the whole server (the composition
+root, :mod:`ivr.server`), ``plugins list`` shows what ``serve`` would load,
+and ``db`` moves the one database every feature shares between schema
+revisions. Heavy imports (the reactor, the server) happen inside the command
+that needs them, so ``ivr --help`` and the other commands stay quick.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Sequence
 
-from ivr.errors import ConfigError, PluginError
+from ivr.config import load_settings
+from ivr.console import CommandGroups
 
-__all__ = ["main"]
+__all__ = ["register_cli"]
+
+_CONFIG_HELP = "settings file (default: ./ivr.toml if present)"
 
 
 def _serve(args: argparse.Namespace) -> int:
     from twisted.internet import defer, reactor
 
-    from ivr.config import load_settings
     from ivr.logs import start_logging
     from ivr.server import IVRServer, settle_heap
 
@@ -38,7 +45,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _plugins_list(args: argparse.Namespace) -> int:
-    from ivr.config import load_settings
     from ivr.plugins.manager import load_plugins
 
     settings = load_settings(args.config)
@@ -56,7 +62,6 @@ def _plugins_list(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from ivr.config import load_settings
     from ivr.db.schema import current_revision, downgrade, head_revision, make_engine, upgrade
 
     settings = load_settings(args.config)
@@ -73,20 +78,21 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivr", description="Telephony/IVR server for Asterisk.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the FastAGI server in the foreground")
-    serve.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
+def register_cli(subparsers: CommandGroups) -> None:
+    """Add ``serve``, ``plugins list`` and ``db upgrade|downgrade|current`` to the ``ivr`` command."""
+    serve = subparsers.add_parser("serve", help="run the FastAGI server in the foreground")
+    serve.add_argument("--config", help=_CONFIG_HELP)
     serve.add_argument("--port", type=int, help="FastAGI port (overrides [agi] port)")
     serve.add_argument("--log-format", choices=["text", "json"], help="log output format")
     serve.set_defaults(run=_serve)
-    plugins = commands.add_parser("plugins", help="inspect plugins")
+
+    plugins = subparsers.add_parser("plugins", help="inspect plugins")
     plugin_commands = plugins.add_subparsers(dest="plugins_command", required=True)
     listing = plugin_commands.add_parser("list", help="each plugin's name, source, hooks and routes")
-    listing.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
+    listing.add_argument("--config", help=_CONFIG_HELP)
     listing.set_defaults(run=_plugins_list)
-    db = commands.add_parser("db", help="contact-history database schema (Alembic migrations)")
+
+    db = subparsers.add_parser("db", help="contact-history database schema (Alembic migrations)")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     for name, default, text in [("upgrade", "head", "apply migrations up to REVISION"),
                                 ("downgrade", "base", "undo migrations down to REVISION"),
@@ -94,34 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
         sub = db_commands.add_parser(name, help=text)
         if default:
             sub.add_argument("revision", nargs="?", default=default)
-        sub.add_argument("--config", help="settings file (default: ./ivr.toml if present)")
+        sub.add_argument("--config", help=_CONFIG_HELP)
         sub.add_argument("--url", help="database URL (overrides [database] url)")
         sub.set_defaults(run=_db)
-    from ivr.callbacks.commands import register_cli as register_callbacks_cli
-    from ivr.dialing.agents import register_cli as register_agents_cli
-    from ivr.dialing.commands import register_cli as register_call_cli
-    from ivr.history.commands import register_cli as register_history_cli
-    from ivr.voices import register_cli as register_voices_cli
-
-    register_history_cli(commands)
-    register_call_cli(commands)
-    register_agents_cli(commands)
-    register_callbacks_cli(commands)
-    register_voices_cli(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except ConfigError as exc:
-        print(f"ivr: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except PluginError as exc:
-        print(f"ivr: plugin error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,222 @@
+"""What every feature's ``ivr ...`` subcommands share: safe terminal text, the database, arguments.
+
+Each feature registers its own subcommands (``register_cli`` in its ``cli``
+module); they all need the same few things, kept here once so they behave
+alike:
+
+* text that came from callers or a CRM is printed through :func:`printable`,
+  so a hostile caller name cannot drive the admin's terminal;
+* :func:`open_database` opens the database of ``--config``/``--url`` and
+  refuses, by name, a wrong URL, a missing SQLite file (rather than creating an
+  empty one) or a schema this ivr does not know;
+* :func:`run_safely` turns a :class:`~ivr.errors.ConfigError` into one
+  ``ivr: ...`` line and exit status 2, never a traceback;
+* argument types (:func:`positive_int`, :func:`parse_when`) and the shared
+  options (:func:`database_options`).
+
+Infrastructure: this module imports only :mod:`ivr.config`, :mod:`ivr.errors`,
+:mod:`ivr.db` and libraries, so every feature may use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from ivr.config import Settings, load_settings
+from ivr.db.schema import current_revision, head_revision, make_engine
+from ivr.db.sql import utc
+from ivr.errors import ConfigError
+
+__all__ = [
+    "COMMAND_LINE",
+    "CommandGroups",
+    "database_options",
+    "open_database",
+    "parse_when",
+    "path_text",
+    "positive_int",
+    "printable",
+    "quoted",
+    "redacted_url",
+    "run_safely",
+]
+
+#: The ``source`` of a :class:`~ivr.errors.ConfigError` about an argument.
+COMMAND_LINE = "command line"
+
+
+class CommandGroups(Protocol):
+    """What ``register_cli`` gets: the ``ivr`` parser's subcommands (``add_subparsers()``)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+# ------------------------------------------------------------------ safe terminal text
+
+# C0 and C1 controls (ESC, CR, LF, TAB, CSI ...), line/paragraph separators and the
+# bidirectional overrides that can make a terminal show text other than what is stored.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: every control character becomes U+FFFD.
+
+    Caller names and notes come from outside; an ESC or CR in them must never reach
+    the admin's terminal, where it could recolour, hide or overwrite output.
+    """
+    return _UNSAFE.sub("\ufffd", str(text))
+
+
+def quoted(text: str) -> str:
+    """A user-supplied value inside a message: repr escapes every control character."""
+    return repr(text)
+
+
+def path_text(path: object) -> str:
+    """``contacts.ivr_path`` as ``language:zh > main:2 > after-sales:0``.
+
+    A menu step shows the menu and the key pressed; other steps show their kind and
+    whatever else they carry (``transfer:queue:after-sales``, ``back:main``).
+    """
+    if not isinstance(path, list):
+        return ""
+    parts: list[str] = []
+    for step in path:
+        if not isinstance(step, dict):
+            parts.append(str(step))
+            continue
+        kind, menu, key, value = (str(step.get(name) or "") for name in ("kind", "menu", "key", "value"))
+        if kind == "menu" and menu:
+            parts.append(f"{menu}:{key or '-'}")
+        else:
+            parts.append(":".join(part for part in (kind, menu, key, value) if part) or "?")
+    return " > ".join(parts)
+
+
+# ------------------------------------------------------------------ the database
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password hidden, for messages (they end up in terminals and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+_FIX_URL = "use sqlite:///path/to/ivr.db or postgresql+psycopg://user@host/dbname"
+
+
+def open_database(config: str | None, url: str | None) -> tuple[Settings, Engine]:
+    """Settings and an engine on the database of ``--config``/``--url``, at the current schema.
+
+    Refuses (ConfigError) a URL that is wrong, a SQLite file that does not exist (rather
+    than creating an empty one) and a database whose schema is not this ivr's.
+    """
+    settings = load_settings(config)
+    chosen = url or settings.database.url
+    source, key = (COMMAND_LINE, "--url") if url else (settings.source, "database.url")
+    shown = redacted_url(chosen)
+    try:
+        engine = make_engine(chosen)
+    except (ArgumentError, ValueError, ImportError) as exc:  # the message could echo a password
+        raise ConfigError(source, key, f"{shown!r} is not a usable database URL ({type(exc).__name__})",
+                          _FIX_URL) from None
+    try:
+        _check_database(engine, source, key, shown)
+    except BaseException:
+        engine.dispose()
+        raise
+    return settings, engine
+
+
+def _check_database(engine: Engine, source: str, key: str, shown: str) -> None:
+    """ConfigError unless ``engine`` reaches an existing database at this ivr's schema revision."""
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:") \
+                and not Path(database).is_file():
+            raise ConfigError(source, key, f"no database file {database!r}",
+                              "check the path, or create it with `ivr db upgrade`")
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        problem = (str(orig if orig is not None else exc).splitlines() or ["?"])[0]
+        raise ConfigError(source, key, f"cannot open {shown} ({problem})",
+                          "check that the database server runs and the URL is right") from None
+    head = head_revision()
+    if revision != head:
+        raise ConfigError(source, key,
+                          f"the database {shown} is at schema revision {revision or '(empty)'}, "
+                          f"this ivr needs {head}", "run `ivr db upgrade` first")
+
+
+def database_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--url``: the options of every command that opens the database."""
+    parser.add_argument("--config", metavar="FILE", help="settings file (default: ./ivr.toml if present)")
+    parser.add_argument("--url", metavar="URL", help="database URL (overrides [database] url)")
+
+
+# ------------------------------------------------------------------ running a command
+
+
+def run_safely(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A wrong input ends the command with its message and exit status 2, never a traceback."""
+
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except ConfigError as exc:
+            print(f"ivr: {printable(exc)}", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
+# ------------------------------------------------------------------ argument types
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number of 1 or more (``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 1 or more")
+    return value
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_FIX = "use YYYY-MM-DD or an ISO date-time such as 2026-11-23T08:00 or 2026-11-23T08:00+08:00"
+
+
+def parse_when(text: str, option: str, end_of_day: bool = False) -> dt.datetime:
+    """An aware UTC datetime from ``YYYY-MM-DD`` or an ISO date-time (naive means UTC).
+
+    A bare date is the start of that day, or with ``end_of_day`` the start of the next,
+    so ``--until 2026-11-30`` includes the 30th. ConfigError names ``option`` otherwise.
+    """
+    value = text.strip()
+    try:
+        if _DATE.fullmatch(value):
+            day = dt.date.fromisoformat(value)
+            start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+            return start + dt.timedelta(days=1) if end_of_day else start
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(COMMAND_LINE, option, f"{quoted(text)} is not a date", _DATE_FIX) from None
+    return utc(moment)
