@@ -44,7 +44,6 @@ __all__ = [
     "database_options",
     "open_database",
     "parse_when",
-    "path_text",
     "positive_int",
     "printable",
     "quoted",
@@ -81,30 +80,6 @@ def printable(text: object) -> str:
 def quoted(text: str) -> str:
     """A user-supplied value inside a message: repr escapes every control character."""
     return repr(text)
-
-
-def path_text(path: object) -> str:
-    """``contacts.ivr_path`` as ``language:zh > main:2 > after-sales:0``.
-
-    A menu step shows the menu and the key pressed; other steps show their kind and
-    whatever else they carry (``transfer:queue:after-sales``, ``back:main``).
-    """
-    if not isinstance(path, list):
-        return ""
-    parts: list[str] = []
-    for step in path:
-        if not isinstance(step, dict):
-            parts.append(str(step))
-            continue
-        kind, menu, key, value = (str(step.get(name) or "") for name in ("kind", "menu", "key", "value"))
-        if kind == "menu" and menu:
-            parts.append(f"{menu}:{key or '-'}")
-        else:
-            parts.append(":".join(part for part in (kind, menu, key, value) if part) or "?")
-    return " > ".join(parts)
-
-
-# ------------------------------------------------------------------ the database
 
 
 def redacted_url(url: str) -> str:

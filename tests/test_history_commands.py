@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.console import path_text, printable
+from ivr.console import printable
 from ivr.customers.cli import register_cli as register_customers_cli
 from ivr.db import Agent, Contact, Customer, CustomerPhone, make_engine, upgrade
 from ivr.history.cli import register_cli as register_history_cli
+from ivr.routing.path import IvrPath
 
 PHONE = "+8613800138000"
 OTHER = "+8613900139000"
@@ -156,11 +157,11 @@ def test_show_spelled_out_reaches_a_customer_named_like_a_subcommand(ivr: Ivr, e
     assert code == 0 and "no contacts for customer export" in out
 
 
-def test_path_text_and_printable() -> None:
-    assert path_text(PATH) == "language:zh > main:2 > after-sales:0"
-    assert path_text([{"kind": "transfer", "value": "queue:vip"}, {"kind": "back", "menu": "main"}]) == \
-        "transfer:queue:vip > back:main"
-    assert path_text(None) == ""
+def test_stored_paths_and_printable() -> None:
+    assert IvrPath.from_json(PATH).text() == "language:zh > main:2 > after-sales:0"
+    assert IvrPath.from_json([{"kind": "transfer", "value": "queue:vip"}, {"kind": "back", "menu": "main"}]
+                             ).text() == "transfer:queue:vip > main:back"
+    assert IvrPath.from_json(None).text() == ""
     assert printable("a\tb\x00c\x7fd\u2028e") == "a\ufffdb\ufffdc\ufffdd\ufffde"
     assert printable("张伟 😀") == "张伟 😀"
 

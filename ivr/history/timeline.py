@@ -17,11 +17,12 @@ from typing import Any, TextIO
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from ivr.console import COMMAND_LINE, path_text, printable, quoted
+from ivr.console import COMMAND_LINE, printable, quoted
 from ivr.db.models import Agent, Contact, Customer, CustomerPhone
 from ivr.db.sql import utc
 from ivr.errors import ConfigError
 from ivr.phone import normalise_number
+from ivr.routing.path import IvrPath
 
 __all__ = ["DEFAULT_LIMIT", "timeline"]
 
@@ -126,7 +127,7 @@ def _contact_lines(contact: Contact, customer_ref: str | None, agent_code: str |
         caller += f" [customer {customer_ref}]"
     if caller.strip():
         lines.append(f"    caller  {printable(caller.strip())}")
-    path = path_text(contact.ivr_path)
+    path = IvrPath.from_json(contact.ivr_path).text()
     if path:
         lines.append(f"    path    {printable(path)}")
     if contact.disposition:
