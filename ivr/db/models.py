@@ -45,7 +45,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-
 class Agent(Base):
     """A person who takes calls; ``code`` is what the phone system knows them by (e.g. 1001)."""
 
@@ -59,6 +58,8 @@ class Agent(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: SHA-256 of the agent's API token (never the token itself); None: no API access.
     api_token_hash: Mapped[str | None] = mapped_column(String(128))
+    #: agent or supervisor: supervisors see every queue's data and every recording.
+    role: Mapped[str] = mapped_column(String(16), default="agent")
 
 
 class Customer(Base):
@@ -96,10 +97,21 @@ class CustomerPhone(Base):
 
 
 class Contact(Base):
-    """One interaction with a customer, from first ring to final outcome."""
+    """One interaction with a customer, from first ring to final outcome.
+
+    A call is one row per Asterisk uniqueid: the IVR part (path, keys, what
+    was said) and then the human part (queue, who answered, wait, talk,
+    recording). An SMS is a row too (``channel`` sms, its text in
+    ``transcript``), so a customer's timeline is one query.
+    """
 
     __tablename__ = "contacts"
-    __table_args__ = (UniqueConstraint("uniqueid"),)
+    __table_args__ = (
+        UniqueConstraint("uniqueid"),
+        #: A customer's and an agent's timeline, newest first.
+        Index("ix_contacts_customer_id_started_at", "customer_id", "started_at"),
+        Index("ix_contacts_agent_id_started_at", "agent_id", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: voice, sms ...
@@ -116,7 +128,7 @@ class Contact(Base):
     caller_name: Mapped[str] = mapped_column(Text, default="")
     caller_e164: Mapped[str | None] = mapped_column(String(20), index=True)
     called_number: Mapped[str] = mapped_column(Text, default="")
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -131,7 +143,22 @@ class Contact(Base):
     transcript_confidence: Mapped[float | None] = mapped_column(Float)
     route: Mapped[str] = mapped_column(String(100), default="")
     queue: Mapped[str] = mapped_column(String(100), default="")
+    #: The person who answered: a queue member, the account owner rung directly, or the agent
+    #: of a click-to-call or callback.
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    #: The human part: waiting or talking while it lasts, then answered, abandoned, timeout,
+    #: callback (left the queue for one) or lost (ended while no ivr was listening); "" for none.
+    queue_outcome: Mapped[str] = mapped_column(String(16), default="", index=True)
+    #: Seconds the caller waited for a person (queue hold time, or the owner's phone ringing).
+    wait_seconds: Mapped[float | None] = mapped_column(Float)
+    #: Seconds the caller talked with the person who answered.
+    talk_seconds: Mapped[float | None] = mapped_column(Float)
+    #: caller, agent or transfer (app_queue's AgentComplete Reason); "" when unknown.
+    hangup_by: Mapped[str] = mapped_column(String(16), default="")
+    #: The callback request this contact came from (the SMS that asked, the calls that kept it).
+    #: No foreign key: callback_requests.contact_id already points back here, and SQLite
+    #: cannot add the second half of such a cycle.
+    callback_request_id: Mapped[int | None] = mapped_column(Integer, index=True)
     outcome: Mapped[str] = mapped_column(String(32), default="")
     outcome_reason: Mapped[str] = mapped_column(Text, default="")
     hangup_cause: Mapped[str] = mapped_column(String(32), default="")
