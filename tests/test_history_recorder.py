@@ -1,8 +1,15 @@
-"""The contact-history recorder: batching, idempotent replays, the journal, crash reconciliation."""
+"""The contact-history recorder: batching, idempotent replays, the journal, crash reconciliation.
+
+Killing a real server under load is in tests/test_history_kill.py.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,18 +18,22 @@ from conftest import TEST_ROUTES, ServeProcess, free_port
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from ivr.db import Contact, ContactEvent, make_engine
+from ivr.errors import ConfigError
+from ivr.history import recorder as recorder_module
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
+from ivr.routing.router import CallStep
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC).timestamp()
 
 
 def call_records(uniqueid: str, name: str = "Zhang") -> list[Record]:
     return [ContactStart(uniqueid, NOW, "ivr-a", caller_number="13800138000", caller_name=name),
-            ContactStep(uniqueid, 1, NOW, "language", value="zh"),
-            ContactStep(uniqueid, 2, NOW, "menu", "main", "2", "after-sales"),
+            ContactStep(uniqueid, 1, NOW, CallStep("language", value="zh")),
+            ContactStep(uniqueid, 2, NOW, CallStep("menu", "main", "2", "after-sales")),
             ContactEnd(uniqueid, NOW, "completed", ivr_path=[{"kind": "menu", "key": "2"}], dtmf="2",
                        queue="after-sales", duration_seconds=12.5)]
 
@@ -51,7 +62,7 @@ def test_times_text_and_paths_read_back_exactly_as_recorded(engine: Engine, tmp_
     recorder._apply([
         ContactStart("1.9", started, "ivr-a", caller_number="+8613800138000", caller_name=HOSTILE_NAME,
                      caller_e164="+8613800138000"),
-        ContactStep("1.9", 1, started + 1, "menu", "主菜单", "2", "%s ? :name \\"),
+        ContactStep("1.9", 1, started + 1, CallStep("menu", "主菜单", "2", "%s ? :name \\")),
         ContactEnd("1.9", started + 12.5, "completed", "caller chose", ivr_path=path, dtmf="2",
                    duration_seconds=12.5)])
     with Session(engine) as session:
@@ -87,35 +98,228 @@ def test_replaying_the_same_records_never_doubles_anything(engine: Engine, tmp_p
     assert counts(engine) == (2, 4)
 
 
-def test_an_outage_goes_to_the_journal_and_is_replayed_in_order(engine: Engine, tmp_path: Path) -> None:
+def inline(recorder: ContactRecorder) -> ContactRecorder:
+    """The writer thread's work done at once, in order, on this thread."""
+    recorder._submit = lambda work: work()  # type: ignore[method-assign]
+    return recorder
+
+
+def segments(journal: Path) -> list[Path]:
+    files = recorder_module._Journal(journal)
+    return [files.segment(number) for number in files.numbers()]
+
+
+def journaled(journal: Path) -> list[Record]:
+    """What the journal files hold, oldest first."""
+    return [record for path in segments(journal)
+            for record in recorder_module._read_records(path.read_bytes(), path)]
+
+
+def test_a_record_is_in_the_journal_file_the_moment_it_is_recorded(engine: Engine, tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     recorder = ContactRecorder(engine, journal, Clock())
-    down = make_engine(f"sqlite:///{tmp_path / 'missing' / 'no.db'}")  # its folder does not exist
-    recorder.engine = down
+    hostile = [ContactStart("1.7", NOW, "ivr-a", caller_name="\u2028\ud800" + HOSTILE_NAME)]
+    for record in call_records("1.6") + hostile:
+        recorder.record(record)
+        assert journaled(journal)[-1] == record  # no flush, no writer: written by record() itself
+    assert counts(engine) == (0, 0)
+
+
+SIGKILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from ivr.db import make_engine
+from ivr.history.recorder import ContactRecorder
+from test_history_recorder import call_records
+
+recorder = ContactRecorder(make_engine(sys.argv[1]), Path(sys.argv[2]), Clock(), flush_interval=3600)
+for uniqueid in ("1.1", "1.2"):
+    for record in call_records(uniqueid):
+        recorder.record(record)
+recorder.record(call_records("1.3")[0])  # a call still in progress
+os.kill(os.getpid(), signal.SIGKILL)  # at once: nothing flushed, no exit handler
+"""
+
+
+def test_records_survive_a_sigkill_the_moment_record_returns(engine: Engine, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    killed = subprocess.run([sys.executable, "-c", SIGKILLED_WRITER,
+                             engine.url.render_as_string(hide_password=False), str(journal)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -9, killed.stderr
+    restarted = ContactRecorder(engine, journal, Clock())
+    assert restarted.reconcile("ivr-a") == 1
+    with Session(engine) as session:
+        rows = {c.uniqueid: (c.status, c.outcome, len(c.events)) for c in session.scalars(select(Contact))}
+    assert rows == {"1.1": ("final", "completed", 2), "1.2": ("final", "completed", 2),
+                    "1.3": ("interrupted", "interrupted", 0)}
+    assert segments(journal) == []  # replayed, then deleted
+
+
+def test_committed_segments_are_deleted_so_the_journal_stays_small(engine: Engine, tmp_path: Path) -> None:
+    journal, clock = tmp_path / "journal", Clock()
+    recorder = inline(ContactRecorder(engine, journal, clock, segment_seconds=1.0))
+
+    def call(uniqueid: str) -> None:
+        for record in call_records(uniqueid):
+            recorder.record(record)
+        recorder._flush_now()
+
+    call("2.1")
+    clock.advance(0.5)
+    call("2.2")  # written; the segment is younger than a second: kept
+    assert len(segments(journal)) == 1
+    clock.advance(0.5)
+    call("2.3")  # a second old: sealed with this batch, and deleted once it is written
+    assert segments(journal) == []
+    call("2.4")  # a new segment
+    assert len(segments(journal)) == 1
+    clock.advance(5)
+    recorder._tick()  # idle: sealed, and deleted as its records are in
+    assert segments(journal) == []
+    assert counts(engine) == (4, 8) and recorder.written == 16
+
+
+def test_an_outage_keeps_records_in_the_journal_until_a_replay_writes_them_in_order(
+        engine: Engine, tmp_path: Path) -> None:
+    journal, clock = tmp_path / "journal", Clock()
+    recorder = inline(ContactRecorder(engine, journal, clock))
+    recorder.engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'no.db'}")  # its folder does not exist
     for index in range(50):
-        recorder._write(call_records(f"2.{index}"))
-    assert recorder.journaled == 200 and len(journal.read_text().splitlines()) == 200
+        for record in call_records(f"3.{index}"):
+            recorder.record(record)
+        recorder._flush_now(seal=index % 10 == 0)
+    assert recorder._backlog and recorder.journaled == 200 and len(journaled(journal)) == 200
+    recorder._tick()  # still down: nothing lost, nothing written
     recorder.engine = engine
-    recorder._write(call_records("2.50"))  # goes behind the journal, then everything is replayed
-    assert journal.read_text() == ""
-    assert counts(engine) == (51, 102)
+    for record in call_records("3.50"):
+        recorder.record(record)
+    recorder._flush_now()  # the database is back, but this batch must not overtake the journal
+    assert counts(engine) == (0, 0)
+    recorder._tick()
+    assert counts(engine) == (51, 102) and not recorder._backlog
+    assert segments(journal) == []
     with Session(engine) as session:
         assert set(session.scalars(select(Contact.status))) == {"final"}
 
 
+def test_a_record_the_database_refuses_is_kept_aside_and_its_batch_written(engine: Engine,
+                                                                          tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    recorder = inline(ContactRecorder(engine, journal, Clock()))
+    refused = ContactStart("4.9", NOW, "ivr-a", caller_name="\ud800")  # neither driver can encode it
+    for record in call_records("4.8") + [refused] + call_records("4.9")[1:]:
+        recorder.record(record)
+    recorder._flush_now(seal=True)
+    assert counts(engine) == (2, 4) and recorder.rejected == 1 and not recorder._backlog
+    rejected = journal.with_name("journal.rejected").read_bytes()
+    assert recorder_module._read_records(rejected, journal) == [refused]
+    assert segments(journal) == []
+
+
 def test_a_torn_journal_line_from_a_crash_is_skipped(engine: Engine, tmp_path: Path) -> None:
     journal = tmp_path / "journal"
+    lines = b"".join(recorder_module._line(record) for record in call_records("5.1"))
+    (tmp_path / "journal.00000007").write_bytes(lines + lines[:25])
     recorder = ContactRecorder(engine, journal, Clock())
-    recorder._append_journal(call_records("3.1"))
-    with open(journal, "a") as handle:
-        handle.write('{"op": "start", "uniqueid": "3.2", "started_')
-    recorder._replay_journal()
+    recorder.reconcile("ivr-a")
     assert counts(engine) == (1, 2)
+
+
+def test_a_journal_from_an_older_ivr_is_replayed(engine: Engine, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    old = [{"op": "start", "uniqueid": "5.2", "started_at": NOW, "handled_by": "ivr-a",
+            "caller_name": "李\u2028"},
+           {"op": "step", "uniqueid": "5.2", "seq": 1, "at": NOW, "kind": "menu", "menu": "main", "key": "1",
+            "value": "", "confidence": None},
+           {"op": "end", "uniqueid": "5.2", "ended_at": NOW, "outcome": "completed"}]
+    journal.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in old), encoding="utf-8")
+    ContactRecorder(engine, journal, Clock()).reconcile("ivr-a")
+    with Session(engine) as session:
+        contact = session.scalars(select(Contact)).one()
+        assert (contact.caller_name, contact.status, contact.last_step) == (
+            "李\u2028", "final", "menu:main:1")
+    assert not journal.exists()
+
+
+def test_a_live_recorders_segment_is_not_replayed_by_another(engine: Engine, tmp_path: Path) -> None:
+    """``ivr call`` and ``ivr serve`` share the journal's path: neither takes the other's open segment."""
+    journal = tmp_path / "journal"
+    serving = ContactRecorder(engine, journal, Clock())
+    for record in call_records("6.1"):
+        serving.record(record)
+    other = ContactRecorder(engine, journal, Clock())
+    other.reconcile("ivr-b")
+    assert counts(engine) == (0, 0) and len(segments(journal)) == 1
+    serving._syncer.hand_over(serving._journal.seal())  # sealed (unlocked), as if its process died
+    other.reconcile("ivr-b")
+    assert counts(engine) == (1, 2) and segments(journal) == []
+
+
+def test_the_syncer_syncs_new_data_once_and_never_a_committed_segment(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", synced.append)
+    journal = tmp_path / "journal"
+    recorder = inline(ContactRecorder(engine, journal, Clock()))
+    syncer = recorder._syncer
+    recorder.record(call_records("7.1")[0])
+    active = recorder._journal.fd
+    syncer.sync()
+    syncer.sync()  # nothing new
+    assert synced == [active]
+    recorder._flush_now(seal=True)  # committed, so deleted: its file is closed unsynced
+    recorder.engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'no.db'}")
+    recorder.record(call_records("7.2")[0])
+    waiting = recorder._journal.fd
+    recorder._flush_now(seal=True)  # the database is down: this one is kept, so synced
+    syncer.sync()
+    assert synced == [active, waiting]
+    with pytest.raises(OSError):
+        os.fstat(waiting)  # closed by the syncer
+
+
+def test_an_unwritable_journal_stops_the_start(engine: Engine, tmp_path: Path) -> None:
+    recorder = ContactRecorder(engine, tmp_path / "missing" / "journal", Clock())
+    with pytest.raises(ConfigError, match="journal"):
+        recorder.start()
+
+
+def test_a_failed_journal_write_keeps_the_record_for_the_database(engine: Engine, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = inline(ContactRecorder(engine, tmp_path / "journal", Clock()))
+
+    def full(data: bytes, now: float) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recorder._journal, "append", full)
+    for record in call_records("8.1"):
+        recorder.record(record)
+    recorder._flush_now()
+    assert recorder.journal_errors == 4 and counts(engine) == (1, 2)
+
+
+def test_the_start_insert_sets_every_column_as_the_orm_would(engine: Engine, tmp_path: Path) -> None:
+    """The raw statement is generated from the table: its defaults are the model's."""
+    ContactRecorder(engine, tmp_path / "journal", Clock())._apply(
+        [ContactStart("9.1", NOW, "ivr-a", caller_number="1", caller_e164="+1", route="r")])
+    with Session(engine) as session:
+        session.add(Contact(uniqueid="9.2", started_at=dt.datetime.fromtimestamp(NOW, dt.UTC),
+                            handled_by="ivr-a", caller_number="1", caller_e164="+1", route="r"))
+        session.commit()
+        raw, orm = (session.scalars(select(Contact).where(Contact.uniqueid == u)).one()
+                    for u in ("9.1", "9.2"))
+        columns = [c.key for c in Contact.__table__.columns if c.key not in ("id", "uniqueid")]
+        assert {c: getattr(raw, c) for c in columns} == {c: getattr(orm, c) for c in columns}
 
 
 def test_reconcile_marks_only_this_instances_open_calls_interrupted(engine: Engine, tmp_path: Path) -> None:
     recorder = ContactRecorder(engine, tmp_path / "journal", Clock())
-    recorder._apply([ContactStart("4.1", NOW, "ivr-a"), ContactStep("4.1", 1, NOW, "menu", "main", "1"),
+    recorder._apply([ContactStart("4.1", NOW, "ivr-a"),
+                     ContactStep("4.1", 1, NOW, CallStep("menu", "main", "1")),
                      ContactStart("4.2", NOW, "ivr-b")])
     assert recorder.reconcile("ivr-a") == 1
     with Session(engine) as session:
@@ -201,7 +405,7 @@ def test_a_postgresql_outage_under_load_is_journaled_and_replayed(postgres_url: 
         for index in range(30, 60):  # calls go on while the database is down
             echo_call(port, f"7.{index}")
         deadline = time.monotonic() + 10
-        while not (server.journal.exists() and server.journal.stat().st_size):
+        while not recorder_module._Journal(server.journal).numbers()[:-1]:  # sealed, kept for a replay
             assert time.monotonic() < deadline, server.output()[-2000:]
             time.sleep(0.1)
         assert postgres_sandbox("start").returncode == 0
@@ -255,3 +459,41 @@ def test_customers_in_the_database_are_routed_by_their_tier_language_and_owner()
     assert variables["CHANNEL(language)"] == "zh"  # known language: no language question
     assert (variables["QUEUE_PRIO"], variables["IVR_CUSTOMER_ID"]) == ("10", "C-9")
     assert variables["IVR_OWNER_DEVICE"] == "PJSIP/1001" and variables["IVR_QUEUE"] == "sales"
+
+
+def test_the_history_hears_of_a_call_before_any_other_plugin(tmp_path: Path) -> None:
+    """Its start is journaled before a slow plugin's hook can hold the call (and its end
+    before the session closes), whatever order the plugins were registered in."""
+    import pluggy
+
+    from ivr.history.plugin import ContactHistory
+    from ivr.plugins import hookspecs
+    from ivr.plugins.hookspecs import hookimpl
+    from ivr.routing.router import CallOutcome, notify
+
+    heard: list[str] = []
+
+    class Recorder:
+        def record(self, record: Record) -> None:
+            heard.append(f"history {type(record).__name__}")
+
+    class Other:
+        @hookimpl
+        def ivr_call_started(self, call: object) -> None:
+            heard.append("other started")
+
+        @hookimpl
+        def ivr_call_ended(self, call: object, outcome: CallOutcome) -> None:
+            heard.append("other ended")
+
+    plugins = pluggy.PluginManager("ivr")
+    plugins.add_hookspecs(hookspecs)
+    plugins.register(ContactHistory(Recorder(), "ivr-a"), name="ivr.plugins.contact_history")  # type: ignore[arg-type]
+    plugins.register(Other(), name="other")  # registered last: pluggy would call it first
+    call = type("FakeCall", (), {"uniqueid": "10.1", "caller_number": "", "caller_name": "", "dnid": "",
+                                 "extension": "s", "script": "echo"})()
+    clock = Clock()
+    Deferred.fromCoroutine(notify(plugins.hook, "ivr_call_started", clock, 1.0, call=call))
+    Deferred.fromCoroutine(notify(plugins.hook, "ivr_call_ended", clock, 1.0, call=call,
+                                  outcome=CallOutcome("completed")))
+    assert heard == ["history ContactStart", "other started", "history ContactEnd", "other ended"]

@@ -30,6 +30,7 @@ from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
 from ivr.errors import AMIDisconnected, AMIError, CallHangup, IVRError
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
+from ivr.routing.path import IvrPath
 from ivr.routing.router import CallOutcome, CallStep, Route, notify
 
 __all__ = ["CustomerClaims", "DialRefused", "OutboundCall", "OutboundDialer", "OutboundRequest",
@@ -199,9 +200,10 @@ class OutboundDialer:
         if self.calls.pop(call.uniqueid, None) is None:
             return
         now = time.time()
-        self.recorder.record(ContactStep(call.uniqueid, 1, now, "agent-leg", value=outcome))
+        step = CallStep("agent-leg", value=outcome)
+        self.recorder.record(ContactStep(call.uniqueid, 1, now, step))
         self.recorder.record(ContactEnd(call.uniqueid, now, outcome, reason,
-                                        ivr_path=[{"kind": "agent-leg", "value": outcome}],
+                                        ivr_path=IvrPath.of([step]).to_json(),
                                         duration_seconds=round(now - call.placed_at, 3)))
         self._release(call.e164, call.agent.code)
         log.info("{kind} {uniqueid} ended: {outcome}", kind=call.request.kind, uniqueid=call.uniqueid,

@@ -1,8 +1,13 @@
 """Built-in plugin: records every call into the contact history.
 
 It only subscribes to the call hooks, like any admin's plugin could. Each
-hook queues a record for the :class:`~ivr.history.recorder.ContactRecorder`
-and returns at once: the database is written on its own thread.
+hook hands a record to the :class:`~ivr.history.recorder.ContactRecorder`,
+which journals it at once and writes the database on its own thread.
+
+Its hooks run first (``tryfirst``): a call's start is journaled before the
+handler sends its first AGI command, and its end before the router closes
+the session, however long other plugins' hooks take. So a call Asterisk saw
+end is never marked interrupted after a crash.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class ContactHistory:
         self.region = region
         self._open: dict[str, _Open] = {}
 
-    @hookimpl
+    @hookimpl(tryfirst=True)
     def ivr_call_started(self, call: Call) -> None:
         started = time.time()
         self._open[call.uniqueid] = _Open(started)
@@ -51,7 +56,7 @@ class ContactHistory:
             caller_e164=normalise_number(call.caller_number, self.region),
             called_number=call.dnid or call.extension, route=call.script))
 
-    @hookimpl
+    @hookimpl(tryfirst=True)
     def ivr_call_step(self, call: Call, step: CallStep) -> None:
         state = self._open.get(call.uniqueid)
         if state is None:
@@ -65,10 +70,9 @@ class ContactHistory:
         if step.kind == "speech":
             state.said.append(step.value)
             state.confidence = step.confidence
-        self.recorder.record(ContactStep(call.uniqueid, state.seq, time.time(), step.kind,
-                                         step.menu, step.key, step.value, step.confidence))
+        self.recorder.record(ContactStep(call.uniqueid, state.seq, time.time(), step))
 
-    @hookimpl
+    @hookimpl(tryfirst=True)
     def ivr_call_ended(self, call: Call, outcome: CallOutcome) -> None:
         state = self._open.pop(call.uniqueid, None)
         ended = time.time()

@@ -1,45 +1,78 @@
 """Writing the contact history without ever blocking a call or losing a record.
 
 Call code hands :class:`ContactStart`, :class:`ContactStep` and
-:class:`ContactEnd` records to a :class:`ContactRecorder`. It batches them and
-writes each batch in one transaction on its own single writer thread (so the
-reactor never waits for the database and records stay in order). When the
-database fails, the batch goes to an append-only journal file (fsync'd), and
-every later batch follows it there until the journal has been replayed, in
-order. Every write is idempotent on Asterisk's uniqueid (and the step number),
-so a replay can never make a second row.
+:class:`ContactEnd` records to a :class:`ContactRecorder`. Each record is
+appended to the journal with a plain ``write()`` before :meth:`~ContactRecorder.record`
+returns; the recorder then batches records to the database on its own single
+writer thread (so the reactor never waits for the database and records stay in
+order), and deletes the journal's segments once their records are committed.
+
+What survives what:
+
+* **The process dying** (SIGKILL, the OOM killer, a crash): nothing is lost.
+  A record is in the operating system's page cache the moment it exists, and
+  the kernel keeps written data when a process dies. The contact history
+  plugin records a call's start before its first AGI command and its end
+  before its session is closed. The next start replays the journal
+  (idempotently) before serving, then marks this instance's calls left open
+  as interrupted: exactly the calls the death cut short.
+* **The database down**: nothing is lost and no call waits. Batches that
+  fail stay in the journal; every ``retry_interval`` seconds the writer
+  replays the journal in order and deletes what it committed. The journal
+  grows meanwhile (about 1 KB per call).
+* **Power loss or a kernel crash**: records made in the last
+  ``sync_interval`` seconds (1 s by default) that were not yet committed may
+  be lost, since a background thread ``fdatasync()``\\ s the journal once per
+  interval (a group commit: no call waits for a disk). Committed records
+  are as durable as the database: PostgreSQL's commit is, and the writer
+  commits with ``synchronous=FULL`` on SQLite (whose WAL ivr otherwise runs
+  with ``synchronous=NORMAL``, which a power loss can roll back). Such a call
+  then has no row, or is marked interrupted.
+
+Every write is idempotent on Asterisk's uniqueid (and the step number), so
+a replay can never make a second row.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_string
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, Metric
-from sqlalchemy import Engine, Table, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import JSON, Column, DateTime, Engine, Table, UniqueConstraint, update
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLATimeoutError
 from twisted.internet import defer, threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from ivr.db.models import Contact
+from ivr.db.models import Contact, ContactEvent
 from ivr.errors import ConfigError
+from ivr.routing.router import CallStep
 
 __all__ = ["ContactEnd", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
 
 log = Logger(namespace="ivr.history")
 
 _contacts = cast(Table, Contact.__table__)
+_events = cast(Table, ContactEvent.__table__)
+
+
+# Journal lines are JSON arrays of a record's fields in declaration order, so a
+# field added later must go last (with a default) for old journals to replay.
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +92,12 @@ class ContactStart:
 
 @dataclass(frozen=True, slots=True)
 class ContactStep:
+    """A call's step (the router's own :class:`CallStep`), numbered and timed for the history."""
+
     uniqueid: str
     seq: int
     at: float
-    kind: str
-    menu: str = ""
-    key: str = ""
-    value: str = ""
-    confidence: float | None = None
+    step: CallStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,56 +116,302 @@ class ContactEnd:
 
 
 Record = ContactStart | ContactStep | ContactEnd
-_START_FIELDS = tuple(f.name for f in dataclasses.fields(ContactStart))
 
 
-_KINDS: dict[str, type[Any]] = {"start": ContactStart, "step": ContactStep, "end": ContactEnd}
-_NAMES = {cls: name for name, cls in _KINDS.items()}
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def _encode(record: Record) -> str:
-    return json.dumps({"op": _NAMES[type(record)], **dataclasses.asdict(record)}, ensure_ascii=False)
+_START_FIELDS = _names(ContactStart)
+_END_FIELDS = _names(ContactEnd)
+_STEP_FIELDS = _names(CallStep)
+
+
+# -- journal lines ---------------------------------------------------------------
+
+#: ASCII: any str round-trips, a lone surrogate too (as an escape), so no record can fail to journal.
+_to_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+#: JSON column values, spaced as ivr has always stored them.
+_db_json = json.JSONEncoder(ensure_ascii=False).encode
+#: Each kind's tag and its fields as a tuple (attrgetter: a tenth of dataclasses.astuple's cost).
+_LINES: dict[type[Any], tuple[tuple[str], Callable[[Any], tuple[Any, ...]]]] = {
+    ContactStart: (("start",), attrgetter(*_START_FIELDS)),
+    ContactStep: (("step",), attrgetter("uniqueid", "seq", "at", *(f"step.{n}" for n in _STEP_FIELDS))),
+    ContactEnd: (("end",), attrgetter(*_END_FIELDS)),
+}
+
+
+def _line(record: Record) -> bytes:
+    tag, values = _LINES[type(record)]
+    return (_to_json(tag + values(record)) + "\n").encode("ascii")
 
 
 def _decode(line: str) -> Record:
     data = json.loads(line)
-    return _KINDS[data.pop("op")](**data)  # type: ignore[no-any-return]
+    if isinstance(data, dict):  # written by ivr before the journal held every record
+        return _decode_legacy(data)
+    tag, *values = data
+    if tag == "start":
+        return ContactStart(*values)
+    if tag == "step":
+        return ContactStep(values[0], values[1], values[2], CallStep(*values[3:]))
+    if tag == "end":
+        return ContactEnd(*values)
+    raise ValueError(f"unknown journal record {tag!r}")
 
 
-def _time(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+def _decode_legacy(data: dict[str, Any]) -> Record:
+    op = data.pop("op")
+    if op == "step":
+        return ContactStep(data.pop("uniqueid"), data.pop("seq"), data.pop("at"), CallStep(**data))
+    return cast(Record, {"start": ContactStart, "end": ContactEnd}[op](**data))
+
+
+def _read_records(data: bytes, source: Path) -> list[Record]:
+    """Every readable line; a torn one (a crash mid-append, a power loss) is skipped."""
+    records = []
+    for raw in data.split(b"\n"):  # not str.splitlines: an older ivr's UTF-8 lines may hold U+2028
+        if not raw.strip():
+            continue
+        line = raw.decode("utf-8", "replace")
+        try:
+            records.append(_decode(line))
+        except (ValueError, KeyError, TypeError, IndexError):
+            log.warn("skipping an unreadable line of {journal}: {line!r}", journal=str(source),
+                     line=line[:200])
+    return records
+
+
+# -- the journal's files -----------------------------------------------------------
+
+
+class _Journal:
+    """The journal: numbered segment files beside ``path`` (``path.00000001`` ...).
+
+    The reactor thread appends to one open segment at a time, holding an
+    ``flock`` on it: a live process's segment is never replayed by another
+    process sharing the path (``ivr call`` beside ``ivr serve``). Sealed
+    segments are unlocked, and deleted once the database has their records.
+    A file at ``path`` itself is the journal of an older ivr, replayed too.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+        self.number = 0
+        self.size = 0
+        self.opened_at = 0.0
+        #: Set when a segment is created, cleared by the syncer once it synced the folder.
+        self.created = False
+        #: The last append failed part way: its line has no end yet.
+        self.torn = False
+
+    def segment(self, number: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{number:08d}")
+
+    def numbers(self) -> list[int]:
+        """The segments on disk, oldest first."""
+        prefix = self.path.name + "."
+        found = []
+        try:
+            names = os.listdir(self.path.parent)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
+                found.append(int(name[len(prefix):]))
+        return sorted(found)
+
+    def open(self, now: float) -> None:
+        """Create the next segment, already locked when it appears under its name."""
+        number = max(self.numbers(), default=self.number) + 1
+        spare = self.path.with_name(f"{self.path.name}.new-{os.getpid()}-{threading.get_ident()}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            while True:
+                try:
+                    os.link(spare, self.segment(number))
+                    break
+                except FileExistsError:
+                    number += 1
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            spare.unlink(missing_ok=True)
+        self.fd, self.number, self.size, self.opened_at, self.created = fd, number, 0, now, True
+        self.torn = False
+
+    def append(self, data: bytes, now: float) -> None:
+        if self.fd < 0:
+            self.open(now)
+        if self.torn:  # a line cut by an earlier error must not swallow this one
+            data = b"\n" + data
+        written = 0
+        try:
+            while written < len(data):  # more than one write only on a full disk
+                written += os.write(self.fd, data[written:])
+        finally:
+            self.size += written
+            self.torn = 0 < written < len(data) or (self.torn and written == 0)
+
+    def seal(self) -> int:
+        """Stop appending to the open segment and unlock it; returns its fd (the syncer closes it)."""
+        fd = self.fd
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self.fd = -1
+        return fd
+
+    def replayable(self) -> Iterator[tuple[Path, bytes]]:
+        """Each segment no live writer holds (and an older ivr's journal), oldest first, read
+        under its lock; the caller deletes it before asking for the next."""
+        candidates = [self.path] + [self.segment(number) for number in self.numbers()]
+        for path in candidates:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process appends to it
+                if os.fstat(fd).st_nlink == 0:
+                    continue  # deleted since listed
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                yield path, b"".join(chunks)
+            finally:
+                os.close(fd)
+
+
+class _Syncer:
+    """``fdatasync()`` of the journal every ``interval`` seconds, on its own thread.
+
+    Group commit: no call waits for the disk, and a power loss loses at most
+    the last interval. It also closes sealed segments' files (only it does,
+    so it never syncs a number the reactor reused); deleted ones are not synced.
+    """
+
+    def __init__(self, journal: _Journal, interval: float) -> None:
+        self.journal = journal
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.sealed: list[int] = []
+        self.syncs = 0
+        self._synced: tuple[int, int] = (-1, 0)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ivr-history-journal-sync", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        self._thread = None
+        self.sync()
+
+    def hand_over(self, fd: int) -> None:
+        with self.lock:
+            self.sealed.append(fd)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                self.sync()
+            except OSError as exc:
+                log.error("could not sync the contact history journal: {error}", error=exc)
+
+    def sync(self) -> None:
+        journal = self.journal
+        with self.lock:
+            sealed, self.sealed = self.sealed, []
+            active, size, created = journal.fd, journal.size, journal.created
+            journal.created = False
+        if active >= 0 and active not in sealed and (active, size) != self._synced:
+            os.fdatasync(active)
+            self._synced = (active, size)
+            self.syncs += 1
+        for fd in sealed:
+            try:
+                if os.fstat(fd).st_nlink:  # still waiting for the database: keep it over a power loss
+                    os.fdatasync(fd)
+                    self.syncs += 1
+            finally:
+                os.close(fd)
+        if created:  # the new segments' names
+            folder = os.open(journal.path.parent, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+
+
+# -- the recorder ------------------------------------------------------------------
 
 
 class ContactRecorder:
-    """Batches records to the database on one writer thread, with a journal for outages."""
+    """Journals each record at once, then batches records to the database on one writer thread."""
 
     def __init__(self, engine: Engine, journal: Path, reactor: Any, flush_interval: float = 0.05,
-                 max_batch: int = 2000, retry_interval: float = 5.0) -> None:
+                 max_batch: int = 2000, retry_interval: float = 5.0, sync_interval: float = 1.0,
+                 segment_seconds: float = 1.0, segment_bytes: int = 8 << 20) -> None:
         self.engine = engine
         self._sql = _DriverSQL(engine.dialect.name)
         #: Calls whose start this recorder has committed (writer thread only): their later
         #: records need no bare contact row first.
         self._known_starts: set[str] = set()
         self.journal = journal
+        self._journal = _Journal(journal)
+        self._rejects = journal.with_name(journal.name + ".rejected")
+        self._syncer = _Syncer(self._journal, sync_interval)
         self.reactor = reactor
         self.flush_interval = flush_interval
         self.max_batch = max_batch
+        #: A segment is sealed (then deleted once committed) when it is this old or this big.
+        self.segment_seconds = segment_seconds
+        self.segment_bytes = segment_bytes
         self._pending: list[Record] = []
         self._flush_call: Any = None
-        #: Records wait in the journal (set and cleared on the writer thread only).
-        self._journal_waiting = journal.exists() and journal.stat().st_size > 0
+        #: The journal holds records the database does not: the database failed, or an earlier
+        #: run left segments. Batches then only go to the journal until a replay catches up.
+        #: Set and cleared on the writer thread; read by the reactor's retry tick.
+        self._backlog = bool(self._journal.numbers()) or _nonempty(journal)
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-history-writer")
-        self._retry = LoopingCall(self._retry_journal)
+        self._retry = LoopingCall(self._tick)
         self._retry.clock = reactor
         self.retry_interval = retry_interval
+        #: Errors that mean the database cannot be reached (rather than refusing a record).
+        dbapi = engine.dialect.loaded_dbapi
+        self._outages: tuple[type[Exception], ...] = (
+            OperationalError, InterfaceError, DisconnectionError, SQLATimeoutError,
+            dbapi.OperationalError, dbapi.InterfaceError)
+        #: Records the journal could not take, kept in memory while the database is down.
+        self._held: list[Record] = []
+        self._unjournaled: list[Record] = []
         self.written = 0
         self.journaled = 0
+        self.journal_errors = 0
+        self.rejected = 0
         self._last_write: defer.Deferred[None] | None = None
 
     # -- life cycle -------------------------------------------------------
 
     def start(self) -> None:
+        """Open the journal (a start-up error if it cannot be written), start the writer threads."""
+        try:
+            self._journal.open(self._now())
+        except OSError as exc:
+            raise ConfigError("[database]", "journal", f"cannot write the journal {self.journal}: {exc}",
+                              "give ivr a folder it can write to for the journal") from None
         self._pool.start()
+        self._syncer.start()
         self._retry.start(self.retry_interval, now=False)
         # However the reactor stops, never leave the writer thread keeping the process alive.
         self.reactor.addSystemEventTrigger("after", "shutdown", self._stop_pool)
@@ -142,11 +419,12 @@ class ContactRecorder:
     def _stop_pool(self) -> None:
         if self._pool.started and not self._pool.joined:
             self._pool.stop()
+        self._syncer.stop()
 
     def reconcile(self, instance: str) -> int:
         """At start-up (before serving): replay the journal, then mark this instance's
         calls left open by a crash as interrupted. Returns how many were interrupted."""
-        self._replay_journal()
+        self._replay()
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(_contacts)
@@ -159,16 +437,29 @@ class ContactRecorder:
         return count
 
     async def stop(self) -> None:
-        """Write what is pending, then stop the writer thread."""
+        """Write what is pending and delete the committed journal, then stop the writer threads."""
         if self._retry.running:
             self._retry.stop()
-        await self.flush()
+        self._flush_now(seal=True)
+        waiting = self._last_write
+        if waiting is not None:
+            await waiting
         self._stop_pool()
 
-    # -- recording --------------------------------------------------------
+    # -- recording (reactor thread) -----------------------------------------
 
     def record(self, record: Record) -> None:
-        """Queue a record; it is written within ``flush_interval`` seconds."""
+        """Journal a record now (it survives this process from here on); it reaches the
+        database within ``flush_interval`` seconds."""
+        try:
+            self._journal.append(_line(record), self._now())
+        except OSError as exc:
+            self.journal_errors += 1
+            self._unjournaled.append(record)
+            if self.journal_errors == 1 or self.journal_errors % 1000 == 0:
+                log.error("cannot append to the contact history journal {journal} ({error}; {count} "
+                          "time(s)): records wait in memory only", journal=str(self.journal),
+                          error=exc, count=self.journal_errors)
         self._pending.append(record)
         if len(self._pending) >= self.max_batch:
             self._flush_now()
@@ -176,23 +467,42 @@ class ContactRecorder:
             self._flush_call = self.reactor.callLater(self.flush_interval, self._flush_now)
 
     def flush(self) -> defer.Deferred[None]:
-        """Write everything queued so far; fires when it is in the database or journal."""
+        """Write everything queued so far; fires when the database has it (or the outage
+        left it in the journal)."""
         self._flush_now()
         waiting = self._last_write
         return waiting if waiting is not None else defer.succeed(None)
 
-    def _flush_now(self) -> None:
+    def _now(self) -> float:
+        return float(self.reactor.seconds())
+
+    def _flush_now(self, seal: bool = False) -> None:
+        """Hand the pending records to the writer; seal the journal's segment if it is due, so
+        that the writer deletes it once this batch (its last records) is committed."""
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
-        if not self._pending:
+        journal = self._journal
+        if journal.fd >= 0 and not seal:
+            seal = (journal.size >= self.segment_bytes
+                    or self._now() - journal.opened_at >= self.segment_seconds)
+        sealed = None
+        if seal and journal.fd >= 0:
+            sealed = journal.segment(journal.number)
+            self._syncer.hand_over(journal.seal())
+        if not self._pending and sealed is None:
             return
         batch, self._pending = self._pending, []
-        self._submit(lambda: self._write(batch))
+        unjournaled, self._unjournaled = self._unjournaled, []
+        self._submit(lambda: self._write(batch, sealed, unjournaled))
 
-    def _retry_journal(self) -> None:
-        if self._journal_waiting:
-            self._submit(self._replay_journal)
+    def _tick(self) -> None:
+        """Every ``retry_interval``: seal an idle segment (its records are committed), and
+        while the journal holds what the database lacks, replay it."""
+        backlog = self._backlog
+        self._flush_now(seal=backlog)
+        if backlog:
+            self._submit(self._replay_later)
 
     def _submit(self, work: Callable[[], None]) -> None:
         done = threads.deferToThreadPool(self.reactor, self._pool, work)
@@ -201,53 +511,86 @@ class ContactRecorder:
 
     # -- on the writer thread ----------------------------------------------
 
-    def _write(self, batch: Sequence[Record]) -> None:
-        if self._journal_waiting:
-            self._append_journal(batch)  # keep the order: behind what is already waiting
-            self._replay_journal()
-            return
-        try:
-            self._apply(batch)
-            self.written += len(batch)
-        except SQLAlchemyError as exc:
-            log.warn("contact history database unavailable ({error}); journaling {count} record(s)",
-                     error=type(exc).__name__, count=len(batch))
-            self._append_journal(batch)
+    def _write(self, batch: Sequence[Record], sealed: Path | None,
+               unjournaled: Sequence[Record] = ()) -> None:
+        """Commit a batch; then its segment, if sealed with it, holds nothing the database lacks."""
+        if not self._backlog:
+            try:
+                self._commit(batch)
+            except _Outage as outage:
+                log.warn("contact history database unavailable ({error}); {count} record(s) wait in "
+                         "the journal", error=outage.error, count=len(batch))
+                self._backlog = True
+            else:
+                if sealed is not None:
+                    sealed.unlink(missing_ok=True)
+                return
+        self.journaled += len(batch)  # they are in the journal: the next replay writes them
+        self._held.extend(unjournaled)
 
-    def _append_journal(self, batch: Sequence[Record]) -> None:
-        with open(self.journal, "a", encoding="utf-8") as handle:
-            handle.write("".join(_encode(record) + "\n" for record in batch))
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.journaled += len(batch)
-        self._journal_waiting = True
+    def _replay_later(self) -> None:
+        self._replay()
 
-    def _replay_journal(self) -> None:
-        if not self.journal.exists():
-            self._journal_waiting = False
-            return
-        lines = [line for line in self.journal.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if not lines:
-            self._journal_waiting = False
-            return
+    def _replay(self) -> bool:
+        """Apply every segment no live process holds, oldest first, deleting each once
+        committed. Returns False (and keeps the rest) while the database is down."""
+        count = 0
         try:
-            records = [_decode(line) for line in lines]
-        except (ValueError, KeyError, TypeError):
-            # A torn last line from a crash mid-append: keep everything before it.
-            records = []
-            for line in lines:
-                try:
-                    records.append(_decode(line))
-                except (ValueError, KeyError, TypeError):
-                    log.warn("skipping an unreadable journal line: {line!r}", line=line[:200])
+            for path, data in self._journal.replayable():
+                records = _read_records(data, path)
+                for start in range(0, len(records), self.max_batch):
+                    self._commit(records[start:start + self.max_batch])
+                path.unlink(missing_ok=True)
+                count += len(records)
+            held, self._held = self._held, []
+            try:
+                self._commit(held)
+            except _Outage:
+                self._held[:0] = held
+                raise
+        except _Outage:
+            return False  # still down: try again later
+        finally:
+            if count:
+                log.info("replayed {count} journaled contact record(s) into the database", count=count)
+        self._backlog = False
+        return True
+
+    def _commit(self, records: Sequence[Record]) -> None:
+        """Apply records; raise :class:`_Outage` if the database cannot be reached.
+
+        A database that is up but refuses the batch (PostgreSQL: a value too
+        long for its column) gets the records one at a time, and those it
+        refuses go to the ``.rejected`` file beside the journal: one bad
+        record must neither take its batch with it nor stall the history.
+        """
+        if not records:
+            return
         try:
             self._apply(records)
-        except SQLAlchemyError:
-            return  # still down: try again later
+        except self._outages as exc:
+            raise _Outage(type(exc).__name__) from exc
+        except Exception:
+            log.failure("the database refused a batch of {count} contact record(s); writing them one "
+                        "by one", count=len(records))
+            for record in records:
+                try:
+                    self._apply([record])
+                except self._outages as exc:
+                    raise _Outage(type(exc).__name__) from exc
+                except Exception as exc:
+                    self._reject(record, exc)
+                else:
+                    self.written += 1
+            return
         self.written += len(records)
-        self.journal.write_text("", encoding="utf-8")
-        self._journal_waiting = False
-        log.info("replayed {count} journaled contact record(s) into the database", count=len(records))
+
+    def _reject(self, record: Record, error: Exception) -> None:
+        self.rejected += 1
+        log.error("the database refused contact record {record!r} ({error}); kept in {file}",
+                  record=record, error=error, file=str(self._rejects))
+        with open(self._rejects, "ab") as handle:
+            handle.write(_line(record))
 
     def _apply(self, batch: Sequence[Record]) -> None:
         """Write a batch in one transaction, one executemany per kind of statement.
@@ -260,72 +603,119 @@ class ContactRecorder:
         them through SQLAlchemy's per-row bind processing cost ~4x the
         database's own time (bench/history_write.py).
         """
-        sql = self._sql
         starts = [r for r in batch if isinstance(r, ContactStart)]
         steps = [r for r in batch if isinstance(r, ContactStep)]
         ends = [r for r in batch if isinstance(r, ContactEnd)]
-        time_value, json_value = sql.time, sql.json
-        known = self._known_starts
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             # The driver's own cursor: SQLAlchemy's per-statement work was a third of a small batch.
             cursor = connection.connection.cursor()
-            if starts:
-                cursor.executemany(sql.insert_contact, [
-                    (r.uniqueid, time_value(r.started_at), r.handled_by, r.caller_number, r.caller_name,
-                     r.caller_e164, r.called_number, r.route, r.kind, r.direction, r.channel)
-                    + _CONTACT_DEFAULTS for r in starts])
-            started = {r.uniqueid for r in starts}
-            unseen = {u: at for u, at in [(r.uniqueid, r.at) for r in steps]
-                      + [(r.uniqueid, r.ended_at) for r in ends] if u not in started and u not in known}
-            if unseen:
-                cursor.executemany(sql.insert_contact, [
-                    (uniqueid, time_value(at), "", "", "", None, "", "", "hotline", "inbound", "voice")
-                    + _CONTACT_DEFAULTS for uniqueid, at in unseen.items()])
-            last = {r.uniqueid: r for r in steps}  # the latest step of each call in this batch
-            if steps:
-                cursor.executemany(sql.insert_event, [
-                    (r.seq, time_value(r.at), r.kind, _step_data(r), r.uniqueid) for r in steps])
-                ending = {r.uniqueid for r in ends}
-                still_open = [(_describe(r), u) for u, r in last.items() if u not in ending]
-                if still_open:
-                    cursor.executemany(sql.update_last_step, still_open)
-            if ends:
-                cursor.executemany(sql.update_end, [
-                    (time_value(r.ended_at), r.outcome, r.reason, json_value(r.ivr_path), r.dtmf, r.queue,
-                     r.duration_seconds, r.transcript, r.transcript_confidence,
-                     _describe(last[r.uniqueid]) if r.uniqueid in last else None, r.uniqueid) for r in ends])
+            try:
+                synchronous = self._sql.durable(cursor)
+                try:
+                    with connection.begin():
+                        self._execute(cursor, starts, steps, ends)
+                finally:
+                    self._sql.restore(cursor, synchronous)
+            except self._outages:
+                connection.invalidate()  # the driver's own errors never told the pool it is broken
+                raise
         # Committed: later steps and ends of these calls need no bare row.
+        known = self._known_starts
         if len(known) > 100_000:
             known.clear()
-        known.update(started)
+        known.update(r.uniqueid for r in starts)
         known.difference_update(r.uniqueid for r in ends)
+
+    def _execute(self, cursor: Any, starts: Sequence[ContactStart], steps: Sequence[ContactStep],
+                 ends: Sequence[ContactEnd]) -> None:
+        sql, known = self._sql, self._known_starts
+        start_row, time_value = sql.start_row, sql.time
+        if starts:
+            cursor.executemany(sql.insert_contact, [start_row(r) for r in starts])
+        started = {r.uniqueid for r in starts}
+        later = [(r.uniqueid, r.at) for r in steps] + [(r.uniqueid, r.ended_at) for r in ends]
+        unseen = {u: at for u, at in later if u not in started and u not in known}
+        if unseen:
+            cursor.executemany(sql.insert_contact, [
+                start_row(ContactStart(uniqueid, at, "")) for uniqueid, at in unseen.items()])
+        last = {r.uniqueid: r for r in steps}  # the latest step of each call in this batch
+        if steps:
+            cursor.executemany(sql.insert_event, [
+                (r.seq, time_value(r.at), r.step.kind, _step_data(r.step), r.uniqueid) for r in steps])
+            ending = {r.uniqueid for r in ends}
+            still_open = [(_describe(r.step), u) for u, r in last.items() if u not in ending]
+            if still_open:
+                cursor.executemany(sql.update_last_step, still_open)
+        if ends:
+            cursor.executemany(sql.update_end, [
+                sql.end_row(r, _describe(last[r.uniqueid].step) if r.uniqueid in last else None)
+                for r in ends])
 
     def metrics(self) -> Iterator[Metric]:
         """What the writer did, read when Prometheus scrapes."""
         yield CounterMetricFamily("ivr_history_records_written", "contact records written to the database",
                                   value=self.written)
         yield CounterMetricFamily("ivr_history_records_journaled",
-                                  "contact records that went to the journal (database down)",
+                                  "contact records left in the journal for a replay (database down)",
                                   value=self.journaled)
+        yield CounterMetricFamily("ivr_history_records_rejected",
+                                  "contact records the database refused (kept in the .rejected file)",
+                                  value=self.rejected)
+        yield CounterMetricFamily("ivr_history_journal_errors",
+                                  "contact records the journal could not take (held in memory only)",
+                                  value=self.journal_errors)
 
 
-#: The contacts columns a start sets, then the rest with their empty values, in insert order.
-_START_COLUMNS = ("uniqueid", "started_at", "handled_by", "caller_number", "caller_name", "caller_e164",
-                  "called_number", "route", "kind", "direction", "channel")
-_DEFAULTED = {"status": "open", "ivr_path": "[]", "last_step": "", "dtmf": "", "transcript": "", "queue": "",
-              "outcome": "", "outcome_reason": "", "hangup_cause": "", "recording_ref": "", "disposition": "",
-              "notes": ""}
-_CONTACT_DEFAULTS = tuple(_DEFAULTED.values())
+class _Outage(Exception):
+    """The database cannot be reached: records stay in the journal until a replay."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+# -- the statements, from the tables' metadata ------------------------------------------
+
+
+def _unique_key(table: Table) -> list[str]:
+    """The columns of the table's one unique constraint: what ON CONFLICT names."""
+    (constraint,) = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+    return [column.name for column in constraint.columns]
+
+
+def _constant_default(column: Column[Any]) -> Any:
+    """The value a row gets when an insert leaves ``column`` out, as the driver takes it."""
+    default = column.default
+    if default is not None and default.is_scalar:
+        value = default.arg  # type: ignore[attr-defined]
+    elif default is not None and default.is_callable and isinstance(column.type, JSON):
+        value = default.arg(None)  # type: ignore[attr-defined]  # a fresh empty list or dict
+    else:
+        raise TypeError(f"contacts.{column.name}: the recorder cannot write its default {default!r}")
+    return _db_json(value) if isinstance(column.type, JSON) else value
+
+
+#: How ContactEnd's fields are named in the contacts table, where the names differ.
+_END_COLUMNS = {"reason": "outcome_reason"}
 
 
 class _DriverSQL:
-    """The recorder's statements in one database's own SQL and parameter style.
+    """The recorder's statements in one database's own SQL and parameter style, generated
+    from the tables (``ivr.db.models``): a column is declared there once.
 
     SQLite stores times as SQLAlchemy's SQLite dialect does (ISO text with
     microseconds, UTC), so the ORM reads back what this writes.
     """
 
     def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
         if dialect == "sqlite":
             mark, json_mark = "?", "?"
             self.time: Callable[[float], Any] = _sqlite_time
@@ -335,20 +725,88 @@ class _DriverSQL:
         else:
             raise ConfigError("[database]", "url", f"the contact history cannot be kept in {dialect}",
                               "use sqlite:///FILE or postgresql+psycopg://...")
-        self.json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
-        columns = _START_COLUMNS + tuple(_DEFAULTED)
-        marks = [json_mark if name == "ivr_path" else mark for name in columns]
-        self.insert_contact = (f"INSERT INTO contacts ({', '.join(columns)}) VALUES ({', '.join(marks)}) "
-                               "ON CONFLICT (uniqueid) DO NOTHING")
-        self.insert_event = (f"INSERT INTO contact_events (contact_id, seq, at, kind, data) "
-                             f"SELECT id, {mark}, {mark}, {mark}, {json_mark} FROM contacts "
-                             f"WHERE uniqueid = {mark} ON CONFLICT (contact_id, seq) DO NOTHING")
-        self.update_last_step = f"UPDATE contacts SET last_step = {mark} WHERE uniqueid = {mark}"
-        self.update_end = (f"UPDATE contacts SET status = 'final', ended_at = {mark}, outcome = {mark}, "
-                           f"outcome_reason = {mark}, ivr_path = {json_mark}, dtmf = {mark}, queue = {mark}, "
-                           f"duration_seconds = {mark}, transcript = {mark}, transcript_confidence = {mark}, "
-                           f"last_step = COALESCE({mark}, last_step) "
-                           f"WHERE uniqueid = {mark}")
+        contacts, events = _contacts.c, _events.c
+
+        def marks(columns: Sequence[Column[Any]]) -> list[str]:
+            return [json_mark if isinstance(c.type, JSON) else mark for c in columns]
+
+        # A start's fields are contacts columns of the same names: times first, then the
+        # others, then every other column that has a default, set to it.
+        timed = [n for n in _START_FIELDS if isinstance(contacts[n].type, DateTime)]
+        plain = [n for n in _START_FIELDS if n not in timed]
+        defaulted = [c for c in _contacts.columns if c.name not in _START_FIELDS and c.default is not None]
+        defaults = tuple(_constant_default(c) for c in defaulted)
+        inserted = [contacts[n] for n in timed + plain] + defaulted
+        time_values, plain_values = _getter(timed), _getter(plain)
+        time_value = self.time
+
+        def start_row(r: ContactStart) -> tuple[Any, ...]:
+            return tuple(map(time_value, time_values(r))) + plain_values(r) + defaults
+
+        self.start_row = start_row
+        self.insert_contact = (
+            f"INSERT INTO {_contacts.name} ({', '.join(c.name for c in inserted)}) "
+            f"VALUES ({', '.join(marks(inserted))}) "
+            f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO NOTHING")
+
+        # Events: the contact's primary key looked up by uniqueid.
+        (link,) = [c for c in _events.columns if c.foreign_keys]
+        (key,) = _contacts.primary_key.columns
+        event_columns = [events.seq, events.at, events.kind, events.data]
+        self.insert_event = (
+            f"INSERT INTO {_events.name} ({link.name}, {', '.join(c.name for c in event_columns)}) "
+            f"SELECT {key.name}, {', '.join(marks(event_columns))} FROM {_contacts.name} "
+            f"WHERE {contacts.uniqueid.name} = {mark} "
+            f"ON CONFLICT ({', '.join(_unique_key(_events))}) DO NOTHING")
+        where = f"WHERE {contacts.uniqueid.name} = {mark}"
+        self.update_last_step = f"UPDATE {_contacts.name} SET {contacts.last_step.name} = {mark} {where}"
+
+        # An end sets its fields' columns, the status and (when the batch has its last step) last_step.
+        ended = [n for n in _END_FIELDS if n != "uniqueid"]
+        end_columns = [contacts[_END_COLUMNS.get(n, n)] for n in ended]
+        converters: list[Callable[[Any], Any] | None] = [
+            self.time if isinstance(c.type, DateTime) else _db_json if isinstance(c.type, JSON) else None
+            for c in end_columns]
+        end_values = _getter(ended)
+        settings = ", ".join(f"{c.name} = {m}" for c, m in zip(end_columns, marks(end_columns), strict=True))
+        last_step = contacts.last_step.name
+        self.update_end = (f"UPDATE {_contacts.name} SET {contacts.status.name} = 'final', {settings}, "
+                           f"{last_step} = COALESCE({mark}, {last_step}) {where}")
+
+        def end_row(r: ContactEnd, described: str | None) -> tuple[Any, ...]:
+            values = [v if convert is None else convert(v)
+                      for convert, v in zip(converters, end_values(r), strict=True)]
+            return (*values, described, r.uniqueid)
+
+        self.end_row = end_row
+
+    def durable(self, cursor: Any) -> Any:
+        """Make this connection's commits durable (SQLite's WAL is synced at each commit):
+        the journal's segments are deleted once committed, so a power loss must not take
+        the commit back. Returns the setting to restore."""
+        if self.dialect != "sqlite":
+            return None
+        previous = cursor.execute("PRAGMA synchronous").fetchone()[0]
+        cursor.execute("PRAGMA synchronous=FULL")
+        return previous
+
+    def restore(self, cursor: Any, previous: Any) -> None:
+        if previous is not None:
+            cursor.execute(f"PRAGMA synchronous={int(previous)}")
+
+
+def _getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """``names``' values of an object as a tuple, whatever their number."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    if names:
+        get = attrgetter(names[0])
+        return lambda obj: (get(obj),)
+    return lambda obj: ()
+
+
+def _time(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 def _sqlite_time(epoch: float) -> str:
@@ -362,12 +820,13 @@ def _sqlite_second(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
-def _step_data(step: ContactStep) -> str:
+def _step_data(step: CallStep) -> str:
     """The event's JSON, as json.dumps would write it, at a third of the cost (C string escaping)."""
     data = (f'{{"menu": {_json_string(step.menu)}, "key": {_json_string(step.key)}, '
             f'"value": {_json_string(step.value)}')
     return data + ("}" if step.confidence is None else f', "confidence": {float(step.confidence)!r}}}')
 
 
-def _describe(step: ContactStep) -> str:
+def _describe(step: CallStep) -> str:
     return ":".join(part for part in (step.kind, step.menu, step.key, step.value) if part)
+
