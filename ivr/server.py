@@ -47,6 +47,7 @@ from ivr.dialing.outbound import OutboundDialer
 from ivr.dialing.setup import build_outbound, number_check
 from ivr.dialing.web import ClickToCall
 from ivr.errors import CallHangup, ConfigError
+from ivr.history.human_part import HumanPartTracker, open_human_parts
 from ivr.history.plugin import ContactHistory
 from ivr.history.recorder import ContactRecorder
 from ivr.phone import normalise_number
@@ -108,6 +109,7 @@ class IVRServer:
         self.screenpop = ScreenPop(self.pops, CardBuilder(self.engine), self.engine, self.clock,
                                    settings.routing.region)
         self.ami, self.dialer = self._outbound()
+        self.human = self._human_part()
         self.pop_bridge = self._pop_bridge()
         self.callbacks = CallbackStore(self.engine, self.hours, settings.callbacks)
         self.dispatcher = self._dispatcher()
@@ -167,6 +169,16 @@ class IVRServer:
         self.router.add(dialer.route(), "built-in (outbound calls)")
         return ami, dialer
 
+    def _human_part(self) -> HumanPartTracker | None:
+        """Who answered and how long the caller waited, from AMI; it takes over the calls a
+        previous run of this instance left waiting or talking."""
+        if self.ami is None:
+            return None
+        tracker = HumanPartTracker(self.history.record, self.clock)
+        tracker.resume(open_human_parts(self.engine, self.instance))
+        tracker.subscribe(self.ami)
+        return tracker
+
     def _pop_bridge(self) -> PostgresPopBridge | None:
         """On PostgreSQL, cards reach agents' pages on other instances (LISTEN/NOTIFY)."""
         if self.engine.dialect.name != "postgresql":
@@ -186,6 +198,7 @@ class IVRServer:
         region = self.settings.routing.region
         return {
             "ivr.plugins.contact_history": lambda: ContactHistory(self.history, self.instance, region),
+            "ivr.history.human_part": lambda: self.human,
             "ivr.plugins.customer_directory": lambda: CustomerDirectory(self.engine),
             "ivr.callbacks.outbox": lambda: SmsOutbox(self.engine),
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
@@ -243,6 +256,8 @@ class IVRServer:
         self.web.listen()
         if self.ami is not None:
             self.ami.startService()
+        if self.human is not None and self.ami is not None:
+            self.human.start(self.ami)
         if self.dispatcher is not None:
             self.dispatcher.start()
         if self.pop_bridge is not None:
@@ -272,6 +287,8 @@ class IVRServer:
         finally:
             if self.dispatcher is not None:
                 self.dispatcher.stop()
+            if self.human is not None:
+                self.human.stop()
             if self.ami is not None:
                 await self.ami.stopService()
             await self.history.stop()

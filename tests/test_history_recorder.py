@@ -23,8 +23,9 @@ from twisted.internet.task import Clock
 
 from ivr.db import Contact, ContactEvent, make_engine
 from ivr.errors import ConfigError
-from ivr.history import recorder as recorder_module
+from ivr.history.journal import Journal
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
+from ivr.history.records import journal_line, read_records
 from ivr.routing.router import CallStep
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC).timestamp()
@@ -105,14 +106,14 @@ def inline(recorder: ContactRecorder) -> ContactRecorder:
 
 
 def segments(journal: Path) -> list[Path]:
-    files = recorder_module._Journal(journal)
+    files = Journal(journal)
     return [files.segment(number) for number in files.numbers()]
 
 
 def journaled(journal: Path) -> list[Record]:
     """What the journal files hold, oldest first."""
     return [record for path in segments(journal)
-            for record in recorder_module._read_records(path.read_bytes(), path)]
+            for record in read_records(path.read_bytes(), path)]
 
 
 def test_a_record_is_in_the_journal_file_the_moment_it_is_recorded(engine: Engine, tmp_path: Path) -> None:
@@ -216,13 +217,13 @@ def test_a_record_the_database_refuses_is_kept_aside_and_its_batch_written(engin
     recorder._flush_now(seal=True)
     assert counts(engine) == (2, 4) and recorder.rejected == 1 and not recorder._backlog
     rejected = journal.with_name("journal.rejected").read_bytes()
-    assert recorder_module._read_records(rejected, journal) == [refused]
+    assert read_records(rejected, journal) == [refused]
     assert segments(journal) == []
 
 
 def test_a_torn_journal_line_from_a_crash_is_skipped(engine: Engine, tmp_path: Path) -> None:
     journal = tmp_path / "journal"
-    lines = b"".join(recorder_module._line(record) for record in call_records("5.1"))
+    lines = b"".join(journal_line(record) for record in call_records("5.1"))
     (tmp_path / "journal.00000007").write_bytes(lines + lines[:25])
     recorder = ContactRecorder(engine, journal, Clock())
     recorder.reconcile("ivr-a")
@@ -405,7 +406,7 @@ def test_a_postgresql_outage_under_load_is_journaled_and_replayed(postgres_url: 
         for index in range(30, 60):  # calls go on while the database is down
             echo_call(port, f"7.{index}")
         deadline = time.monotonic() + 10
-        while not recorder_module._Journal(server.journal).numbers()[:-1]:  # sealed, kept for a replay
+        while not Journal(server.journal).numbers()[:-1]:  # sealed, kept for a replay
             assert time.monotonic() < deadline, server.output()[-2000:]
             time.sleep(0.1)
         assert postgres_sandbox("start").returncode == 0

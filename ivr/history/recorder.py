@@ -35,23 +35,12 @@ a replay can never make a second row.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import fcntl
-import functools
-import json
-import os
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from json.encoder import encode_basestring as _json_string
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, Metric
-from sqlalchemy import JSON, Column, DateTime, Engine, Table, UniqueConstraint, update
+from sqlalchemy import Engine, Table, update
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLATimeoutError
 from twisted.internet import defer, threads
@@ -59,301 +48,25 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from ivr.db.models import Contact, ContactEvent
+from ivr.db.models import Contact
 from ivr.errors import ConfigError
-from ivr.routing.router import CallStep
+from ivr.history.contact_sql import DriverSQL, describe, step_data
+from ivr.history.journal import Journal, Syncer
+from ivr.history.records import (
+    ContactEnd,
+    ContactHumanPart,
+    ContactStart,
+    ContactStep,
+    Record,
+    journal_line,
+    read_records,
+)
 
-__all__ = ["ContactEnd", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
+__all__ = ["ContactEnd", "ContactHumanPart", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
 
 log = Logger(namespace="ivr.history")
 
 _contacts = cast(Table, Contact.__table__)
-_events = cast(Table, ContactEvent.__table__)
-
-
-# Journal lines are JSON arrays of a record's fields in declaration order, so a
-# field added later must go last (with a default) for old journals to replay.
-
-
-@dataclass(frozen=True, slots=True)
-class ContactStart:
-    uniqueid: str
-    started_at: float
-    handled_by: str
-    caller_number: str = ""
-    caller_name: str = ""
-    caller_e164: str | None = None
-    called_number: str = ""
-    route: str = ""
-    kind: str = "hotline"
-    direction: str = "inbound"
-    channel: str = "voice"
-
-
-@dataclass(frozen=True, slots=True)
-class ContactStep:
-    """A call's step (the router's own :class:`CallStep`), numbered and timed for the history."""
-
-    uniqueid: str
-    seq: int
-    at: float
-    step: CallStep
-
-
-@dataclass(frozen=True, slots=True)
-class ContactEnd:
-    uniqueid: str
-    ended_at: float
-    outcome: str
-    reason: str = ""
-    ivr_path: list[dict[str, str]] = field(default_factory=list)
-    dtmf: str = ""
-    queue: str = ""
-    duration_seconds: float | None = None
-    #: What the caller said in speech menus (turns joined by " | ") and the last turn's confidence.
-    transcript: str = ""
-    transcript_confidence: float | None = None
-
-
-Record = ContactStart | ContactStep | ContactEnd
-
-
-def _names(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
-_START_FIELDS = _names(ContactStart)
-_END_FIELDS = _names(ContactEnd)
-_STEP_FIELDS = _names(CallStep)
-
-
-# -- journal lines ---------------------------------------------------------------
-
-#: ASCII: any str round-trips, a lone surrogate too (as an escape), so no record can fail to journal.
-_to_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
-#: JSON column values, spaced as ivr has always stored them.
-_db_json = json.JSONEncoder(ensure_ascii=False).encode
-#: Each kind's tag and its fields as a tuple (attrgetter: a tenth of dataclasses.astuple's cost).
-_LINES: dict[type[Any], tuple[tuple[str], Callable[[Any], tuple[Any, ...]]]] = {
-    ContactStart: (("start",), attrgetter(*_START_FIELDS)),
-    ContactStep: (("step",), attrgetter("uniqueid", "seq", "at", *(f"step.{n}" for n in _STEP_FIELDS))),
-    ContactEnd: (("end",), attrgetter(*_END_FIELDS)),
-}
-
-
-def _line(record: Record) -> bytes:
-    tag, values = _LINES[type(record)]
-    return (_to_json(tag + values(record)) + "\n").encode("ascii")
-
-
-def _decode(line: str) -> Record:
-    data = json.loads(line)
-    if isinstance(data, dict):  # written by ivr before the journal held every record
-        return _decode_legacy(data)
-    tag, *values = data
-    if tag == "start":
-        return ContactStart(*values)
-    if tag == "step":
-        return ContactStep(values[0], values[1], values[2], CallStep(*values[3:]))
-    if tag == "end":
-        return ContactEnd(*values)
-    raise ValueError(f"unknown journal record {tag!r}")
-
-
-def _decode_legacy(data: dict[str, Any]) -> Record:
-    op = data.pop("op")
-    if op == "step":
-        return ContactStep(data.pop("uniqueid"), data.pop("seq"), data.pop("at"), CallStep(**data))
-    return cast(Record, {"start": ContactStart, "end": ContactEnd}[op](**data))
-
-
-def _read_records(data: bytes, source: Path) -> list[Record]:
-    """Every readable line; a torn one (a crash mid-append, a power loss) is skipped."""
-    records = []
-    for raw in data.split(b"\n"):  # not str.splitlines: an older ivr's UTF-8 lines may hold U+2028
-        if not raw.strip():
-            continue
-        line = raw.decode("utf-8", "replace")
-        try:
-            records.append(_decode(line))
-        except (ValueError, KeyError, TypeError, IndexError):
-            log.warn("skipping an unreadable line of {journal}: {line!r}", journal=str(source),
-                     line=line[:200])
-    return records
-
-
-# -- the journal's files -----------------------------------------------------------
-
-
-class _Journal:
-    """The journal: numbered segment files beside ``path`` (``path.00000001`` ...).
-
-    The reactor thread appends to one open segment at a time, holding an
-    ``flock`` on it: a live process's segment is never replayed by another
-    process sharing the path (``ivr call`` beside ``ivr serve``). Sealed
-    segments are unlocked, and deleted once the database has their records.
-    A file at ``path`` itself is the journal of an older ivr, replayed too.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = -1
-        self.number = 0
-        self.size = 0
-        self.opened_at = 0.0
-        #: Set when a segment is created, cleared by the syncer once it synced the folder.
-        self.created = False
-        #: The last append failed part way: its line has no end yet.
-        self.torn = False
-
-    def segment(self, number: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{number:08d}")
-
-    def numbers(self) -> list[int]:
-        """The segments on disk, oldest first."""
-        prefix = self.path.name + "."
-        found = []
-        try:
-            names = os.listdir(self.path.parent)
-        except FileNotFoundError:
-            return []
-        for name in names:
-            if name.startswith(prefix) and name[len(prefix):].isdigit():
-                found.append(int(name[len(prefix):]))
-        return sorted(found)
-
-    def open(self, now: float) -> None:
-        """Create the next segment, already locked when it appears under its name."""
-        number = max(self.numbers(), default=self.number) + 1
-        spare = self.path.with_name(f"{self.path.name}.new-{os.getpid()}-{threading.get_ident()}")
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            while True:
-                try:
-                    os.link(spare, self.segment(number))
-                    break
-                except FileExistsError:
-                    number += 1
-        except BaseException:
-            os.close(fd)
-            raise
-        finally:
-            spare.unlink(missing_ok=True)
-        self.fd, self.number, self.size, self.opened_at, self.created = fd, number, 0, now, True
-        self.torn = False
-
-    def append(self, data: bytes, now: float) -> None:
-        if self.fd < 0:
-            self.open(now)
-        if self.torn:  # a line cut by an earlier error must not swallow this one
-            data = b"\n" + data
-        written = 0
-        try:
-            while written < len(data):  # more than one write only on a full disk
-                written += os.write(self.fd, data[written:])
-        finally:
-            self.size += written
-            self.torn = 0 < written < len(data) or (self.torn and written == 0)
-
-    def seal(self) -> int:
-        """Stop appending to the open segment and unlock it; returns its fd (the syncer closes it)."""
-        fd = self.fd
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        self.fd = -1
-        return fd
-
-    def replayable(self) -> Iterator[tuple[Path, bytes]]:
-        """Each segment no live writer holds (and an older ivr's journal), oldest first, read
-        under its lock; the caller deletes it before asking for the next."""
-        candidates = [self.path] + [self.segment(number) for number in self.numbers()]
-        for path in candidates:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live process appends to it
-                if os.fstat(fd).st_nlink == 0:
-                    continue  # deleted since listed
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                yield path, b"".join(chunks)
-            finally:
-                os.close(fd)
-
-
-class _Syncer:
-    """``fdatasync()`` of the journal every ``interval`` seconds, on its own thread.
-
-    Group commit: no call waits for the disk, and a power loss loses at most
-    the last interval. It also closes sealed segments' files (only it does,
-    so it never syncs a number the reactor reused); deleted ones are not synced.
-    """
-
-    def __init__(self, journal: _Journal, interval: float) -> None:
-        self.journal = journal
-        self.interval = interval
-        self.lock = threading.Lock()
-        self.sealed: list[int] = []
-        self.syncs = 0
-        self._synced: tuple[int, int] = (-1, 0)
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ivr-history-journal-sync", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
-        self._thread = None
-        self.sync()
-
-    def hand_over(self, fd: int) -> None:
-        with self.lock:
-            self.sealed.append(fd)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            try:
-                self.sync()
-            except OSError as exc:
-                log.error("could not sync the contact history journal: {error}", error=exc)
-
-    def sync(self) -> None:
-        journal = self.journal
-        with self.lock:
-            sealed, self.sealed = self.sealed, []
-            active, size, created = journal.fd, journal.size, journal.created
-            journal.created = False
-        if active >= 0 and active not in sealed and (active, size) != self._synced:
-            os.fdatasync(active)
-            self._synced = (active, size)
-            self.syncs += 1
-        for fd in sealed:
-            try:
-                if os.fstat(fd).st_nlink:  # still waiting for the database: keep it over a power loss
-                    os.fdatasync(fd)
-                    self.syncs += 1
-            finally:
-                os.close(fd)
-        if created:  # the new segments' names
-            folder = os.open(journal.path.parent, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-
-
-# -- the recorder ------------------------------------------------------------------
 
 
 class ContactRecorder:
@@ -363,14 +76,14 @@ class ContactRecorder:
                  max_batch: int = 2000, retry_interval: float = 5.0, sync_interval: float = 1.0,
                  segment_seconds: float = 1.0, segment_bytes: int = 8 << 20) -> None:
         self.engine = engine
-        self._sql = _DriverSQL(engine.dialect.name)
+        self._sql = DriverSQL(engine.dialect.name)
         #: Calls whose start this recorder has committed (writer thread only): their later
         #: records need no bare contact row first.
         self._known_starts: set[str] = set()
         self.journal = journal
-        self._journal = _Journal(journal)
+        self._journal = Journal(journal)
         self._rejects = journal.with_name(journal.name + ".rejected")
-        self._syncer = _Syncer(self._journal, sync_interval)
+        self._syncer = Syncer(self._journal, sync_interval)
         self.reactor = reactor
         self.flush_interval = flush_interval
         self.max_batch = max_batch
@@ -452,7 +165,7 @@ class ContactRecorder:
         """Journal a record now (it survives this process from here on); it reaches the
         database within ``flush_interval`` seconds."""
         try:
-            self._journal.append(_line(record), self._now())
+            self._journal.append(journal_line(record), self._now())
         except OSError as exc:
             self.journal_errors += 1
             self._unjournaled.append(record)
@@ -537,7 +250,7 @@ class ContactRecorder:
         count = 0
         try:
             for path, data in self._journal.replayable():
-                records = _read_records(data, path)
+                records = read_records(data, path)
                 for start in range(0, len(records), self.max_batch):
                     self._commit(records[start:start + self.max_batch])
                 path.unlink(missing_ok=True)
@@ -590,7 +303,7 @@ class ContactRecorder:
         log.error("the database refused contact record {record!r} ({error}); kept in {file}",
                   record=record, error=error, file=str(self._rejects))
         with open(self._rejects, "ab") as handle:
-            handle.write(_line(record))
+            handle.write(journal_line(record))
 
     def _apply(self, batch: Sequence[Record]) -> None:
         """Write a batch in one transaction, one executemany per kind of statement.
@@ -598,14 +311,15 @@ class ContactRecorder:
         Starts first (insert, ignoring uniqueids already there), then a bare
         row for any call whose start is not in the database (so a lost start
         never loses the rest), then steps (insert, ignoring (contact, seq)
-        already there), then ends (update): each is idempotent, so a batch
-        may be applied twice. Rows go to the driver as plain tuples: building
+        already there), then ends (update), then human parts (update): each
+        is idempotent, so a batch may be applied twice. Rows go to the driver as plain tuples: building
         them through SQLAlchemy's per-row bind processing cost ~4x the
         database's own time (bench/history_write.py).
         """
         starts = [r for r in batch if isinstance(r, ContactStart)]
         steps = [r for r in batch if isinstance(r, ContactStep)]
         ends = [r for r in batch if isinstance(r, ContactEnd)]
+        humans = [r for r in batch if isinstance(r, ContactHumanPart)]
         with self.engine.connect() as connection:
             # The driver's own cursor: SQLAlchemy's per-statement work was a third of a small batch.
             cursor = connection.connection.cursor()
@@ -614,6 +328,9 @@ class ContactRecorder:
                 try:
                     with connection.begin():
                         self._execute(cursor, starts, steps, ends)
+                        if humans:  # after the ends: the conversation outlives the IVR part
+                            sql = self._sql
+                            cursor.executemany(sql.update_human, [sql.human_row(r) for r in humans])
                 finally:
                     self._sql.restore(cursor, synchronous)
             except self._outages:
@@ -641,14 +358,14 @@ class ContactRecorder:
         last = {r.uniqueid: r for r in steps}  # the latest step of each call in this batch
         if steps:
             cursor.executemany(sql.insert_event, [
-                (r.seq, time_value(r.at), r.step.kind, _step_data(r.step), r.uniqueid) for r in steps])
+                (r.seq, time_value(r.at), r.step.kind, step_data(r.step), r.uniqueid) for r in steps])
             ending = {r.uniqueid for r in ends}
-            still_open = [(_describe(r.step), u) for u, r in last.items() if u not in ending]
+            still_open = [(describe(r.step), u) for u, r in last.items() if u not in ending]
             if still_open:
                 cursor.executemany(sql.update_last_step, still_open)
         if ends:
             cursor.executemany(sql.update_end, [
-                sql.end_row(r, _describe(last[r.uniqueid].step) if r.uniqueid in last else None)
+                sql.end_row(r, describe(last[r.uniqueid].step) if r.uniqueid in last else None)
                 for r in ends])
 
     def metrics(self) -> Iterator[Metric]:
@@ -679,154 +396,3 @@ def _nonempty(path: Path) -> bool:
         return path.stat().st_size > 0
     except OSError:
         return False
-
-
-# -- the statements, from the tables' metadata ------------------------------------------
-
-
-def _unique_key(table: Table) -> list[str]:
-    """The columns of the table's one unique constraint: what ON CONFLICT names."""
-    (constraint,) = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
-    return [column.name for column in constraint.columns]
-
-
-def _constant_default(column: Column[Any]) -> Any:
-    """The value a row gets when an insert leaves ``column`` out, as the driver takes it."""
-    default = column.default
-    if default is not None and default.is_scalar:
-        value = default.arg  # type: ignore[attr-defined]
-    elif default is not None and default.is_callable and isinstance(column.type, JSON):
-        value = default.arg(None)  # type: ignore[attr-defined]  # a fresh empty list or dict
-    else:
-        raise TypeError(f"contacts.{column.name}: the recorder cannot write its default {default!r}")
-    return _db_json(value) if isinstance(column.type, JSON) else value
-
-
-#: How ContactEnd's fields are named in the contacts table, where the names differ.
-_END_COLUMNS = {"reason": "outcome_reason"}
-
-
-class _DriverSQL:
-    """The recorder's statements in one database's own SQL and parameter style, generated
-    from the tables (``ivr.db.models``): a column is declared there once.
-
-    SQLite stores times as SQLAlchemy's SQLite dialect does (ISO text with
-    microseconds, UTC), so the ORM reads back what this writes.
-    """
-
-    def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
-        if dialect == "sqlite":
-            mark, json_mark = "?", "?"
-            self.time: Callable[[float], Any] = _sqlite_time
-        elif dialect == "postgresql":
-            mark, json_mark = "%s", "%s::json"
-            self.time = _time
-        else:
-            raise ConfigError("[database]", "url", f"the contact history cannot be kept in {dialect}",
-                              "use sqlite:///FILE or postgresql+psycopg://...")
-        contacts, events = _contacts.c, _events.c
-
-        def marks(columns: Sequence[Column[Any]]) -> list[str]:
-            return [json_mark if isinstance(c.type, JSON) else mark for c in columns]
-
-        # A start's fields are contacts columns of the same names: times first, then the
-        # others, then every other column that has a default, set to it.
-        timed = [n for n in _START_FIELDS if isinstance(contacts[n].type, DateTime)]
-        plain = [n for n in _START_FIELDS if n not in timed]
-        defaulted = [c for c in _contacts.columns if c.name not in _START_FIELDS and c.default is not None]
-        defaults = tuple(_constant_default(c) for c in defaulted)
-        inserted = [contacts[n] for n in timed + plain] + defaulted
-        time_values, plain_values = _getter(timed), _getter(plain)
-        time_value = self.time
-
-        def start_row(r: ContactStart) -> tuple[Any, ...]:
-            return tuple(map(time_value, time_values(r))) + plain_values(r) + defaults
-
-        self.start_row = start_row
-        self.insert_contact = (
-            f"INSERT INTO {_contacts.name} ({', '.join(c.name for c in inserted)}) "
-            f"VALUES ({', '.join(marks(inserted))}) "
-            f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO NOTHING")
-
-        # Events: the contact's primary key looked up by uniqueid.
-        (link,) = [c for c in _events.columns if c.foreign_keys]
-        (key,) = _contacts.primary_key.columns
-        event_columns = [events.seq, events.at, events.kind, events.data]
-        self.insert_event = (
-            f"INSERT INTO {_events.name} ({link.name}, {', '.join(c.name for c in event_columns)}) "
-            f"SELECT {key.name}, {', '.join(marks(event_columns))} FROM {_contacts.name} "
-            f"WHERE {contacts.uniqueid.name} = {mark} "
-            f"ON CONFLICT ({', '.join(_unique_key(_events))}) DO NOTHING")
-        where = f"WHERE {contacts.uniqueid.name} = {mark}"
-        self.update_last_step = f"UPDATE {_contacts.name} SET {contacts.last_step.name} = {mark} {where}"
-
-        # An end sets its fields' columns, the status and (when the batch has its last step) last_step.
-        ended = [n for n in _END_FIELDS if n != "uniqueid"]
-        end_columns = [contacts[_END_COLUMNS.get(n, n)] for n in ended]
-        converters: list[Callable[[Any], Any] | None] = [
-            self.time if isinstance(c.type, DateTime) else _db_json if isinstance(c.type, JSON) else None
-            for c in end_columns]
-        end_values = _getter(ended)
-        settings = ", ".join(f"{c.name} = {m}" for c, m in zip(end_columns, marks(end_columns), strict=True))
-        last_step = contacts.last_step.name
-        self.update_end = (f"UPDATE {_contacts.name} SET {contacts.status.name} = 'final', {settings}, "
-                           f"{last_step} = COALESCE({mark}, {last_step}) {where}")
-
-        def end_row(r: ContactEnd, described: str | None) -> tuple[Any, ...]:
-            values = [v if convert is None else convert(v)
-                      for convert, v in zip(converters, end_values(r), strict=True)]
-            return (*values, described, r.uniqueid)
-
-        self.end_row = end_row
-
-    def durable(self, cursor: Any) -> Any:
-        """Make this connection's commits durable (SQLite's WAL is synced at each commit):
-        the journal's segments are deleted once committed, so a power loss must not take
-        the commit back. Returns the setting to restore."""
-        if self.dialect != "sqlite":
-            return None
-        previous = cursor.execute("PRAGMA synchronous").fetchone()[0]
-        cursor.execute("PRAGMA synchronous=FULL")
-        return previous
-
-    def restore(self, cursor: Any, previous: Any) -> None:
-        if previous is not None:
-            cursor.execute(f"PRAGMA synchronous={int(previous)}")
-
-
-def _getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
-    """``names``' values of an object as a tuple, whatever their number."""
-    if len(names) > 1:
-        return attrgetter(*names)
-    if names:
-        get = attrgetter(names[0])
-        return lambda obj: (get(obj),)
-    return lambda obj: ()
-
-
-def _time(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
-
-
-def _sqlite_time(epoch: float) -> str:
-    seconds, micro = divmod(round(epoch * 1_000_000), 1_000_000)
-    return f"{_sqlite_second(seconds)}.{micro:06d}"
-
-
-@functools.lru_cache(maxsize=256)
-def _sqlite_second(seconds: int) -> str:
-    """Records of one batch share a handful of seconds: format each once."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-
-
-def _step_data(step: CallStep) -> str:
-    """The event's JSON, as json.dumps would write it, at a third of the cost (C string escaping)."""
-    data = (f'{{"menu": {_json_string(step.menu)}, "key": {_json_string(step.key)}, '
-            f'"value": {_json_string(step.value)}')
-    return data + ("}" if step.confidence is None else f', "confidence": {float(step.confidence)!r}}}')
-
-
-def _describe(step: CallStep) -> str:
-    return ":".join(part for part in (step.kind, step.menu, step.key, step.value) if part)
-

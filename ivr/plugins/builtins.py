@@ -40,6 +40,8 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
                   "the demo hotline: language choice, main menu, after-sales"),
     BuiltinPlugin("ivr.plugins.contact_history", "ivr.history.plugin:ContactHistory",
                   "records every call into the contact history"),
+    BuiltinPlugin("ivr.history.human_part", "ivr.history.human_part:HumanPartTracker",
+                  "who answered, how long the caller waited and talked (AMI queue events)"),
     BuiltinPlugin("ivr.plugins.customer_directory", "ivr.customers.plugin:CustomerDirectory",
                   "finds callers in the customers table"),
     BuiltinPlugin("ivr.callbacks.outbox", "ivr.callbacks.outbox:SmsOutbox",

@@ -135,5 +135,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sms_outbox_sent_at"))
     op.drop_table("sms_outbox")
     op.drop_table("opt_outs")
-    with op.batch_alter_table("agents", schema=None) as batch_op:
+    # Natively (SQLite 3.35+ drops columns): a rebuilt agents table could not be dropped while
+    # contacts point at its rows.
+    with op.batch_alter_table("agents", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("api_token_hash")

@@ -38,7 +38,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("contacts", schema=None) as batch_op:
+    # Natively (SQLite 3.35+ drops columns), never by rebuilding the tables: contacts and agents
+    # are pointed at by other tables' rows, and a rebuild drops the old table.
+    with op.batch_alter_table("contacts", schema=None, recreate="never") as batch_op:
         batch_op.drop_index(batch_op.f("ix_contacts_callback_request_id"))
         batch_op.drop_index(batch_op.f("ix_contacts_queue_outcome"))
         batch_op.drop_index("ix_contacts_agent_id_started_at")
@@ -49,5 +51,5 @@ def downgrade() -> None:
         batch_op.drop_column("talk_seconds")
         batch_op.drop_column("wait_seconds")
         batch_op.drop_column("queue_outcome")
-    with op.batch_alter_table("agents", schema=None) as batch_op:
+    with op.batch_alter_table("agents", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("role")
