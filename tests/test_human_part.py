@@ -169,3 +169,20 @@ def test_open_human_parts_are_read_back_for_the_instance_that_handed_them_off(
     (part,) = open_human_parts(engine, "ivr-a")
     assert (part.uniqueid, part.queue, part.outcome, part.started, part.waiting_since) == (
         UID, "sales", "waiting", T0, T0 + 20)
+
+
+def test_a_callers_customer_is_found_by_their_number_when_the_call_starts(
+        engine: Engine, tmp_path: Path) -> None:
+    from ivr.db import Customer, CustomerPhone
+
+    with Session(engine) as session:
+        session.add(Customer(name="Zhang Wei", phones=[CustomerPhone(e164="+8613800138000")]))
+        session.commit()
+        customer_id = session.scalars(select(Customer.id)).one()
+    recorder = ContactRecorder(engine, tmp_path / "journal", Clock())
+    recorder._apply([ContactStart("3.1", T0, "ivr-a", caller_e164="+8613800138000"),
+                     ContactStart("3.2", T0, "ivr-a", caller_e164="+8613900139000"),
+                     ContactStart("3.3", T0, "ivr-a", caller_e164=None)])
+    with Session(engine) as session:
+        found = {u: c for u, c in session.execute(select(Contact.uniqueid, Contact.customer_id))}
+    assert found == {"3.1": customer_id, "3.2": None, "3.3": None}

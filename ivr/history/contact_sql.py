@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import JSON, Column, DateTime, Table, UniqueConstraint
 
-from ivr.db.models import Agent, Contact, ContactEvent
+from ivr.db.models import Agent, Contact, ContactEvent, CustomerPhone
 from ivr.errors import ConfigError
 from ivr.history.records import END_FIELDS, START_FIELDS, ContactEnd, ContactHumanPart, ContactStart
 from ivr.routing.router import CallStep
@@ -86,13 +86,20 @@ class DriverSQL:
         time_values, plain_values = _getter(timed), _getter(plain)
         time_value = self.time
 
+        # The customer: whoever owns the caller's number in the customers table, found by the
+        # database in the same statement (a CRM's customers have no row here: NULL).
+        phones = cast(Table, CustomerPhone.__table__)
+        customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
+                    f"WHERE {phones.c.e164.name} = {mark})")
+
         def start_row(r: ContactStart) -> tuple[Any, ...]:
-            return tuple(map(time_value, time_values(r))) + plain_values(r) + defaults
+            return tuple(map(time_value, time_values(r))) + plain_values(r) + defaults + (r.caller_e164,)
 
         self.start_row = start_row
         self.insert_contact = (
-            f"INSERT INTO {_contacts.name} ({', '.join(c.name for c in inserted)}) "
-            f"VALUES ({', '.join(marks(inserted))}) "
+            f"INSERT INTO {_contacts.name} "
+            f"({', '.join(c.name for c in inserted)}, {contacts.customer_id.name}) "
+            f"VALUES ({', '.join(marks(inserted))}, {customer}) "
             f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO NOTHING")
 
         # Events: the contact's primary key looked up by uniqueid.
