@@ -114,6 +114,12 @@ class AMI:
                                          f"last events: {self.events[-8:]}")
                 self._changed.wait(left)
 
+    def forget_events(self) -> None:
+        """Drop the events seen so far, so waits see only what happens next (the AMI session
+        is shared by every test)."""
+        with self._changed:
+            self.events.clear()
+
     def user_events(self, name: str) -> Callable[[Event], bool]:
         return lambda e: e.get("Event") == "UserEvent" and e.get("UserEvent") == name
 
