@@ -94,10 +94,17 @@ def test_agent_answers_then_the_customer_is_dialled_over_sip(
     contact = final_contact(history, customer)
     assert (contact.kind, contact.direction, contact.outcome) == ("click-to-call", "outbound", outcome)
     assert legs(contact) == [("agent-leg", "answered"), ("dial", customer), ("customer-leg", outcome)]
+    with Session(history) as session:  # the agent who took it is on the contact
+        assert contact.agent_id == session.scalars(select(Agent.id).where(Agent.code == "1001")).one()
+    assert contact.answered_at is not None and contact.queue_outcome == ""  # outbound: no queue
     if behaviour == "answer":
         answered = ami.wait_for(lambda e: e.get("UserEvent") == "TestCustomerAnswered"
                                 and e.get("Number") == digits, timeout=5)
         assert answered["Channel"].startswith("PJSIP/loop-")  # the customer leg came over real SIP
+        assert contact.talk_seconds is not None and contact.talk_seconds >= 1  # POST_WAIT=1 on the line
+        assert contact.wait_seconds is not None
+    else:
+        assert contact.talk_seconds is None
 
 
 def test_an_agent_who_does_not_answer_ends_the_call_before_any_customer_is_dialled(

@@ -149,7 +149,8 @@ class Contact(Base):
     #: The human part: waiting or talking while it lasts, then answered, abandoned, timeout,
     #: callback (left the queue for one) or lost (ended while no ivr was listening); "" for none.
     queue_outcome: Mapped[str] = mapped_column(String(16), default="", index=True)
-    #: Seconds the caller waited for a person (queue hold time, or the owner's phone ringing).
+    #: Seconds until a person answered: the caller in the queue and the owner's phone ringing, or
+    #: (outbound) the customer's phone ringing.
     wait_seconds: Mapped[float | None] = mapped_column(Float)
     #: Seconds the caller talked with the person who answered.
     talk_seconds: Mapped[float | None] = mapped_column(Float)

@@ -29,7 +29,7 @@ from ivr.ami import AMIClient, OriginateOutcome, OriginateResult
 from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
 from ivr.errors import AMIDisconnected, AMIError, CallHangup, IVRError
-from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep
+from ivr.history.recorder import ContactEnd, ContactHumanPart, ContactRecorder, ContactStart, ContactStep
 from ivr.routing.path import IvrPath
 from ivr.routing.router import CallOutcome, CallStep, Route, notify
 
@@ -220,6 +220,15 @@ class OutboundDialer:
         await notify(self.hooks, "ivr_call_step", self.clock, self.hook_deadline, call=call,
                      step=CallStep(kind, value=value))
 
+    async def _record_talk(self, call: Call, status: str) -> None:
+        """How long the customer rang and talked, as ``Dial`` counted (ANSWEREDTIME, DIALEDTIME)."""
+        if status != "ANSWER":
+            return
+        talked = _seconds(await call.get_variable("ANSWEREDTIME"))
+        dialled = _seconds(await call.get_variable("DIALEDTIME"))
+        rang = dialled - talked if dialled is not None and talked is not None else None
+        self.recorder.record(ContactHumanPart(call.uniqueid, "", wait_seconds=rang, talk_seconds=talked))
+
     async def _agent_answered(self, call: Call) -> CallOutcome:
         """The agent picked up: whisper, then dial the customer and wait for that leg to end.
 
@@ -243,6 +252,8 @@ class OutboundDialer:
         outcome = "agent-hung-up"
         try:
             await self._step(call, "agent-leg", "answered")
+            # The agent of a click-to-call or callback is the person on the contact.
+            self.recorder.record(ContactHumanPart(call.uniqueid, "", agent=agent, answered_at=time.time()))
             await call.play(f"ivr-whisper-{'callback' if kind == 'callback' else 'click-to-call'}")
             await self._step(call, "dial", e164)
             await call.exec("Dial", f"PJSIP/{e164}@{self.trunk}", str(self.customer_ring_seconds),
@@ -250,6 +261,7 @@ class OutboundDialer:
             status = (await call.get_variable("DIALSTATUS") or "").upper()
             outcome = _CUSTOMER_OUTCOMES.get(status, "dial-failed")
             await self._step(call, "customer-leg", outcome)
+            await self._record_talk(call, status)
             return CallOutcome(outcome, f"DIALSTATUS={status}" if status else "")
         except CallHangup:
             return CallOutcome(outcome)
@@ -260,3 +272,11 @@ class OutboundDialer:
                 outbound.outcome = outcome
                 self._announce(outbound, "ended")
                 outbound.finished.callback(outcome)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A channel variable holding seconds (``ANSWEREDTIME``), or None if it holds none."""
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

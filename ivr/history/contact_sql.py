@@ -149,7 +149,7 @@ class DriverSQL:
         found = (f"(SELECT {agents.c.id.name} FROM {agents.name} WHERE {agents.c.code.name} = {mark} "
                  f"OR {agents.c.device.name} = {mark} ORDER BY {agents.c.id.name} LIMIT 1)")
         self.update_human = (
-            f"UPDATE {_contacts.name} SET {c.queue_outcome.name} = {mark}, {keep_empty(c.queue)}, "
+            f"UPDATE {_contacts.name} SET {keep_empty(c.queue_outcome)}, {keep_empty(c.queue)}, "
             f"{c.agent_id.name} = COALESCE({found}, {c.agent_id.name}), "
             f"{keep_none(c.wait_seconds)}, {keep_none(c.talk_seconds)}, {keep_empty(c.hangup_by)}, "
             f"{keep_none(c.answered_at)}, {keep_none(c.ended_at)}, {keep_none(c.duration_seconds)} "

@@ -98,6 +98,25 @@ class Journal:
         self.fd = -1
         return fd
 
+    def has_replayable(self) -> bool:
+        """True if a record waits on disk that no live writer holds (another process sharing
+        the path, such as ``ivr serve`` beside ``ivr call``, is no backlog of ours)."""
+        for path in [self.path] + [self.segment(number) for number in self.numbers()]:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process appends to it
+            else:
+                if os.fstat(fd).st_size > 0:
+                    return True
+            finally:
+                os.close(fd)
+        return False
+
     def replayable(self) -> Iterator[tuple[Path, bytes]]:
         """Each segment no live writer holds (and an older ivr's journal), oldest first, read
         under its lock; the caller deletes it before asking for the next."""

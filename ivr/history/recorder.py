@@ -95,7 +95,7 @@ class ContactRecorder:
         #: The journal holds records the database does not: the database failed, or an earlier
         #: run left segments. Batches then only go to the journal until a replay catches up.
         #: Set and cleared on the writer thread; read by the reactor's retry tick.
-        self._backlog = bool(self._journal.numbers()) or _nonempty(journal)
+        self._backlog = self._journal.has_replayable()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-history-writer")
         self._retry = LoopingCall(self._tick)
         self._retry.clock = reactor
@@ -390,9 +390,3 @@ class _Outage(Exception):
         super().__init__(error)
         self.error = error
 
-
-def _nonempty(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False

@@ -72,8 +72,9 @@ class ContactHumanPart:
     """The human part of a call as it stands now (:mod:`ivr.history.human_part`).
 
     Values are absolute, so applying the same record twice changes nothing.
-    Empty strings and None leave the stored value as it is. ``agent`` is an
-    agent's code or device: the writer finds the agent's row by either.
+    Empty strings and None leave the stored value as it is (an outbound call
+    has no queue: its ``queue_outcome`` stays empty). ``agent`` is an agent's
+    code or device: the writer finds the agent's row by either.
     """
 
     uniqueid: str
