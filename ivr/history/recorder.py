@@ -129,8 +129,20 @@ _STEP_FIELDS = _names(CallStep)
 
 # -- journal lines ---------------------------------------------------------------
 
-#: ASCII: any str round-trips, a lone surrogate too (as an escape), so no record can fail to journal.
-_to_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+def _journal_encoder() -> Callable[[Any], str]:
+    """Compact JSON, ASCII (any str round-trips, a lone surrogate too, so no record can fail to
+    journal); the C encoder built once, as JSONEncoder.encode would build it on every call."""
+    def unknown(value: object) -> object:
+        raise TypeError(f"{type(value).__name__} cannot go into the journal")
+
+    make = getattr(json.encoder, "c_make_encoder", None)  # CPython's C accelerator
+    if make is None:
+        return json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+    encode = make(None, unknown, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_to_json = _journal_encoder()
 #: JSON column values, spaced as ivr has always stored them.
 _db_json = json.JSONEncoder(ensure_ascii=False).encode
 #: Each kind's tag and its fields as a tuple (attrgetter: a tenth of dataclasses.astuple's cost).
@@ -195,8 +207,9 @@ class _Journal:
     A file at ``path`` itself is the journal of an older ivr, replayed too.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock
         self.fd = -1
         self.number = 0
         self.size = 0
@@ -222,7 +235,7 @@ class _Journal:
                 found.append(int(name[len(prefix):]))
         return sorted(found)
 
-    def open(self, now: float) -> None:
+    def open(self) -> None:
         """Create the next segment, already locked when it appears under its name."""
         number = max(self.numbers(), default=self.number) + 1
         spare = self.path.with_name(f"{self.path.name}.new-{os.getpid()}-{threading.get_ident()}")
@@ -240,21 +253,27 @@ class _Journal:
             raise
         finally:
             spare.unlink(missing_ok=True)
-        self.fd, self.number, self.size, self.opened_at, self.created = fd, number, 0, now, True
+        self.fd, self.number, self.size, self.opened_at, self.created = fd, number, 0, self.clock(), True
         self.torn = False
 
-    def append(self, data: bytes, now: float) -> None:
+    def append(self, data: bytes) -> None:
         if self.fd < 0:
-            self.open(now)
+            self.open()
         if self.torn:  # a line cut by an earlier error must not swallow this one
             data = b"\n" + data
-        written = 0
-        try:
-            while written < len(data):  # more than one write only on a full disk
-                written += os.write(self.fd, data[written:])
-        finally:
+        written = os.write(self.fd, data)
+        self.size += written
+        if written < len(data):
+            self._rest(data[written:])
+        self.torn = False
+
+    def _rest(self, data: bytes) -> None:
+        """The rest of a short write (a full disk): written, or the line is left torn."""
+        self.torn = True
+        while data:
+            written = os.write(self.fd, data)
             self.size += written
-            self.torn = 0 < written < len(data) or (self.torn and written == 0)
+            data = data[written:]
 
     def seal(self) -> int:
         """Stop appending to the open segment and unlock it; returns its fd (the syncer closes it)."""
@@ -368,7 +387,7 @@ class ContactRecorder:
         #: records need no bare contact row first.
         self._known_starts: set[str] = set()
         self.journal = journal
-        self._journal = _Journal(journal)
+        self._journal = _Journal(journal, self._now)
         self._rejects = journal.with_name(journal.name + ".rejected")
         self._syncer = _Syncer(self._journal, sync_interval)
         self.reactor = reactor
@@ -406,7 +425,7 @@ class ContactRecorder:
     def start(self) -> None:
         """Open the journal (a start-up error if it cannot be written), start the writer threads."""
         try:
-            self._journal.open(self._now())
+            self._journal.open()
         except OSError as exc:
             raise ConfigError("[database]", "journal", f"cannot write the journal {self.journal}: {exc}",
                               "give ivr a folder it can write to for the journal") from None
@@ -452,7 +471,7 @@ class ContactRecorder:
         """Journal a record now (it survives this process from here on); it reaches the
         database within ``flush_interval`` seconds."""
         try:
-            self._journal.append(_line(record), self._now())
+            self._journal.append(_line(record))
         except OSError as exc:
             self.journal_errors += 1
             self._unjournaled.append(record)
@@ -730,18 +749,18 @@ class _DriverSQL:
         def marks(columns: Sequence[Column[Any]]) -> list[str]:
             return [json_mark if isinstance(c.type, JSON) else mark for c in columns]
 
-        # A start's fields are contacts columns of the same names: times first, then the
-        # others, then every other column that has a default, set to it.
-        timed = [n for n in _START_FIELDS if isinstance(contacts[n].type, DateTime)]
-        plain = [n for n in _START_FIELDS if n not in timed]
+        # A start's fields are contacts columns of the same names; then every other column
+        # that has a default, set to it.
+        started = [contacts[n] for n in _START_FIELDS]
         defaulted = [c for c in _contacts.columns if c.name not in _START_FIELDS and c.default is not None]
-        defaults = tuple(_constant_default(c) for c in defaulted)
-        inserted = [contacts[n] for n in timed + plain] + defaulted
-        time_values, plain_values = _getter(timed), _getter(plain)
-        time_value = self.time
+        defaults = [_constant_default(c) for c in defaulted]
+        inserted = started + defaulted
+        start_values = _row(_START_FIELDS, started, self.time)
 
-        def start_row(r: ContactStart) -> tuple[Any, ...]:
-            return tuple(map(time_value, time_values(r))) + plain_values(r) + defaults
+        def start_row(r: ContactStart) -> list[Any]:
+            values = start_values(r)
+            values += defaults
+            return values
 
         self.start_row = start_row
         self.insert_contact = (
@@ -764,19 +783,16 @@ class _DriverSQL:
         # An end sets its fields' columns, the status and (when the batch has its last step) last_step.
         ended = [n for n in _END_FIELDS if n != "uniqueid"]
         end_columns = [contacts[_END_COLUMNS.get(n, n)] for n in ended]
-        converters: list[Callable[[Any], Any] | None] = [
-            self.time if isinstance(c.type, DateTime) else _db_json if isinstance(c.type, JSON) else None
-            for c in end_columns]
-        end_values = _getter(ended)
+        end_values = _row(ended, end_columns, self.time)
         settings = ", ".join(f"{c.name} = {m}" for c, m in zip(end_columns, marks(end_columns), strict=True))
         last_step = contacts.last_step.name
         self.update_end = (f"UPDATE {_contacts.name} SET {contacts.status.name} = 'final', {settings}, "
                            f"{last_step} = COALESCE({mark}, {last_step}) {where}")
 
-        def end_row(r: ContactEnd, described: str | None) -> tuple[Any, ...]:
-            values = [v if convert is None else convert(v)
-                      for convert, v in zip(converters, end_values(r), strict=True)]
-            return (*values, described, r.uniqueid)
+        def end_row(r: ContactEnd, described: str | None) -> list[Any]:
+            values = end_values(r)
+            values += (described, r.uniqueid)
+            return values
 
         self.end_row = end_row
 
@@ -795,14 +811,20 @@ class _DriverSQL:
             cursor.execute(f"PRAGMA synchronous={int(previous)}")
 
 
-def _getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
-    """``names``' values of an object as a tuple, whatever their number."""
-    if len(names) > 1:
-        return attrgetter(*names)
-    if names:
-        get = attrgetter(names[0])
-        return lambda obj: (get(obj),)
-    return lambda obj: ()
+def _row(names: Sequence[str], columns: Sequence[Column[Any]],
+         time_value: Callable[[float], Any]) -> Callable[[Any], list[Any]]:
+    """A record's ``names`` as the driver takes them for ``columns``: times and JSON converted."""
+    get = attrgetter(*names)
+    conversions = [(index, time_value if isinstance(column.type, DateTime) else _db_json)
+                   for index, column in enumerate(columns) if isinstance(column.type, DateTime | JSON)]
+
+    def row(record: Any) -> list[Any]:
+        values = list(get(record))
+        for index, convert in conversions:
+            values[index] = convert(values[index])
+        return values
+
+    return row
 
 
 def _time(epoch: float) -> dt.datetime:
