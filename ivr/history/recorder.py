@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_string
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import JSON, Column, DateTime, Engine, Table, UniqueConstraint, update
@@ -66,6 +66,8 @@ from ivr.routing.router import CallStep
 __all__ = ["ContactEnd", "ContactRecorder", "ContactStart", "ContactStep", "Record"]
 
 log = Logger(namespace="ivr.history")
+
+_T = TypeVar("_T")
 
 _contacts = cast(Table, Contact.__table__)
 _events = cast(Table, ContactEvent.__table__)
@@ -320,7 +322,7 @@ class _Syncer:
         self.lock = threading.Lock()
         self.sealed: list[int] = []
         self.syncs = 0
-        self._synced: tuple[int, int] = (-1, 0)
+        self._synced: tuple[int, int, int] = (-1, 0, 0)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -351,11 +353,11 @@ class _Syncer:
         journal = self.journal
         with self.lock:
             sealed, self.sealed = self.sealed, []
-            active, size, created = journal.fd, journal.size, journal.created
+            active, number, size, created = journal.fd, journal.number, journal.size, journal.created
             journal.created = False
-        if active >= 0 and active not in sealed and (active, size) != self._synced:
+        if active >= 0 and active not in sealed and (active, number, size) != self._synced:
             os.fdatasync(active)
-            self._synced = (active, size)
+            self._synced = (active, number, size)
             self.syncs += 1
         for fd in sealed:
             try:
@@ -418,14 +420,15 @@ class ContactRecorder:
         self.journaled = 0
         self.journal_errors = 0
         self.rejected = 0
-        self._last_write: defer.Deferred[None] | None = None
+        self._last_write: defer.Deferred[Any] | None = None
 
     # -- life cycle -------------------------------------------------------
 
     def start(self) -> None:
         """Open the journal (a start-up error if it cannot be written), start the writer threads."""
         try:
-            self._journal.open()
+            if self._journal.fd < 0:
+                self._journal.open()
         except OSError as exc:
             raise ConfigError("[database]", "journal", f"cannot write the journal {self.journal}: {exc}",
                               "give ivr a folder it can write to for the journal") from None
@@ -472,7 +475,7 @@ class ContactRecorder:
         database within ``flush_interval`` seconds."""
         try:
             self._journal.append(_line(record))
-        except OSError as exc:
+        except (OSError, TypeError, ValueError) as exc:  # a full disk; a value JSON cannot hold
             self.journal_errors += 1
             self._unjournaled.append(record)
             if self.journal_errors == 1 or self.journal_errors % 1000 == 0:
@@ -502,9 +505,9 @@ class ContactRecorder:
             self._flush_call.cancel()
         self._flush_call = None
         journal = self._journal
-        if journal.fd >= 0 and not seal:
-            seal = (journal.size >= self.segment_bytes
-                    or self._now() - journal.opened_at >= self.segment_seconds)
+        if journal.fd >= 0 and not seal:  # while the database is down, only size seals: few files
+            seal = journal.size >= self.segment_bytes or (
+                not self._backlog and self._now() - journal.opened_at >= self.segment_seconds)
         sealed = None
         if seal and journal.fd >= 0:
             sealed = journal.segment(journal.number)
@@ -516,17 +519,24 @@ class ContactRecorder:
         self._submit(lambda: self._write(batch, sealed, unjournaled))
 
     def _tick(self) -> None:
-        """Every ``retry_interval``: seal an idle segment (its records are committed), and
-        while the journal holds what the database lacks, replay it."""
-        backlog = self._backlog
-        self._flush_now(seal=backlog)
-        if backlog:
-            self._submit(self._replay_later)
+        """Every ``retry_interval``: seal an idle segment (its records are committed); while the
+        journal holds what the database lacks, ask the writer whether the database is back."""
+        if not self._backlog:
+            self._flush_now()
+            return
+        self._submit(self._database_up).addCallback(lambda up: self._catch_up() if up else None)
 
-    def _submit(self, work: Callable[[], None]) -> None:
-        done = threads.deferToThreadPool(self.reactor, self._pool, work)
+    def _catch_up(self) -> None:
+        """Seal the segment (the records of every batch the writer skipped are then in sealed
+        segments), and have the writer replay them, before any later batch."""
+        self._flush_now(seal=True)
+        self._submit(self._replay)
+
+    def _submit(self, work: Callable[[], _T]) -> defer.Deferred[_T | None]:
+        done: defer.Deferred[_T | None] = threads.deferToThreadPool(self.reactor, self._pool, work)
         done.addErrback(lambda failure: log.failure("contact history writer failed", failure))
         self._last_write = done
+        return done
 
     # -- on the writer thread ----------------------------------------------
 
@@ -547,8 +557,13 @@ class ContactRecorder:
         self.journaled += len(batch)  # they are in the journal: the next replay writes them
         self._held.extend(unjournaled)
 
-    def _replay_later(self) -> None:
-        self._replay()
+    def _database_up(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except self._outages:
+            return False
+        return True
 
     def _replay(self) -> bool:
         """Apply every segment no live process holds, oldest first, deleting each once
