@@ -109,6 +109,11 @@ def segments(journal: Path) -> list[Path]:
     return [files.segment(number) for number in files.numbers()]
 
 
+def lines(records: list[Record]) -> bytes:
+    """Journal lines, as a process that died left them."""
+    return b"".join(recorder_module._line(record) for record in records)
+
+
 def journaled(journal: Path) -> list[Record]:
     """What the journal files hold, oldest first."""
     return [record for path in segments(journal)
@@ -222,8 +227,8 @@ def test_a_record_the_database_refuses_is_kept_aside_and_its_batch_written(engin
 
 def test_a_torn_journal_line_from_a_crash_is_skipped(engine: Engine, tmp_path: Path) -> None:
     journal = tmp_path / "journal"
-    lines = b"".join(recorder_module._line(record) for record in call_records("5.1"))
-    (tmp_path / "journal.00000007").write_bytes(lines + lines[:25])
+    written = lines(call_records("5.1"))
+    (tmp_path / "journal.00000007").write_bytes(written + written[:25])
     recorder = ContactRecorder(engine, journal, Clock())
     recorder.reconcile("ivr-a")
     assert counts(engine) == (1, 2)
@@ -257,6 +262,34 @@ def test_a_live_recorders_segment_is_not_replayed_by_another(engine: Engine, tmp
     serving._syncer.hand_over(serving._journal.seal())  # sealed (unlocked), as if its process died
     other.reconcile("ivr-b")
     assert counts(engine) == (1, 2) and segments(journal) == []
+
+
+def test_what_a_dead_process_left_is_written_by_a_running_recorder(engine: Engine, tmp_path: Path) -> None:
+    """A crashed ``ivr call`` leaves its segment: ``ivr serve``'s next tick writes it, in order."""
+    journal = tmp_path / "journal"
+    recorder = inline(ContactRecorder(engine, journal, Clock()))
+    for record in call_records("6.2"):
+        recorder.record(record)
+    recorder._flush_now()
+    assert counts(engine) == (1, 2) and not recorder._backlog
+    (tmp_path / "journal.00000099").write_bytes(lines(call_records("6.3")))
+    recorder._tick()
+    assert counts(engine) == (2, 4) and not recorder._backlog
+    assert segments(journal) == []
+
+
+def test_a_short_lived_recorder_leaves_nothing_behind(engine: Engine, tmp_path: Path) -> None:
+    """``ivr call`` stops within seconds: it writes what an earlier crash left before it exits."""
+    journal = tmp_path / "journal"
+    (tmp_path / "journal.00000007").write_bytes(lines(call_records("6.4")))
+    recorder = inline(ContactRecorder(engine, journal, Clock()))
+    assert recorder._backlog
+    for record in call_records("6.5"):
+        recorder.record(record)
+    recorder._flush_now()  # behind the left-over records: not written yet
+    assert counts(engine) == (0, 0)
+    Deferred.fromCoroutine(recorder.stop())
+    assert counts(engine) == (2, 4) and segments(journal) == []
 
 
 def test_the_syncer_syncs_new_data_once_and_never_a_committed_segment(

@@ -220,6 +220,8 @@ class _Journal:
         self.created = False
         #: The last append failed part way: its line has no end yet.
         self.torn = False
+        #: Segments this process made and has not deleted.
+        self.mine: set[int] = set()
 
     def segment(self, number: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{number:08d}")
@@ -257,6 +259,7 @@ class _Journal:
             spare.unlink(missing_ok=True)
         self.fd, self.number, self.size, self.opened_at, self.created = fd, number, 0, self.clock(), True
         self.torn = False
+        self.mine.add(number)
 
     def append(self, data: bytes) -> None:
         if self.fd < 0:
@@ -276,6 +279,32 @@ class _Journal:
             written = os.write(self.fd, data)
             self.size += written
             data = data[written:]
+
+    def delete(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        suffix = path.name[len(self.path.name) + 1:]
+        if suffix.isdigit():
+            self.mine.discard(int(suffix))
+
+    def left_behind(self) -> bool:
+        """Whether another process, now dead, left records here (or an older ivr its journal)."""
+        if _nonempty(self.path):
+            return True
+        for number in self.numbers():
+            if number in self.mine:
+                continue
+            try:
+                fd = os.open(self.segment(number), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                continue  # a live process's open segment
+            finally:
+                os.close(fd)
+        return False
 
     def seal(self) -> int:
         """Stop appending to the open segment and unlock it; returns its fd (the syncer closes it)."""
@@ -403,7 +432,7 @@ class ContactRecorder:
         #: The journal holds records the database does not: the database failed, or an earlier
         #: run left segments. Batches then only go to the journal until a replay catches up.
         #: Set and cleared on the writer thread; read by the reactor's retry tick.
-        self._backlog = bool(self._journal.numbers()) or _nonempty(journal)
+        self._backlog = self._journal.left_behind()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-history-writer")
         self._retry = LoopingCall(self._tick)
         self._retry.clock = reactor
@@ -463,6 +492,8 @@ class ContactRecorder:
         if self._retry.running:
             self._retry.stop()
         self._flush_now(seal=True)
+        if self._backlog:  # one last try, so that a short-lived process leaves nothing behind
+            self._submit(self._replay)
         waiting = self._last_write
         if waiting is not None:
             await waiting
@@ -521,6 +552,8 @@ class ContactRecorder:
     def _tick(self) -> None:
         """Every ``retry_interval``: seal an idle segment (its records are committed); while the
         journal holds what the database lacks, ask the writer whether the database is back."""
+        if not self._backlog and self._journal.left_behind():
+            self._backlog = True  # a crashed `ivr call`'s records: skip batches until they are in
         if not self._backlog:
             self._flush_now()
             return
@@ -552,7 +585,7 @@ class ContactRecorder:
                 self._backlog = True
             else:
                 if sealed is not None:
-                    sealed.unlink(missing_ok=True)
+                    self._journal.delete(sealed)
                 return
         self.journaled += len(batch)  # they are in the journal: the next replay writes them
         self._held.extend(unjournaled)
@@ -574,7 +607,7 @@ class ContactRecorder:
                 records = _read_records(data, path)
                 for start in range(0, len(records), self.max_batch):
                     self._commit(records[start:start + self.max_batch])
-                path.unlink(missing_ok=True)
+                self._journal.delete(path)
                 count += len(records)
             held, self._held = self._held, []
             try:
