@@ -17,17 +17,24 @@ What survives what:
   (idempotently) before serving, then marks this instance's calls left open
   as interrupted: exactly the calls the death cut short.
 * **The database down**: nothing is lost and no call waits. Batches that
-  fail stay in the journal; every ``retry_interval`` seconds the writer
-  replays the journal in order and deletes what it committed. The journal
-  grows meanwhile (about 1 KB per call).
+  fail stay in the journal; once the database answers again (asked every
+  ``retry_interval`` seconds) the writer replays the journal in order and
+  deletes what it committed. The journal grows meanwhile (under 1 KB per
+  call). A record the database refuses while up (PostgreSQL: a value too
+  long for its column) goes to the ``.rejected`` file beside the journal
+  rather than stalling the rest.
 * **Power loss or a kernel crash**: records made in the last
-  ``sync_interval`` seconds (1 s by default) that were not yet committed may
-  be lost, since a background thread ``fdatasync()``\\ s the journal once per
-  interval (a group commit: no call waits for a disk). Committed records
+  ``sync_interval`` seconds (1 s by default, plus the sync's own time) that
+  were not yet committed may be lost: a background thread calls
+  ``fdatasync()`` on the journal once per interval (a group commit: no call
+  waits for a disk; a disk must honour flushes for any of this). Committed records
   are as durable as the database: PostgreSQL's commit is, and the writer
   commits with ``synchronous=FULL`` on SQLite (whose WAL ivr otherwise runs
   with ``synchronous=NORMAL``, which a power loss can roll back). Such a call
   then has no row, or is marked interrupted.
+* **A full or failing disk under the journal**: records wait in memory for
+  the database only (``ivr_history_journal_errors`` counts them, the log
+  says so); a journal that cannot be written at start-up stops the start.
 
 Every write is idempotent on Asterisk's uniqueid (and the step number), so
 a replay can never make a second row.
@@ -429,9 +436,10 @@ class ContactRecorder:
         self.segment_bytes = segment_bytes
         self._pending: list[Record] = []
         self._flush_call: Any = None
-        #: The journal holds records the database does not: the database failed, or an earlier
-        #: run left segments. Batches then only go to the journal until a replay catches up.
-        #: Set and cleared on the writer thread; read by the reactor's retry tick.
+        #: The journal holds records the database does not: the database failed, or a process
+        #: that died left segments. Batches then only go to the journal until a replay catches
+        #: up. Set by the writer (an outage) or the reactor's tick (left segments); cleared by
+        #: the writer's replay.
         self._backlog = self._journal.left_behind()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-history-writer")
         self._retry = LoopingCall(self._tick)
