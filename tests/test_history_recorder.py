@@ -211,6 +211,24 @@ def test_an_outage_keeps_records_in_the_journal_until_a_replay_writes_them_in_or
         assert set(session.scalars(select(Contact.status))) == {"final"}
 
 
+def test_only_the_commit_before_a_segment_is_deleted_waits_for_the_disk(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal, clock = tmp_path / "journal", Clock()
+    recorder = inline(ContactRecorder(engine, journal, clock))
+    durable: list[int] = []
+    durable_commit = recorder._sql.durable
+    monkeypatch.setattr(recorder._sql, "durable", lambda cursor: durable.append(len(segments(journal)))
+                        or durable_commit(cursor))
+    for index in range(5):
+        for record in call_records(f"4.{index}"):
+            recorder.record(record)
+        recorder._flush_now()  # younger than a second: an ordinary commit
+    clock.advance(1)
+    recorder.record(call_records("4.5")[0])
+    recorder._flush_now()  # seals: a durable commit, then the segment goes
+    assert durable == [1] and segments(journal) == [] and counts(engine) == (6, 10)
+
+
 def test_a_record_the_database_refuses_is_kept_aside_and_its_batch_written(engine: Engine,
                                                                           tmp_path: Path) -> None:
     journal = tmp_path / "journal"
@@ -367,9 +385,9 @@ def test_writes_happen_off_the_reactor_thread(engine: Engine, tmp_path: Path) ->
     recorder = ContactRecorder(engine, tmp_path / "journal", global_reactor)
     original = recorder._apply
 
-    def spy(batch: list[Record]) -> None:
+    def spy(batch: list[Record], durable: bool = False) -> None:
         seen.append(threading.current_thread().name)
-        original(batch)
+        original(batch, durable)
 
     recorder._apply = spy  # type: ignore[method-assign]
     recorder._pool.start()

@@ -24,14 +24,15 @@ What survives what:
   long for its column) goes to the ``.rejected`` file beside the journal
   rather than stalling the rest.
 * **Power loss or a kernel crash**: records made in the last
-  ``sync_interval`` seconds (1 s by default, plus the sync's own time) that
-  were not yet committed may be lost: a background thread calls
-  ``fdatasync()`` on the journal once per interval (a group commit: no call
-  waits for a disk; a disk must honour flushes for any of this). Committed records
-  are as durable as the database: PostgreSQL's commit is, and the writer
-  commits with ``synchronous=FULL`` on SQLite (whose WAL ivr otherwise runs
-  with ``synchronous=NORMAL``, which a power loss can roll back). Such a call
-  then has no row, or is marked interrupted.
+  ``sync_interval`` seconds (1 s by default, plus the sync's own time) may
+  be lost: a background thread calls ``fdatasync()`` on the journal once
+  per interval (a group commit: no call waits for a disk; the disk must
+  honour flushes). A segment is deleted only after a durable commit of its
+  records: PostgreSQL's commits are; on SQLite, whose WAL ivr runs with
+  ``synchronous=NORMAL`` (a power loss can roll that back), the commit
+  before a deletion is ``synchronous=FULL``, which syncs every earlier one
+  too. A call that lost its end is marked interrupted; one that lost all
+  its records has no row.
 * **A full or failing disk under the journal**: records wait in memory for
   the database only (``ivr_history_journal_errors`` counts them, the log
   says so); a journal that cannot be written at start-up stops the start.
@@ -586,7 +587,7 @@ class ContactRecorder:
         """Commit a batch; then its segment, if sealed with it, holds nothing the database lacks."""
         if not self._backlog:
             try:
-                self._commit(batch)
+                self._commit(batch, durable=sealed is not None)
             except _Outage as outage:
                 log.warn("contact history database unavailable ({error}); {count} record(s) wait in "
                          "the journal", error=outage.error, count=len(batch))
@@ -614,12 +615,12 @@ class ContactRecorder:
             for path, data in self._journal.replayable():
                 records = _read_records(data, path)
                 for start in range(0, len(records), self.max_batch):
-                    self._commit(records[start:start + self.max_batch])
+                    self._commit(records[start:start + self.max_batch], durable=True)
                 self._journal.delete(path)
                 count += len(records)
             held, self._held = self._held, []
             try:
-                self._commit(held)
+                self._commit(held, durable=True)
             except _Outage:
                 self._held[:0] = held
                 raise
@@ -631,8 +632,12 @@ class ContactRecorder:
         self._backlog = False
         return True
 
-    def _commit(self, records: Sequence[Record]) -> None:
+    def _commit(self, records: Sequence[Record], durable: bool = False) -> None:
         """Apply records; raise :class:`_Outage` if the database cannot be reached.
+
+        ``durable``: the commit must survive a power loss, as a journal segment
+        is deleted next (SQLite then syncs its WAL, and with it every earlier
+        commit: once per segment rather than once per batch).
 
         A database that is up but refuses the batch (PostgreSQL: a value too
         long for its column) gets the records one at a time, and those it
@@ -642,7 +647,7 @@ class ContactRecorder:
         if not records:
             return
         try:
-            self._apply(records)
+            self._apply(records, durable)
         except self._outages as exc:
             raise _Outage(type(exc).__name__) from exc
         except Exception:
@@ -650,7 +655,7 @@ class ContactRecorder:
                         "by one", count=len(records))
             for record in records:
                 try:
-                    self._apply([record])
+                    self._apply([record], durable)
                 except self._outages as exc:
                     raise _Outage(type(exc).__name__) from exc
                 except Exception as exc:
@@ -667,7 +672,7 @@ class ContactRecorder:
         with open(self._rejects, "ab") as handle:
             handle.write(_line(record))
 
-    def _apply(self, batch: Sequence[Record]) -> None:
+    def _apply(self, batch: Sequence[Record], durable: bool = False) -> None:
         """Write a batch in one transaction, one executemany per kind of statement.
 
         Starts first (insert, ignoring uniqueids already there), then a bare
@@ -685,7 +690,7 @@ class ContactRecorder:
             # The driver's own cursor: SQLAlchemy's per-statement work was a third of a small batch.
             cursor = connection.connection.cursor()
             try:
-                synchronous = self._sql.durable(cursor)
+                synchronous = self._sql.durable(cursor) if durable else None
                 try:
                     with connection.begin():
                         self._execute(cursor, starts, steps, ends)
@@ -853,9 +858,9 @@ class _DriverSQL:
         self.end_row = end_row
 
     def durable(self, cursor: Any) -> Any:
-        """Make this connection's commits durable (SQLite's WAL is synced at each commit):
-        the journal's segments are deleted once committed, so a power loss must not take
-        the commit back. Returns the setting to restore."""
+        """Make this connection's commits durable (SQLite's WAL synced at commit): a journal
+        segment deleted once committed must not come back after a power loss. Returns the
+        setting to restore."""
         if self.dialect != "sqlite":
             return None
         previous = cursor.execute("PRAGMA synchronous").fetchone()[0]
