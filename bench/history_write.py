@@ -2,42 +2,70 @@
 
     python bench/history_write.py                 # SQLite only
     python bench/history_write.py --postgres URL  # also PostgreSQL (scripts/postgres-sandbox url ivr_test)
+    python bench/history_write.py --compare DIR   # this tree against another checkout, interleaved
 
 1. Batched writer: N calls' records (a start, 3 steps, an end per call) applied
    in batches of 2,000 records, as the writer thread does; rows/s counts
    contact rows plus event rows.
 2. Per-call overhead on the reactor thread: the contact_history plugin's hooks
-   for one call (queueing its 5 records), in CPU µs.
+   for one call (queueing its 5 records), in CPU µs; alone (records go
+   nowhere), and into a real recorder (journaling each record; its writer
+   thread not running, so this is the reactor thread's share only).
 3. Reactor stalls and CPU: a real reactor runs 1,000 calls/s through the
    plugin's hooks for 10 s into a SQLite file while a 1 ms LoopingCall measures
    how late it runs; the same run with no history is the baseline. Runs
    alternate in fresh processes, so machine noise shows in both.
+
+``--compare DIR`` runs 1 (SQLite), 2 and 3 for the ivr in DIR (e.g. a
+``git worktree`` of an earlier commit) and for this tree, taking turns in
+fresh processes, and prints both side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from twisted.internet.task import Clock
 
 from ivr.db import make_engine, upgrade
 from ivr.history.plugin import ContactHistory
 from ivr.history.recorder import ContactEnd, ContactRecorder, ContactStart, ContactStep, Record
+from ivr.phone import normalise_number
 from ivr.routing.router import CallOutcome, CallStep
-from ivr.server import settle_heap
 
 NOW = dt.datetime.now(dt.UTC).timestamp()
 
 
 STEPS = [("language", "", ""), ("menu", "main", "2"), ("menu", "after-sales", "0")]
+
+
+def settle_heap(region: str) -> None:
+    """As ``ivr serve`` does before its reactor runs (``settle_heap``): load the phone
+    metadata, then keep the start-up heap out of the collector's sight."""
+    normalise_number("10086", region)
+    gc.collect()
+    gc.freeze()
+
+
+def step_record(uniqueid: str, seq: int, kind: str, menu: str, key: str) -> Record:
+    """A step record in this tree's shape: before the journal change (c03bdb7 and earlier)
+    ContactStep had CallStep's fields itself, so --compare can run both."""
+    if "step" in {f.name for f in dataclasses.fields(ContactStep)}:
+        return ContactStep(uniqueid, seq, NOW, CallStep(kind, menu, key))
+    return ContactStep(uniqueid, seq, NOW, kind, menu, key)  # type: ignore[arg-type, call-arg]
 
 
 def records(calls: int, prefix: str, spacing: int = 100) -> Iterator[Record]:
@@ -58,7 +86,7 @@ def records(calls: int, prefix: str, spacing: int = 100) -> Iterator[Record]:
         for seq, (kind, menu, key) in enumerate(STEPS, start=1):
             earlier = index - seq * spacing
             if 0 <= earlier < calls:
-                yield ContactStep(uid(earlier), seq, NOW, kind, menu, key)
+                yield step_record(uid(earlier), seq, kind, menu, key)
         ended = index - 4 * spacing
         if 0 <= ended < calls:
             yield ContactEnd(uid(ended), NOW, "completed", ivr_path=[{"kind": "menu", "key": "2"}], dtmf="20",
@@ -98,13 +126,21 @@ class _Sink:
         self.count += 1
 
 
-def hook_overhead(calls: int) -> float:
-    """CPU µs the plugin's hooks take on the reactor thread for one call."""
-    plugin = ContactHistory(_Sink(), "bench")  # type: ignore[arg-type]
+def hook_overhead(calls: int, into_recorder: bool = False) -> float:
+    """CPU µs the plugin's hooks take on the reactor thread for one call: records go to a sink,
+    or (``into_recorder``) to a real recorder, whose writer thread is not running."""
+    if into_recorder:
+        folder = Path(tempfile.mkdtemp())
+        engine = make_engine(f"sqlite:///{folder / 'hooks.db'}")
+        sink: Any = ContactRecorder(engine, folder / "journal", Clock())
+    else:
+        sink = _Sink()
+    plugin = ContactHistory(sink, "bench")
     steps = [CallStep("language", value="zh"), CallStep("menu", "main", "2", "after-sales"),
              CallStep("transfer", value="queue:after-sales")]
     outcome = CallOutcome("completed")
     fakes = [_FakeCall(f"h.{i}") for i in range(calls)]
+    gc.collect()
     started = time.process_time()
     for call in fakes:
         plugin.ivr_call_started(call)  # type: ignore[arg-type]
@@ -199,16 +235,84 @@ def stall_runs(seconds: float, rounds: int) -> None:
           f"{extra:.0f} µs per call")
 
 
+def measure_run(calls: int, seconds: float) -> dict[str, Any]:
+    """One tree's numbers, in this process (for --compare): the batched rate on SQLite, the
+    reactor thread's share per call, then a history stall run (the reactor runs once)."""
+    import ivr
+
+    rate = batched_rate(f"sqlite:///{Path(tempfile.mkdtemp()) / 'history.db'}", calls)
+    hooks = statistics.median(hook_overhead(20_000) for _ in range(3))
+    recorder = statistics.median(hook_overhead(20_000, into_recorder=True) for _ in range(3))
+    return {"ivr": ivr.__file__, "rows_per_s": rate["rows_per_s"], "hooks_us": hooks, "recorder_us": recorder,
+            "stall": reactor_stalls(seconds, 1000, True)}
+
+
+def compare(base: Path, calls: int, seconds: float, rounds: int) -> None:
+    """This tree against ``base``, each measured in fresh processes, taking turns."""
+    trees = {"before": base.resolve(), "after": Path(__file__).resolve().parent.parent}
+
+    def child(tree: Path, *argv: str) -> dict[str, Any]:
+        path = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
+        out = subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True, text=True,
+                             env=env, cwd=tempfile.gettempdir()).stdout
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    baseline: list[float] = []
+    for index in range(rounds):
+        timing = ("--calls", str(calls), "--stall-seconds", str(seconds))
+        baseline.append(child(trees["after"], "--stall-run", "baseline", *timing)["cpu_s"])
+        for name in (list(trees) if index % 2 == 0 else list(reversed(trees))):
+            result = child(trees[name], "--measure-run", *timing)
+            runs[name].append(result)
+            print(f"  [{index + 1}/{rounds}] {name}: {result['ivr']} rows/s {result['rows_per_s']:,.0f}, "
+                  f"reactor {result['recorder_us']:.1f} µs/call, "
+                  f"stall run CPU {result['stall']['cpu_s']:.2f} s, "
+                  f"p99 {result['stall']['p99_ms']:.2f} ms", file=sys.stderr, flush=True)
+    base_cpu = statistics.median(baseline)
+    total = seconds * 1000
+
+    def cell(name: str, value: Callable[[dict[str, Any]], float], digits: int = 1) -> str:
+        values = sorted(value(r) for r in runs[name])
+        return f"{statistics.median(values):,.{digits}f} ({values[0]:,.{digits}f}–{values[-1]:,.{digits}f})"
+
+    rows: list[tuple[str, Callable[[dict[str, Any]], float], int]] = [
+        ("batched writer, SQLite rows/s", lambda r: r["rows_per_s"], 0),
+        ("plugin hooks alone, µs CPU per call (reactor thread)", lambda r: r["hooks_us"], 1),
+        ("hooks + recorder.record(), µs CPU per call (reactor thread)", lambda r: r["recorder_us"], 1),
+        ("history's whole-process CPU at 1,000 calls/s, µs per call (baseline subtracted)",
+         lambda r: (r["stall"]["cpu_s"] - base_cpu) / total * 1e6, 0),
+        ("reactor lateness p99 at 1,000 calls/s, ms", lambda r: r["stall"]["p99_ms"], 2),
+        ("reactor lateness max at 1,000 calls/s, ms", lambda r: r["stall"]["max_ms"], 2),
+    ]
+    print(f"\n{rounds} rounds, medians (min–max); baseline (no history) CPU {base_cpu:.2f} s per "
+          f"{total:,.0f} calls\n")
+    print(f"| measure | before: {trees['before']} | after: {trees['after']} |")
+    print("|---|---:|---:|")
+    for label, value, digits in rows:
+        print(f"| {label} | {cell('before', value, digits)} | {cell('after', value, digits)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=50_000)
     parser.add_argument("--postgres", help="PostgreSQL URL to measure too")
     parser.add_argument("--stall-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2, help="baseline/history stall run pairs")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="measure the ivr in DIR against this tree, taking turns")
     parser.add_argument("--stall-run", choices=["baseline", "history"], help=argparse.SUPPRESS)
+    parser.add_argument("--measure-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stall_run:
         print(json.dumps(reactor_stalls(args.stall_seconds, 1000, args.stall_run == "history")))
+        return
+    if args.measure_run:
+        print(json.dumps(measure_run(args.calls, args.stall_seconds)))
+        return
+    if args.compare:
+        compare(args.compare, args.calls, args.stall_seconds, args.rounds)
         return
     print(f"Python {sys.version.split()[0]}; {args.calls:,} calls per batched run", flush=True)
     sqlite_url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'history.db'}"
@@ -221,7 +325,8 @@ def main() -> None:
         rate = batched_rate(url, args.calls)
         print(f"| {name} | {rate['records_per_s']:,.0f} | {rate['rows_per_s']:,.0f} "
               f"| {rate['calls_per_s']:,.0f} |")
-    print(f"\nhook overhead on the reactor thread: {hook_overhead(20_000):.1f} µs CPU per call")
+    print(f"\nhook overhead on the reactor thread: {hook_overhead(20_000):.1f} µs CPU per call alone, "
+          f"{hook_overhead(20_000, into_recorder=True):.1f} µs into the recorder (journal included)")
     stall_runs(args.stall_seconds, args.rounds)
 
 

@@ -14,15 +14,15 @@ def test_a_live_writers_segment_is_no_backlog_of_another_process(tmp_path: Path)
     serve.append(b'["start"]\n', 0.0)  # opens (and locks) a segment
     # flock is per open file description: a second Journal in this process stands for another one.
     call = Journal(path)
-    assert not call.has_replayable()
+    assert not call.left_behind()
     os.close(serve.seal())  # sealed and unlocked: now someone must replay it
-    assert call.has_replayable()
+    assert call.left_behind()
     assert [p.name for p, _ in call.replayable()] == [serve.segment(serve.number).name]
 
 
 def test_an_older_ivrs_single_journal_file_is_a_backlog_when_not_empty(tmp_path: Path) -> None:
     path = tmp_path / "ivr-history.journal"
     path.write_bytes(b"")
-    assert not Journal(path).has_replayable()
+    assert not Journal(path).left_behind()
     path.write_bytes(b'{"op": "start"}\n')
-    assert Journal(path).has_replayable()
+    assert Journal(path).left_behind()

@@ -18,7 +18,7 @@ from conftest import TEST_ROUTES, ServeProcess, free_port
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from ivr.db import Contact, ContactEvent, make_engine
@@ -101,13 +101,18 @@ def test_replaying_the_same_records_never_doubles_anything(engine: Engine, tmp_p
 
 def inline(recorder: ContactRecorder) -> ContactRecorder:
     """The writer thread's work done at once, in order, on this thread."""
-    recorder._submit = lambda work: work()  # type: ignore[method-assign]
+    recorder._submit = lambda work: succeed(work())  # type: ignore[method-assign, assignment]
     return recorder
 
 
 def segments(journal: Path) -> list[Path]:
     files = Journal(journal)
     return [files.segment(number) for number in files.numbers()]
+
+
+def lines(records: list[Record]) -> bytes:
+    """Journal lines, as a process that died left them."""
+    return b"".join(journal_line(record) for record in records)
 
 
 def journaled(journal: Path) -> list[Record]:
@@ -129,7 +134,7 @@ def test_a_record_is_in_the_journal_file_the_moment_it_is_recorded(engine: Engin
 SIGKILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from ivr.db import make_engine
 from ivr.history.recorder import ContactRecorder
@@ -207,6 +212,24 @@ def test_an_outage_keeps_records_in_the_journal_until_a_replay_writes_them_in_or
         assert set(session.scalars(select(Contact.status))) == {"final"}
 
 
+def test_only_the_commit_before_a_segment_is_deleted_waits_for_the_disk(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal, clock = tmp_path / "journal", Clock()
+    recorder = inline(ContactRecorder(engine, journal, clock))
+    durable: list[int] = []
+    durable_commit = recorder._sql.durable
+    monkeypatch.setattr(recorder._sql, "durable", lambda cursor: durable.append(len(segments(journal)))
+                        or durable_commit(cursor))
+    for index in range(5):
+        for record in call_records(f"4.{index}"):
+            recorder.record(record)
+        recorder._flush_now()  # younger than a second: an ordinary commit
+    clock.advance(1)
+    recorder.record(call_records("4.5")[0])
+    recorder._flush_now()  # seals: a durable commit, then the segment goes
+    assert durable == [1] and segments(journal) == [] and counts(engine) == (6, 10)
+
+
 def test_a_record_the_database_refuses_is_kept_aside_and_its_batch_written(engine: Engine,
                                                                           tmp_path: Path) -> None:
     journal = tmp_path / "journal"
@@ -223,8 +246,8 @@ def test_a_record_the_database_refuses_is_kept_aside_and_its_batch_written(engin
 
 def test_a_torn_journal_line_from_a_crash_is_skipped(engine: Engine, tmp_path: Path) -> None:
     journal = tmp_path / "journal"
-    lines = b"".join(journal_line(record) for record in call_records("5.1"))
-    (tmp_path / "journal.00000007").write_bytes(lines + lines[:25])
+    written = lines(call_records("5.1"))
+    (tmp_path / "journal.00000007").write_bytes(written + written[:25])
     recorder = ContactRecorder(engine, journal, Clock())
     recorder.reconcile("ivr-a")
     assert counts(engine) == (1, 2)
@@ -260,6 +283,34 @@ def test_a_live_recorders_segment_is_not_replayed_by_another(engine: Engine, tmp
     assert counts(engine) == (1, 2) and segments(journal) == []
 
 
+def test_what_a_dead_process_left_is_written_by_a_running_recorder(engine: Engine, tmp_path: Path) -> None:
+    """A crashed ``ivr call`` leaves its segment: ``ivr serve``'s next tick writes it, in order."""
+    journal = tmp_path / "journal"
+    recorder = inline(ContactRecorder(engine, journal, Clock()))
+    for record in call_records("6.2"):
+        recorder.record(record)
+    recorder._flush_now()
+    assert counts(engine) == (1, 2) and not recorder._backlog
+    (tmp_path / "journal.00000099").write_bytes(lines(call_records("6.3")))
+    recorder._tick()
+    assert counts(engine) == (2, 4) and not recorder._backlog
+    assert segments(journal) == []
+
+
+def test_a_short_lived_recorder_leaves_nothing_behind(engine: Engine, tmp_path: Path) -> None:
+    """``ivr call`` stops within seconds: it writes what an earlier crash left before it exits."""
+    journal = tmp_path / "journal"
+    (tmp_path / "journal.00000007").write_bytes(lines(call_records("6.4")))
+    recorder = inline(ContactRecorder(engine, journal, Clock()))
+    assert recorder._backlog
+    for record in call_records("6.5"):
+        recorder.record(record)
+    recorder._flush_now()  # behind the left-over records: not written yet
+    assert counts(engine) == (0, 0)
+    Deferred.fromCoroutine(recorder.stop())
+    assert counts(engine) == (2, 4) and segments(journal) == []
+
+
 def test_the_syncer_syncs_new_data_once_and_never_a_committed_segment(
         engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
@@ -293,7 +344,7 @@ def test_a_failed_journal_write_keeps_the_record_for_the_database(engine: Engine
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = inline(ContactRecorder(engine, tmp_path / "journal", Clock()))
 
-    def full(data: bytes, now: float) -> None:
+    def full(data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(recorder._journal, "append", full)
@@ -335,9 +386,9 @@ def test_writes_happen_off_the_reactor_thread(engine: Engine, tmp_path: Path) ->
     recorder = ContactRecorder(engine, tmp_path / "journal", global_reactor)
     original = recorder._apply
 
-    def spy(batch: list[Record]) -> None:
+    def spy(batch: list[Record], durable: bool = False) -> None:
         seen.append(threading.current_thread().name)
-        original(batch)
+        original(batch, durable)
 
     recorder._apply = spy  # type: ignore[method-assign]
     recorder._pool.start()
@@ -406,7 +457,7 @@ def test_a_postgresql_outage_under_load_is_journaled_and_replayed(postgres_url: 
         for index in range(30, 60):  # calls go on while the database is down
             echo_call(port, f"7.{index}")
         deadline = time.monotonic() + 10
-        while not Journal(server.journal).numbers()[:-1]:  # sealed, kept for a replay
+        while "wait in the journal" not in server.output():  # the writer saw the outage
             assert time.monotonic() < deadline, server.output()[-2000:]
             time.sleep(0.1)
         assert postgres_sandbox("start").returncode == 0

@@ -1,6 +1,6 @@
 """The recorder's SQL, in each database's own dialect, generated from the tables.
 
-The recorder writes through the driver's own cursor (tuples, ``executemany``)
+The recorder writes through the driver's own cursor (lists, ``executemany``)
 for speed; the statements are built here from ``ivr.db.models`` so a column
 is declared in one place.
 """
@@ -27,6 +27,7 @@ __all__ = ["DriverSQL", "describe", "step_data"]
 
 _contacts = cast(Table, Contact.__table__)
 _events = cast(Table, ContactEvent.__table__)
+#: JSON column values, spaced as ivr has always stored them.
 _db_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -76,15 +77,13 @@ class DriverSQL:
         def marks(columns: Sequence[Column[Any]]) -> list[str]:
             return [json_mark if isinstance(c.type, JSON) else mark for c in columns]
 
-        # A start's fields are contacts columns of the same names: times first, then the
-        # others, then every other column that has a default, set to it.
-        timed = [n for n in START_FIELDS if isinstance(contacts[n].type, DateTime)]
-        plain = [n for n in START_FIELDS if n not in timed]
+        # A start's fields are contacts columns of the same names; then every other column
+        # that has a default, set to it.
+        started = [contacts[n] for n in START_FIELDS]
         defaulted = [c for c in _contacts.columns if c.name not in START_FIELDS and c.default is not None]
-        defaults = tuple(_constant_default(c) for c in defaulted)
-        inserted = [contacts[n] for n in timed + plain] + defaulted
-        time_values, plain_values = _getter(timed), _getter(plain)
-        time_value = self.time
+        defaults = [_constant_default(c) for c in defaulted]
+        inserted = started + defaulted
+        start_values = _row(START_FIELDS, started, self.time)
 
         # The customer: whoever owns the caller's number in the customers table, found by the
         # database in the same statement (a CRM's customers have no row here: NULL).
@@ -92,8 +91,11 @@ class DriverSQL:
         customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
                     f"WHERE {phones.c.e164.name} = {mark})")
 
-        def start_row(r: ContactStart) -> tuple[Any, ...]:
-            return tuple(map(time_value, time_values(r))) + plain_values(r) + defaults + (r.caller_e164,)
+        def start_row(r: ContactStart) -> list[Any]:
+            values = start_values(r)
+            values += defaults
+            values.append(r.caller_e164)
+            return values
 
         self.start_row = start_row
         self.insert_contact = (
@@ -117,19 +119,16 @@ class DriverSQL:
         # An end sets its fields' columns, the status and (when the batch has its last step) last_step.
         ended = [n for n in END_FIELDS if n != "uniqueid"]
         end_columns = [contacts[_END_COLUMNS.get(n, n)] for n in ended]
-        converters: list[Callable[[Any], Any] | None] = [
-            self.time if isinstance(c.type, DateTime) else _db_json if isinstance(c.type, JSON) else None
-            for c in end_columns]
-        end_values = _getter(ended)
+        end_values = _row(ended, end_columns, self.time)
         settings = ", ".join(f"{c.name} = {m}" for c, m in zip(end_columns, marks(end_columns), strict=True))
         last_step = contacts.last_step.name
         self.update_end = (f"UPDATE {_contacts.name} SET {contacts.status.name} = 'final', {settings}, "
                            f"{last_step} = COALESCE({mark}, {last_step}) {where}")
 
-        def end_row(r: ContactEnd, described: str | None) -> tuple[Any, ...]:
-            values = [v if convert is None else convert(v)
-                      for convert, v in zip(converters, end_values(r), strict=True)]
-            return (*values, described, r.uniqueid)
+        def end_row(r: ContactEnd, described: str | None) -> list[Any]:
+            values = end_values(r)
+            values += (described, r.uniqueid)
+            return values
 
         self.end_row = end_row
         self._human(mark)
@@ -166,9 +165,9 @@ class DriverSQL:
         self.human_row = human_row
 
     def durable(self, cursor: Any) -> Any:
-        """Make this connection's commits durable (SQLite's WAL is synced at each commit):
-        the journal's segments are deleted once committed, so a power loss must not take
-        the commit back. Returns the setting to restore."""
+        """Make this connection's commits durable (SQLite's WAL synced at commit): a journal
+        segment deleted once committed must not come back after a power loss. Returns the
+        setting to restore."""
         if self.dialect != "sqlite":
             return None
         previous = cursor.execute("PRAGMA synchronous").fetchone()[0]
@@ -180,14 +179,20 @@ class DriverSQL:
             cursor.execute(f"PRAGMA synchronous={int(previous)}")
 
 
-def _getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
-    """``names``' values of an object as a tuple, whatever their number."""
-    if len(names) > 1:
-        return attrgetter(*names)
-    if names:
-        get = attrgetter(names[0])
-        return lambda obj: (get(obj),)
-    return lambda obj: ()
+def _row(names: Sequence[str], columns: Sequence[Column[Any]],
+         time_value: Callable[[float], Any]) -> Callable[[Any], list[Any]]:
+    """A record's ``names`` as the driver takes them for ``columns``: times and JSON converted."""
+    get = attrgetter(*names)
+    conversions = [(index, time_value if isinstance(column.type, DateTime) else _db_json)
+                   for index, column in enumerate(columns) if isinstance(column.type, DateTime | JSON)]
+
+    def row(record: Any) -> list[Any]:
+        values = list(get(record))
+        for index, convert in conversions:
+            values[index] = convert(values[index])
+        return values
+
+    return row
 
 
 def _time(epoch: float) -> dt.datetime:

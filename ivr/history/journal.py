@@ -10,7 +10,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from twisted.logger import Logger
@@ -30,8 +31,9 @@ class Journal:
     A file at ``path`` itself is the journal of an older ivr, replayed too.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock
         self.fd = -1
         self.number = 0
         self.size = 0
@@ -40,6 +42,8 @@ class Journal:
         self.created = False
         #: The last append failed part way: its line has no end yet.
         self.torn = False
+        #: Segments this process made and has not deleted.
+        self.mine: set[int] = set()
 
     def segment(self, number: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{number:08d}")
@@ -57,7 +61,7 @@ class Journal:
                 found.append(int(name[len(prefix):]))
         return sorted(found)
 
-    def open(self, now: float) -> None:
+    def open(self) -> None:
         """Create the next segment, already locked when it appears under its name."""
         number = max(self.numbers(), default=self.number) + 1
         spare = self.path.with_name(f"{self.path.name}.new-{os.getpid()}-{threading.get_ident()}")
@@ -75,21 +79,54 @@ class Journal:
             raise
         finally:
             spare.unlink(missing_ok=True)
-        self.fd, self.number, self.size, self.opened_at, self.created = fd, number, 0, now, True
+        self.fd, self.number, self.size, self.opened_at, self.created = fd, number, 0, self.clock(), True
         self.torn = False
+        self.mine.add(number)
 
-    def append(self, data: bytes, now: float) -> None:
+    def append(self, data: bytes) -> None:
         if self.fd < 0:
-            self.open(now)
+            self.open()
         if self.torn:  # a line cut by an earlier error must not swallow this one
             data = b"\n" + data
-        written = 0
-        try:
-            while written < len(data):  # more than one write only on a full disk
-                written += os.write(self.fd, data[written:])
-        finally:
+        written = os.write(self.fd, data)
+        self.size += written
+        if written < len(data):
+            self._rest(data[written:])
+        self.torn = False
+
+    def _rest(self, data: bytes) -> None:
+        """The rest of a short write (a full disk): written, or the line is left torn."""
+        self.torn = True
+        while data:
+            written = os.write(self.fd, data)
             self.size += written
-            self.torn = 0 < written < len(data) or (self.torn and written == 0)
+            data = data[written:]
+
+    def delete(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        suffix = path.name[len(self.path.name) + 1:]
+        if suffix.isdigit():
+            self.mine.discard(int(suffix))
+
+    def left_behind(self) -> bool:
+        """Whether another process, now dead, left records here (or an older ivr its journal)."""
+        if _nonempty(self.path):
+            return True
+        for number in self.numbers():
+            if number in self.mine:
+                continue
+            try:
+                fd = os.open(self.segment(number), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                continue  # a live process's open segment
+            finally:
+                os.close(fd)
+        return False
 
     def seal(self) -> int:
         """Stop appending to the open segment and unlock it; returns its fd (the syncer closes it)."""
@@ -97,25 +134,6 @@ class Journal:
         fcntl.flock(fd, fcntl.LOCK_UN)
         self.fd = -1
         return fd
-
-    def has_replayable(self) -> bool:
-        """True if a record waits on disk that no live writer holds (another process sharing
-        the path, such as ``ivr serve`` beside ``ivr call``, is no backlog of ours)."""
-        for path in [self.path] + [self.segment(number) for number in self.numbers()]:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live process appends to it
-            else:
-                if os.fstat(fd).st_size > 0:
-                    return True
-            finally:
-                os.close(fd)
-        return False
 
     def replayable(self) -> Iterator[tuple[Path, bytes]]:
         """Each segment no live writer holds (and an older ivr's journal), oldest first, read
@@ -155,7 +173,7 @@ class Syncer:
         self.lock = threading.Lock()
         self.sealed: list[int] = []
         self.syncs = 0
-        self._synced: tuple[int, int] = (-1, 0)
+        self._synced: tuple[int, int, int] = (-1, 0, 0)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -186,11 +204,11 @@ class Syncer:
         journal = self.journal
         with self.lock:
             sealed, self.sealed = self.sealed, []
-            active, size, created = journal.fd, journal.size, journal.created
+            active, number, size, created = journal.fd, journal.number, journal.size, journal.created
             journal.created = False
-        if active >= 0 and active not in sealed and (active, size) != self._synced:
+        if active >= 0 and active not in sealed and (active, number, size) != self._synced:
             os.fdatasync(active)
-            self._synced = (active, size)
+            self._synced = (active, number, size)
             self.syncs += 1
         for fd in sealed:
             try:
@@ -205,3 +223,9 @@ class Syncer:
                 os.fsync(folder)
             finally:
                 os.close(folder)
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False

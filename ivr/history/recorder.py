@@ -1,7 +1,7 @@
 """Writing the contact history without ever blocking a call or losing a record.
 
-Call code hands :class:`ContactStart`, :class:`ContactStep` and
-:class:`ContactEnd` records to a :class:`ContactRecorder`. Each record is
+Call code hands :class:`ContactStart`, :class:`ContactStep`,
+:class:`ContactEnd` and :class:`ContactHumanPart` records to a :class:`ContactRecorder`. Each record is
 appended to the journal with a plain ``write()`` before :meth:`~ContactRecorder.record`
 returns; the recorder then batches records to the database on its own single
 writer thread (so the reactor never waits for the database and records stay in
@@ -17,17 +17,25 @@ What survives what:
   (idempotently) before serving, then marks this instance's calls left open
   as interrupted: exactly the calls the death cut short.
 * **The database down**: nothing is lost and no call waits. Batches that
-  fail stay in the journal; every ``retry_interval`` seconds the writer
-  replays the journal in order and deletes what it committed. The journal
-  grows meanwhile (about 1 KB per call).
+  fail stay in the journal; once the database answers again (asked every
+  ``retry_interval`` seconds) the writer replays the journal in order and
+  deletes what it committed. The journal grows meanwhile (under 1 KB per
+  call). A record the database refuses while up (PostgreSQL: a value too
+  long for its column) goes to the ``.rejected`` file beside the journal
+  rather than stalling the rest.
 * **Power loss or a kernel crash**: records made in the last
-  ``sync_interval`` seconds (1 s by default) that were not yet committed may
-  be lost, since a background thread ``fdatasync()``\\ s the journal once per
-  interval (a group commit: no call waits for a disk). Committed records
-  are as durable as the database: PostgreSQL's commit is, and the writer
-  commits with ``synchronous=FULL`` on SQLite (whose WAL ivr otherwise runs
-  with ``synchronous=NORMAL``, which a power loss can roll back). Such a call
-  then has no row, or is marked interrupted.
+  ``sync_interval`` seconds (1 s by default, plus the sync's own time) may
+  be lost: a background thread calls ``fdatasync()`` on the journal once
+  per interval (a group commit: no call waits for a disk; the disk must
+  honour flushes). A segment is deleted only after a durable commit of its
+  records: PostgreSQL's commits are; on SQLite, whose WAL ivr runs with
+  ``synchronous=NORMAL`` (a power loss can roll that back), the commit
+  before a deletion is ``synchronous=FULL``, which syncs every earlier one
+  too. A call that lost its end is marked interrupted; one that lost all
+  its records has no row.
+* **A full or failing disk under the journal**: records wait in memory for
+  the database only (``ivr_history_journal_errors`` counts them, the log
+  says so); a journal that cannot be written at start-up stops the start.
 
 Every write is idempotent on Asterisk's uniqueid (and the step number), so
 a replay can never make a second row.
@@ -37,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import Engine, Table, update
@@ -66,6 +74,7 @@ __all__ = ["ContactEnd", "ContactHumanPart", "ContactRecorder", "ContactStart", 
 
 log = Logger(namespace="ivr.history")
 
+_T = TypeVar("_T")
 _contacts = cast(Table, Contact.__table__)
 
 
@@ -81,7 +90,7 @@ class ContactRecorder:
         #: records need no bare contact row first.
         self._known_starts: set[str] = set()
         self.journal = journal
-        self._journal = Journal(journal)
+        self._journal = Journal(journal, self._now)
         self._rejects = journal.with_name(journal.name + ".rejected")
         self._syncer = Syncer(self._journal, sync_interval)
         self.reactor = reactor
@@ -92,10 +101,11 @@ class ContactRecorder:
         self.segment_bytes = segment_bytes
         self._pending: list[Record] = []
         self._flush_call: Any = None
-        #: The journal holds records the database does not: the database failed, or an earlier
-        #: run left segments. Batches then only go to the journal until a replay catches up.
-        #: Set and cleared on the writer thread; read by the reactor's retry tick.
-        self._backlog = self._journal.has_replayable()
+        #: The journal holds records the database does not: the database failed, or a process
+        #: that died left segments. Batches then only go to the journal until a replay catches
+        #: up. Set by the writer (an outage) or the reactor's tick (left segments); cleared by
+        #: the writer's replay.
+        self._backlog = self._journal.left_behind()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-history-writer")
         self._retry = LoopingCall(self._tick)
         self._retry.clock = reactor
@@ -112,14 +122,15 @@ class ContactRecorder:
         self.journaled = 0
         self.journal_errors = 0
         self.rejected = 0
-        self._last_write: defer.Deferred[None] | None = None
+        self._last_write: defer.Deferred[Any] | None = None
 
     # -- life cycle -------------------------------------------------------
 
     def start(self) -> None:
         """Open the journal (a start-up error if it cannot be written), start the writer threads."""
         try:
-            self._journal.open(self._now())
+            if self._journal.fd < 0:
+                self._journal.open()
         except OSError as exc:
             raise ConfigError("[database]", "journal", f"cannot write the journal {self.journal}: {exc}",
                               "give ivr a folder it can write to for the journal") from None
@@ -154,6 +165,8 @@ class ContactRecorder:
         if self._retry.running:
             self._retry.stop()
         self._flush_now(seal=True)
+        if self._backlog:  # one last try, so that a short-lived process leaves nothing behind
+            self._submit(self._replay)
         waiting = self._last_write
         if waiting is not None:
             await waiting
@@ -165,8 +178,8 @@ class ContactRecorder:
         """Journal a record now (it survives this process from here on); it reaches the
         database within ``flush_interval`` seconds."""
         try:
-            self._journal.append(journal_line(record), self._now())
-        except OSError as exc:
+            self._journal.append(journal_line(record))
+        except (OSError, TypeError, ValueError) as exc:  # a full disk; a value JSON cannot hold
             self.journal_errors += 1
             self._unjournaled.append(record)
             if self.journal_errors == 1 or self.journal_errors % 1000 == 0:
@@ -196,9 +209,9 @@ class ContactRecorder:
             self._flush_call.cancel()
         self._flush_call = None
         journal = self._journal
-        if journal.fd >= 0 and not seal:
-            seal = (journal.size >= self.segment_bytes
-                    or self._now() - journal.opened_at >= self.segment_seconds)
+        if journal.fd >= 0 and not seal:  # while the database is down, only size seals: few files
+            seal = journal.size >= self.segment_bytes or (
+                not self._backlog and self._now() - journal.opened_at >= self.segment_seconds)
         sealed = None
         if seal and journal.fd >= 0:
             sealed = journal.segment(journal.number)
@@ -210,17 +223,26 @@ class ContactRecorder:
         self._submit(lambda: self._write(batch, sealed, unjournaled))
 
     def _tick(self) -> None:
-        """Every ``retry_interval``: seal an idle segment (its records are committed), and
-        while the journal holds what the database lacks, replay it."""
-        backlog = self._backlog
-        self._flush_now(seal=backlog)
-        if backlog:
-            self._submit(self._replay_later)
+        """Every ``retry_interval``: seal an idle segment (its records are committed); while the
+        journal holds what the database lacks, ask the writer whether the database is back."""
+        if not self._backlog and self._journal.left_behind():
+            self._backlog = True  # a crashed `ivr call`'s records: skip batches until they are in
+        if not self._backlog:
+            self._flush_now()
+            return
+        self._submit(self._database_up).addCallback(lambda up: self._catch_up() if up else None)
 
-    def _submit(self, work: Callable[[], None]) -> None:
-        done = threads.deferToThreadPool(self.reactor, self._pool, work)
+    def _catch_up(self) -> None:
+        """Seal the segment (the records of every batch the writer skipped are then in sealed
+        segments), and have the writer replay them, before any later batch."""
+        self._flush_now(seal=True)
+        self._submit(self._replay)
+
+    def _submit(self, work: Callable[[], _T]) -> defer.Deferred[_T | None]:
+        done: defer.Deferred[_T | None] = threads.deferToThreadPool(self.reactor, self._pool, work)
         done.addErrback(lambda failure: log.failure("contact history writer failed", failure))
         self._last_write = done
+        return done
 
     # -- on the writer thread ----------------------------------------------
 
@@ -229,20 +251,25 @@ class ContactRecorder:
         """Commit a batch; then its segment, if sealed with it, holds nothing the database lacks."""
         if not self._backlog:
             try:
-                self._commit(batch)
+                self._commit(batch, durable=sealed is not None)
             except _Outage as outage:
                 log.warn("contact history database unavailable ({error}); {count} record(s) wait in "
                          "the journal", error=outage.error, count=len(batch))
                 self._backlog = True
             else:
                 if sealed is not None:
-                    sealed.unlink(missing_ok=True)
+                    self._journal.delete(sealed)
                 return
         self.journaled += len(batch)  # they are in the journal: the next replay writes them
         self._held.extend(unjournaled)
 
-    def _replay_later(self) -> None:
-        self._replay()
+    def _database_up(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except self._outages:
+            return False
+        return True
 
     def _replay(self) -> bool:
         """Apply every segment no live process holds, oldest first, deleting each once
@@ -252,12 +279,12 @@ class ContactRecorder:
             for path, data in self._journal.replayable():
                 records = read_records(data, path)
                 for start in range(0, len(records), self.max_batch):
-                    self._commit(records[start:start + self.max_batch])
-                path.unlink(missing_ok=True)
+                    self._commit(records[start:start + self.max_batch], durable=True)
+                self._journal.delete(path)
                 count += len(records)
             held, self._held = self._held, []
             try:
-                self._commit(held)
+                self._commit(held, durable=True)
             except _Outage:
                 self._held[:0] = held
                 raise
@@ -269,8 +296,12 @@ class ContactRecorder:
         self._backlog = False
         return True
 
-    def _commit(self, records: Sequence[Record]) -> None:
+    def _commit(self, records: Sequence[Record], durable: bool = False) -> None:
         """Apply records; raise :class:`_Outage` if the database cannot be reached.
+
+        ``durable``: the commit must survive a power loss, as a journal segment
+        is deleted next (SQLite then syncs its WAL, and with it every earlier
+        commit: once per segment rather than once per batch).
 
         A database that is up but refuses the batch (PostgreSQL: a value too
         long for its column) gets the records one at a time, and those it
@@ -280,7 +311,7 @@ class ContactRecorder:
         if not records:
             return
         try:
-            self._apply(records)
+            self._apply(records, durable)
         except self._outages as exc:
             raise _Outage(type(exc).__name__) from exc
         except Exception:
@@ -288,7 +319,7 @@ class ContactRecorder:
                         "by one", count=len(records))
             for record in records:
                 try:
-                    self._apply([record])
+                    self._apply([record], durable)
                 except self._outages as exc:
                     raise _Outage(type(exc).__name__) from exc
                 except Exception as exc:
@@ -305,7 +336,7 @@ class ContactRecorder:
         with open(self._rejects, "ab") as handle:
             handle.write(journal_line(record))
 
-    def _apply(self, batch: Sequence[Record]) -> None:
+    def _apply(self, batch: Sequence[Record], durable: bool = False) -> None:
         """Write a batch in one transaction, one executemany per kind of statement.
 
         Starts first (insert, ignoring uniqueids already there), then a bare
@@ -324,7 +355,7 @@ class ContactRecorder:
             # The driver's own cursor: SQLAlchemy's per-statement work was a third of a small batch.
             cursor = connection.connection.cursor()
             try:
-                synchronous = self._sql.durable(cursor)
+                synchronous = self._sql.durable(cursor) if durable else None
                 try:
                     with connection.begin():
                         self._execute(cursor, starts, steps, ends)
@@ -389,4 +420,3 @@ class _Outage(Exception):
     def __init__(self, error: str) -> None:
         super().__init__(error)
         self.error = error
-

@@ -105,10 +105,20 @@ _STEP_FIELDS = _names(CallStep)
 
 # -- journal lines ---------------------------------------------------------------
 
-#: ASCII: any str round-trips, a lone surrogate too (as an escape), so no record can fail to journal.
-_to_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
-#: JSON column values, spaced as ivr has always stored them.
-_db_json = json.JSONEncoder(ensure_ascii=False).encode
+def _journal_encoder() -> Callable[[Any], str]:
+    """Compact JSON, ASCII (any str round-trips, a lone surrogate too, so no record can fail to
+    journal); the C encoder built once, as JSONEncoder.encode would build it on every call."""
+    def unknown(value: object) -> object:
+        raise TypeError(f"{type(value).__name__} cannot go into the journal")
+
+    make = getattr(json.encoder, "c_make_encoder", None)  # CPython's C accelerator
+    if make is None:
+        return json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+    encode = make(None, unknown, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_to_json = _journal_encoder()
 #: Each kind's tag and its fields as a tuple (attrgetter: a tenth of dataclasses.astuple's cost).
 _LINES: dict[type[Any], tuple[tuple[str], Callable[[Any], tuple[Any, ...]]]] = {
     ContactStart: (("start",), attrgetter(*START_FIELDS)),
