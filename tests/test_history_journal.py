@@ -11,7 +11,8 @@ from ivr.history.journal import Journal
 def test_a_live_writers_segment_is_no_backlog_of_another_process(tmp_path: Path) -> None:
     path = tmp_path / "ivr-history.journal"
     serve = Journal(path)
-    serve.append(b'["start"]\n', 0.0)  # opens (and locks) a segment
+    serve.open()  # a segment, created locked
+    serve.append(b'["start"]\n')
     # flock is per open file description: a second Journal in this process stands for another one.
     call = Journal(path)
     assert not call.left_behind()
