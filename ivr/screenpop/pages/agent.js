@@ -101,24 +101,28 @@ function entryItem(c) {
     el("span", "outcome", [c.outcome, c.queue_outcome].filter(Boolean).join(" / ")));
   item.appendChild(head);
   const agent = c.agent ? (c.agent_name ? c.agent + " (" + c.agent_name + ")" : c.agent) : "";
-  const rows = [
+  // Short facts side by side, then the long ones (what was said or written, notes) a line each.
+  const short = [
     [c.direction === "outbound" ? "To" : "From", [c.caller_name, c.caller_number].filter(Boolean).join(" ")],
-    ["IVR path", c.path], ["Keys", c.dtmf], [c.channel === "sms" ? "Message" : "Said", c.transcript],
-    ["Queue", c.queue], ["Agent", agent], ["Waited", seconds(c.wait_seconds)],
+    ["Agent", agent], ["Queue", c.queue], ["Waited", seconds(c.wait_seconds)],
     ["Talked", seconds(c.talk_seconds)], ["Duration", c.channel === "sms" ? "" : seconds(c.duration_seconds)],
-    ["Hung up by", c.hangup_by], ["Why", c.outcome_reason],
+    ["Keys", c.dtmf], ["Hung up by", c.hangup_by],
     ["Callback", c.callback_request_id ? "request #" + c.callback_request_id : ""],
-    ["Disposition", c.disposition], ["Notes", c.notes]];
+    ["Disposition", c.disposition]];
+  const long = [["IVR path", c.path], [c.channel === "sms" ? "Message" : "Said", c.transcript],
+    ["Why", c.outcome_reason], ["Notes", c.notes]];
   const list = el("dl");
-  for (const [label, value] of rows) {
-    if (value === "" || value == null) continue;
-    list.append(el("dt", "", label), el("dd", "", value));
+  for (const [label, value] of short) {
+    if (value !== "" && value != null) list.append(el("dt", "", label), el("dd", "", value));
+  }
+  for (const [label, value] of long) {
+    if (value !== "" && value != null) list.append(el("dt", "long", label), el("dd", "long", value));
   }
   if (c.recording && /^\/recordings\/[0-9]+$/.test(c.recording)) {
     const audio = document.createElement("audio");
     audio.controls = true; audio.preload = "none"; audio.src = c.recording;
-    const cell = el("dd"); cell.appendChild(audio);
-    list.append(el("dt", "", "Recording"), cell);
+    const cell = el("dd", "long"); cell.appendChild(audio);
+    list.append(el("dt", "long", "Recording"), cell);
   }
   item.appendChild(list);
   return item;
