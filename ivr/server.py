@@ -228,7 +228,8 @@ class IVRServer:
                                        http.signature_tolerance))
         sessions = SessionSigner(http.session_secret) if http.session_secret else None
         if sessions is not None:
-            web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock))
+            web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock, self.hours.zone,
+                                        settings.routing.region))
         if self.dialer is not None:
             web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions))
         web.add("/metrics", MetricsPage(registry_of(self._metric_sources())))

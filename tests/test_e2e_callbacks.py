@@ -3,7 +3,8 @@
 Agents are Local channels in [test-agent]; customers answer over the PJSIP
 ``loop`` trunk in [test-customer]. Callbacks are dialled by the dispatcher of
 ``ivr serve``: agent first, then the customer; the outcome goes to the
-callback request and both legs to the contact history. Two instances on one
+callback request and both legs to the contact history, where the SMS that
+asked, its reply and the call are linked in the customer's timeline. Two instances on one
 PostgreSQL dial each callback exactly once.
 """
 
@@ -21,9 +22,10 @@ from conftest import TESTS, ServeProcess, free_port, postgres_sandbox
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.db import Contact, make_engine
+from ivr.db import Contact, Customer, CustomerPhone, make_engine
 from ivr.db.models import Agent, CallbackRequest
 from ivr.web.auth import hash_token
+from ivr.web.sessions import SessionSigner
 from ivr.web.signature import sign
 
 pytestmark = pytest.mark.asterisk
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.asterisk
 SECRET = "e2e-sms-secret-0123456789abcdef"
 ADMIN = "e2e-admin-key-0123456789abcdef"
 TOKEN = "agent-1001-token-0123456789abcdefghij"
+SESSION_SECRET = "e2e-session-secret-0123456789abcdef"
 
 
 def server_env(http_port: int, **extra: str) -> dict[str, str]:
@@ -87,8 +90,10 @@ def wait_for(check: Any, timeout: float = 40, what: str = "") -> Any:
 
 
 def final_contacts(engine: Engine, e164: str) -> list[Contact]:
+    """The calls with ``e164`` once all are final (its SMS are contacts too, but not calls)."""
     with Session(engine) as session:
-        rows = list(session.scalars(select(Contact).where(Contact.caller_e164 == e164)))
+        rows = list(session.scalars(select(Contact).where(Contact.caller_e164 == e164,
+                                                          Contact.channel == "voice")))
         session.expunge_all()
     return rows if rows and all(r.status == "final" for r in rows) else []
 
@@ -98,7 +103,8 @@ def served(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int, Engi
     for code in ("1001", "1002"):
         ami.agent_behaves(code)  # answer after 1 s, stay 30 s, whatever an earlier test set
     http_port = free_port()
-    server = ServeProcess(free_port(), server_env(http_port, IVR_PLUGINS_FOLDER=str(TESTS / "e2e_callbacks")))
+    server = ServeProcess(free_port(), server_env(http_port, IVR_PLUGINS_FOLDER=str(TESTS / "e2e_callbacks"),
+                                                  IVR_HTTP_SESSION_SECRET=SESSION_SECRET))
     engine = make_engine(f"sqlite:///{server.database}")
     add_agents(engine, ["1001", "1002"])
     yield server, http_port, engine
@@ -153,6 +159,55 @@ def test_an_sms_makes_one_callback_that_an_agent_and_the_customer_get(
     assert (requests[0].skill, requests[0].last_outcome) == ("after-sales", "answered")
     contact = wait_for(lambda: final_contacts(engine, customer), what="the callback's contact")
     assert len(contact) == 1 and (contact[0].kind, contact[0].outcome) == ("callback", "answered")
+
+
+def test_an_sms_triggered_callback_links_the_sms_the_request_and_the_call_in_the_customers_timeline(
+        ami: AMI, served: tuple[ServeProcess, int, Engine]) -> None:
+    _, port, engine = served
+    customer = "+8613800000306"
+    with Session(engine) as session:
+        row = Customer(name="Chain customer", external_id="C-306", phones=[CustomerPhone(e164=customer)])
+        session.add(row)
+        session.commit()
+        customer_id = row.id
+    ami.set_global("TEST_CUSTOMER_8613800000306_POST_WAIT", "2")
+    assert text_in(port, customer, "2 the fridge is warm", "sms-e2e-chain")[0] == 200
+    assert text_in(port, customer, "2 the fridge is warm", "sms-e2e-chain")[0] == 200  # redelivered
+
+    def done() -> CallbackRequest | None:
+        with Session(engine) as session:
+            row = session.scalars(select(CallbackRequest).where(CallbackRequest.e164 == customer)).first()
+        return row if row is not None and row.status == "done" else None
+
+    request = wait_for(done, what="the callback to be done")
+    (call,) = wait_for(lambda: final_contacts(engine, customer), what="the callback's contact")
+    assert (request.customer_id, request.contact_id) == (customer_id, call.id)  # the request -> its call
+    assert (call.kind, call.outcome, call.callback_request_id, call.customer_id) == (
+        "callback", "answered", request.id, customer_id)  # the call -> the request, and its customer
+    with Session(engine) as session:
+        assert session.get(Agent, call.agent_id).code in ("1001", "1002")  # type: ignore[union-attr]
+    cookie, _ = SessionSigner(SESSION_SECRET).make("1002")  # any agent reads any customer's timeline
+    status, body = get_json(port, f"/agent/api/timeline?customer={customer_id}", cookie)
+    assert status == 200 and body["subject"]["customer"]["external_id"] == "C-306"
+    contacts = body["contacts"]  # newest first: the call, the SMS reply, the SMS that asked
+    assert [(c["channel"], c["direction"], c["kind"]) for c in contacts] == [
+        ("voice", "outbound", "callback"), ("sms", "outbound", "sms"), ("sms", "inbound", "sms")]
+    assert [c["callback_request_id"] for c in contacts] == [request.id, None, request.id]
+    assert contacts[2]["transcript"] == "2 the fridge is warm" and contacts[2]["outcome"] == "callback"
+    assert contacts[1]["transcript"].startswith("Thank you, we will call you back by")
+    assert contacts[0]["agent"] in ("1001", "1002") and contacts[0]["outcome"] == "answered"
+    assert body["total"] == 3
+    assert get_json(port, f"/agent/api/timeline?customer={customer_id}", "")[0] == 401  # no session
+
+
+def get_json(port: int, path: str, cookie: str) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path, headers={"Cookie": f"ivr_agent={cookie}"} if cookie else {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 def test_a_busy_customer_is_retried_later_with_the_attempt_counted(

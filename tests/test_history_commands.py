@@ -19,6 +19,7 @@ from ivr.console import printable
 from ivr.customers.cli import register_cli as register_customers_cli
 from ivr.db import Agent, Contact, Customer, CustomerPhone, make_engine, upgrade
 from ivr.history.cli import register_cli as register_history_cli
+from ivr.history.export import EXPORT_COLUMNS
 from ivr.routing.path import IvrPath
 
 PHONE = "+8613800138000"
@@ -139,6 +140,28 @@ def test_timeline_by_external_id_and_internal_id(ivr: Ivr, calls: int) -> None:
     assert "vip" in by_external[1] and "phones +8613800138000" in by_external[1]
     assert "the newest 2; --limit 3 shows all" in by_internal[1]
     assert "2026-11-20T08:00Z" not in by_internal[1]
+
+
+def test_timeline_shows_the_human_part_sms_text_and_recording(ivr: Ivr, engine: Engine) -> None:
+    customer = add_customer(engine, "C-9", PHONE, name="Li")
+    agent = add_agent(engine, "1001")
+    add_contact(engine, "q.1", at(20, 9), caller_e164=PHONE, customer_id=customer, agent_id=agent,
+                status="final", outcome="completed", queue="sales", queue_outcome="answered",
+                wait_seconds=12.5, talk_seconds=185.0, hangup_by="caller", transcript="my washer",
+                recording_ref="2026/11/20/q.1.wav", disposition="resolved", notes="fixed by phone",
+                callback_request_id=7)
+    add_contact(engine, "sms-in:m1", at(20, 8), channel="sms", kind="sms", caller_e164=PHONE,
+                status="final", outcome="callback", transcript="call me\x1b[2J\r\nback <b>now</b>")
+    code, out, _ = ivr("history", "C-9")
+    assert code == 0
+    call, sms = out.split("\n\n")[1:3]
+    assert "agent 1001" in call and "queue sales" in call
+    assert "answered, waited 12.5s, talked 3m05s, hung up by caller" in call
+    assert "said    my washer" in call and "request #7" in call
+    assert "disposition resolved" in call and "notes   fixed by phone" in call
+    assert "recording 2026/11/20/q.1.wav" in call
+    assert "inbound sms  final/callback" in sms
+    assert "sms     call me\ufffd[2J\ufffd\ufffdback <b>now</b>" in sms and "\x1b" not in out
 
 
 def test_unknown_subject_exits_2_and_a_quiet_number_has_no_contacts(ivr: Ivr, calls: int) -> None:
@@ -345,6 +368,37 @@ def test_export_jsonl_to_stdout(ivr: Ivr, range_calls: None) -> None:
     assert records[0]["caller_name"] == NASTY and records[0]["ivr_path"] == PATH
     assert records[1]["ended_at"] is None and "张伟" in out  # ensure_ascii=False
     assert len(out.splitlines()) == 2  # newlines inside values are escaped
+
+
+def test_export_has_every_contacts_column_from_the_table(ivr: Ivr, engine: Engine, tmp_path: Path) -> None:
+    assert EXPORT_COLUMNS == (*[column.name for column in Contact.__table__.columns], "customer_external_id",
+                              "agent_code")
+    customer = add_customer(engine, "C-5", PHONE)
+    agent = add_agent(engine, "1001")
+    formula = '=HYPERLINK("http://evil.example","click")'
+    add_contact(engine, "x.1", at(10, 9), caller_name=formula, caller_e164=PHONE, customer_id=customer,
+                agent_id=agent, queue_outcome="answered", wait_seconds=3.5, talk_seconds=61.0,
+                hangup_by="agent", transcript="-1 hostile\r\nsaid", disposition="sale", notes="@SUM(A1)",
+                recording_ref="x.1.wav", callback_request_id=3, channel="voice")
+    output = tmp_path / "all.csv"
+    code, _, _ = ivr("history", "export", "--since", "2026-11-10", "--format", "csv", "--output", str(output))
+    assert code == 0
+    with open(output, encoding="utf-8", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert list(row) == list(EXPORT_COLUMNS)
+    assert (row["queue_outcome"], row["wait_seconds"], row["talk_seconds"], row["hangup_by"]) == (
+        "answered", "3.5", "61.0", "agent")
+    assert (row["disposition"], row["recording_ref"], row["callback_request_id"], row["agent_code"]) == (
+        "sale", "x.1.wav", "3", "1001")
+    assert (row["customer_external_id"], row["caller_e164"]) == ("C-5", PHONE)  # a number stays a number
+    # What a spreadsheet would run as a formula opens as text.
+    assert (row["caller_name"], row["notes"]) == ("'" + formula, "'@SUM(A1)")
+    assert row["transcript"] == "'-1 hostile\r\nsaid"
+    code, out, _ = ivr("history", "export", "--since", "2026-11-10", "--format", "jsonl")
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert set(record) == set(EXPORT_COLUMNS)
+    assert (record["caller_name"], record["notes"], record["agent_code"]) == (formula, "@SUM(A1)", "1001")
+    assert record["started_at"] == "2026-11-10T09:00:00+00:00" and record["ivr_path"] == []
 
 
 @pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "2026-11-31", ""])

@@ -8,7 +8,8 @@ one). Each goes to a free agent with the request's skill (any free agent if
 none has it) through the :class:`~ivr.dialing.outbound.OutboundDialer`, and
 the outcome goes back to the store: answered is done, a customer no-answer
 or busy is retried with backoff, an agent who did not answer puts the
-request back without using an attempt.
+request back without using an attempt. Each attempt's contact carries the
+request's id, and the request points at its latest attempt's contact.
 """
 
 from __future__ import annotations
@@ -110,10 +111,13 @@ class CallbackDispatcher:
 
     async def _attempt(self, callback: Callback, agent: str) -> None:
         outcome: Outcome
+        contact: str | None = None
         try:
             placed = await self.dialer.place(OutboundRequest(
                 agent, callback.e164, kind="callback", reason=callback.reason, sms_text=callback.sms_text,
-                customer_id=callback.customer_id, requested_by=f"callback {callback.id}"))
+                customer_id=callback.customer_id, requested_by=f"callback {callback.id}",
+                callback_request_id=callback.id))
+            contact = placed.uniqueid
             self.dialled += 1
             log.info("callback {id}: ringing agent {agent} for {number}", id=callback.id, agent=agent,
                      number=callback.e164)
@@ -128,7 +132,8 @@ class CallbackDispatcher:
         finally:
             self.busy.discard(agent)
         try:
-            await threads.deferToThread(self.store.finish, callback.id, outcome, self.instance)
+            await threads.deferToThread(self.store.finish, callback.id, outcome, self.instance,
+                                        contact_uniqueid=contact)
         except Exception:
             log.failure("recording callback {id}'s outcome ({outcome}) failed", id=callback.id,
                         outcome=outcome.value)

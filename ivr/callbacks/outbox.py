@@ -2,7 +2,10 @@
 
 It runs last (``trylast``): a gateway plugin that sends SMS itself answers
 first and this one is never asked. Otherwise a gateway job reads the unsent
-rows (``sent_at`` is NULL) and sends them. The insert runs on a worker thread.
+rows (``sent_at`` is NULL) and sends them. Each message is also a contact of
+its customer (:mod:`ivr.history.sms`, ``sms-out:<outbox id>``), written in the
+same transaction, so the timeline shows what ivr told the customer. The
+insert runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from sqlalchemy import Engine, Table, insert
 from twisted.internet import defer, threads
 
 from ivr.db.models import SmsOutbox as OutboxRow
+from ivr.db.sql import utc_now, write_transaction
+from ivr.history.sms import SmsContact, record_sms
+from ivr.phone import normalise_number
 from ivr.plugins.hookspecs import hookimpl
 
 __all__ = ["SmsOutbox"]
 
-#: The name ``ivr plugins list`` shows and ``[plugins] disable`` takes.
-
 _outbox = cast(Table, OutboxRow.__table__)
+#: ``to`` is E.164 by the hook's contract; no region guesses a number without its country code.
+_NO_REGION = "ZZ"
 
 
 class SmsOutbox:
@@ -33,7 +39,13 @@ class SmsOutbox:
         return threads.deferToThread(self.store, to, text)
 
     def store(self, to: str, text: str) -> bool:
-        """Insert one message (blocking: a worker thread's job)."""
-        with self.engine.begin() as connection:
-            connection.execute(insert(_outbox).values(to_number=to, text=text, attempts=0, last_error=""))
+        """Insert one message and its contact (blocking: a worker thread's job)."""
+        now = utc_now()
+        with write_transaction(self.engine) as connection:
+            outbox_id = connection.execute(
+                insert(_outbox).values(to_number=to, text=text, attempts=0, last_error="", created_at=now)
+                .returning(_outbox.c.id)).scalar_one()
+            e164 = normalise_number(to, _NO_REGION)
+            record_sms(connection, SmsContact(str(outbox_id), "outbound", to, e164, text, now,
+                                              outcome="queued"))
         return True

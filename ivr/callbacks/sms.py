@@ -5,6 +5,8 @@ serialised per sender (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
 advisory lock on the sender's number on PostgreSQL), so the rate limits,
 counted in the database, hold across instances. The message row is unique on
 the gateway's message id: a redelivered copy finds the first and does nothing.
+The same transaction makes the message a contact of its customer
+(:mod:`ivr.history.sms`), linked to the callback request it asked for.
 Blocking: call it from a worker thread.
 """
 
@@ -25,6 +27,7 @@ from ivr.callbacks.store import CallbackStore, NewCallback
 from ivr.config import SmsSettings
 from ivr.db.models import SmsMessage
 from ivr.db.sql import insert_ignoring, utc, write_transaction
+from ivr.history.sms import SmsContact, record_sms
 from ivr.phone import normalise_number
 
 __all__ = ["ACTED_ON", "InboundSms", "Intent", "SmsDesk", "SmsKeywords", "SmsResult", "normalise_word"]
@@ -139,6 +142,10 @@ class SmsDesk:
             connection.execute(update(_messages).where(_messages.c.id == row_id)
                                .values(action=result.action, detail=result.detail, skill=result.skill,
                                        callback_id=result.callback_id))
+            record_sms(connection, SmsContact(
+                message.message_id, "inbound", message.from_number, e164, message.text, now,
+                service_number=message.to_number, outcome=result.action, outcome_reason=result.detail,
+                callback_request_id=result.callback_id))
         if result.action == "rate-limited":
             log.info("SMS {message_id} from {sender} not acted on: {detail}", message_id=message.message_id,
                      sender=e164, detail=result.detail)

@@ -24,10 +24,11 @@ from sqlalchemy import Connection, Engine, Select, Table, and_, func, insert, or
 from twisted.logger import Logger
 
 from ivr.config import CallbackSettings
-from ivr.db.models import CallbackRequest, Customer, CustomerPhone, OptOut
+from ivr.db.models import CallbackRequest, Contact, Customer, CustomerPhone, OptOut
 from ivr.db.sql import insert_ignoring, utc, utc_now, write_transaction
 from ivr.dialing.consent import must_not_call
 from ivr.errors import CallbackError, CallbackNotClaimed
+from ivr.history.links import ContactLinks, link_contact
 from ivr.routing.hours import BusinessHours
 
 __all__ = [
@@ -45,6 +46,7 @@ _requests = cast(Table, CallbackRequest.__table__)
 _opt_outs = cast(Table, OptOut.__table__)
 _customers = cast(Table, Customer.__table__)
 _phones = cast(Table, CustomerPhone.__table__)
+_contacts = cast(Table, Contact.__table__)
 
 #: Requests still to be kept: waiting, or being dialled right now.
 OPEN_STATUSES = ("pending", "dialing")
@@ -262,7 +264,7 @@ class CallbackStore:
     # -- finishing ----------------------------------------------------------------
 
     def finish(self, callback_id: int, outcome: Outcome | str, instance: str,
-               contact_id: int | None = None) -> Callback:
+               contact_id: int | None = None, contact_uniqueid: str | None = None) -> Callback:
         """Record how ``instance``'s attempt at a claimed request ended, and what happens next.
 
         Answered: done. No-answer, busy, failed: an attempt used; retried after
@@ -270,6 +272,10 @@ class CallbackStore:
         Agent-side outcomes (no agent answered, deferred): pending again after
         ``agent_retry_delay``, no attempt used. Refused or cancelled: cancelled.
         Raises :class:`CallbackNotClaimed` if ``instance`` does not hold it.
+
+        ``contact_uniqueid`` names the attempt's contact: in the same
+        transaction the request points at it and it carries the request's id
+        and customer (the chain SMS -> request -> calls in the timeline).
         """
         try:
             result = Outcome(outcome)
@@ -290,6 +296,8 @@ class CallbackStore:
             attempts = row.attempts
             values: dict[str, Any] = {"last_outcome": result.value, "locked_by": None, "locked_at": None,
                                       "updated_at": now}
+            if contact_uniqueid is not None and contact_id is None:
+                contact_id = self._link_attempt(connection, contact_uniqueid, row)
             if contact_id is not None:
                 values["contact_id"] = contact_id
             if result is Outcome.ANSWERED:
@@ -309,6 +317,13 @@ class CallbackStore:
                 values["status"] = "cancelled"
             connection.execute(update(_requests).where(c.id == callback_id).values(**values))
             return self.get_in(connection, callback_id)
+
+    @staticmethod
+    def _link_attempt(connection: Connection, uniqueid: str, row: Any) -> int | None:
+        """Link the attempt's contact to the request ``row`` (and its customer); the contact's id."""
+        link_contact(connection, uniqueid, ContactLinks(row.customer_id, callback_request_id=row.id))
+        found = connection.execute(select(_contacts.c.id).where(_contacts.c.uniqueid == uniqueid)).scalar()
+        return int(found) if found is not None else None
 
     # -- reading ----------------------------------------------------------------
 

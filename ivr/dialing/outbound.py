@@ -11,6 +11,11 @@ legs' outcomes from one place, and a crash of ivr is reconciled like any call.
 
 An agent who does not answer never reaches the AGI: the Originate's
 ``OriginateResponse`` ends the contact (``agent-no-answer``, ``agent-busy``...).
+
+The contact's links (the agent, the customer, the callback request it keeps)
+are not in the recorder's start record: once the recorder has written the
+start, they are written onto the row off the reactor (:mod:`ivr.history.links`),
+and again when the call ends if the row was not there yet.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -29,6 +34,7 @@ from ivr.ami import AMIClient, OriginateOutcome, OriginateResult
 from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
 from ivr.errors import AMIDisconnected, AMIError, CallHangup, IVRError
+from ivr.history.links import ContactLinks, link_contact_now
 from ivr.history.recorder import ContactEnd, ContactHumanPart, ContactRecorder, ContactStart, ContactStep
 from ivr.routing.path import IvrPath
 from ivr.routing.router import CallOutcome, CallStep, Route, notify
@@ -72,6 +78,8 @@ class OutboundRequest:
     customer_id: int | None = None
     do_not_call: bool = False
     requested_by: str = ""
+    #: The callback request this call keeps (its contact is linked to it).
+    callback_request_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,8 @@ class OutboundCall:
     agent_answered: bool = False
     #: Set when the call is over.
     outcome: str | None = None
+    #: True once the contact row carries its links (agent, customer, callback request).
+    linked: bool = False
 
 
 class CustomerClaims(Protocol):
@@ -163,6 +173,7 @@ class OutboundDialer:
             uniqueid=uniqueid, started_at=call.placed_at, handled_by=self.instance, caller_number=e164,
             caller_e164=e164, called_number=e164, route=CALLBACK_SCRIPT, kind=request.kind,
             direction="outbound"))
+        self._link(call)
         try:
             originated = self.ami.originate(
                 agent.device, context="ivr-callback", exten=e164, priority=1,
@@ -206,11 +217,35 @@ class OutboundDialer:
                                         ivr_path=IvrPath.of([step]).to_json(),
                                         duration_seconds=round(now - call.placed_at, 3)))
         self._release(call.e164, call.agent.code)
+        self._link(call)
         log.info("{kind} {uniqueid} ended: {outcome}", kind=call.request.kind, uniqueid=call.uniqueid,
                  outcome=outcome)
         call.outcome = outcome
         self._announce(call, "ended")
         call.finished.callback(outcome)
+
+    def _link(self, call: OutboundCall) -> None:
+        """Write the contact's agent, customer and callback request once the recorder has its row.
+
+        Called when the call is placed and again when it ends: the second
+        does nothing unless the first found no row (the start was still in
+        the recorder's journal, the database being down).
+        """
+        if call.linked:
+            return
+        request = call.request
+        links = ContactLinks(request.customer_id, call.agent.code, request.callback_request_id)
+        engine = self.recorder.engine
+
+        def write(_: object) -> defer.Deferred[bool]:
+            return threads.deferToThread(link_contact_now, engine, call.uniqueid, links)
+
+        def done(linked: bool) -> None:
+            call.linked = call.linked or linked
+
+        written = self.recorder.flush().addCallback(write).addCallback(done)
+        written.addErrback(lambda failure: log.failure("linking contact {uniqueid} failed", failure,
+                                                       uniqueid=call.uniqueid))
 
     def _release(self, e164: str, agent: str) -> None:
         self.active.release(e164, agent).addErrback(
@@ -269,6 +304,7 @@ class OutboundDialer:
             self.calls.pop(call.uniqueid, None)
             self._release(e164, agent)  # whoever placed the call (this instance, another, the CLI)
             if outbound is not None:
+                self._link(outbound)
                 outbound.outcome = outcome
                 self._announce(outbound, "ended")
                 outbound.finished.callback(outcome)

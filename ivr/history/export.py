@@ -1,7 +1,12 @@
 """Contacts of a time range as CSV or JSON lines: ``ivr history export``.
 
-For reporting tools and spreadsheets: one row per contact, oldest first,
-streamed from the database so millions of rows need the memory of one batch.
+For reporting tools and spreadsheets: one row per contact, oldest first, with
+every column of ``contacts`` (calls and SMS alike: transcript, queue outcome,
+wait, talk, agent, disposition, notes, recording reference ...) and the linked
+customer's external id and agent's code, streamed from the database so
+millions of rows need the memory of one batch. Values are written literally:
+a hostile name or note is only ever CSV- or JSON-escaped text, and in CSV a
+cell a spreadsheet would run as a formula starts with an apostrophe.
 A file is written next to its target and renamed at the end, so a failed
 export never leaves half a file where a report expects a whole one.
 """
@@ -12,36 +17,56 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import JSON, DateTime, Engine, Table, select
 
 from ivr.console import COMMAND_LINE
-from ivr.db.models import Contact, Customer
+from ivr.db.models import Agent, Contact, Customer
 from ivr.db.sql import iso
 from ivr.errors import ConfigError
 
 __all__ = ["EXPORT_COLUMNS", "export_contacts", "export_to_file"]
 
-EXPORT_COLUMNS = ("uniqueid", "started_at", "ended_at", "kind", "direction", "status", "outcome",
-                  "outcome_reason", "caller_number", "caller_e164", "caller_name", "queue", "dtmf",
-                  "ivr_path", "duration_seconds", "customer_external_id")
-
 _contacts = cast(Table, Contact.__table__)
 _customers = cast(Table, Customer.__table__)
+_agents = cast(Table, Agent.__table__)
+
+#: Every column of ``contacts``, in the table's order, read from its metadata (a column added by a
+#: migration is exported without a change here), then the linked customer's and agent's codes.
+_JOINED = {"customer_external_id": _customers.c.external_id, "agent_code": _agents.c.code}
+EXPORT_COLUMNS: tuple[str, ...] = tuple(column.name for column in _contacts.columns) + tuple(_JOINED)
+_TIMES = frozenset(column.name for column in _contacts.columns if isinstance(column.type, DateTime))
+_JSON = frozenset(column.name for column in _contacts.columns if isinstance(column.type, JSON))
+
+
+#: What a spreadsheet runs as a formula when a cell starts with it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[0-9][0-9 ]*")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: text a spreadsheet would run as a formula (``=HYPERLINK(...)`` as a caller name)
+    gets a leading apostrophe, so it opens as the text it is; numbers (``+8613800138000``) stay."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _export_row(row: Any) -> dict[str, Any]:
-    return {
-        "uniqueid": row.uniqueid, "started_at": iso(row.started_at), "ended_at": iso(row.ended_at),
-        "kind": row.kind, "direction": row.direction, "status": row.status, "outcome": row.outcome,
-        "outcome_reason": row.outcome_reason, "caller_number": row.caller_number,
-        "caller_e164": row.caller_e164, "caller_name": row.caller_name, "queue": row.queue,
-        "dtmf": row.dtmf, "ivr_path": row.ivr_path if row.ivr_path is not None else [],
-        "duration_seconds": row.duration_seconds, "customer_external_id": row.customer_external_id,
-    }
+    """A row as JSON-ready values: times as ISO 8601 in UTC, JSON columns as their values."""
+    record = dict(row._mapping)
+    for name in _TIMES:
+        record[name] = iso(record[name])
+    for name in _JSON:
+        if record[name] is None:
+            record[name] = []
+    return record
 
 
 def export_contacts(engine: Engine, out: TextIO, since: dt.datetime, until: dt.datetime | None,
@@ -51,9 +76,10 @@ def export_contacts(engine: Engine, out: TextIO, since: dt.datetime, until: dt.d
     Rows are streamed (``yield_per``), so an export of millions of contacts needs the
     memory of one batch. Values are written literally (only CSV/JSON escaping).
     """
-    columns = [_contacts.c[name] for name in EXPORT_COLUMNS if name != "customer_external_id"]
-    statement = (select(*columns, _customers.c.external_id.label("customer_external_id"))
-                 .select_from(_contacts.outerjoin(_customers, _contacts.c.customer_id == _customers.c.id))
+    joined = [column.label(name) for name, column in _JOINED.items()]
+    statement = (select(*_contacts.columns, *joined)
+                 .select_from(_contacts.outerjoin(_customers, _contacts.c.customer_id == _customers.c.id)
+                              .outerjoin(_agents, _contacts.c.agent_id == _agents.c.id))
                  .where(_contacts.c.started_at >= since)
                  .order_by(_contacts.c.started_at, _contacts.c.id))
     if until is not None:
@@ -67,8 +93,9 @@ def export_contacts(engine: Engine, out: TextIO, since: dt.datetime, until: dt.d
         for row in result:
             record = _export_row(row)
             if writer is not None:
-                record["ivr_path"] = json.dumps(record["ivr_path"], ensure_ascii=False, separators=(",", ":"))
-                writer.writerow(["" if record[name] is None else record[name] for name in EXPORT_COLUMNS])
+                for name in _JSON:
+                    record[name] = json.dumps(record[name], ensure_ascii=False, separators=(",", ":"))
+                writer.writerow([_cell(record[name]) for name in EXPORT_COLUMNS])
             else:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1

@@ -1,46 +1,42 @@
 """A customer's (or a phone number's) contacts, newest first: ``ivr history SUBJECT``.
 
 The admin types whatever they have at hand: ``#<id>`` (ivr's own customer id),
-a CRM's external id, or a phone number in any format. The recorder only knows
-the caller's number, so a customer's contacts are both the rows linked to them
-and those from any of their phones. Everything that came from callers or a CRM
-is printed through :func:`~ivr.console.printable`.
+a CRM's external id, or a phone number in any format. The contacts and their
+fields are read by :mod:`ivr.history.query`, as the agent page reads them:
+calls (IVR path, what was said, queue outcome, agent, wait and talk) and SMS
+(their text), with disposition, notes and the recording reference.
+Everything that came from callers, SMS senders, agents or a CRM is printed
+through :func:`~ivr.console.printable`.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
-from sqlalchemy import Engine, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from ivr.console import COMMAND_LINE, printable, quoted
-from ivr.db.models import Agent, Contact, Customer, CustomerPhone
-from ivr.db.sql import utc
+from ivr.db.models import Customer
 from ivr.errors import ConfigError
+from ivr.history.query import (
+    CustomerSummary,
+    Subject,
+    TimelineEntry,
+    customer_subject,
+    number_subject,
+    read_timeline,
+)
 from ivr.phone import normalise_number
-from ivr.routing.path import IvrPath
 
-__all__ = ["DEFAULT_LIMIT", "timeline"]
+__all__ = ["DEFAULT_LIMIT", "contact_lines", "duration", "timeline"]
 
 #: Contacts shown unless ``--limit`` says otherwise.
 DEFAULT_LIMIT = 50
 
 _INTERNAL_ID = re.compile(r"#(\d{1,18})")
-_MAX_ID = 2**31 - 1  # an INTEGER column: a larger literal would be an error on PostgreSQL
-
-
-@dataclass(frozen=True)
-class _Subject:
-    """What ``history SUBJECT`` resolved to: a customer, or a phone number (maybe a customer's)."""
-
-    label: str
-    where: Any
-    customer: Customer | None = None
-    phone: str | None = None
 
 
 def _subject_error(problem: str) -> ConfigError:
@@ -49,57 +45,45 @@ def _subject_error(problem: str) -> ConfigError:
                        "or '#<id>' for ivr's own customer id (quote it: # starts a shell comment)")
 
 
-def _resolve(session: Session, subject: str, region: str) -> _Subject:
+def _resolve(session: Session, subject: str, region: str) -> Subject:
     """``#<id>``, then an exact external_id, then a phone number: an id is what the admin typed on purpose."""
     text = subject.strip()
     internal = _INTERNAL_ID.fullmatch(text)
     if internal:
         number = int(internal.group(1))
-        customer = session.get(Customer, number) if number <= _MAX_ID else None
-        if customer is None:
+        found = customer_subject(session, number)
+        if found is None:
             raise _subject_error(f"no customer has the id #{number}")
-        return _customer_subject(customer)
-    customer = session.scalars(select(Customer).where(Customer.external_id == text)).first()
-    if customer is not None:
-        return _customer_subject(customer)
+        return found
+    customer_id = session.scalar(select(Customer.id).where(Customer.external_id == text))
+    if customer_id is not None:
+        found = customer_subject(session, customer_id)
+        if found is not None:
+            return found
     phone = normalise_number(text, region)
     if phone is None:
         raise _subject_error(f"{quoted(text)} is neither a phone number nor a known customer id")
-    owners = select(CustomerPhone.customer_id).where(CustomerPhone.e164 == phone)
-    owner = session.scalars(select(Customer).where(Customer.id.in_(owners))).first()
-    return _Subject(phone, or_(Contact.caller_e164 == phone, Contact.customer_id.in_(owners)), owner, phone)
+    return number_subject(session, phone)
 
 
-def _customer_subject(customer: Customer) -> _Subject:
-    # The recorder only knows the caller's number, so a customer's contacts are also
-    # those from any of their phones, not just rows already linked by customer_id.
-    phones = select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer.id)
-    label = f"customer {customer.external_id} (#{customer.id})" if customer.external_id \
-        else f"customer #{customer.id}"
-    return _Subject(label, or_(Contact.customer_id == customer.id, Contact.caller_e164.in_(phones)), customer)
-
-
-def _describe_customer(session: Session, customer: Customer) -> str:
-    phones = session.scalars(select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer.id)
-                             .order_by(CustomerPhone.id)).all()
-    owner = session.scalar(select(Agent.code).where(Agent.id == customer.owner_agent_id)) \
-        if customer.owner_agent_id is not None else None
+def _describe_customer(customer: CustomerSummary) -> str:
     facts = [f"customer {customer.external_id or '-'} (#{customer.id})"]
     if customer.name:
         facts.append(customer.name)
-    if customer.vip_tier:
-        facts.append(customer.vip_tier)
+    if customer.tier:
+        facts.append(customer.tier)
     if customer.language:
         facts.append(f"language {customer.language}")
-    if owner:
-        facts.append(f"owner {owner}")
+    if customer.owner:
+        facts.append(f"owner {customer.owner}")
     if customer.do_not_call:
         facts.append("DO NOT CALL")
-    facts.append("phones " + (", ".join(phones) or "-"))
+    facts.append("phones " + (", ".join(customer.phones) or "-"))
     return printable(", ".join(facts))
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """``42.5s``, ``3m05s``, ``1h02m``; ``-`` when unknown."""
     if seconds is None:
         return "-"
     if seconds < 60:
@@ -110,41 +94,52 @@ def _duration(seconds: float | None) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-def _contact_lines(contact: Contact, customer_ref: str | None, agent_code: str | None) -> list[str]:
-    when = utc(contact.started_at).strftime("%Y-%m-%dT%H:%MZ")
-    state = contact.status + (f"/{contact.outcome}" if contact.outcome else "")
-    if contact.outcome_reason:
-        state += f" ({contact.outcome_reason})"
-    head = [when, f"{contact.direction} {contact.kind}", state, _duration(contact.duration_seconds)]
-    if contact.queue:
-        head.append(f"queue {contact.queue}")
-    if agent_code:
-        head.append(f"agent {agent_code}")
+def _human_part(entry: TimelineEntry) -> str:
+    """``answered, waited 12.0s, talked 3m05s, hung up by caller``: the part after the IVR."""
+    parts = [entry.queue_outcome] if entry.queue_outcome else []
+    if entry.wait_seconds is not None:
+        parts.append(f"waited {duration(entry.wait_seconds)}")
+    if entry.talk_seconds is not None:
+        parts.append(f"talked {duration(entry.talk_seconds)}")
+    if entry.hangup_by:
+        parts.append(f"hung up by {entry.hangup_by}")
+    return ", ".join(parts)
+
+
+def contact_lines(entry: TimelineEntry, customer_ref: str | None = None) -> list[str]:
+    """One contact as the lines ``ivr history`` prints (every value made printable)."""
+    state = entry.status + (f"/{entry.outcome}" if entry.outcome else "")
+    if entry.outcome_reason:
+        state += f" ({entry.outcome_reason})"
+    head = [entry.started_at.strftime("%Y-%m-%dT%H:%MZ"), f"{entry.direction} {entry.kind}", state]
+    if not entry.is_sms:
+        head.append(duration(entry.duration_seconds))
+    if entry.queue:
+        head.append(f"queue {entry.queue}")
+    if entry.agent_code:
+        head.append(f"agent {entry.agent_code}")
     lines = ["  ".join(printable(part) for part in head)]
-    caller = " ".join(part for part in (contact.caller_number or contact.caller_e164 or "",
-                                        f'"{contact.caller_name}"' if contact.caller_name else "") if part)
+    caller = " ".join(part for part in (entry.caller_number or entry.caller_e164 or "",
+                                        f'"{entry.caller_name}"' if entry.caller_name else "") if part)
     if customer_ref:
         caller += f" [customer {customer_ref}]"
-    if caller.strip():
-        lines.append(f"    caller  {printable(caller.strip())}")
-    path = IvrPath.from_json(contact.ivr_path).text()
-    if path:
-        lines.append(f"    path    {printable(path)}")
-    if contact.disposition:
-        lines.append(f"    disposition  {printable(contact.disposition)}")
-    if contact.notes:
-        lines.append(f"    notes   {printable(contact.notes)}")
+    details = [("caller", caller.strip()), ("path", entry.path),
+               ("sms" if entry.is_sms else "said", entry.transcript), ("human", _human_part(entry)),
+               ("callback", f"request #{entry.callback_request_id}" if entry.callback_request_id else ""),
+               ("disposition", entry.disposition), ("notes", entry.notes),
+               ("recording", entry.recording_ref)]
+    lines += [f"    {label:<7} {printable(value)}" for label, value in details if value]
     return lines
 
 
-def _print_heading(session: Session, found: _Subject, out: TextIO) -> None:
+def _print_heading(found: Subject, out: TextIO) -> None:
     """Who the subject is: the customer's facts, or the number and its owner if any."""
-    if found.customer is not None and found.phone is None:
-        print(_describe_customer(session, found.customer), file=out)
-    elif found.phone is not None:
-        owner = (_describe_customer(session, found.customer) if found.customer is not None
+    if found.number is None and found.customer is not None:
+        print(_describe_customer(found.customer), file=out)
+    elif found.number is not None:
+        owner = (_describe_customer(found.customer) if found.customer is not None
                  else "not a known customer's number")
-        print(f"phone {found.phone}: {owner}", file=out)
+        print(f"phone {found.number}: {owner}", file=out)
 
 
 def timeline(engine: Engine, subject: str, region: str, limit: int = DEFAULT_LIMIT,
@@ -153,28 +148,21 @@ def timeline(engine: Engine, subject: str, region: str, limit: int = DEFAULT_LIM
     out = out if out is not None else sys.stdout
     with Session(engine) as session:
         found = _resolve(session, subject, region)
-        _print_heading(session, found, out)
-        total = session.scalar(select(func.count()).select_from(Contact).where(found.where)) or 0
-        if not total:
-            print(f"no contacts for {printable(found.label)}", file=out)
-            return 0
-        linked = aliased(Customer)
-        rows = session.execute(
-            select(Contact, linked.external_id, linked.id, Agent.code)
-            .outerjoin(linked, Contact.customer_id == linked.id)
-            .outerjoin(Agent, Contact.agent_id == Agent.id)
-            .where(found.where)
-            .order_by(Contact.started_at.desc(), Contact.id.desc())
-            .limit(limit)).all()
-        shown = len(rows)
-        more = f" (the newest {shown}; --limit {total} shows all)" if shown < total else ""
-        print(f"{total} contact{'s' if total != 1 else ''} for {printable(found.label)}, newest first{more}:",
-              file=out)
-        for contact, external_id, customer_id, agent_code in rows:
-            print(file=out)
-            ref = None
-            if customer_id is not None and (found.customer is None or customer_id != found.customer.id):
-                ref = external_id or f"#{customer_id}"
-            for line in _contact_lines(contact, ref, agent_code):
-                print(line, file=out)
-        return int(total)
+        _print_heading(found, out)
+        page = read_timeline(session, found, limit=limit)
+    if not page.total:
+        print(f"no contacts for {printable(found.label)}", file=out)
+        return 0
+    shown = len(page.entries)
+    more = f" (the newest {shown}; --limit {page.total} shows all)" if shown < page.total else ""
+    print(f"{page.total} contact{'s' if page.total != 1 else ''} for {printable(found.label)}, "
+          f"newest first{more}:", file=out)
+    mine = found.customer.id if found.customer is not None else None
+    for entry in page.entries:
+        print(file=out)
+        ref = None
+        if entry.customer_id is not None and entry.customer_id != mine:
+            ref = entry.customer_external_id or f"#{entry.customer_id}"
+        for line in contact_lines(entry, ref):
+            print(line, file=out)
+    return page.total

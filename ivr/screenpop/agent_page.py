@@ -8,14 +8,17 @@
   never names the agent: the session decides, so agent A cannot read B's).
 * ``POST /agent/ack``, ``POST /agent/disposition``: JSON with the session's
   CSRF token in ``X-CSRF-Token``.
+* ``GET /agent/api/search``, ``GET /agent/api/timeline``: any customer's whole
+  timeline, paged (:mod:`ivr.screenpop.timeline_api`); the session is needed.
 
 Everything a caller can influence reaches the page as JSON and is put in the
 DOM with ``textContent`` only; the Content-Security-Policy allows only this
-page's own nonce'd script.
+page's own script file (no inline script) and media (recordings) from this site.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import secrets
 from collections.abc import Callable
@@ -34,6 +37,7 @@ from twisted.web import resource, server
 from ivr.db.models import Agent, Contact
 from ivr.errors import WebRequestError
 from ivr.screenpop.hub import PopHub, Stream, sse_event
+from ivr.screenpop.timeline_api import TimelineApi
 from ivr.web.auth import token_matches
 from ivr.web.resources import JsonResource, read_body, read_json_object
 from ivr.web.sessions import COOKIE, AgentSession, SessionSigner
@@ -60,16 +64,19 @@ def _headers(request: server.Request) -> None:
     untyped: Any = request
     untyped.setHeader(b"content-security-policy",
                       b"default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
-                      b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+                      b"connect-src 'self'; media-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                      b"base-uri 'none'")
     untyped.setHeader(b"x-content-type-options", b"nosniff")
     untyped.setHeader(b"referrer-policy", b"same-origin")
     untyped.setHeader(b"cache-control", b"no-store")
 
 
 class AgentPage(resource.Resource):
-    """``/agent`` and its children."""
+    """``/agent`` and its children. ``zone`` is the service desk's (times on the timeline), ``region``
+    reads numbers typed without a country code."""
 
-    def __init__(self, hub: PopHub, signer: SessionSigner, engine: Engine, clock: IReactorTime) -> None:
+    def __init__(self, hub: PopHub, signer: SessionSigner, engine: Engine, clock: IReactorTime,
+                 zone: dt.tzinfo = dt.UTC, region: str = "CN") -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.hub = hub
         self.signer = signer
@@ -81,6 +88,7 @@ class AgentPage(resource.Resource):
         self.putChild(b"events", _Events(hub, signer, clock))
         self.putChild(b"ack", _Ack(hub, signer))
         self.putChild(b"disposition", _Disposition(hub, signer, engine))
+        self.putChild(b"api", TimelineApi(signer, engine, zone, region))
 
     def render_GET(self, request: server.Request) -> bytes:
         session = self.signer.of_request(request)

@@ -2,6 +2,8 @@
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const me = document.getElementById("me").textContent;
 let card = null;
+// The customer timeline: whose it is, the cursor of the next (older) page, the call it was opened for.
+const timeline = {subject: null, older: null, card: null};
 try { card = JSON.parse(sessionStorage.getItem("ivr-card") || "null"); } catch (e) { card = null; }
 function text(id, value) {
   document.getElementById(id).textContent = value == null || value === "" ? "-" : String(value);
@@ -33,6 +35,11 @@ function show(c) {
     body.appendChild(row);
   }
   tick();
+  if (!timeline.card || timeline.card !== c.uniqueid) {  // a new call: its caller's whole timeline
+    timeline.card = c.uniqueid;
+    if (customer.id) openTimeline({customer: customer.id});
+    else if (call.caller_e164) openTimeline({number: call.caller_e164});
+  }
 }
 function tick() {
   if (!card) return;
@@ -65,4 +72,112 @@ document.getElementById("dial").addEventListener("submit", async (event) => {
   const answer = await post("/api/calls", {agent: me, number: document.getElementById("number").value});
   const body = await answer.json();
   text("dialled", answer.ok ? "ringing you, then " + body.number : body.error);
+});
+
+// ---- the customer timeline: every value goes into the page with textContent only ----
+function el(tag, className, value) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (value != null) node.textContent = String(value);
+  return node;
+}
+async function getJson(path, params) {
+  const answer = await fetch(path + "?" + new URLSearchParams(params), {credentials: "same-origin"});
+  const body = await answer.json();
+  if (!answer.ok) throw new Error(body.error || String(answer.status));
+  return body;
+}
+function seconds(value) {
+  if (value == null) return "";
+  if (value < 60) return value.toFixed(1) + " s";
+  const whole = Math.round(value);
+  return Math.floor(whole / 60) + " min " + String(whole % 60).padStart(2, "0") + " s";
+}
+function entryItem(c) {
+  const item = el("li", "entry " + c.channel);
+  const head = el("div", "head");
+  head.append(el("time", "when", c.local_time), el("span", "badge", c.channel === "sms" ? "SMS" : "call"),
+    el("span", "kind", c.direction + " " + c.kind),
+    el("span", "outcome", [c.outcome, c.queue_outcome].filter(Boolean).join(" / ")));
+  item.appendChild(head);
+  const agent = c.agent ? (c.agent_name ? c.agent + " (" + c.agent_name + ")" : c.agent) : "";
+  // Short facts side by side, then the long ones (what was said or written, notes) a line each.
+  const short = [
+    [c.direction === "outbound" ? "To" : "From", [c.caller_name, c.caller_number].filter(Boolean).join(" ")],
+    ["Agent", agent], ["Queue", c.queue], ["Waited", seconds(c.wait_seconds)],
+    ["Talked", seconds(c.talk_seconds)], ["Duration", c.channel === "sms" ? "" : seconds(c.duration_seconds)],
+    ["Keys", c.dtmf], ["Hung up by", c.hangup_by],
+    ["Callback", c.callback_request_id ? "request #" + c.callback_request_id : ""],
+    ["Disposition", c.disposition]];
+  const long = [["IVR path", c.path], [c.channel === "sms" ? "Message" : "Said", c.transcript],
+    ["Why", c.outcome_reason], ["Notes", c.notes]];
+  const list = el("dl");
+  for (const [label, value] of short) {
+    if (value !== "" && value != null) list.append(el("dt", "", label), el("dd", "", value));
+  }
+  for (const [label, value] of long) {
+    if (value !== "" && value != null) list.append(el("dt", "long", label), el("dd", "long", value));
+  }
+  if (c.recording && /^\/recordings\/[0-9]+$/.test(c.recording)) {
+    const audio = document.createElement("audio");
+    audio.controls = true; audio.preload = "none"; audio.src = c.recording;
+    const cell = el("dd", "long"); cell.appendChild(audio);
+    list.append(el("dt", "long", "Recording"), cell);
+  }
+  item.appendChild(list);
+  return item;
+}
+function showSubject(body) {
+  const subject = body.subject, customer = subject.customer;
+  document.getElementById("subject").hidden = false;
+  text("subject-name", customer ? customer.name || "(no name)" : subject.number);
+  const facts = customer ? [customer.external_id, customer.tier, customer.language && "language " + customer.language,
+    customer.owner && "owner " + customer.owner, customer.do_not_call && "DO NOT CALL",
+    customer.phones.join(", ")] : ["not a known customer's number"];
+  text("subject-facts", facts.filter(Boolean).join(" · "));
+}
+async function openTimeline(subject, more) {
+  const params = Object.assign({}, subject);
+  if (more) params.before = timeline.older;
+  let body;
+  try { body = await getJson("/agent/api/timeline", params); } catch (error) {
+    text("count", "Could not load the timeline: " + error.message); return;
+  }
+  const list = document.getElementById("contacts");
+  if (!more) { list.replaceChildren(); timeline.subject = subject; showSubject(body); }
+  for (const c of body.contacts) list.appendChild(entryItem(c));
+  timeline.older = body.older;
+  document.getElementById("older").hidden = body.older == null;
+  const shown = list.children.length;
+  text("count", body.total + " contact" + (body.total === 1 ? "" : "s") + ", newest first; " + shown +
+    " shown; times in " + body.zone);
+}
+function resultButton(label, subject) {
+  const item = el("li"), button = el("button", "", label);
+  button.type = "button";
+  button.addEventListener("click", () => openTimeline(subject));
+  item.appendChild(button);
+  return item;
+}
+document.getElementById("search").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const results = document.getElementById("results"), said = document.getElementById("searched");
+  results.replaceChildren(); said.hidden = false;
+  let body;
+  try { body = await getJson("/agent/api/search", {q: document.getElementById("q").value}); } catch (error) {
+    said.textContent = error.message; return;
+  }
+  for (const c of body.customers) {
+    const label = [c.name || "(no name)", c.external_id, c.phones.join(", "), c.tier].filter(Boolean);
+    results.appendChild(resultButton(label.join(" · "), {customer: c.id}));
+  }
+  if (body.number && !body.customers.length) {
+    results.appendChild(resultButton("All contacts of " + body.number, {number: body.number}));
+  }
+  said.textContent = body.customers.length ? body.customers.length + " customer(s) found"
+    : (body.number ? "No customer has this number" : "No customer found");
+  if (body.customers.length === 1) openTimeline({customer: body.customers[0].id});
+});
+document.getElementById("older").addEventListener("click", () => {
+  if (timeline.subject && timeline.older != null) openTimeline(timeline.subject, true);
 });
