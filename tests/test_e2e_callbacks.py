@@ -135,6 +135,8 @@ def test_click_to_call_rings_the_agent_then_the_customer_and_a_second_agent_gets
     assert status == 409 and body["decision"]["agent"] == "1001"
     contact = wait_for(lambda: final_contacts(engine, customer), what="the click-to-call contact")[0]
     assert (contact.kind, contact.outcome) == ("click-to-call", "answered")
+    with Session(engine) as session:  # the agent who placed it is on the contact
+        assert session.get(Agent, contact.agent_id).code == "1001"  # type: ignore[union-attr]
     assert [(s["kind"], s["value"]) for s in contact.ivr_path][-1] == ("customer-leg", "answered")
     status, _ = click_to_call(port, {"agent": "1002", "number": customer}, admin=ADMIN)
     assert status == 202  # the first call is over: the customer is free again
