@@ -92,6 +92,12 @@ class Server:
             self.process.send_signal(sig)
         return self.process.wait(60)
 
+    def close(self) -> None:
+        """Whatever happened, leave no server running."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
 
 async def call(port: int, uniqueid: str, seen: Seen, killed: asyncio.Event, think: float) -> None:
     try:
@@ -155,8 +161,18 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield postgres_sandbox("url", name).stdout.strip()
 
 
-def test_sigkill_under_load_loses_and_doubles_no_contact(database: str, tmp_path: Path) -> None:
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    made: list[Server] = []
+    yield made
+    for server in made:
+        server.close()
+
+
+def test_sigkill_under_load_loses_and_doubles_no_contact(database: str, tmp_path: Path,
+                                                        servers: list[Server]) -> None:
     server = Server(database, tmp_path / "history.journal", tmp_path)
+    servers.append(server)
     calls: dict[str, Seen] = {}
     for index, kill_after in enumerate(KILL_AFTER):
         server.start()  # the restart replays the journal and reconciles before listening
@@ -210,7 +226,8 @@ def postgres(sql: str) -> None:
 
 
 @pytest.mark.postgres
-def test_a_database_outage_then_a_kill_under_load_loses_nothing(tmp_path: Path) -> None:
+def test_a_database_outage_then_a_kill_under_load_loses_nothing(tmp_path: Path,
+                                                                servers: list[Server]) -> None:
     """The database goes away under load (its own database refuses connections: the shared
     sandbox keeps running); calls go on into the journal, a replay writes them when it is back.
     Then it goes away again and the server is killed before it comes back: the restart writes
@@ -222,6 +239,7 @@ def test_a_database_outage_then_a_kill_under_load_loses_nothing(tmp_path: Path) 
     cut = (f"ALTER DATABASE {name} ALLOW_CONNECTIONS false; "
            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
     server = Server(database, tmp_path / "history.journal", tmp_path)
+    servers.append(server)
     calls: dict[str, Seen] = {}
     try:
         server.start()
