@@ -96,7 +96,8 @@ class ServeProcess:
         if keep_database is None:  # a fresh history, unless a test restarts on an old one
             for stale in self.database.parent.glob(self.database.name + "*"):
                 stale.unlink()
-            self.journal.unlink(missing_ok=True)
+            for stale in self.journal.parent.glob(self.journal.name + "*"):  # its segments too
+                stale.unlink()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                "IVR_AGI_PORT": str(port), "IVR_DATABASE_URL": f"sqlite:///{self.database}",
                "IVR_DATABASE_AUTO_UPGRADE": "true", "IVR_DATABASE_JOURNAL": str(self.journal),

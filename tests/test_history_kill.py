@@ -7,9 +7,11 @@ got an AGI command must have exactly one row; a call whose session the
 server ended before the kill must be completed; a call the kill cut short
 must be interrupted; no row may stay open.
 
-The server is tests/history_server.py: the FastAGI listener, the router, the
-contact history plugin and its recorder, built as ``ivr serve`` builds them.
-``IVR_TEST_KILL_REAL_SERVE=1`` runs ``python -m ivr.cli serve`` instead.
+The server is the real ``python -m ivr.cli serve`` with a short route from
+tests/history_server.py. ``IVR_TEST_KILL_STAND_IN=1`` runs that module's
+stand-in server instead (the FastAGI listener, the router, the contact
+history plugin and its recorder, built as ``ivr serve`` builds them), which
+can run against trees whose ``ivr serve`` predates the journal.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Server:
         self.logs = logs
         self.log = logs / "server-0.log"
         self.starts = 0
-        real = os.environ.get("IVR_TEST_KILL_REAL_SERVE") == "1"
+        real = os.environ.get("IVR_TEST_KILL_STAND_IN") != "1"
         command = (["-m", "ivr.cli"] if real else [str(TESTS / "history_server.py")]) + ["serve"]
         self.argv = [sys.executable, *command, "--port", str(self.port)]
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get(
