@@ -145,7 +145,8 @@ class DatabaseSettings:
                         "where the contact history lives")
     auto_upgrade: bool = _setting(False, None, "apply schema migrations at start-up instead of refusing")
     journal: str = _setting("ivr-history.journal", None,
-                            "append-only file records go to while the database is down")
+                            "where every contact record is written first (files PATH.NNNNNNNN, "
+                            "deleted once committed); replayed at start-up and after an outage")
 
 
 
