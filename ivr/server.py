@@ -49,14 +49,14 @@ from ivr.dialing.web import ClickToCall
 from ivr.errors import CallHangup, ConfigError
 from ivr.history.plugin import ContactHistory
 from ivr.history.recorder import ContactRecorder
-from ivr.history.recording_refs import RecordingRefs
+from ivr.history.recording_refs import RECORDING_NOTICE, RecordingRefs
 from ivr.history.recordings import Recordings
 from ivr.phone import normalise_number
 from ivr.plugins.manager import Plugins, load_plugins
 from ivr.plugins.vosk_speech import VoskPlugin
 from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
-from ivr.routing.menu_engine import RECORDING_NOTICE, MenuRouteHandler, RoutingServices
+from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
 from ivr.routing.router import Fallback, Handler, Route, Router
 from ivr.screenpop.agent_page import AgentPage
 from ivr.screenpop.bridge import PostgresPopBridge
@@ -382,8 +382,9 @@ def build_routing(settings: Settings, clock: IReactorTime, plugins: Plugins,
 
 
 def check_recordings(settings: Settings, prompt_exists: Callable[[str], bool] | None) -> None:
-    """Recorded calls must be told so (the notice prompt in every language); a recordings folder
-    that is not there yet is only worth a warning (Asterisk makes it with its first recording)."""
+    """Recorded callers must be told so ([ivr-record] plays the notice prompt: it must exist in every
+    language); a recordings folder that is not there yet is only worth a warning (Asterisk makes it
+    with its first recording)."""
     recordings = settings.recordings
     if not recordings.enabled:
         return

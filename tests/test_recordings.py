@@ -187,20 +187,17 @@ def _transfer(recordings: RecordingSettings | None, keys: list[str | None]) -> C
     return caller
 
 
-def test_a_recorded_transfer_tells_the_caller_then_names_the_file_for_the_dialplan() -> None:
+def test_a_recorded_transfer_names_the_file_for_the_dialplan() -> None:
     caller = _transfer(RecordingSettings(), ["1"])
-    assert caller.prompts()[-2:] == ["ivr-recording-notice", "ivr-connecting"]
     assert caller.variables()["IVR_RECORDING"] == "1700000000.1.wav"  # the contact's uniqueid
     assert caller.variables()["IVR_QUEUE"] == "sales"
 
 
 @pytest.mark.parametrize("recordings", [None, RecordingSettings(enabled=False),
                                         RecordingSettings(off_queues=["after-sales"])])
-def test_an_unrecorded_transfer_says_nothing_and_clears_the_name(
-        recordings: RecordingSettings | None) -> None:
+def test_an_unrecorded_transfer_clears_the_name(recordings: RecordingSettings | None) -> None:
     caller = _transfer(recordings, ["2", "0"])  # after-sales
     assert caller.variables()["IVR_QUEUE"] == "after-sales"
-    assert "ivr-recording-notice" not in caller.prompts()
     assert caller.variables()["IVR_RECORDING"] == ""
 
 
@@ -432,6 +429,8 @@ class RecordingWebTests(unittest.TestCase):
         self.assertEqual(headers["content-range"], f"bytes 1000-1999/{len(AUDIO)}")
         status, _, body = yield self.get("1700000000.1", "1001", headers={"Range": "bytes=-100"})
         self.assertEqual((status, body), (206, AUDIO[-100:]))
+        status, headers, body = yield self.get("1700000000.1", "1001", method="HEAD")
+        self.assertEqual((status, body, headers["content-length"]), (200, b"", str(len(AUDIO))))
 
     @defer.inlineCallbacks
     def test_another_agent_gets_403_and_cannot_probe_which_contacts_exist(self) -> Any:

@@ -32,12 +32,14 @@ from ivr.call import is_recording_name
 from ivr.db.models import Contact
 from ivr.errors import AMIError
 
-__all__ = ["RECORDING_VARIABLE", "RecordingRefs"]
+__all__ = ["RECORDING_NOTICE", "RECORDING_VARIABLE", "RecordingRefs"]
 
 log = Logger(namespace="ivr.history")
 
 #: The channel variable that names a call's recording (asterisk-conf/extensions_ivr.conf).
 RECORDING_VARIABLE = "IVR_RECORDING"
+#: The prompt [ivr-record] plays a queue caller before recording ("this call may be recorded").
+RECORDING_NOTICE = "ivr-recording-notice"
 #: Answered calls remembered, so the DialEnd and AgentConnect of one answer make one write.
 _REMEMBERED = 1000
 

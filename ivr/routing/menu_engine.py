@@ -25,12 +25,9 @@ from ivr.routing.menus import MenuRoute, MenuSet, Option
 from ivr.routing.path import NAVIGATION, IvrPath
 from ivr.routing.router import CallStep, await_hook, notify
 
-__all__ = ["RECORDING_NOTICE", "MenuRouteHandler", "RouteDecision", "RoutingServices", "default_decision"]
+__all__ = ["MenuRouteHandler", "RouteDecision", "RoutingServices", "default_decision"]
 
 log = Logger(namespace="ivr.routing")
-
-#: "This call may be recorded": played before a recorded transfer (voices/prompts.toml).
-RECORDING_NOTICE = "ivr-recording-notice"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +239,8 @@ class MenuRouteHandler:
                 hooks.ivr_before_queue, call=call, queue=option.target, customer=customer):
             return  # a plugin took the caller (e.g. a callback instead of a long wait)
         await walk.step(CallStep("transfer", value=f"{option.kind}:{option.target}"))
+        # [ivr-queue] tells the caller, then records (asterisk-conf/extensions_ivr.conf).
         recording = self._recording(call, option.target if option.kind == "queue" else "")
-        if recording:
-            await call.play(RECORDING_NOTICE)
         await call.play("ivr-connecting")
         if option.kind == "agent":
             device = self.services.settings.agents.get(option.target, "")
