@@ -21,7 +21,7 @@ from ivr.phone import is_dial_string
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.turn import SpeechAnswer
 
-__all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording"]
+__all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording", "is_recording_name", "recording_name"]
 
 #: Every DTMF key a caller can press, for ``escape_digits``.
 ALL_DIGITS = "0123456789*#"
@@ -36,6 +36,23 @@ _LONG_COMMAND = 3600.0
 _EXEC_SPECIALS = str.maketrans({c: "\\" + c for c in '\\,"()[]'})
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]*\Z")
 _VARIABLE_UNSAFE = str.maketrans({",": " ", "|": " ", "\r": " ", "\n": " ", "&": " "})
+#: A recording's file name: the contact's uniqueid (Asterisk's "1700000000.42", ivr's outbound
+#: "ivr-out-<hex>") plus ".wav". Nothing a caller sends can reach it.
+_RECORDING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.wav\Z")
+
+
+def recording_name(uniqueid: str) -> str | None:
+    """The file a call's conversation is recorded into: ``<uniqueid>.wav``, a plain name that
+    MixMonitor puts in Asterisk's monitor folder. None when the uniqueid has other characters
+    (then the call is not recorded rather than named from something unchecked)."""
+    name = f"{uniqueid}.wav"
+    return name if is_recording_name(name) else None
+
+
+def is_recording_name(name: str) -> bool:
+    """True for a plain recording file name as :func:`recording_name` makes them: no folder,
+    no "..", nothing but letters, digits, ``.``, ``_`` and ``-``, ending in ``.wav``."""
+    return bool(_RECORDING_NAME.match(name)) and ".." not in name
 
 
 class ChannelStatus(enum.IntEnum):
@@ -434,19 +451,29 @@ class Call:
             return _Heard(rejected=True)
         return _Heard(key=answer.choice if answer.via == "dtmf" else None)
 
+    @property
+    def recording_name(self) -> str | None:
+        """The file this call's conversation would be recorded into (see :func:`recording_name`)."""
+        return recording_name(self.uniqueid)
+
     async def transfer_to_queue(self, queue: str, priority: int = 0,
                                 variables: Mapping[str, str] | None = None,
-                                owner_device: str = "", owner_seconds: int = 20) -> None:
+                                owner_device: str = "", owner_seconds: int = 20,
+                                recording: str = "") -> None:
         """Hand the call to the ``ivr-queue`` dialplan, which rings the owner, then queues.
 
         ``variables`` (contact id, customer id, IVR path ...) go on the channel
-        first, so the agent's screen pop and the queue log see them. ivr's
-        session ends here: a caller waiting in a queue holds no AGI session.
+        first, so the agent's screen pop and the queue log see them. ``recording``
+        (a plain file name, see :func:`is_recording_name`; "" for none) tells the
+        dialplan to record the conversation with MixMonitor once a person answers.
+        ivr's session ends here: a caller waiting in a queue holds no AGI session.
         """
         if owner_device and not is_dial_string(owner_device):
             raise UnsafeArgument(f"owner device {owner_device!r} is not a plain TECH/resource dial string")
         if queue and not _QUEUE_NAME.match(queue):
             raise UnsafeArgument(f"queue name {queue!r} has characters Queue() would treat as options")
+        if recording and not is_recording_name(recording):
+            raise UnsafeArgument(f"recording {recording!r} is not a plain file name such as 1700000000.1.wav")
         for name, value in (variables or {}).items():
             # The dialplan puts these in UserEvent/Dial arguments: no separators or line breaks.
             await self.set_variable(name, value.translate(_VARIABLE_UNSAFE))
@@ -454,6 +481,7 @@ class Call:
         await self.set_variable("IVR_OWNER_DEVICE", owner_device)
         await self.set_variable("IVR_OWNER_SECONDS", str(owner_seconds))
         await self.set_variable("IVR_QUEUE", queue)
+        await self.set_variable("IVR_RECORDING", recording)
         await self.goto("ivr-queue")
 
     async def verbose(self, message: str, level: int = 1) -> None:

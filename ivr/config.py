@@ -19,7 +19,8 @@ from typing import Any, get_type_hints
 
 from ivr.errors import ConfigError
 
-__all__ = ["AGISettings", "LogSettings", "RoutingSettings", "ServerSettings", "Settings", "load_settings"]
+__all__ = ["AGISettings", "LogSettings", "RecordingSettings", "RoutingSettings", "ServerSettings", "Settings",
+           "load_settings"]
 
 
 def _positive(value: float) -> str | None:
@@ -255,6 +256,31 @@ class CallbackSettings:
     dispatch_interval: float = _setting(2.0, _positive, "seconds between looks for due callbacks")
 
 
+def _absolute(value: str) -> str | None:
+    return None if Path(value).is_absolute() else f"an absolute path (not {value!r})"
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    """Call recording: Asterisk's MixMonitor writes, ivr names the file, stores and serves it.
+
+    The folder need not exist when ivr starts (Asterisk makes it); ivr only reads
+    files from it (and ``ivr history purge`` deletes them), by file name.
+    """
+
+    enabled: bool = _setting(True, None, "record conversations with people (queue calls, click-to-call, "
+                             "callbacks) with Asterisk's MixMonitor")
+    off_queues: list[str] = _setting([], None,
+                                     "queues whose calls are not recorded (names from routing.queues)")
+    folder: str = _setting("/var/spool/asterisk/monitor", _absolute,
+                           "Asterisk's monitor folder (astspooldir/monitor), where MixMonitor writes and ivr "
+                           "reads recordings")
+
+    def records(self, queue: str) -> bool:
+        """Whether a call handed to ``queue`` ("" for an agent rung directly) is recorded."""
+        return self.enabled and queue not in self.off_queues
+
+
 @dataclass(frozen=True)
 class LogSettings:
     format: str = _setting("text", _choice("text", "json"), "log output format")
@@ -285,6 +311,7 @@ class Settings:
     http: HTTPSettings = field(default_factory=HTTPSettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    recordings: RecordingSettings = field(default_factory=RecordingSettings)
     source: str = "defaults"
 
 
@@ -294,7 +321,8 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "log": LogSettings,
                               "server": ServerSettings,
                               "speech": SpeechSettings, "ami": AMISettings, "dialing": DialingSettings,
-                              "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings}
+                              "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings,
+                              "recordings": RecordingSettings}
 
 
 def _describe(kind: Any) -> str:
@@ -398,4 +426,14 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             continue
         merged[section][rest[len(section) + 1:]] = (raw, f"environment variable {variable}", True)
     sections = {name: _build_section(name, cls, merged[name]) for name, cls in _SECTIONS.items()}
+    _check_off_queues(sections["recordings"], sections["routing"], merged["recordings"].get("off_queues"))
     return Settings(source=source, **sections)
+
+
+def _check_off_queues(recordings: RecordingSettings, routing: RoutingSettings,
+                      given: tuple[Any, str, bool] | None) -> None:
+    """A misspelt queue in ``recordings.off_queues`` would record calls meant not to be: refuse it."""
+    unknown = [queue for queue in recordings.off_queues if queue not in routing.queues]
+    if unknown and given is not None:
+        raise ConfigError(given[1], "recordings.off_queues", f"{unknown[0]!r} is not one of routing.queues",
+                          "name queues listed in routing.queues: " + ", ".join(routing.queues))

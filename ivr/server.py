@@ -50,6 +50,8 @@ from ivr.errors import CallHangup, ConfigError
 from ivr.history.human_part import HumanPartTracker, open_human_parts
 from ivr.history.plugin import ContactHistory
 from ivr.history.recorder import ContactRecorder
+from ivr.history.recording_refs import RECORDING_NOTICE, RecordingRefs
+from ivr.history.recordings import Recordings
 from ivr.phone import normalise_number
 from ivr.plugins.manager import Plugins, load_plugins
 from ivr.plugins.vosk_speech import VoskPlugin
@@ -166,6 +168,8 @@ class IVRServer:
                                      self.plugins.hook, on_state=on_state)
         if popping:
             self.screenpop.subscribe(ami)
+        if self.settings.recordings.enabled:  # answered recorded calls get their recording_ref
+            RecordingRefs(self.engine, ami, self.clock).subscribe()
         self.router.add(dialer.route(), "built-in (outbound calls)")
         return ami, dialer
 
@@ -230,6 +234,7 @@ class IVRServer:
         if sessions is not None:
             web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock, self.hours.zone,
                                         settings.routing.region))
+            web.add("/recordings", Recordings(self.engine, sessions, Path(settings.recordings.folder)))
         if self.dialer is not None:
             web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions))
         web.add("/metrics", MetricsPage(registry_of(self._metric_sources())))
@@ -384,12 +389,31 @@ def build_routing(settings: Settings, clock: IReactorTime, plugins: Plugins,
         name = sorted(taken)[0]
         raise ConfigError(menus.routes[name].source, f"route {name!r}",
                           "also served by a plugin's ivr_routes", "rename the menu route")
-    menus.validate(routing.queues, prompt_checker(settings),
+    prompt_exists = prompt_checker(settings)
+    menus.validate(routing.queues, prompt_exists,
                    callbacks=plugins.implements("ivr_request_callback"), agents=routing.agents)
+    check_recordings(settings, prompt_exists)
     hook = plugins.hook
     lookup = CustomerLookup(clock, lambda phone: hook.ivr_lookup_customer(phone=phone),
                             region=routing.region, deadline=routing.lookup_deadline, ttl=routing.lookup_ttl)
-    return RoutingServices(menus, lookup, hours, routing, hook)
+    return RoutingServices(menus, lookup, hours, routing, hook, recordings=settings.recordings)
+
+
+def check_recordings(settings: Settings, prompt_exists: Callable[[str], bool] | None) -> None:
+    """Recorded callers must be told so ([ivr-record] plays the notice prompt: it must exist in every
+    language); a recordings folder that is not there yet is only worth a warning (Asterisk makes it
+    with its first recording)."""
+    recordings = settings.recordings
+    if not recordings.enabled:
+        return
+    if prompt_exists is not None and not prompt_exists(RECORDING_NOTICE):
+        raise ConfigError(settings.source, "recordings.enabled",
+                          f"calls are recorded but the prompt {RECORDING_NOTICE!r} is missing in a "
+                          "language of voices.languages",
+                          "run `ivr voices build` (or set [recordings] enabled = false)")
+    if not Path(recordings.folder).is_dir():
+        log.warn("recordings folder {folder} does not exist (yet): recordings cannot be served until "
+                 "Asterisk writes one there ([recordings] folder)", folder=recordings.folder)
 
 
 def settle_heap(region: str) -> None:

@@ -89,12 +89,15 @@ class AMI:
         response = self.manager.send_action({"Action": "Setvar", "Variable": name, "Value": value})
         assert response.get_header("Response") == "Success", response.headers
 
-    def agent_behaves(self, code: str, action: str = "", ring: str = "", talk: str = "") -> None:
+    def agent_behaves(self, code: str, action: str = "", ring: str = "", talk: str = "",
+                      say: str = "") -> None:
         """How the simulated phone Local/<code>@test-agent acts; "" is [test-agent]'s default
-        (answer after 1 s, talk 30 s). Globals outlive a test: set them where they matter."""
+        (answer after 1 s, say nothing, talk 30 s); ``say`` is a sound it plays once answered.
+        Globals outlive a test: set them where they matter."""
         self.set_global(f"TEST_AGENT_{code}", action)
         self.set_global(f"TEST_AGENT_{code}_RING", ring)
         self.set_global(f"TEST_AGENT_{code}_TALK", talk)
+        self.set_global(f"TEST_AGENT_{code}_FILE", say)
 
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 30.0) -> Event:
         found = self.wait_for_all(predicate, 1, timeout)

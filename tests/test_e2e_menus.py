@@ -34,10 +34,11 @@ def queued(ami: AMI, number: str, timeout: float = 60) -> Event:
 def test_caller_walks_three_levels_by_dtmf_into_the_right_queue(
         sandbox: Sandbox, ami: AMI, menus_server: ServeProcess) -> None:
     number = "13700000003"
-    # language: 2 (zh) -> main menu: 2 (after-sales) -> after-sales menu: 0 (a person)
+    # language: 2 (zh) -> main menu: 2 (after-sales) -> after-sales menu: 0 (a person);
+    # then "connecting" and "this call may be recorded" before the caller joins the queue
     ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
                   {"IVR_AGI_PORT": str(menus_server.port), "DIGITS": "2WWWWW2WW0", "PRE_WAIT": "1",
-                   "POST_WAIT": "8"}, caller_id=f'"Walker" <{number}>')
+                   "POST_WAIT": "15"}, caller_id=f'"Walker" <{number}>')
     event = queued(ami, number)
     assert event["Queue"] == "after-sales"
     assert event["Path"] == "language:zh>main:2>after-sales:0"

@@ -18,18 +18,23 @@ from sqlalchemy.orm import Session
 from ivr.db.models import Agent
 from ivr.web.auth import hash_token, new_token
 
-__all__ = ["AGENT_CODE", "SKILL", "issue_token", "list_agents", "save_agent"]
+__all__ = ["AGENT_CODE", "ROLES", "SKILL", "issue_token", "list_agents", "save_agent"]
 
 #: What an agent code may be: what the phone system knows them by, e.g. 1001.
 AGENT_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 #: A skill name, e.g. after-sales.
 SKILL = re.compile(r"[a-z0-9_-]{1,32}\Z")
+#: What an agent may be: supervisors also hear every call's recording.
+ROLES = ("agent", "supervisor")
 
 
 def save_agent(engine: Engine, code: str, name: str | None, device: str, skills: Sequence[str],
-               active: bool) -> Agent:
-    """Add the agent ``code`` or update it; ``name`` None, an empty ``device`` or no ``skills``
-    keep what the agent has. Returns the agent as stored (detached from its session)."""
+               active: bool, role: str | None = None) -> Agent:
+    """Add the agent ``code`` or update it; ``name`` or ``role`` None, an empty ``device`` or no
+    ``skills`` keep what the agent has (a new agent is an ``agent``). Returns the agent as stored
+    (detached from its session)."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
     with Session(engine, expire_on_commit=False) as session:
         agent = session.scalars(select(Agent).where(Agent.code == code)).first()
         if agent is None:
@@ -39,6 +44,7 @@ def save_agent(engine: Engine, code: str, name: str | None, device: str, skills:
         agent.device = device or agent.device or ""
         agent.skills = list(skills) or list(agent.skills or [])
         agent.active = active
+        agent.role = role or agent.role or "agent"
         session.commit()
         return agent
 

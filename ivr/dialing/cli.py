@@ -8,9 +8,10 @@ status: 0 once the agent answered, 1 if the agent did not, 2 without an AMI
 login, 3 if the policy refused the number.
 
 ``ivr agents add 1001 --name Ana --device PJSIP/1001 --skills sales,after-sales``
-adds or updates an agent; ``ivr agents token 1001`` makes a new API token for
-them (printed once); ``ivr agents list`` shows them. A code, dial string or
-skill that could be abused (``PJSIP/1002&SIP/evil``) is refused by name.
+adds or updates an agent (``--role supervisor``: one who may hear every recording);
+``ivr agents token 1001`` makes a new API token for them (printed once);
+``ivr agents list`` shows them. A code, dial string or skill that could be
+abused (``PJSIP/1002&SIP/evil``) is refused by name.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from twisted.internet import defer, task
 
 from ivr.config import Settings, load_settings
 from ivr.console import COMMAND_LINE, CommandGroups, database_options, open_database, run_safely
-from ivr.dialing.agents import AGENT_CODE, SKILL, issue_token, list_agents, save_agent
+from ivr.dialing.agents import AGENT_CODE, ROLES, SKILL, issue_token, list_agents, save_agent
 from ivr.errors import ConfigError
 from ivr.phone import is_dial_string
 
@@ -122,11 +123,11 @@ def _add(args: argparse.Namespace) -> int:
     code, device, skills = _checked(args)
     _, engine = open_database(args.config, args.url)
     try:
-        agent = save_agent(engine, code, args.name, device, skills, active=not args.inactive)
+        agent = save_agent(engine, code, args.name, device, skills, active=not args.inactive, role=args.role)
     finally:
         engine.dispose()
     print(f"agent {code}: {agent.name or '-'}, phone {agent.device or '-'}, "
-          f"skills {', '.join(agent.skills) or '-'}{'' if agent.active else ', inactive'}")
+          f"skills {', '.join(agent.skills) or '-'}, {agent.role}{'' if agent.active else ', inactive'}")
     return 0
 
 
@@ -155,7 +156,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{agent.code:<10} {agent.name or '-':<20} {agent.device or '-':<24} "
               f"{','.join(agent.skills or []) or '-':<20} "
               f"{'token' if agent.api_token_hash else 'no token':<8} "
-              f"{'active' if agent.active else 'inactive'}")
+              f"{agent.role:<10} {'active' if agent.active else 'inactive'}")
     if not agents:
         print("no agents yet: ivr agents add CODE --device PJSIP/CODE")
     return 0
@@ -182,6 +183,8 @@ def _register_agents(subparsers: CommandGroups) -> None:
     add.add_argument("--device", help="their phone's dial string, e.g. PJSIP/1001")
     add.add_argument("--skills", help="comma-separated, e.g. sales,after-sales")
     add.add_argument("--inactive", action="store_true", help="takes no calls for now")
+    add.add_argument("--role", choices=ROLES,
+                     help="agent (default for a new one) or supervisor (also hears every call's recording)")
     token = commands.add_parser("token", help="a new API token for an agent (shown once)")
     token.add_argument("code")
     listing = commands.add_parser("list", help="every agent")

@@ -33,9 +33,10 @@ from twisted.logger import Logger
 from ivr.ami import AMIClient, OriginateOutcome, OriginateResult
 from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
-from ivr.errors import AMIDisconnected, AMIError, CallHangup, IVRError
+from ivr.errors import AMIDisconnected, AMIError, CallHangup, CommandFailed, IVRError
 from ivr.history.links import ContactLinks, link_contact_now
 from ivr.history.recorder import ContactEnd, ContactHumanPart, ContactRecorder, ContactStart, ContactStep
+from ivr.history.recording_refs import RECORDING_VARIABLE
 from ivr.routing.path import IvrPath
 from ivr.routing.router import CallOutcome, CallStep, Route, notify
 
@@ -123,7 +124,7 @@ class OutboundDialer:
                  find_agent: Callable[[str], Awaitable[Agent | None]], active: CustomerClaims, *,
                  trunk: str, instance: str, agi_port: int | None = None, agent_ring_seconds: float = 30.0,
                  customer_ring_seconds: int = 40, hooks: Any = None, hook_deadline: float = 1.0,
-                 on_state: Callable[[OutboundCall, str], None] | None = None) -> None:
+                 on_state: Callable[[OutboundCall, str], None] | None = None, record: bool = False) -> None:
         self.ami = ami
         self.policy = policy
         self.recorder = recorder
@@ -141,6 +142,8 @@ class OutboundDialer:
         self.calls: dict[str, OutboundCall] = {}
         #: Told when an agent leg rings, is answered, ends (the screen pop listens).
         self.on_state = on_state
+        #: Record the conversation (MixMonitor on the agent's channel, both parties once bridged).
+        self.record = record
 
     def route(self) -> Route:
         """The AGI script the agent's answered leg runs; it lives as long as the conversation."""
@@ -264,6 +267,27 @@ class OutboundDialer:
         rang = dialled - talked if dialled is not None and talked is not None else None
         self.recorder.record(ContactHumanPart(call.uniqueid, "", wait_seconds=rang, talk_seconds=talked))
 
+    async def _record(self, call: Call) -> None:
+        """Start recording before the customer is dialled: MixMonitor on the agent's channel hears
+        both parties, and (option b) writes only once they are bridged, i.e. the customer answered.
+        ``IVR_RECORDING`` names the file for :mod:`ivr.history.recording_refs`."""
+        name = call.recording_name if self.record else None
+        if name is None:
+            if self.record:
+                log.warn("{uniqueid!r} not recorded: its uniqueid cannot name a file",
+                         uniqueid=call.uniqueid[:80])
+            return
+        try:
+            started = await call.exec("MixMonitor", name, "b")
+        except CommandFailed as exc:
+            log.warn("{uniqueid} not recorded: {error}", uniqueid=call.uniqueid, error=exc)
+            return
+        if started == 0:
+            await call.set_variable(RECORDING_VARIABLE, name)
+        else:
+            log.warn("{uniqueid} not recorded: MixMonitor answered {result}", uniqueid=call.uniqueid,
+                     result=started)
+
     async def _agent_answered(self, call: Call) -> CallOutcome:
         """The agent picked up: whisper, then dial the customer and wait for that leg to end.
 
@@ -291,6 +315,7 @@ class OutboundDialer:
             self.recorder.record(ContactHumanPart(call.uniqueid, "", agent=agent, answered_at=time.time()))
             await call.play(f"ivr-whisper-{'callback' if kind == 'callback' else 'click-to-call'}")
             await self._step(call, "dial", e164)
+            await self._record(call)
             await call.exec("Dial", f"PJSIP/{e164}@{self.trunk}", str(self.customer_ring_seconds),
                             "g")  # g: the agent's leg carries on when the customer hangs up
             status = (await call.get_variable("DIALSTATUS") or "").upper()

@@ -46,7 +46,7 @@ def build_outbound(settings: Settings, reactor: Any, engine: Engine, recorder: C
                             trunk=dialing.trunk, instance=instance, agi_port=settings.agi.port,
                             agent_ring_seconds=ami.originate_timeout,
                             customer_ring_seconds=dialing.customer_ring_seconds, hooks=hooks,
-                            on_state=on_state)
+                            on_state=on_state, record=settings.recordings.enabled)
     return client, dialer
 
 

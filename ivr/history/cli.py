@@ -4,7 +4,7 @@
 
     ivr history SUBJECT [--limit N]               a phone number's or a customer's contacts
     ivr history export --since DATE [--until DATE] --format csv|jsonl [--output FILE]
-    ivr history purge --older-than DAYS [--yes]   clear transcripts and recording refs (retention)
+    ivr history purge --older-than DAYS [--yes]   clear transcripts, delete recordings (retention)
 
 The admin's everyday question is "what happened with this caller", so the
 subject comes straight after ``history``; ``export`` and ``purge`` are words
@@ -44,7 +44,7 @@ A phone number's or a customer's contacts, or all contacts exported or purged:
   ivr history SUBJECT [--limit N]       a phone number's or a customer's contacts, newest first
   ivr history show SUBJECT [--limit N]  the same, spelled out (a customer whose id is "export")
   ivr history export --since DATE ...   contacts started in a time range, as CSV or JSON lines
-  ivr history purge --older-than DAYS   clear transcripts and recording references (retention)
+  ivr history purge --older-than DAYS   clear transcripts, delete recordings (retention)
 
 Each takes --help, --config FILE (settings) and --url URL (overrides [database] url)."""
 
@@ -83,9 +83,16 @@ def _cli_export(args: argparse.Namespace) -> int:
 
 @run_safely
 def _cli_purge(args: argparse.Namespace) -> int:
-    _settings, engine = open_database(args.config, args.url)
+    settings, engine = open_database(args.config, args.url)
+    folder = settings.recordings.folder
     try:
-        report = purge_pii(engine, args.older_than, apply=args.yes)
+        report = purge_pii(engine, args.older_than, apply=args.yes, recordings=Path(folder))
+    except PermissionError as exc:  # nothing was cleared: the references stay with their files
+        raise ConfigError(settings.source, "recordings.folder",
+                          f"cannot delete {printable(exc.filename)} ({exc.strerror}); "
+                          "no reference was cleared",
+                          f"run the purge as a user who may delete files in {printable(folder)} "
+                          "(Asterisk's user, or its group with write access)") from None
     finally:
         engine.dispose()
     print(report.summary())
@@ -137,8 +144,9 @@ def _purge_parser(prog: str) -> argparse.ArgumentParser:
     purge = argparse.ArgumentParser(
         prog=prog,
         description="Clears transcript, transcript_confidence and recording_ref of contacts started "
-                    "more than DAYS days ago; the contacts, outcomes and paths stay. Without --yes "
-                    "it only counts. Recording files are not deleted by this.")
+                    "more than DAYS days ago, and deletes their recording files from [recordings] "
+                    "folder (a file already missing is reported); the contacts, outcomes and paths "
+                    "stay. Without --yes it only counts.")
     purge.add_argument("--older-than", required=True, type=_days, metavar="DAYS",
                        help="contacts started more than DAYS days ago")
     purge.add_argument("--yes", action="store_true", help="really clear them (default: only count)")

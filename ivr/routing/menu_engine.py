@@ -17,7 +17,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from ivr.call import ALL_DIGITS, Call
-from ivr.config import RoutingSettings
+from ivr.config import RecordingSettings, RoutingSettings
 from ivr.errors import FallbackRequested
 from ivr.routing.customers import Customer, CustomerLookup
 from ivr.routing.hours import BusinessHours
@@ -67,6 +67,8 @@ class RoutingServices:
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     #: Seconds a plugin hook may take on the caller's time.
     hook_deadline: float = 1.0
+    #: Which transfers are recorded (None: none).
+    recordings: RecordingSettings | None = None
 
 
 @dataclass
@@ -237,13 +239,29 @@ class MenuRouteHandler:
                 hooks.ivr_before_queue, call=call, queue=option.target, customer=customer):
             return  # a plugin took the caller (e.g. a callback instead of a long wait)
         await walk.step(CallStep("transfer", value=f"{option.kind}:{option.target}"))
+        # [ivr-queue] tells the caller, then records (asterisk-conf/extensions_ivr.conf).
+        recording = self._recording(call, option.target if option.kind == "queue" else "")
         await call.play("ivr-connecting")
         if option.kind == "agent":
             device = self.services.settings.agents.get(option.target, "")
             await call.transfer_to_queue("", decision.priority, variables, owner_device=device,
-                                         owner_seconds=self.services.settings.owner_ring_seconds)
+                                         owner_seconds=self.services.settings.owner_ring_seconds,
+                                         recording=recording)
             return
         await call.transfer_to_queue(option.target, decision.priority, variables,
                                      owner_device=decision.owner_device,
-                                     owner_seconds=self.services.settings.owner_ring_seconds)
+                                     owner_seconds=self.services.settings.owner_ring_seconds,
+                                     recording=recording)
+
+    def _recording(self, call: Call, queue: str) -> str:
+        """The file the conversation after this transfer is recorded into, or "" for none."""
+        recordings = self.services.recordings
+        if recordings is None or not recordings.records(queue):
+            return ""
+        name = call.recording_name
+        if name is None:
+            log.warn("call {uniqueid!r} not recorded: its uniqueid cannot name a file",
+                     uniqueid=call.uniqueid[:80])
+            return ""
+        return name
 
