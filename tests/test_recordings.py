@@ -333,17 +333,19 @@ class RecordingRefTests(unittest.TestCase):
         self.assertEqual(refs.stored, 1)
 
     @defer.inlineCallbacks
-    def test_a_contact_not_written_yet_is_retried_and_amI_trouble_is_survived(self) -> Any:
+    def test_a_contact_not_written_yet_is_retried_and_ami_trouble_is_survived(self) -> Any:
         ami = FakeAMI({"Local/x;2": "1700000000.9.wav"})
         refs = RecordingRefs(self.engine, ami, reactor, attempts=20, retry_delay=0.05)
         refs.subscribe()
-        lost = ami.publish(**_event("AgentConnect", "1700000000.8", "Local/gone;2"))  # Getvar fails
-        yield lost[0]
+        yield ami.publish(**_event("AgentConnect", "1700000000.1", "Local/gone;2"))[0]  # Getvar fails
+        ami.variables["Local/back;2"] = "1700000000.1.wav"  # the same call answered again (fallback queue)
+        yield ami.publish(**_event("DialEnd", "1700000000.1", "Local/back;2", DialStatus="ANSWER"))[0]
         pending = ami.publish(**_event("AgentConnect", "1700000000.9", "Local/x;2"))[0]
         yield threads.deferToThread(_contact, self.engine, "1700000000.9", dt.datetime.now(dt.UTC), "")
         yield pending
         refs_now = yield threads.deferToThread(self.refs)
-        self.assertEqual(refs_now["1700000000.9"], "1700000000.9.wav")
+        self.assertEqual((refs_now["1700000000.1"], refs_now["1700000000.9"]),
+                         ("1700000000.1.wav", "1700000000.9.wav"))
 
 
 # ------------------------------------------------------------------ GET /recordings/<contact id>

@@ -92,9 +92,10 @@ class RecordingRefs:
         except AMIError as exc:
             log.warn("recording of {uniqueid} not stored: Getvar on {channel} failed ({error})",
                      uniqueid=uniqueid, channel=channel, error=exc)
+            name = None
+        if not name:  # not recorded (recordings off, or this queue's are), or not known yet:
+            self._taken.discard(uniqueid)  # a later answer of the same call is looked at again
             return
-        if not name:
-            return  # not recorded (recordings off, or this queue's are)
         if not is_recording_name(name):
             log.warn("refused recording name {name!r} on {channel} (not a plain file name)",
                      name=name[:80], channel=channel)
