@@ -4,7 +4,7 @@ On SQLite and PostgreSQL (the ``engine`` fixture): the CSV loads without a
 rejected line, the earlier contacts are written once however often the demo
 runs, and the card an agent gets for the VIP's call shows her name, tier,
 owner and earlier contacts, without Asterisk (tests/test_demo.py places the
-real call).
+real call). The demo's hotline file stays the built-in hotline, key for key.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session
 
 from ivr.customers.importer import import_customers
 from ivr.db.models import Agent, Contact, Customer, CustomerPhone
-from ivr.demo import CUSTOMERS_CSV, DEMO_AGENT
+from ivr.demo import CUSTOMERS_CSV, DEMO_AGENT, PLUGINS
 from ivr.demo.__main__ import main as demo_main
 from ivr.demo.history import EARLIER_CONTACTS, seed_history
 from ivr.dialing.agents import save_agent
 from ivr.errors import ConfigError
+from ivr.plugins import demo_hotline
+from ivr.routing.menus import Menu, MenuRoute, load_menu_file
 from ivr.screenpop.cards import CallContext, CardBuilder
 
 VIP = "+8613920200101"
@@ -83,3 +85,20 @@ def test_python_m_ivr_demo_history_on_a_missing_database_is_one_line(
     assert demo_main(["history", "--url", f"sqlite:///{tmp_path / 'nowhere' / 'ivr.db'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ivr: ") and err.count("\n") == 1 and "mkdir -p" in err
+
+
+def test_the_demos_hotline_is_the_built_in_one_key_for_key_plus_korean_speech() -> None:
+    built_in = demo_hotline.ivr_menus()
+    menus, routes = load_menu_file(PLUGINS / "hotline.toml")
+    assert [p.name for p in sorted(PLUGINS.iterdir())] == ["hotline.toml"]  # nothing else loads with it
+
+    def shape(menu: Menu) -> tuple[object, ...]:  # Option equality leaves speech out
+        return menu.name, menu.prompt, dict(menu.options), menu.tries, menu.timeout
+
+    assert sorted(map(shape, menus)) == sorted(shape(m) for m in built_in if isinstance(m, Menu))
+    route = next(r for r in built_in if isinstance(r, MenuRoute))
+    assert [(r.name, r.start, dict(r.languages), r.greeting) for r in routes] == [
+        (route.name, route.start, dict(route.languages), route.greeting)]
+    main = next(m for m in menus if m.name == "main")
+    assert main.speech_languages() == {"ko"}
+    assert main.options["0"].speech["ko"] == ("상담원", "직원")  # what scripts/demo-call speech says

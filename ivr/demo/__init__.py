@@ -11,6 +11,10 @@ database shows none of it, so ``scripts/demo`` seeds a small world once:
   IVR path, a click-to-call, an SMS and the callback it asked for, a
   self-service call, an abandoned one), written with ivr's models because no
   command makes past contacts: ``python -m ivr.demo history``.
+* ``plugins/hotline.toml`` -- the demo's hotline: the built-in demo hotline
+  plus Korean phrases on its main menu, loaded as a plugins folder with the
+  built-in turned off. (Speech phrases in the built-in itself would open the
+  speech listener in every ``ivr serve``; the demo alone loads a model.)
 
 Every step is idempotent, so re-running ``scripts/demo`` leaves the world as
 it is (the history is keyed by fixed uniqueids). Nothing in the server imports
@@ -21,9 +25,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CUSTOMERS_CSV", "DEMO_AGENT"]
+__all__ = ["CUSTOMERS_CSV", "DEMO_AGENT", "PLUGINS"]
 
 #: The customers of the demo world, for ``ivr customers import``.
 CUSTOMERS_CSV = Path(__file__).resolve().parent / "customers.csv"
+#: The demo's plugins folder (``[plugins] folder``): its hotline.
+PLUGINS = Path(__file__).resolve().parent / "plugins"
 #: The demo agent's code: owner of the VIP, member of the sales and after-sales queues.
 DEMO_AGENT = "1001"
