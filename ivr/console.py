@@ -8,7 +8,11 @@ alike:
   so a hostile caller name cannot drive the admin's terminal;
 * :func:`open_database` opens the database of ``--config``/``--url`` and
   refuses, by name, a wrong URL, a missing SQLite file (rather than creating an
-  empty one) or a schema this ivr does not know;
+  empty one) or a schema this ivr does not know; :func:`connect_database` is
+  the same without the schema check (``ivr db``). Their engines turn a missing
+  folder, a permission error, a locked or foreign file, or a database server
+  that does not answer into a ConfigError naming the file and the fix
+  (:mod:`ivr.db.problems`), at connect or in the middle of the command;
 * :func:`run_safely` turns a :class:`~ivr.errors.ConfigError` into one
   ``ivr: ...`` line and exit status 2, never a traceback;
 * argument types (:func:`positive_int`, :func:`parse_when`) and the shared
@@ -23,10 +27,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import os
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -34,6 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ivr.config import Settings, load_settings
+from ivr.db.problems import explain, guard, sqlite_path, sqlite_reachable
 from ivr.db.schema import current_revision, head_revision, make_engine
 from ivr.db.sql import utc
 from ivr.errors import ConfigError
@@ -41,13 +46,16 @@ from ivr.errors import ConfigError
 __all__ = [
     "COMMAND_LINE",
     "CommandGroups",
+    "connect_database",
     "database_options",
+    "database_source",
     "open_database",
     "parse_when",
     "positive_int",
     "printable",
     "quoted",
     "redacted_url",
+    "require_database_file",
     "run_safely",
 ]
 
@@ -93,41 +101,78 @@ def redacted_url(url: str) -> str:
 _FIX_URL = "use sqlite:///path/to/ivr.db or postgresql+psycopg://user@host/dbname"
 
 
+def database_source(settings: Settings, url: str | None = None) -> tuple[str, str]:
+    """Where the database URL in use came from, as (source, key) for a ConfigError.
+
+    ``--url`` wins, then ``IVR_DATABASE_URL`` (the environment overrides the file),
+    then the settings file (or the defaults).
+    """
+    if url:
+        return COMMAND_LINE, "--url"
+    if os.environ.get("IVR_DATABASE_URL"):
+        return "environment variable IVR_DATABASE_URL", "database.url"
+    return settings.source, "database.url"
+
+
+def connect_database(config: str | None, url: str | None) -> tuple[Settings, Engine]:
+    """Settings and an engine on the database of ``--config``/``--url``, its schema not checked.
+
+    For ``ivr db``, which creates and migrates the schema. The engine is guarded
+    (:func:`ivr.db.problems.guard`): a database it cannot open, a missing folder, a
+    permission error or a locked SQLite file is a ConfigError naming the file and the fix.
+    """
+    settings = load_settings(config)
+    chosen = url or settings.database.url
+    source, key = database_source(settings, url)
+    try:
+        engine = make_engine(chosen)
+    except (ArgumentError, ValueError, ImportError) as exc:  # the message could echo a password
+        raise ConfigError(source, key, f"{redacted_url(chosen)!r} is not a usable database URL "
+                          f"({type(exc).__name__})", _FIX_URL) from None
+    guard(engine, source, key)
+    return settings, engine
+
+
 def open_database(config: str | None, url: str | None) -> tuple[Settings, Engine]:
     """Settings and an engine on the database of ``--config``/``--url``, at the current schema.
 
     Refuses (ConfigError) a URL that is wrong, a SQLite file that does not exist (rather
-    than creating an empty one) and a database whose schema is not this ivr's.
+    than creating an empty one) and a database whose schema is not this ivr's; the
+    engine is guarded as :func:`connect_database`'s.
     """
-    settings = load_settings(config)
-    chosen = url or settings.database.url
-    source, key = (COMMAND_LINE, "--url") if url else (settings.source, "database.url")
-    shown = redacted_url(chosen)
+    settings, engine = connect_database(config, url)
+    source, key = database_source(settings, url)
     try:
-        engine = make_engine(chosen)
-    except (ArgumentError, ValueError, ImportError) as exc:  # the message could echo a password
-        raise ConfigError(source, key, f"{shown!r} is not a usable database URL ({type(exc).__name__})",
-                          _FIX_URL) from None
-    try:
-        _check_database(engine, source, key, shown)
+        _check_database(engine, source, key, redacted_url(url or settings.database.url))
     except BaseException:
         engine.dispose()
         raise
     return settings, engine
 
 
+def require_database_file(engine: Engine, source: str, key: str) -> None:
+    """ConfigError, saying why, if ``engine``'s SQLite file is not there (SQLite would create it empty)."""
+    path = sqlite_path(engine.url)
+    if path is None:
+        return
+    unreachable = sqlite_reachable(path, key, writing=False)  # first: is_file() fails where it cannot look
+    if unreachable is not None:
+        raise ConfigError(source, key, *unreachable)
+    if not path.is_file():
+        raise ConfigError(source, key, f"no database file {str(path)!r}",
+                          "check the path, or create it with `ivr db upgrade`")
+
+
 def _check_database(engine: Engine, source: str, key: str, shown: str) -> None:
     """ConfigError unless ``engine`` reaches an existing database at this ivr's schema revision."""
-    if engine.dialect.name == "sqlite":
-        database = engine.url.database or ""
-        if database and database != ":memory:" and not database.startswith("file:") \
-                and not Path(database).is_file():
-            raise ConfigError(source, key, f"no database file {database!r}",
-                              "check the path, or create it with `ivr db upgrade`")
+    require_database_file(engine, source, key)
     try:
         revision = current_revision(engine)
-    except SQLAlchemyError as exc:
+    except SQLAlchemyError as exc:  # what the guard does not know: say what the database said
         orig = getattr(exc, "orig", None)
+        explained = explain(engine.url, orig, key) if isinstance(orig, BaseException) else None
+        if explained is not None:
+            raise ConfigError(source, key, *explained) from None
         problem = (str(orig if orig is not None else exc).splitlines() or ["?"])[0]
         raise ConfigError(source, key, f"cannot open {shown} ({problem})",
                           "check that the database server runs and the URL is right") from None

@@ -326,18 +326,38 @@ class IVRServer:
 
 
 def open_database(settings: Settings) -> Engine:
-    """The engine, with the schema checked (and upgraded when ``[database] auto_upgrade``)."""
+    """The engine, with the schema checked (and upgraded when ``[database] auto_upgrade``).
+
+    A database it cannot open (a missing folder, a file this user may not write, a
+    locked file, a server that does not answer) stops start-up with a ConfigError
+    naming the file and the fix. The engine keeps SQLAlchemy's own errors once
+    serving: the contact recorder answers those by journaling.
+    """
+    from sqlalchemy.exc import DBAPIError  # here: the rest of this module stays as it is
+
+    from ivr.console import database_source
+    from ivr.db.problems import explain
+
     database = settings.database
     engine = make_engine(database.url)
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        if not database.auto_upgrade:
-            engine.dispose()
-            raise ConfigError(settings.source, "database.url",
-                              f"the database schema is at {current or 'nothing'}, ivr needs {head}",
-                              "run `ivr db upgrade` (or set [database] auto_upgrade = true)")
-        log.info("upgrading the database schema from {current} to {head}", current=current, head=head)
-        upgrade(engine)
+    try:
+        current, head = current_revision(engine), head_revision()
+        if current != head:
+            if not database.auto_upgrade:
+                raise ConfigError(settings.source, "database.url",
+                                  f"the database schema is at {current or 'nothing'}, ivr needs {head}",
+                                  "run `ivr db upgrade` (or set [database] auto_upgrade = true)")
+            log.info("upgrading the database schema from {current} to {head}", current=current, head=head)
+            upgrade(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        explained = explain(engine.url, exc.orig, "database.url") if exc.orig is not None else None
+        if explained is None:
+            raise
+        raise ConfigError(*database_source(settings), *explained) from None
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 

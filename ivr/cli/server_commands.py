@@ -13,7 +13,7 @@ import argparse
 import os
 
 from ivr.config import load_settings
-from ivr.console import CommandGroups
+from ivr.console import CommandGroups, connect_database, database_source, require_database_file, run_safely
 
 __all__ = ["register_cli"]
 
@@ -61,12 +61,16 @@ def _plugins_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@run_safely
 def _db(args: argparse.Namespace) -> int:
-    from ivr.db.schema import current_revision, downgrade, head_revision, make_engine, upgrade
+    from ivr.db.schema import current_revision, downgrade, head_revision, upgrade
 
-    settings = load_settings(args.config)
-    engine = make_engine(args.url or settings.database.url)
+    # connect_database: a missing folder, a file this user may not write, a locked file
+    # or a server that does not answer end in one line naming the file and the fix.
+    settings, engine = connect_database(args.config, args.url)
     try:
+        if args.db_command != "upgrade":  # never an empty file made by looking
+            require_database_file(engine, *database_source(settings, args.url))
         if args.db_command == "upgrade":
             upgrade(engine, args.revision)
         elif args.db_command == "downgrade":

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, task
 
-from ivr.config import Settings, load_settings
+from ivr.config import Settings
 from ivr.console import COMMAND_LINE, CommandGroups, database_options, open_database, run_safely
 from ivr.dialing.agents import AGENT_CODE, ROLES, SKILL, issue_token, list_agents, save_agent
 from ivr.errors import ConfigError
@@ -41,8 +41,12 @@ AMI_LOGIN_SECONDS = 10
 # ------------------------------------------------------------------ ivr call
 
 
+@run_safely
 def _call(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    # The database first, outside the reactor: one that cannot be opened is one ``ivr:`` line here,
+    # not a failure logged from inside task.react.
+    settings, checked = open_database(args.config, None)
+    checked.dispose()
 
     async def run(reactor: Any) -> None:
         code = await _place(reactor, settings, args)
