@@ -21,15 +21,12 @@ from pathlib import Path
 
 import pytest
 from asterisk_harness import AMI, Sandbox
-from conftest import free_port
+from conftest import CHROMIUM_ARGS, free_port
 from playwright.sync_api import Page, expect, sync_playwright
 
 pytestmark = pytest.mark.asterisk
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Debian's Chromium, offline (as in tests/test_e2e_agent_page.py).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 CALLS = ("sales", "after-sales", "speech", "sms")
 #: Seconds a demo call may take to reach the agent (menus, a queue, an agent still on the last call).
 CARD_MS = 60_000

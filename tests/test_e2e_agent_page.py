@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from asterisk_harness import AMI, Sandbox
 from conftest import ServeProcess, free_port
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,8 +33,6 @@ TOKENS = {"1001": "token-of-agent-1001-0123456789abcdef", "1002": "token-of-agen
 HOSTILE = "<script>alert(1)</script> O'Brien \"&amp;\" 李"
 NUMBER = "13900000077"
 OWNED = "13900000078"  # a customer whose account owner (agent 1002, phone from the agents table) rings first
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +65,6 @@ def agent_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
     ami.agent_behaves("1001")
     server.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def log_in(browser: Browser, port: int, agent: str) -> Page:

@@ -5,8 +5,8 @@ database only). A customer with 25 contacts (calls with their IVR path, what
 was said, agent, wait and talk, queue outcome, disposition and notes; SMS in
 and out; a callback with a recording) is found by name and by number; the
 page shows the newest 20 and pages to the older ones; the recording is an
-``<audio>`` element pointing at ``/recordings/<contact id>`` (served, with its
-own authorisation, by the recordings feature). Hostile names and notes stay
+``<audio>`` element pointing at ``/recordings/<contact id>``, which the
+browser loads with the agent's session and can play. Hostile names and notes stay
 text, and every API request needs the session.
 """
 
@@ -24,20 +24,18 @@ from typing import Any
 
 import pytest
 from conftest import ServeProcess, free_port
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session
 
 from ivr.db import Agent, Contact, Customer, CustomerPhone, make_engine
 from ivr.web.auth import hash_token
 
 TOKEN = "token-of-agent-1001-0123456789abcdef"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 HOSTILE_NOTE = '<img src=x onerror="alert(1)"> O\'Brien & "co" 李'
 START = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)  # 16:00 at the desk (Asia/Shanghai)
 PATH = [{"kind": "language", "menu": "", "key": "", "value": "zh"},
         {"kind": "menu", "menu": "main", "key": "2", "value": "after-sales"}]
-RECORDING = "2026/11/20/callback-2.wav"
+RECORDING = "ivr-out-2.wav"  # named as MixMonitor names them: the contact's uniqueid
 
 
 def write_wav(path: Path, seconds: float = 0.5) -> None:
@@ -105,7 +103,8 @@ def timeline_server(tmp_path_factory: pytest.TempPathFactory,
     http_port = free_port()
     server = ServeProcess(free_port(), {
         "IVR_HTTP_ENABLED": "true", "IVR_HTTP_PORT": str(http_port), "IVR_AMI_ENABLED": "false",
-        "IVR_HTTP_SESSION_SECRET": "timeline-session-secret-0123456789", "IVR_CALLBACKS_DISPATCH": "false"})
+        "IVR_HTTP_SESSION_SECRET": "timeline-session-secret-0123456789", "IVR_CALLBACKS_DISPATCH": "false",
+        "IVR_RECORDINGS_FOLDER": str(recordings)})
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
         ids = seed(session)
@@ -114,13 +113,6 @@ def timeline_server(tmp_path_factory: pytest.TempPathFactory,
     yield server, http_port, ids
     server.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def log_in(browser: Browser, port: int) -> Page:
@@ -169,6 +161,11 @@ def test_the_agent_page_shows_a_customers_whole_timeline_pages_and_searches(
     expect(audio).to_have_count(1)
     expect(audio).to_have_attribute("src", f"/recordings/{ids['recorded']}")
     assert audio.get_attribute("controls") is not None
+    # The browser fetches it with the agent's session (the agent took that call) and can play it.
+    audio.evaluate("el => { el.preload = 'auto'; el.load(); }")
+    page.wait_for_function("el => el.readyState >= 1 && el.duration > 0.4", arg=audio.element_handle(),
+                           timeout=10_000)
+    assert audio.evaluate("el => el.error") is None
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.screenshot(path=str(tmp_path / "agent-timeline.png"))  # docs/agent-timeline.png is one
 

@@ -102,7 +102,7 @@ def test_an_answered_queue_call_has_its_customer_agent_wait_and_talk(server: Ser
 def test_a_caller_who_gives_up_waiting_abandoned(server: ServeProcess, ami: AMI) -> None:
     _seed(server)
     _member(ami, present=False)  # nobody to answer: the caller waits, then hangs up
-    _call(ami, server, post_wait="8")
+    _call(ami, server, post_wait="12")
     abandon = ami.wait_for(lambda e: e.get("Event") == "QueueCallerAbandon", timeout=60)
     contact = _contact(server, until=("abandoned",))
     assert contact.agent_id is None and contact.talk_seconds is None
@@ -113,7 +113,7 @@ def test_a_restart_while_the_caller_waits_still_ends_the_contact(
         server: ServeProcess, ami: AMI) -> None:
     _seed(server)
     _member(ami, present=False)
-    _call(ami, server, post_wait="14")
+    _call(ami, server, post_wait="20")
     ami.wait_for(lambda e: e.get("Event") == "QueueCallerJoin" and e.get("CallerIDNum") == NUMBER, timeout=60)
     assert _contact(server, until=("waiting",)).queue == "sales"
     server.stop()  # the caller waits on while ivr restarts
@@ -130,7 +130,7 @@ def test_a_restart_while_the_caller_waits_still_ends_the_contact(
 def test_a_caller_who_hangs_up_while_ivr_is_down_is_marked_lost(server: ServeProcess, ami: AMI) -> None:
     _seed(server)
     _member(ami, present=False)
-    _call(ami, server, post_wait="6")
+    _call(ami, server, post_wait="12")  # joins the queue after the recording notice, then hangs up
     ami.wait_for(lambda e: e.get("Event") == "QueueCallerJoin" and e.get("CallerIDNum") == NUMBER, timeout=60)
     _contact(server, until=("waiting",))
     server.stop()
