@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ivr.config import Settings, load_settings
-from ivr.db.problems import explain, guard, sqlite_path, sqlite_reachable
+from ivr.db.problems import guard, sqlite_path, sqlite_reachable
 from ivr.db.schema import current_revision, head_revision, make_engine
 from ivr.db.sql import utc
 from ivr.errors import ConfigError
@@ -168,11 +168,8 @@ def _check_database(engine: Engine, source: str, key: str, shown: str) -> None:
     require_database_file(engine, source, key)
     try:
         revision = current_revision(engine)
-    except SQLAlchemyError as exc:  # what the guard does not know: say what the database said
+    except SQLAlchemyError as exc:  # what the guard does not explain: say what the database said
         orig = getattr(exc, "orig", None)
-        explained = explain(engine.url, orig, key) if isinstance(orig, BaseException) else None
-        if explained is not None:
-            raise ConfigError(source, key, *explained) from None
         problem = (str(orig if orig is not None else exc).splitlines() or ["?"])[0]
         raise ConfigError(source, key, f"cannot open {shown} ({problem})",
                           "check that the database server runs and the URL is right") from None
