@@ -77,32 +77,7 @@ class DriverSQL:
         def marks(columns: Sequence[Column[Any]]) -> list[str]:
             return [json_mark if isinstance(c.type, JSON) else mark for c in columns]
 
-        # A start's fields are contacts columns of the same names; then every other column
-        # that has a default, set to it.
-        started = [contacts[n] for n in START_FIELDS]
-        defaulted = [c for c in _contacts.columns if c.name not in START_FIELDS and c.default is not None]
-        defaults = [_constant_default(c) for c in defaulted]
-        inserted = started + defaulted
-        start_values = _row(START_FIELDS, started, self.time)
-
-        # The customer: whoever owns the caller's number in the customers table, found by the
-        # database in the same statement (a CRM's customers have no row here: NULL).
-        phones = cast(Table, CustomerPhone.__table__)
-        customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
-                    f"WHERE {phones.c.e164.name} = {mark})")
-
-        def start_row(r: ContactStart) -> list[Any]:
-            values = start_values(r)
-            values += defaults
-            values.append(r.caller_e164)
-            return values
-
-        self.start_row = start_row
-        self.insert_contact = (
-            f"INSERT INTO {_contacts.name} "
-            f"({', '.join(c.name for c in inserted)}, {contacts.customer_id.name}) "
-            f"VALUES ({', '.join(marks(inserted))}, {customer}) "
-            f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO NOTHING")
+        self._start(mark, marks)
 
         # Events: the contact's primary key looked up by uniqueid.
         (link,) = [c for c in _events.columns if c.foreign_keys]
@@ -132,6 +107,33 @@ class DriverSQL:
 
         self.end_row = end_row
         self._human(mark)
+
+    def _start(self, mark: str, marks: Callable[[Sequence[Column[Any]]], list[str]]) -> None:
+        """A start's fields are contacts columns of the same names; then every other column that
+        has a default, set to it; and the customer who owns the caller's number (a CRM's
+        customers have no row here: NULL), found by the database in the same statement."""
+        contacts = _contacts.c
+        started = [contacts[n] for n in START_FIELDS]
+        defaulted = [c for c in _contacts.columns if c.name not in START_FIELDS and c.default is not None]
+        defaults = [_constant_default(c) for c in defaulted]
+        inserted = started + defaulted
+        start_values = _row(START_FIELDS, started, self.time)
+        phones = cast(Table, CustomerPhone.__table__)
+        customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
+                    f"WHERE {phones.c.e164.name} = {mark})")
+
+        def start_row(r: ContactStart) -> list[Any]:
+            values = start_values(r)
+            values += defaults
+            values.append(r.caller_e164)
+            return values
+
+        self.start_row = start_row
+        self.insert_contact = (
+            f"INSERT INTO {_contacts.name} "
+            f"({', '.join(c.name for c in inserted)}, {contacts.customer_id.name}) "
+            f"VALUES ({', '.join(marks(inserted))}, {customer}) "
+            f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO NOTHING")
 
     def _human(self, mark: str) -> None:
         """The human part: absolute values; an empty one keeps what is stored. The agent is found
