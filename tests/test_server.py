@@ -6,6 +6,8 @@ waits; the simulated Asterisk (blocking sockets) runs on a worker thread.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -58,8 +60,9 @@ def _get(url: str) -> str:
 
 class InProcessServerTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.folder = Path(self.mktemp()).resolve()
-        (self.folder / "no-plugins").mkdir(parents=True)  # an empty plugins folder: built-ins only
+        self.folder = Path(tempfile.mkdtemp(prefix="ivr-server-test-"))  # not trial's mktemp: under cwd
+        self.addCleanup(shutil.rmtree, self.folder, True)
+        (self.folder / "no-plugins").mkdir()  # an empty plugins folder: built-ins only
 
     def _server(self, **extra: str) -> IVRServer:
         server = IVRServer(_settings(self.folder, **extra), reactor)
