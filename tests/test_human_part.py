@@ -38,6 +38,9 @@ class _FakeAMI:
     def event(self, name: str, **headers: str) -> None:
         self.handlers[name](AMIMessage([("Event", name), ("Uniqueid", UID), *headers.items()]))
 
+    def when_ready(self) -> defer.Deferred[None]:
+        return defer.succeed(None)
+
     def send_action(self, action: str) -> defer.Deferred[ActionResult]:
         assert action == "CoreShowChannels"
         events = tuple(AMIMessage([("Event", "CoreShowChannel"), ("Uniqueid", u)]) for u in self.live)
@@ -123,7 +126,7 @@ def test_calls_whose_channel_is_gone_after_a_restart_are_lost_live_ones_are_foll
     other = "1700000000.43"
     tracker.ivr_call_step(type("C", (), {"uniqueid": other})(), CallStep("transfer", value="queue:vip"))
     ami = _FakeAMI(live=[other])
-    tracker.start(ami)  # checks at once
+    tracker.start(ami)  # checks as soon as AMI is logged in
     assert [(r.uniqueid, r.queue_outcome) for r in records[2:]] == [(UID, "lost")]
     assert list(tracker.open) == [other]
     tracker.stop()
@@ -186,3 +189,19 @@ def test_a_callers_customer_is_found_by_their_number_when_the_call_starts(
     with Session(engine) as session:
         found = {u: c for u, c in session.execute(select(Contact.uniqueid, Contact.customer_id))}
     assert found == {"3.1": customer_id, "3.2": None, "3.3": None}
+
+
+def test_after_a_restart_the_check_waits_for_the_ami_login_not_the_next_interval() -> None:
+    records: list[ContactHumanPart] = []
+    clock = Clock()
+    tracker = HumanPartTracker(records.append, clock, check_interval=30)
+    tracker.ivr_call_step(_Call(), CallStep("transfer", value="queue:sales"))  # type: ignore[arg-type]
+    ami = _FakeAMI(live=[])
+    login: defer.Deferred[None] = defer.Deferred()
+    ami.when_ready = lambda: login  # type: ignore[method-assign]
+    tracker.start(ami)
+    clock.advance(1)
+    assert [r.queue_outcome for r in records] == ["waiting"]  # not logged in yet: nothing decided
+    login.callback(None)
+    assert [r.queue_outcome for r in records] == ["waiting", "lost"]
+    tracker.stop()

@@ -96,6 +96,8 @@ class HumanPartTracker:
         #: Seconds between checks that the calls followed still exist in Asterisk.
         self.check_interval = check_interval
         self._checks: LoopingCall | None = None
+        #: The check made as soon as AMI is logged in (a restart's calls are settled at once).
+        self._first: defer.Deferred[Any] | None = None
 
     # -- ivr's own hooks --------------------------------------------------------
 
@@ -124,15 +126,21 @@ class HumanPartTracker:
     # -- Asterisk's events --------------------------------------------------------
 
     def start(self, ami: Any) -> None:
-        """Every ``check_interval`` seconds (and at once), close calls Asterisk no longer has:
-        the events of their end were missed (ivr was down, or AMI was reconnecting)."""
+        """Once logged in to AMI, then every ``check_interval`` seconds, close calls Asterisk no
+        longer has: the events of their end were missed (ivr was down, or AMI was reconnecting)."""
         self._checks = LoopingCall(lambda: defer.Deferred.fromCoroutine(self.check(ami)))
         self._checks.clock = self.clock
-        self._checks.start(self.check_interval, now=True)
+        self._checks.start(self.check_interval, now=False)
+        first = self._first = ami.when_ready()
+        first.addCallback(lambda _: defer.Deferred.fromCoroutine(self.check(ami)))
+        first.addErrback(lambda failure: None if failure.check(defer.CancelledError) else
+                         log.failure("checking Asterisk's channels failed", failure))
 
     def stop(self) -> None:
         if self._checks is not None and self._checks.running:
             self._checks.stop()
+        if self._first is not None and not self._first.called:
+            self._first.cancel()
 
     async def check(self, ami: Any) -> None:
         """Ask Asterisk for its channels (``CoreShowChannels``); follow-ups of calls no longer there."""
