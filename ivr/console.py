@@ -52,6 +52,7 @@ __all__ = [
     "open_database",
     "parse_when",
     "positive_int",
+    "whole_number",
     "printable",
     "quoted",
     "redacted_url",
@@ -206,15 +207,25 @@ def run_safely(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 # ------------------------------------------------------------------ argument types
 
 
-def positive_int(text: str) -> int:
-    """An argparse ``type``: a whole number of 1 or more (``--limit``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not 1 or more")
-    return value
+def whole_number(minimum: int, unit: str = "") -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of ``minimum`` or more (``--limit``, ``--older-than``)."""
+    what = f"a whole number of {unit}" if unit else "a whole number"
+    below = "is negative" if minimum == 0 else f"is not {minimum} or more"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} {below}")
+        return value
+
+    return parse
+
+
+#: A whole number of 1 or more (``--limit``).
+positive_int = whole_number(1)
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

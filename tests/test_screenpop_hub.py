@@ -92,7 +92,7 @@ def test_sessions_cannot_be_forged_or_kept_past_their_expiry() -> None:
 
 
 def test_a_dialled_channel_is_mapped_back_to_the_agents_device() -> None:
-    from ivr.screenpop.watcher import _device_of
+    from ivr.history.human_part import device_of as _device_of
 
     assert _device_of("PJSIP/1001-0000000a") == "PJSIP/1001"
     assert _device_of("PJSIP/desk-1001-0000000a") == "PJSIP/desk-1001"

@@ -34,6 +34,7 @@ from ivr.ami import AMIClient, OriginateOutcome, OriginateResult
 from ivr.call import Call
 from ivr.dialing.policy import DialDecision, DialPolicy, DialReason, DialRequest
 from ivr.errors import AMIDisconnected, AMIError, CallHangup, CommandFailed, IVRError
+from ivr.history.human_part import seconds_of
 from ivr.history.links import ContactLinks, link_contact_now
 from ivr.history.recorder import ContactEnd, ContactHumanPart, ContactRecorder, ContactStart, ContactStep
 from ivr.history.recording_refs import RECORDING_VARIABLE
@@ -262,8 +263,8 @@ class OutboundDialer:
         """How long the customer rang and talked, as ``Dial`` counted (ANSWEREDTIME, DIALEDTIME)."""
         if status != "ANSWER":
             return
-        talked = _seconds(await call.get_variable("ANSWEREDTIME"))
-        dialled = _seconds(await call.get_variable("DIALEDTIME"))
+        talked = seconds_of(await call.get_variable("ANSWEREDTIME"))
+        dialled = seconds_of(await call.get_variable("DIALEDTIME"))
         rang = dialled - talked if dialled is not None and talked is not None else None
         self.recorder.record(ContactHumanPart(call.uniqueid, "", wait_seconds=rang, talk_seconds=talked))
 
@@ -311,8 +312,8 @@ class OutboundDialer:
         outcome = "agent-hung-up"
         try:
             await self._step(call, "agent-leg", "answered")
-            # The agent of a click-to-call or callback is the person on the contact.
-            self.recorder.record(ContactHumanPart(call.uniqueid, "", agent=agent, answered_at=time.time()))
+            # When the agent answered (the agent themself is linked by _link, with the customer).
+            self.recorder.record(ContactHumanPart(call.uniqueid, "", answered_at=time.time()))
             await call.play(f"ivr-whisper-{'callback' if kind == 'callback' else 'click-to-call'}")
             await self._step(call, "dial", e164)
             await self._record(call)
@@ -333,11 +334,3 @@ class OutboundDialer:
                 outbound.outcome = outcome
                 self._announce(outbound, "ended")
                 outbound.finished.callback(outcome)
-
-
-def _seconds(value: str | None) -> float | None:
-    """A channel variable holding seconds (``ANSWEREDTIME``), or None if it holds none."""
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None

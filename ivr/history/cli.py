@@ -29,6 +29,7 @@ from ivr.console import (
     positive_int,
     printable,
     run_safely,
+    whole_number,
 )
 from ivr.errors import ConfigError
 from ivr.history.export import export_contacts, export_to_file
@@ -99,15 +100,6 @@ def _cli_purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
-
 
 def _show_parser(prog: str) -> argparse.ArgumentParser:
     show = argparse.ArgumentParser(
@@ -147,7 +139,7 @@ def _purge_parser(prog: str) -> argparse.ArgumentParser:
                     "more than DAYS days ago, and deletes their recording files from [recordings] "
                     "folder (a file already missing is reported); the contacts, outcomes and paths "
                     "stay. Without --yes it only counts.")
-    purge.add_argument("--older-than", required=True, type=_days, metavar="DAYS",
+    purge.add_argument("--older-than", required=True, type=whole_number(0, "days"), metavar="DAYS",
                        help="contacts started more than DAYS days ago")
     purge.add_argument("--yes", action="store_true", help="really clear them (default: only count)")
     database_options(purge)

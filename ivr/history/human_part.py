@@ -42,7 +42,7 @@ from ivr.history.records import ContactHumanPart
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.router import CallStep
 
-__all__ = ["IN_PROGRESS", "HumanPartTracker", "OpenHumanPart", "device_of", "open_human_parts"]
+__all__ = ["IN_PROGRESS", "HumanPartTracker", "OpenHumanPart", "device_of", "open_human_parts", "seconds_of"]
 
 log = Logger(namespace="ivr.history")
 
@@ -213,7 +213,7 @@ class HumanPartTracker:
         part = self._part(event)
         if part is None:
             return
-        talk = _seconds(event.get("TalkTime"))
+        talk = seconds_of(event.get("TalkTime"))
         self._finish(part, "answered", talk=talk, hangup_by=_hangup_by(event.get("Reason", "")))
 
     def _abandoned(self, event: AMIMessage) -> None:
@@ -281,7 +281,8 @@ class HumanPartTracker:
             duration_seconds=round(ended_at - part.started, 3) if ended_at is not None else None))
 
 
-def _seconds(value: str | None) -> float | None:
+def seconds_of(value: str | None) -> float | None:
+    """Seconds as Asterisk writes them (``TalkTime``, ``ANSWEREDTIME``), or None if there are none."""
     try:
         return float(value) if value else None
     except ValueError:

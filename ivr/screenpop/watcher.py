@@ -26,6 +26,7 @@ from ivr.ami import AMIMessage
 from ivr.call import Call
 from ivr.db.models import Agent
 from ivr.dialing.outbound import OutboundCall
+from ivr.history.human_part import device_of
 from ivr.phone import normalise_number
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.path import NAVIGATION, step_label
@@ -114,12 +115,12 @@ class ScreenPop:
         self._ringing(event.get("Uniqueid", ""), event.get("Interface", "") or event.get("MemberName", ""))
 
     def _dial_begin(self, event: AMIMessage) -> None:
-        self._ringing(event.get("Uniqueid", ""), _device_of(event.get("DestChannel", "")))
+        self._ringing(event.get("Uniqueid", ""), device_of(event.get("DestChannel", "")))
 
     def _dial_end(self, event: AMIMessage) -> None:
         uniqueid = event.get("Uniqueid", "")
         agent = self.ringing.get(uniqueid)
-        if agent is None or _device_of(event.get("DestChannel", "")) not in self._devices_of(agent):
+        if agent is None or device_of(event.get("DestChannel", "")) not in self._devices_of(agent):
             return
         if event.get("DialStatus", "") == "ANSWER":
             self.hub.state(agent, uniqueid, "answered")
@@ -195,10 +196,3 @@ class ScreenPop:
             self.hub.state(agent, uniqueid, state)
             if state == "ended":
                 self.ringing.pop(uniqueid, None)
-
-
-def _device_of(channel: str) -> str:
-    """The device a channel was dialled as: ``PJSIP/1001-0000000a`` is ``PJSIP/1001``,
-    ``Local/1001@agents-0000001b;1`` is ``Local/1001@agents``."""
-    name = channel.split(";", 1)[0]
-    return name.rsplit("-", 1)[0] if "-" in name else name
