@@ -16,6 +16,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ivr.call import Call
+    from ivr.plugins.requests import Disposition, FollowUpRequest
     from ivr.routing.customers import Customer
     from ivr.routing.menu_engine import RouteDecision
     from ivr.routing.menus import Menu, MenuRoute
@@ -150,4 +151,26 @@ def ivr_recognizer(language: str, grammar: SpeechGrammar) -> Recognizer | None:
     :class:`~ivr.speech.recognizer.Recognizer` for the rules it must keep
     (never block the reactor; one result, never an error; off-menu speech is
     rejected, not routed).
+    """
+
+
+@hookspec(firstresult=True)
+def ivr_open_followup(request: FollowUpRequest) -> Awaitable[int | None] | int | None:
+    """Open a follow-up (a planned contact with a due time) and return its id.
+
+    Survey recoveries, complaints, leads and agents' dispositions ask for
+    follow-ups through this hook; the built-in follow-up service answers it
+    (owner first, the origin's cadence, never forgotten). Return None to
+    leave it to the next plugin. The same ``request.key`` twice gives the
+    first follow-up's id.
+    """
+
+
+@hookspec
+def ivr_contact_disposed(disposition: Disposition) -> Awaitable[None] | None:
+    """An agent saved a disposition for a call on their page (after it is stored).
+
+    The follow-up service plans the next contact of a ``follow-up`` or
+    ``callback-scheduled`` with a date; the complaints service opens a case
+    for ``complaint``. Every implementation is called.
     """
