@@ -232,8 +232,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATE_FIX = "use YYYY-MM-DD or an ISO date-time such as 2026-11-23T08:00 or 2026-11-23T08:00+08:00"
 
 
-def parse_when(text: str, option: str, end_of_day: bool = False) -> dt.datetime:
-    """An aware UTC datetime from ``YYYY-MM-DD`` or an ISO date-time (naive means UTC).
+def parse_when(text: str, option: str, end_of_day: bool = False, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """An aware UTC datetime from ``YYYY-MM-DD`` or an ISO date-time (naive means in ``zone``).
 
     A bare date is the start of that day, or with ``end_of_day`` the start of the next,
     so ``--until 2026-11-30`` includes the 30th. ConfigError names ``option`` otherwise.
@@ -242,9 +242,9 @@ def parse_when(text: str, option: str, end_of_day: bool = False) -> dt.datetime:
     try:
         if _DATE.fullmatch(value):
             day = dt.date.fromisoformat(value)
-            start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-            return start + dt.timedelta(days=1) if end_of_day else start
+            start = dt.datetime(day.year, day.month, day.day, tzinfo=zone)
+            return utc(start + dt.timedelta(days=1) if end_of_day else start)
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(COMMAND_LINE, option, f"{quoted(text)} is not a date", _DATE_FIX) from None
-    return utc(moment)
+    return utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=zone))

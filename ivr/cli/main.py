@@ -20,6 +20,7 @@ from ivr.customers import cli as customers_cli
 from ivr.dialing import cli as dialing_cli
 from ivr.errors import ConfigError, PluginError
 from ivr.history import cli as history_cli
+from ivr.reports import cli as reports_cli
 
 __all__ = ["COMMAND_GROUPS", "build_parser", "main"]
 
@@ -30,6 +31,7 @@ COMMAND_GROUPS = (
     customers_cli.register_cli,  # customers
     dialing_cli.register_cli,  # call, agents
     callbacks_cli.register_cli,  # callbacks
+    reports_cli.register_cli,  # report
     voices.register_cli,  # voices
 )
 
