@@ -52,23 +52,9 @@ _contacts = cast(Table, Contact.__table__)
 OPEN_STATUSES = ("pending", "dialing")
 
 
-def next_opening(hours: BusinessHours, when: dt.datetime, horizon_days: int = 400) -> dt.datetime | None:
+def next_opening(hours: BusinessHours, when: dt.datetime) -> dt.datetime | None:
     """``when`` if the desk is open then, else the next moment it opens (UTC); None if never."""
-    local = when.astimezone(hours.zone)
-    for offset in range(horizon_days):
-        day = local.date() + dt.timedelta(days=offset)
-        if day in hours.holidays:
-            continue
-        for start, end in sorted(hours.weekly.get(day.weekday(), ())):
-            opening = dt.datetime.combine(day, start, tzinfo=hours.zone)
-            if offset == 0:
-                closing = dt.datetime.combine(day, end, tzinfo=hours.zone)
-                if opening <= local < closing:
-                    return when.astimezone(dt.UTC)
-                if local >= closing:
-                    continue
-            return opening.astimezone(dt.UTC)
-    return None
+    return hours.next_opening(when)
 
 
 class Outcome(enum.StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,3 +72,51 @@ class BusinessHours:
             return False
         now = local.time()
         return any(start <= now < end for start, end in self.weekly.get(local.weekday(), ()))
+
+    def open_periods(self, when: dt.datetime,
+                     horizon_days: int = 400) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+        """The desk's open periods (start, end), UTC, from ``when`` on, for ``horizon_days`` days.
+
+        The first period is cut to start at ``when`` if the desk is open then.
+        An opening range that ends at 24:00 is merged with the next day's that
+        starts at 00:00, so a 24-hour desk is one period.
+        """
+        local = when.astimezone(self.zone)
+        pending: tuple[dt.datetime, dt.datetime] | None = None
+        for offset in range(horizon_days):
+            day = local.date() + dt.timedelta(days=offset)
+            if day in self.holidays:
+                continue
+            for start, end in sorted(self.weekly.get(day.weekday(), ())):
+                opening = dt.datetime.combine(day, start, tzinfo=self.zone)
+                closing = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=self.zone)
+                           if end == dt.time.max else dt.datetime.combine(day, end, tzinfo=self.zone))
+                if closing <= local:
+                    continue
+                opening = max(opening, local)
+                if pending is not None and pending[1] >= opening:
+                    pending = (pending[0], closing)
+                    continue
+                if pending is not None:
+                    yield pending[0].astimezone(dt.UTC), pending[1].astimezone(dt.UTC)
+                pending = (opening, closing)
+        if pending is not None:
+            yield pending[0].astimezone(dt.UTC), pending[1].astimezone(dt.UTC)
+
+    def next_opening(self, when: dt.datetime) -> dt.datetime | None:
+        """``when`` (UTC) if the desk is open then, else the next moment it opens; None if never."""
+        return next((start for start, _ in self.open_periods(when)), None)
+
+    def after_open_time(self, when: dt.datetime, amount: dt.timedelta) -> dt.datetime | None:
+        """The moment (UTC) by which the desk has been open for ``amount`` since ``when``.
+
+        "Within 2 business hours" of a lead posted at 17:30 on a desk closing
+        at 18:00 is 09:30 the next working day (30 minutes, then 90). None if
+        the desk does not open for that long within the horizon.
+        """
+        left = amount
+        for start, end in self.open_periods(when):
+            if start + left <= end:
+                return start + left
+            left -= end - start
+        return None
