@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -224,6 +225,8 @@ class SmsSettings:
     stop_words: list[str] = _setting(["STOP", "UNSUBSCRIBE", "TD", "退订"],
                                      lambda v: None if v else "at least one word",
                                      "SMS words that opt the sender out of calls")
+    start_words: list[str] = _setting(["START", "SUBSCRIBE", "订阅"], None,
+                                      "SMS words that undo the sender's own opt-out")
     default_skill: str = _setting("sales", None, "skill of a callback whose SMS has no keyword")
     min_interval: float = _setting(30.0, _not_negative, "seconds between two SMS acted on from one number")
     max_per_day: int = _setting(10, _positive, "SMS acted on per number in 24 hours")
@@ -232,8 +235,10 @@ class SmsSettings:
                                    "reply to an SMS that made a callback request ({due}: local time)")
     reply_pending: str = _setting("We will call you back by {due}.", _template,
                                   "reply when a callback is already pending")
-    reply_stop: str = _setting("You will not be called by us again.", _template,
+    reply_stop: str = _setting("You will not be called by us again. Text START to undo.", _template,
                                "reply to an opt-out (STOP)")
+    reply_start: str = _setting("Welcome back: we may call you again.", _template,
+                                "reply to an opt-in (START)")
 
 
 @dataclass(frozen=True)
@@ -250,10 +255,38 @@ class CallbackSettings:
                                         "seconds before retrying when no agent answered (no attempt used)")
     lock_timeout: float = _setting(900.0, _positive,
                                    "seconds a claimed callback may stay dialing before it is taken back")
-    expire_hours: float = _setting(72.0, _not_negative,
-                                   "hours after its due time a pending callback expires (0: never)")
     dispatch: bool = _setting(True, None, "this ivr serve dials due callbacks (needs [ami])")
     dispatch_interval: float = _setting(2.0, _positive, "seconds between looks for due callbacks")
+
+
+_CADENCE = re.compile(r"(\s*(\d+(\.\d+)?(bh|m|h|d)-)?\d+(\.\d+)?(bh|m|h|d)[\s,]*)+\Z")
+
+
+def _cadences(value: dict[str, str]) -> str | None:
+    for origin, text in value.items():
+        if not _CADENCE.match(text):
+            return (f'steps such as "2bh 24h-48h 6d-7d" (FROM-TO or TO; bh: business hours, m, h, d) '
+                    f"(not {origin} = {text!r})")
+    return None
+
+
+@dataclass(frozen=True)
+class FollowUpSettings:
+    """Follow-ups: their cadence per origin, the owner's head start, when overdue ones escalate."""
+
+    cadence: dict[str, str] = _setting({}, _cadences,
+                                       "origin = steps, e.g. lead = \"2bh 24h-48h 6d-7d 29d-30d 89d-90d\" "
+                                       "(origins: sms ivr api lead disposition survey complaint; unset: the "
+                                       "defaults)")
+    continue_after_reached: list[str] = _setting(["lead"], None,
+                                                 "origins whose cadence goes on after the customer was reached "
+                                                 "(until an agent closes it); others are done when reached")
+    owner_window: float = _setting(600.0, _not_negative,
+                                   "seconds a due follow-up waits for its owner before any agent with the skill "
+                                   "takes it (0: no head start)")
+    escalate_after: float = _setting(1800.0, _not_negative,
+                                     "seconds a follow-up may be overdue before it escalates to supervisors")
+    check_interval: float = _setting(30.0, _positive, "seconds between looks for follow-ups to escalate")
 
 
 def _absolute(value: str) -> str | None:
@@ -311,6 +344,7 @@ class Settings:
     http: HTTPSettings = field(default_factory=HTTPSettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    followups: FollowUpSettings = field(default_factory=FollowUpSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     source: str = "defaults"
 
@@ -322,6 +356,7 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "server": ServerSettings,
                               "speech": SpeechSettings, "ami": AMISettings, "dialing": DialingSettings,
                               "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings,
+                              "followups": FollowUpSettings,
                               "recordings": RecordingSettings}
 
 

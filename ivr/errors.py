@@ -8,8 +8,8 @@ embedding application can catch the whole family at once::
     ├── PluginError                  a plugin failed to load or validate; names it
     ├── RecognizerError              a speech recogniser failed mid-call (the menu goes keypad-only)
     ├── FallbackRequested            a handler sends its caller to the fallback (a person)
-    ├── CallbackError                a callback request cannot be changed as asked
-    │   └── CallbackNotClaimed       finishing a request this instance does not hold (any more)
+    ├── CallbackError                a follow-up cannot be changed as asked
+    │   └── CallbackNotClaimed       finishing a follow-up this instance does not hold (any more)
     ├── WebRequestError              an HTTP request is refused; carries its status and a safe message
     ├── AMIError                     anything about the Asterisk Manager (AMI) connection
     │   ├── AMIActionError           Asterisk answered "Response: Error"; carries its Message
@@ -249,19 +249,19 @@ class AudioSocketTimeout(DeadlineExceeded):
 
 
 class CallbackError(IVRError):
-    """A callback request cannot be changed as asked (unknown id, unknown outcome)."""
+    """A follow-up cannot be changed as asked (unknown id, unknown outcome, already closed)."""
 
 
 class CallbackNotClaimed(CallbackError):
-    """``finish`` on a request this instance does not hold: never claimed, finished, or taken back
+    """``finish`` on a follow-up this instance does not hold: never claimed, finished, or taken back
     after the lock timeout by another instance (which may be dialling it now)."""
 
-    def __init__(self, callback_id: int, instance: str, holder: str | None, status: str) -> None:
-        self.callback_id = callback_id
+    def __init__(self, followup_id: int, instance: str, holder: str | None, state: str) -> None:
+        self.followup_id = followup_id
         self.instance = instance
         self.holder = holder
-        self.status = status
-        super().__init__(f"callback {callback_id} is {status}, held by {holder or 'nobody'}, "
+        self.state = state
+        super().__init__(f"follow-up {followup_id} is {state}, held by {holder or 'nobody'}, "
                          f"not by {instance}")
 
 

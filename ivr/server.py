@@ -37,8 +37,10 @@ from ivr.audiosocket import AudioSocketFactory
 from ivr.callbacks.caller_requests import CallerCallbacks
 from ivr.callbacks.dispatcher import CallbackDispatcher
 from ivr.callbacks.outbox import SmsOutbox
+from ivr.callbacks.service import FollowUpService
 from ivr.callbacks.sms import SmsDesk
-from ivr.callbacks.store import CallbackStore
+from ivr.callbacks.store import FollowUpStore
+from ivr.callbacks.web import FollowUpsApi, Leads
 from ivr.callbacks.webhook import SmsWebhook
 from ivr.config import Settings
 from ivr.customers.plugin import CustomerDirectory
@@ -58,7 +60,7 @@ from ivr.plugins.vosk_speech import VoskPlugin
 from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
-from ivr.routing.router import Fallback, Handler, Route, Router
+from ivr.routing.router import Fallback, Handler, Route, Router, await_hook
 from ivr.screenpop.agent_page import AgentPage
 from ivr.screenpop.bridge import PostgresPopBridge
 from ivr.screenpop.cards import CardBuilder
@@ -78,6 +80,9 @@ log = Logger(namespace="ivr.server")
 _HOOKS_AFTER_CLOSE = 5.0
 #: The built-in plugin (ivr/plugins/builtins.py) whose presence turns on the screen pop's AMI feed.
 _SCREENPOP = "ivr.screenpop"
+_FOLLOWUPS = "ivr.callbacks.service"
+#: Seconds an ``ivr_send_sms`` may take when ivr itself sends (confirmations).
+SMS_DEADLINE = 10.0
 
 
 class IVRServer:
@@ -113,7 +118,10 @@ class IVRServer:
         self.ami, self.dialer = self._outbound()
         self.human = self._human_part()
         self.pop_bridge = self._pop_bridge()
-        self.callbacks = CallbackStore(self.engine, self.hours, settings.callbacks)
+        self.callbacks = FollowUpStore(self.engine, self.hours, settings.callbacks, settings.followups,
+                                       source=settings.source)
+        self.followups = FollowUpService(self.callbacks, self.clock, self._send_sms,
+                                         settings.sms.reply_callback)
         self.dispatcher = self._dispatcher()
         # 5. The built-ins that need these services.
         self.plugins.start_builtins(self._builtin_factories())
@@ -197,6 +205,10 @@ class IVRServer:
         return CallbackDispatcher(self.callbacks, self.dialer, self.engine, self.clock, self.instance,
                                   self.settings.callbacks.dispatch_interval)
 
+    async def _send_sms(self, to: str, text: str) -> bool:
+        """Send an SMS through the plugins (a gateway's, or the outbox last)."""
+        return bool(await await_hook(self.plugins.hook.ivr_send_sms(to=to, text=text), self.clock, SMS_DEADLINE))
+
     def _builtin_factories(self) -> dict[str, Callable[[], object | None]]:
         """How to build each built-in of :data:`ivr.plugins.builtins.BUILTIN_PLUGINS` that needs services."""
         region = self.settings.routing.region
@@ -206,6 +218,7 @@ class IVRServer:
             "ivr.plugins.customer_directory": lambda: CustomerDirectory(self.engine),
             "ivr.callbacks.outbox": lambda: SmsOutbox(self.engine),
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
+            _FOLLOWUPS: lambda: self.followups,
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
         }
@@ -236,7 +249,14 @@ class IVRServer:
                                         settings.routing.region))
             web.add("/recordings", Recordings(self.engine, sessions, Path(settings.recordings.folder)))
         if self.dialer is not None:
-            web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions))
+            web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions,
+                                              settings.routing.region))
+        if _FOLLOWUPS not in self.plugins.disabled:
+            if http.admin_key:
+                web.add("/api/leads", Leads(self.followups, http.admin_key, settings.routing.region,
+                                            number_check(settings, self.dialer)))
+            if sessions is not None:
+                web.add("/api/followups", FollowUpsApi(self.followups, sessions))
         web.add("/metrics", MetricsPage(registry_of(self._metric_sources())))
         return web
 
@@ -244,6 +264,8 @@ class IVRServer:
         sources: list[MetricSource] = [self.router.metrics, self.history.metrics, self.pops.metrics]
         if self.dispatcher is not None:
             sources.append(self.dispatcher.metrics)
+        if _FOLLOWUPS not in self.plugins.disabled:
+            sources.append(self.followups.metrics)
         if self.ami is not None:
             sources.append(self._ami_metrics)
         return sources
@@ -266,6 +288,8 @@ class IVRServer:
             self.human.start(self.ami)
         if self.dispatcher is not None:
             self.dispatcher.start()
+        if _FOLLOWUPS not in self.plugins.disabled:
+            self.followups.start()
         if self.pop_bridge is not None:
             self.pop_bridge.start()
         tcp = cast(IReactorTCP, self.reactor)
@@ -293,6 +317,7 @@ class IVRServer:
         finally:
             if self.dispatcher is not None:
                 self.dispatcher.stop()
+            self.followups.stop()
             if self.human is not None:
                 self.human.stop()
             if self.ami is not None:

@@ -77,3 +77,56 @@ def test_hostile_text_is_stored_literally_and_uniqueid_is_unique(engine: Engine)
         session.add(Contact(uniqueid="1700000000.0"))
         with pytest.raises(IntegrityError):
             session.commit()
+
+
+def test_callback_requests_become_follow_ups_and_come_back(engine: Engine) -> None:
+    """0005 keeps every callback request: open ones stay open (expired ones too: nothing expires
+    silently), the SMS and the contacts that pointed at them point at the follow-ups, and the
+    customer's account owner owns them; going down restores the requests."""
+    upgrade(engine, "0004")
+    at = "2026-11-02 09:00:00+00:00"
+    with engine.begin() as c:
+        c.exec_driver_sql("INSERT INTO agents (id, code, name, device, skills, active, role) "
+                          "VALUES (7, '1007', 'Owner', 'PJSIP/1007', '[]', true, 'agent')")
+        c.exec_driver_sql(f"INSERT INTO customers (id, name, language, vip_tier, owner_agent_id, "
+                          f"preferred_channel, do_not_call, created_at, updated_at) "
+                          f"VALUES (3, 'C', 'en', '', 7, 'voice', false, '{at}', '{at}')")
+        for n, status in enumerate(["pending", "dialing", "expired", "done", "failed", "cancelled"], 1):
+            c.exec_driver_sql(
+                f"INSERT INTO callback_requests (id, source, message_id, customer_id, e164, reason, skill, "
+                f"sms_text, priority, status, due_at, attempts, max_attempts, next_attempt_at, locked_by, "
+                f"locked_at, last_outcome, created_at, updated_at) VALUES ({n}, 'sms', 'm{n}', 3, '+4420700{n}', "
+                f"'', 'sales', 'call me', 0, '{status}', '{at}', 1, 3, '{at}', 'x', '{at}', "
+                f"'{'opted-out' if status == 'cancelled' else ''}', '{at}', '{at}')")
+        c.exec_driver_sql(f"INSERT INTO sms_messages (message_id, from_number, to_number, text, received_at, "
+                          f"action, detail, skill, callback_id) VALUES ('m1', '+442070001', '95555', 'call me', "
+                          f"'{at}', 'callback', '', 'sales', 1)")
+        c.exec_driver_sql(f"INSERT INTO contacts (channel, direction, kind, uniqueid, handled_by, caller_number, "
+                          f"caller_name, called_number, started_at, status, ivr_path, last_step, dtmf, transcript, "
+                          f"route, queue, queue_outcome, hangup_by, callback_request_id, outcome, outcome_reason, "
+                          f"hangup_cause, recording_ref, disposition, notes) VALUES ('voice', 'outbound', "
+                          f"'callback', 'u1', '', '', '', '', '{at}', 'final', '[]', '', '', '', '', '', '', '', "
+                          f"4, '', '', '', '', '', '')")
+    upgrade(engine)
+    with engine.connect() as c:
+        rows = c.exec_driver_sql("SELECT id, state, outcome, locked_by, owner_agent_id, text, request_key "
+                                 "FROM followups ORDER BY id").all()
+        assert [(r[1], r[2]) for r in rows] == [("open", ""), ("open", ""), ("open", ""), ("done", "reached"),
+                                                ("done", "unreached"), ("cancelled", "opted-out")]
+        assert [r[3] for r in rows[:3]] == [None, "x", None]  # only a live claim stays claimed
+        assert {r[4] for r in rows} == {7} and rows[0][5:] == ("call me", "m1")
+        assert c.exec_driver_sql("SELECT followup_id FROM sms_messages").scalar() == 1
+        assert c.exec_driver_sql("SELECT followup_id FROM contacts").scalar() == 4
+    with engine.begin() as c:  # new follow-ups are numbered after the copied ones
+        c.exec_driver_sql(f"INSERT INTO followups (origin, e164, reason, skill, text, priority, state, outcome, "
+                          f"step, cadence_from, due_at, attempts, max_attempts, next_attempt_at, last_outcome, "
+                          f"created_at, updated_at) VALUES ('lead', '+4420', '', '', '', 0, 'open', '', 0, '{at}', "
+                          f"'{at}', 0, 3, "
+                          f"'{at}', '', '{at}', '{at}')")
+        assert c.exec_driver_sql("SELECT MAX(id) FROM followups").scalar() == 7
+    downgrade(engine, "0004")
+    with engine.connect() as c:
+        statuses = c.exec_driver_sql("SELECT status FROM callback_requests ORDER BY id").scalars().all()
+        assert statuses == ["pending", "dialing", "pending", "done", "failed", "cancelled", "pending"]
+        assert c.exec_driver_sql("SELECT callback_id FROM sms_messages").scalar() == 1
+        assert c.exec_driver_sql("SELECT callback_request_id FROM contacts").scalar() == 4

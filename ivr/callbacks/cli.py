@@ -1,12 +1,15 @@
-"""``ivr callbacks list``: pending and overdue callback requests, for admins and team leads.
+"""``ivr followups``: open, overdue and escalated follow-ups, what is planned next, and closing one.
 
 ::
 
-    ivr callbacks list [--overdue | --all] [--limit N] [--config FILE] [--url URL]
+    ivr followups list [--overdue | --escalated | --all] [--owner CODE] [--limit N] [--config FILE] [--url URL]
+    ivr followups plan ID      the steps still planned (each visible before it is due)
+    ivr followups close ID     nothing more is planned (an agent or admin decided)
 
-Soonest due first, times in the desk's time zone (``[hours] timezone``).
-What customers wrote is printed with control characters replaced, so an SMS
-cannot drive the admin's terminal.
+(``ivr callbacks`` is the same command, its name before callbacks became follow-ups.)
+Soonest due first, times in the desk's time zone (``[hours] timezone``). What
+customers wrote is printed with control characters replaced, so an SMS cannot
+drive the admin's terminal.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import datetime as dt
 import sys
 from typing import TextIO
 
-from ivr.callbacks.store import Callback, CallbackStore
+from sqlalchemy import select
+
+from ivr.callbacks.followup import FollowUp
+from ivr.callbacks.store import FollowUpStore, Which
 from ivr.console import (
     CommandGroups,
     database_options,
@@ -25,9 +31,11 @@ from ivr.console import (
     printable,
     run_safely,
 )
+from ivr.db.models import Agent
+from ivr.errors import CallbackError, ConfigError
 from ivr.routing.hours import BusinessHours
 
-__all__ = ["describe", "print_callbacks", "register_cli"]
+__all__ = ["describe", "print_followups", "register_cli"]
 
 #: Longest part of a reason or SMS text shown on the one line.
 TEXT_CHARS = 60
@@ -42,72 +50,136 @@ def _age(delta: dt.timedelta) -> str:
     return f"{minutes // 1440}d{minutes % 1440 // 60:02d}h"
 
 
-def describe(callback: Callback, now: dt.datetime, zone: dt.tzinfo) -> str:
-    """One request on one line: id, state, due, number, skill, source, attempts, reason/text."""
-    due = callback.due_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-    if callback.overdue(now):
-        due += f" OVERDUE {_age(now - callback.due_at)}"
-    state = callback.status
-    if callback.status == "dialing" and callback.locked_by:
-        state += f" by {callback.locked_by}"
-    elif callback.status == "pending" and callback.next_attempt_at > now:
-        state += f" (next try {callback.next_attempt_at.astimezone(zone).strftime('%m-%d %H:%M')})"
-    words = callback.sms_text or callback.reason
+def _local(when: dt.datetime, zone: dt.tzinfo, form: str = "%Y-%m-%d %H:%M") -> str:
+    return when.astimezone(zone).strftime(form)
+
+
+def describe(followup: FollowUp, now: dt.datetime, zone: dt.tzinfo) -> str:
+    """One follow-up on one line: id, state, due, number, skill, origin, step, tries, reason/text."""
+    due = _local(followup.due_at, zone)
+    if followup.overdue(now):
+        due += f" OVERDUE {_age(now - followup.due_at)}"
+        if followup.escalated_at is not None:
+            due += " ESCALATED"
+    state = followup.state if followup.is_open else f"{followup.state} ({followup.outcome})"
+    if followup.dialing:
+        state = f"dialing by {followup.locked_by}"
+    elif followup.is_open and followup.next_attempt_at > now:
+        state += f" (next try {_local(followup.next_attempt_at, zone, '%m-%d %H:%M')})"
+    words = followup.text or followup.reason
     if len(words) > TEXT_CHARS:
         words = words[:TEXT_CHARS - 1] + "…"
-    parts = [f"#{callback.id}", state, f"due {due}", callback.e164, callback.skill or "-", callback.source,
-             f"{callback.attempts}/{callback.max_attempts} tries"]
-    if callback.last_outcome:
-        parts.append(f"last {callback.last_outcome}")
+    parts = [f"#{followup.id}", state, f"due {due}", followup.e164, followup.skill or "-", followup.origin,
+             f"step {followup.step + 1}", f"{followup.attempts}/{followup.max_attempts} tries"]
+    if followup.last_outcome:
+        parts.append(f"last {followup.last_outcome}")
     if words:
         parts.append(repr(words))
     return printable("  ".join(parts))
 
 
-def print_callbacks(store: CallbackStore, which: str, limit: int, out: TextIO | None = None) -> int:
-    """Print the requests ``which`` (open, overdue, all); returns how many were shown."""
+def print_followups(store: FollowUpStore, which: Which, limit: int, out: TextIO | None = None,
+                    owner_agent_id: int | None = None) -> int:
+    """Print the follow-ups ``which`` (open, overdue, escalated, all); returns how many were shown."""
     out = out if out is not None else sys.stdout
     now = store.now()
     open_count, overdue_count = store.count_open()
-    callbacks = store.list_requests("overdue" if which == "overdue" else "all" if which == "all" else "open",
-                                    limit)
-    print(f"{open_count} open callback request{'s' if open_count != 1 else ''}, {overdue_count} overdue "
+    followups = store.list_followups(which, limit, owner_agent_id)
+    print(f"{open_count} open follow-up{'s' if open_count != 1 else ''}, {overdue_count} overdue "
           f"(times in {store.hours.zone.key})", file=out)
-    for callback in callbacks:
-        print(describe(callback, now, store.hours.zone), file=out)
-    if not callbacks:
+    for followup in followups:
+        print(describe(followup, now, store.hours.zone), file=out)
+    if not followups:
         print("nothing to show", file=out)
-    return len(callbacks)
+    return len(followups)
 
 
-@run_safely
-def _cli_list(args: argparse.Namespace) -> int:
+def _open(args: argparse.Namespace) -> FollowUpStore:
     settings, engine = open_database(args.config, args.url)
     try:
         hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly, settings.hours.holidays,
                                     settings.source)
-        print_callbacks(CallbackStore(engine, hours, settings.callbacks), args.which, args.limit)
-    finally:
+        return FollowUpStore(engine, hours, settings.callbacks, settings.followups, source=settings.source)
+    except BaseException:
         engine.dispose()
+        raise
+
+
+@run_safely
+def _cli_list(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        owner = None
+        if args.owner is not None:
+            with store.engine.connect() as connection:
+                owner = connection.execute(select(Agent.id).where(Agent.code == args.owner)).scalar()
+            if owner is None:
+                raise ConfigError("command line", "--owner", f"no agent {printable(args.owner)!r}",
+                                  "give an agent code from `ivr agents list`")
+        print_followups(store, args.which, args.limit, owner_agent_id=owner)
+    finally:
+        store.engine.dispose()
+    return 0
+
+
+@run_safely
+def _cli_plan(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        followup = store.get(args.id)
+        if followup is None:
+            raise ConfigError("command line", "ID", f"there is no follow-up {args.id}", "see `ivr followups list`")
+        zone = store.hours.zone
+        print(describe(followup, store.now(), zone))
+        for number, times in enumerate(store.planned(followup), followup.step + 2):
+            print(f"  step {number}: from {_local(times.start, zone)}, due {_local(times.due, zone)}")
+        if followup.is_open and not store.planned(followup):
+            print("  (the last step: done after it)")
+    finally:
+        store.engine.dispose()
+    return 0
+
+
+@run_safely
+def _cli_close(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        try:
+            closed = store.close(args.id)
+        except CallbackError as exc:
+            raise ConfigError("command line", "ID", str(exc), "see `ivr followups list --all`") from None
+        print(describe(closed, store.now(), store.hours.zone))
+    finally:
+        store.engine.dispose()
     return 0
 
 
 def register_cli(subparsers: CommandGroups) -> None:
-    """Add ``callbacks list`` to the ``ivr`` command."""
-    callbacks = subparsers.add_parser("callbacks", help="callback requests (SMS, IVR, API)")
-    commands = callbacks.add_subparsers(dest="callbacks_command", required=True)
+    """Add ``followups list|plan|close`` (alias ``callbacks``) to the ``ivr`` command."""
+    group = subparsers.add_parser("followups", aliases=["callbacks"],
+                                  help="follow-ups: callbacks, leads, recoveries ... until they are done")
+    commands = group.add_subparsers(dest="followups_command", required=True)
     listing = commands.add_parser(
-        "list", help="pending and overdue callback requests, soonest due first",
-        description="Open (pending or being dialled) callback requests, soonest due first, with "
-                    "OVERDUE marking those past their due time; --overdue shows only those, --all "
-                    "also done, failed, cancelled and expired ones.")
+        "list", help="open, overdue or escalated follow-ups, soonest due first",
+        description="Open follow-ups, soonest due first, with OVERDUE (and ESCALATED) marking those past "
+                    "their due time; --overdue or --escalated shows only those, --all also done and "
+                    "cancelled ones.")
     which = listing.add_mutually_exclusive_group()
     which.add_argument("--overdue", dest="which", action="store_const", const="overdue",
-                       help="only requests past their due time")
+                       help="only follow-ups past their due time")
+    which.add_argument("--escalated", dest="which", action="store_const", const="escalated",
+                       help="only those escalated to supervisors")
     which.add_argument("--all", dest="which", action="store_const", const="all",
-                       help="every request, whatever its status")
+                       help="every follow-up, whatever its state")
     listing.set_defaults(which="open")
+    listing.add_argument("--owner", metavar="CODE", help="only those of this agent (e.g. 1001)")
     listing.add_argument("--limit", type=positive_int, default=100, metavar="N",
                          help="show at most N (default: %(default)s)")
     database_options(listing)
     listing.set_defaults(run=_cli_list)
+    for name, run, text in (("plan", _cli_plan, "the steps still planned for one follow-up"),
+                            ("close", _cli_close, "close one follow-up: nothing more is planned")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("id", type=positive_int, metavar="ID")
+        database_options(command)
+        command.set_defaults(run=run)

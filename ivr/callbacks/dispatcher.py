@@ -1,21 +1,21 @@
-"""The callback dispatcher: due requests go to free agents, agent first, then the customer.
+"""The follow-up dispatcher: due follow-ups go to free agents, the agent's phone first, then the customer.
 
-Every ``dispatch_interval`` seconds it counts the free agents (active, with a
+Every ``dispatch_interval`` seconds it lists the free agents (active, with a
 phone, not on an outbound call of any instance, not being rung by this one)
-and claims at most that many due requests (:meth:`CallbackStore.claim_due`:
-best priority, then oldest; locked so two ``ivr serve`` never take the same
-one). Each goes to a free agent with the request's skill (any free agent if
-none has it) through the :class:`~ivr.dialing.outbound.OutboundDialer`, and
-the outcome goes back to the store: answered is done, a customer no-answer
-or busy is retried with backoff, an agent who did not answer puts the
-request back without using an attempt. Each attempt's contact carries the
-request's id, and the request points at its latest attempt's contact.
+and lets the store give them due follow-ups (:meth:`FollowUpStore.claim_due`:
+best priority, then oldest; the account owner first during their head
+start, then the skill pool; locked so two ``ivr serve`` never take the same
+one). Each is dialled through the :class:`~ivr.dialing.outbound.OutboundDialer`
+and the outcome goes back to the store, which plans what comes next: done,
+a retry with backoff, the next step of the cadence. An agent who did not
+answer puts it back without using an attempt (and, once the owner's head
+start is over, the pool takes it). Each attempt's contact carries the
+follow-up's id, and the follow-up points at its latest attempt's contact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import Engine, select
@@ -25,7 +25,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ivr.callbacks.store import Callback, CallbackStore, Outcome
+from ivr.callbacks.assign import Claim, FreeAgent
+from ivr.callbacks.followup import FollowUp, Outcome
+from ivr.callbacks.store import FollowUpStore
 from ivr.db.models import ActiveCall, Agent
 from ivr.dialing.outbound import DialRefused, OutboundDialer, OutboundRequest
 from ivr.dialing.policy import DialReason
@@ -51,16 +53,10 @@ def store_outcome(call_outcome: str) -> Outcome:
     return _OUTCOMES.get(call_outcome, Outcome.FAILED)
 
 
-@dataclass(frozen=True)
-class _FreeAgent:
-    code: str
-    skills: tuple[str, ...]
-
-
 class CallbackDispatcher:
-    """Dials due callback requests; one per ``ivr serve`` (several share the database safely)."""
+    """Dials due follow-ups; one per ``ivr serve`` (several share the database safely)."""
 
-    def __init__(self, store: CallbackStore, dialer: OutboundDialer, engine: Engine, clock: IReactorTime,
+    def __init__(self, store: FollowUpStore, dialer: OutboundDialer, engine: Engine, clock: IReactorTime,
                  instance: str, interval: float = 2.0) -> None:
         self.store = store
         self.dialer = dialer
@@ -90,55 +86,53 @@ class CallbackDispatcher:
             free = [agent for agent in free if agent.code not in self.busy]
             if not free:
                 return
-            claimed = await threads.deferToThread(self.store.claim_due, len(free), self.instance)
+            claimed: list[Claim] = await threads.deferToThread(self.store.claim_due, free, self.instance)
         except Exception:
-            log.failure("looking for due callbacks failed; trying again in {interval}s",
+            log.failure("looking for due follow-ups failed; trying again in {interval}s",
                         interval=self.interval)
             return
-        for callback in claimed:
-            agent = next((a for a in free if callback.skill and callback.skill in a.skills), free[0])
-            free.remove(agent)
-            self.busy.add(agent.code)
-            defer.Deferred.fromCoroutine(self._attempt(callback, agent.code)).addErrback(
-                lambda failure: log.failure("a callback attempt failed", failure))
+        for claim in claimed:
+            self.busy.add(claim.agent)
+            defer.Deferred.fromCoroutine(self._attempt(claim.followup, claim.agent)).addErrback(
+                lambda failure: log.failure("a follow-up attempt failed", failure))
 
-    def _free_agents(self) -> list[_FreeAgent]:
+    def _free_agents(self) -> list[FreeAgent]:
         with Session(self.engine) as session:
             on_calls = set(session.scalars(select(ActiveCall.agent)))
             agents = session.scalars(select(Agent).where(Agent.active, Agent.device != "")
                                      .order_by(Agent.code)).all()
-            return [_FreeAgent(a.code, tuple(a.skills or ())) for a in agents if a.code not in on_calls]
+            return [FreeAgent(a.code, tuple(a.skills or ())) for a in agents if a.code not in on_calls]
 
-    async def _attempt(self, callback: Callback, agent: str) -> None:
+    async def _attempt(self, callback: FollowUp, agent: str) -> None:
         outcome: Outcome
         contact: str | None = None
         try:
             placed = await self.dialer.place(OutboundRequest(
-                agent, callback.e164, kind="callback", reason=callback.reason, sms_text=callback.sms_text,
-                customer_id=callback.customer_id, requested_by=f"callback {callback.id}",
-                callback_request_id=callback.id))
+                agent, callback.e164, kind="callback", reason=callback.reason, sms_text=callback.text,
+                customer_id=callback.customer_id, requested_by=f"follow-up {callback.id}",
+                followup_id=callback.id))
             contact = placed.uniqueid
             self.dialled += 1
-            log.info("callback {id}: ringing agent {agent} for {number}", id=callback.id, agent=agent,
+            log.info("follow-up {id}: ringing agent {agent} for {number}", id=callback.id, agent=agent,
                      number=callback.e164)
             outcome = store_outcome(await placed.finished)
         except DialRefused as refused:
             reason = refused.decision.reason
             outcome = Outcome.REFUSED if reason in _FINAL_REFUSALS else Outcome.DEFERRED
-            log.info("callback {id}: not dialled ({reason})", id=callback.id, reason=reason.value)
+            log.info("follow-up {id}: not dialled ({reason})", id=callback.id, reason=reason.value)
         except AMIError as exc:
             outcome = Outcome.DEFERRED
-            log.warn("callback {id}: Asterisk's manager failed ({error}); later", id=callback.id, error=exc)
+            log.warn("follow-up {id}: Asterisk's manager failed ({error}); later", id=callback.id, error=exc)
         finally:
             self.busy.discard(agent)
         try:
             await threads.deferToThread(self.store.finish, callback.id, outcome, self.instance,
                                         contact_uniqueid=contact)
         except Exception:
-            log.failure("recording callback {id}'s outcome ({outcome}) failed", id=callback.id,
+            log.failure("recording follow-up {id}'s outcome ({outcome}) failed", id=callback.id,
                         outcome=outcome.value)
 
     def metrics(self) -> Iterator[Metric]:
-        """Callback attempts, read when Prometheus scrapes."""
-        yield CounterMetricFamily("ivr_callbacks_dialled", "callback attempts that rang an agent",
+        """Follow-up attempts, read when Prometheus scrapes."""
+        yield CounterMetricFamily("ivr_callbacks_dialled", "follow-up attempts that rang an agent",
                                   value=self.dialled)

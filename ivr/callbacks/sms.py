@@ -23,12 +23,14 @@ from typing import cast
 from sqlalchemy import Connection, Table, func, select, text, update
 from twisted.logger import Logger
 
-from ivr.callbacks.store import CallbackStore, NewCallback
+from ivr.callbacks.store import FollowUpStore
 from ivr.config import SmsSettings
 from ivr.db.models import SmsMessage
 from ivr.db.sql import insert_ignoring, utc, write_transaction
+from ivr.dialing.consent import must_not_call, opt_in, opt_out
 from ivr.history.sms import SmsContact, record_sms
 from ivr.phone import normalise_number
+from ivr.plugins.requests import FollowUpOrigin, FollowUpRequest
 
 __all__ = ["ACTED_ON", "InboundSms", "Intent", "SmsDesk", "SmsKeywords", "SmsResult", "normalise_word"]
 
@@ -37,7 +39,7 @@ log = Logger(namespace="ivr.sms")
 _messages = cast(Table, SmsMessage.__table__)
 
 #: Actions that count against the sender's rate limits (what was acted on).
-ACTED_ON = ("callback", "already-pending", "opt-out")
+ACTED_ON = ("callback", "already-pending", "opt-out", "opt-in")
 
 _EDGE = " \t\r\n.,;:!?'\"()[]{}<>-_~。，；：！？、“”‘’（）【】《》"
 _WORDS = re.compile(r"[\s.,;:!?。，；：！？、]+")
@@ -50,7 +52,7 @@ def normalise_word(word: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """What a text asks for: ``stop`` (opt out) or ``callback`` to ``skill``; ``keyword`` as matched."""
+    """What a text asks for: ``stop`` (opt out), ``start`` (opt back in) or ``callback`` to ``skill``."""
 
     kind: str
     skill: str = ""
@@ -60,10 +62,12 @@ class Intent:
 class SmsKeywords:
     """Keywords from ``[sms]``: the whole text, or else its first word, is matched."""
 
-    def __init__(self, keywords: Mapping[str, str], stop_words: Sequence[str], default_skill: str) -> None:
+    def __init__(self, keywords: Mapping[str, str], stop_words: Sequence[str], default_skill: str,
+                 start_words: Sequence[str] = ()) -> None:
         self.skills = {normalise_word(word): skill for word, skill in keywords.items()
                        if normalise_word(word)}
         self.stop_words = frozenset(normalise_word(word) for word in stop_words if normalise_word(word))
+        self.start_words = frozenset(normalise_word(word) for word in start_words if normalise_word(word))
         self.default_skill = default_skill
 
     def classify(self, text: str) -> Intent:
@@ -72,6 +76,8 @@ class SmsKeywords:
         for candidate in (whole, first):
             if candidate in self.stop_words:
                 return Intent("stop", keyword=candidate)
+            if candidate in self.start_words:
+                return Intent("start", keyword=candidate)
         for candidate in (whole, first):
             if candidate in self.skills:
                 return Intent("callback", self.skills[candidate], candidate)
@@ -96,7 +102,7 @@ class SmsResult:
     duplicate: bool = False
     detail: str = ""
     skill: str = ""
-    callback_id: int | None = None
+    followup_id: int | None = None
     due_at: dt.datetime | None = None
     reply_to: str | None = None
     reply_text: str | None = None
@@ -104,19 +110,20 @@ class SmsResult:
     def to_dict(self) -> dict[str, object]:
         """The JSON the webhook answers with."""
         return {"status": "ok", "action": self.action, "duplicate": self.duplicate, "detail": self.detail,
-                "skill": self.skill or None, "callback_id": self.callback_id,
+                "skill": self.skill or None, "followup_id": self.followup_id,
                 "due_at": self.due_at.isoformat() if self.due_at is not None else None}
 
 
 class SmsDesk:
-    """Turns inbound SMS into callback requests and opt-outs, within the rate limits."""
+    """Turns inbound SMS into follow-ups, opt-outs and opt-ins, within the rate limits."""
 
-    def __init__(self, store: CallbackStore, settings: SmsSettings, region: str,
+    def __init__(self, store: FollowUpStore, settings: SmsSettings, region: str,
                  number_allowed: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.region = region
-        self.keywords = SmsKeywords(settings.keywords, settings.stop_words, settings.default_skill)
+        self.keywords = SmsKeywords(settings.keywords, settings.stop_words, settings.default_skill,
+                                    settings.start_words)
         #: The dial policy's number check (premium-rate, foreign ...): a callback to a number it
         #: refuses is never created, and no reply is sent there.
         self.number_allowed = number_allowed
@@ -141,11 +148,11 @@ class SmsDesk:
             result = self._act(connection, message, e164, now)
             connection.execute(update(_messages).where(_messages.c.id == row_id)
                                .values(action=result.action, detail=result.detail, skill=result.skill,
-                                       callback_id=result.callback_id))
+                                       followup_id=result.followup_id))
             record_sms(connection, SmsContact(
                 message.message_id, "inbound", message.from_number, e164, message.text, now,
                 service_number=message.to_number, outcome=result.action, outcome_reason=result.detail,
-                callback_request_id=result.callback_id))
+                followup_id=result.followup_id))
         if result.action == "rate-limited":
             log.info("SMS {message_id} from {sender} not acted on: {detail}", message_id=message.message_id,
                      sender=e164, detail=result.detail)
@@ -153,13 +160,13 @@ class SmsDesk:
 
     def _duplicate(self, connection: Connection, message_id: str) -> SmsResult:
         c = _messages.c
-        row = connection.execute(select(c.action, c.detail, c.skill, c.callback_id)
+        row = connection.execute(select(c.action, c.detail, c.skill, c.followup_id)
                                  .where(c.message_id == message_id)).one()
         due = None
-        if row.callback_id is not None:
-            first = self.store.get_in(connection, row.callback_id)
+        if row.followup_id is not None:
+            first = self.store.get_in(connection, row.followup_id)
             due = first.due_at
-        return SmsResult(row.action, True, row.detail, row.skill, row.callback_id, due)
+        return SmsResult(row.action, True, row.detail, row.skill, row.followup_id, due)
 
     def _act(self, connection: Connection, message: InboundSms, e164: str | None,
              now: dt.datetime) -> SmsResult:
@@ -167,12 +174,17 @@ class SmsDesk:
             return SmsResult("invalid-number", detail="the sender is not a phone number")
         intent = self.keywords.classify(message.text)
         if intent.kind == "stop":
-            cancelled = self.store.opt_out_in(connection, e164, "sms", message.message_id)
-            log.info("{sender} opted out by SMS; {count} pending callback(s) cancelled", sender=e164,
+            cancelled = opt_out(connection, e164, "sms", message.message_id, now)
+            log.info("{sender} opted out by SMS; {count} open follow-up(s) cancelled", sender=e164,
                      count=cancelled)
-            return self._reply(SmsResult("opt-out", detail=f"{cancelled} pending callback(s) cancelled"),
+            return self._reply(SmsResult("opt-out", detail=f"{cancelled} open follow-up(s) cancelled"),
                                e164, self.settings.reply_stop)
-        if self.store.is_opted_out(e164, connection):
+        if intent.kind == "start":
+            undone = opt_in(connection, e164, now)
+            log.info("{sender} opted back in by SMS", sender=e164)
+            return self._reply(SmsResult("opt-in", detail="opt-out undone" if undone else "was not opted out"),
+                               e164, self.settings.reply_start)
+        if must_not_call(connection, e164):
             return SmsResult("opted-out", detail="the sender opted out of calls")
         if self.number_allowed is not None and not self.number_allowed(e164):
             return SmsResult("number-not-allowed", detail="the dial policy does not allow calling the sender")
@@ -181,15 +193,15 @@ class SmsDesk:
             return SmsResult("rate-limited", detail=limited, skill=intent.skill)
         existing = self.store.open_for_number(connection, e164)
         if existing is not None:
-            pending = SmsResult("already-pending", detail="a callback to this number is already pending",
-                                skill=existing.skill, callback_id=existing.id, due_at=existing.due_at)
+            pending = SmsResult("already-pending", detail="a follow-up of this number is already open",
+                                skill=existing.skill, followup_id=existing.id, due_at=existing.due_at)
             return self._reply(pending, e164, self.settings.reply_pending)
         reason = f"SMS keyword {intent.keyword!r}" if intent.keyword else "SMS"
-        callback, _created = self.store.create_in(connection, NewCallback(
-            e164=e164, source="sms", reason=reason, skill=intent.skill, sms_text=message.text,
-            message_id=message.message_id, customer_id=self.store.customer_for(connection, e164)))
-        return self._reply(SmsResult("callback", skill=intent.skill, callback_id=callback.id,
-                                     due_at=callback.due_at), e164, self.settings.reply_callback)
+        followup, _created = self.store.create_in(connection, FollowUpRequest(
+            e164=e164, origin=FollowUpOrigin.SMS, reason=reason, skill=intent.skill, text=message.text,
+            key=message.message_id))
+        return self._reply(SmsResult("callback", skill=intent.skill, followup_id=followup.id,
+                                     due_at=followup.due_at), e164, self.settings.reply_callback)
 
     def _over_limit(self, connection: Connection, e164: str, now: dt.datetime) -> str:
         """Why ``e164`` may not be acted on now ("" if it may): counted over every instance's rows."""

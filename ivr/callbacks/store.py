@@ -1,150 +1,76 @@
-"""Callback requests in the database: created once, claimed by one instance, retried, finished.
+"""Follow-ups in the database: created once, planned by cadence, claimed by one instance, kept or closed.
 
 Every method here blocks on the database: call it from a worker thread
 (``threads.deferToThread``), never on the reactor. Everything that several
 ``ivr serve`` instances must agree on is decided by the database itself:
 
-- creating by ``message_id`` is ``INSERT ... ON CONFLICT DO NOTHING`` on a
+- creating by ``request_key`` is ``INSERT ... ON CONFLICT DO NOTHING`` on a
   unique column, so five concurrent copies make one row;
-- :meth:`CallbackStore.claim_due` locks what it takes: ``SELECT ... FOR UPDATE
+- :meth:`FollowUpStore.claim_due` locks what it takes: ``SELECT ... FOR UPDATE
   SKIP LOCKED`` on PostgreSQL (claimers pass each other by), one writer at a
   time (``BEGIN IMMEDIATE``) on SQLite.
+
+Nothing expires: an open follow-up stays open until it is reached, its
+cadence runs out, the customer opts out or an agent closes it. Overdue ones
+escalate (:meth:`FollowUpStore.escalate_overdue`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine, Select, Table, and_, func, insert, or_, select, update
 from twisted.logger import Logger
 
-from ivr.config import CallbackSettings
-from ivr.db.models import CallbackRequest, Contact, Customer, CustomerPhone, OptOut
-from ivr.db.sql import insert_ignoring, utc, utc_now, write_transaction
-from ivr.dialing.consent import must_not_call
-from ivr.errors import CallbackError, CallbackNotClaimed
+from ivr.callbacks.assign import Claim, FreeAgent, OwnerState, choose_agent
+from ivr.callbacks.cadence import Cadence, StepTimes, parse_cadences
+from ivr.callbacks.followup import COLUMNS, FollowUp, Outcome
+from ivr.config import CallbackSettings, FollowUpSettings
+from ivr.db.models import Agent, Contact, Customer, CustomerPhone
+from ivr.db.models import FollowUp as FollowUpRow
+from ivr.db.sql import insert_ignoring, utc_now, write_transaction
+from ivr.errors import CallbackError, CallbackNotClaimed, ConfigError
 from ivr.history.links import ContactLinks, link_contact
+from ivr.plugins.requests import FollowUpRequest
 from ivr.routing.hours import BusinessHours
 
-__all__ = [
-    "OPEN_STATUSES",
-    "Callback",
-    "CallbackStore",
-    "NewCallback",
-    "Outcome",
-    "next_opening",
-]
+__all__ = ["FollowUpStore", "Which"]
 
-log = Logger(namespace="ivr.callbacks")
+log = Logger(namespace="ivr.followups")
 
-_requests = cast(Table, CallbackRequest.__table__)
-_opt_outs = cast(Table, OptOut.__table__)
+_followups = cast(Table, FollowUpRow.__table__)
+_agents = cast(Table, Agent.__table__)
 _customers = cast(Table, Customer.__table__)
 _phones = cast(Table, CustomerPhone.__table__)
 _contacts = cast(Table, Contact.__table__)
 
-#: Requests still to be kept: waiting, or being dialled right now.
-OPEN_STATUSES = ("pending", "dialing")
-
-
-def next_opening(hours: BusinessHours, when: dt.datetime) -> dt.datetime | None:
-    """``when`` if the desk is open then, else the next moment it opens (UTC); None if never."""
-    return hours.next_opening(when)
-
-
-class Outcome(enum.StrEnum):
-    """How one attempt at a callback ended, as the dispatcher reports it to :meth:`CallbackStore.finish`."""
-
-    #: The customer answered and talked to the agent: done.
-    ANSWERED = "answered"
-    #: The customer did not answer, was busy, or the call failed: an attempt used, retried with backoff.
-    NO_ANSWER = "no-answer"
-    BUSY = "busy"
-    FAILED = "failed"
-    #: No agent answered or none was free, or the dial policy said "not now" (frequency cap):
-    #: no attempt used, tried again after ``agent_retry_delay``.
-    AGENT_NO_ANSWER = "agent-no-answer"
-    AGENT_BUSY = "agent-busy"
-    DEFERRED = "deferred"
-    #: The dial policy refused the number for good (do-not-call, destination): cancelled.
-    REFUSED = "refused"
-    CANCELLED = "cancelled"
-
-
 _CUSTOMER_TRIES = {Outcome.NO_ANSWER, Outcome.BUSY, Outcome.FAILED}
 _AGENT_SIDE = {Outcome.AGENT_NO_ANSWER, Outcome.AGENT_BUSY, Outcome.DEFERRED}
+#: How many due ones a claim looks at per free agent (some wait for an owner who is busy).
+_LOOK_AHEAD = 4
+
+Which = Literal["open", "overdue", "escalated", "all"]
 
 
-@dataclass(frozen=True, slots=True)
-class NewCallback:
-    """What a new callback request says; ``message_id`` makes creating it idempotent."""
-
-    e164: str
-    #: sms, ivr or api
-    source: str
-    reason: str = ""
-    skill: str = ""
-    sms_text: str = ""
-    message_id: str | None = None
-    customer_id: int | None = None
-    #: None: ``[callbacks] priority``.
-    priority: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Callback:
-    """A callback request as stored (times in UTC)."""
-
-    id: int
-    source: str
-    message_id: str | None
-    customer_id: int | None
-    e164: str
-    reason: str
-    skill: str
-    sms_text: str
-    priority: int
-    status: str
-    due_at: dt.datetime
-    attempts: int
-    max_attempts: int
-    next_attempt_at: dt.datetime
-    locked_by: str | None
-    locked_at: dt.datetime | None
-    last_outcome: str
-    contact_id: int | None
-    created_at: dt.datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> Callback:
-        return cls(row.id, row.source, row.message_id, row.customer_id, row.e164, row.reason, row.skill,
-                   row.sms_text, row.priority, row.status, utc(row.due_at), row.attempts, row.max_attempts,
-                   utc(row.next_attempt_at), row.locked_by,
-                   utc(row.locked_at) if row.locked_at is not None else None, row.last_outcome,
-                   row.contact_id, utc(row.created_at))
-
-    def overdue(self, now: dt.datetime) -> bool:
-        """Still open after its due time."""
-        return self.status in OPEN_STATUSES and self.due_at < now
-
-
-_COLUMNS = [_requests.c[f.name] for f in dataclasses.fields(Callback)]
-
-
-class CallbackStore:
-    """Callback requests on one engine (SQLite or PostgreSQL), timed by the desk's business hours."""
+class FollowUpStore:
+    """Follow-ups on one engine (SQLite or PostgreSQL), timed by the desk's business hours."""
 
     def __init__(self, engine: Engine, hours: BusinessHours, settings: CallbackSettings,
-                 now: Callable[[], dt.datetime] = utc_now) -> None:
+                 followups: FollowUpSettings | None = None, now: Callable[[], dt.datetime] = utc_now,
+                 source: str = "defaults") -> None:
         self.engine = engine
         self.hours = hours
         self.settings = settings
+        self.followups = followups or FollowUpSettings()
         self._now = now
+        try:
+            self.cadences = parse_cadences(self.followups.cadence)
+        except ValueError as exc:
+            raise ConfigError(source, "followups.cadence", str(exc),
+                              'write origin = "2bh 24h-48h ..." for the origins listed') from None
 
     def now(self) -> dt.datetime:
         return self._now().astimezone(dt.UTC)
@@ -153,16 +79,14 @@ class CallbackStore:
 
     def opening(self, when: dt.datetime) -> dt.datetime:
         """The first moment at or after ``when`` the desk is open (``when`` if it never opens)."""
-        opening = next_opening(self.hours, when)
+        opening = self.hours.next_opening(when)
         if opening is None:
-            log.warn("business hours never open: callbacks are timed as if the desk were always open")
+            log.warn("business hours never open: follow-ups are timed as if the desk were always open")
             return when.astimezone(dt.UTC)
         return opening
 
-    def due_times(self, created: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-        """(first attempt, due): at the next opening, and within the SLA of it."""
-        first = self.opening(created)
-        return first, first + dt.timedelta(minutes=self.settings.sla_minutes)
+    def cadence(self, origin: str) -> Cadence:
+        return self.cadences.get(origin) or self.cadences["api"]
 
     def retry_delay(self, attempts: int) -> dt.timedelta:
         """Backoff after ``attempts`` customer attempts: retry_delay * retry_factor^(attempts-1), capped."""
@@ -170,72 +94,104 @@ class CallbackStore:
         seconds = s.retry_delay * s.retry_factor ** max(0, attempts - 1)
         return dt.timedelta(seconds=min(seconds, s.retry_max_delay))
 
+    def planned(self, followup: FollowUp) -> list[StepTimes]:
+        """The steps still to come after the current one (what will happen if nobody closes it)."""
+        if not followup.is_open:
+            return []
+        return self.cadence(followup.origin).plan(self.hours, followup.cadence_from, followup.step + 1)
+
+    def _owner_until(self, owner: int | None, start: dt.datetime) -> dt.datetime | None:
+        if owner is None or self.followups.owner_window <= 0:
+            return None
+        return start + dt.timedelta(seconds=self.followups.owner_window)
+
     # -- creating ----------------------------------------------------------------
 
-    def create(self, new: NewCallback) -> tuple[Callback, bool]:
-        """Store ``new``; returns (the request, True if this call made it).
+    def create(self, request: FollowUpRequest) -> tuple[FollowUp, bool]:
+        """Store ``request``; returns (the follow-up, True if this call made it).
 
-        With a ``message_id`` it is idempotent: a copy (even a concurrent one,
-        on another instance) gets the first copy's request and False.
+        With a ``key`` it is idempotent: a copy (even a concurrent one, on
+        another instance) gets the first copy's follow-up and False.
         """
         with write_transaction(self.engine) as connection:
-            return self.create_in(connection, new)
+            return self.create_in(connection, request)
 
-    def create_in(self, connection: Connection, new: NewCallback) -> tuple[Callback, bool]:
+    def create_in(self, connection: Connection, request: FollowUpRequest) -> tuple[FollowUp, bool]:
         """:meth:`create` inside the caller's write transaction."""
         now = self.now()
-        first, due = self.due_times(now)
-        values = dict(source=new.source, message_id=new.message_id, customer_id=new.customer_id,
-                      e164=new.e164, reason=new.reason, skill=new.skill, sms_text=new.sms_text,
-                      priority=self.settings.priority if new.priority is None else new.priority,
-                      status="pending", due_at=due, attempts=0, max_attempts=self.settings.max_attempts,
-                      next_attempt_at=first, last_outcome="", created_at=now, updated_at=now)
-        if new.message_id is None:
-            created_id = connection.execute(insert(_requests).values(**values)
-                                             .returning(_requests.c.id)).scalar_one()
+        customer = request.customer_id if request.customer_id is not None else self.customer_for(
+            connection, request.e164)
+        owner = request.owner_agent_id
+        if owner is None and customer is not None:
+            owner = connection.execute(select(_customers.c.owner_agent_id)
+                                       .where(_customers.c.id == customer)).scalar()
+        start_from = max(request.start_at, now) if request.start_at is not None else now
+        times = self.cadence(request.origin).times(self.hours, start_from, 0)
+        due = max(request.due_at, times.start) if request.due_at is not None else times.due
+        values = dict(origin=str(request.origin), request_key=request.key, customer_id=customer,
+                      e164=request.e164, reason=request.reason, skill=request.skill, text=request.text,
+                      priority=self.settings.priority if request.priority is None else request.priority,
+                      state="open", outcome="", step=0, cadence_from=start_from, due_at=due, attempts=0,
+                      max_attempts=self.settings.max_attempts, next_attempt_at=times.start, last_outcome="",
+                      owner_agent_id=owner, owner_until=self._owner_until(owner, times.start),
+                      source_contact_id=request.contact_id, created_at=now, updated_at=now)
+        if request.key is None:
+            created_id = connection.execute(insert(_followups).values(**values)
+                                             .returning(_followups.c.id)).scalar_one()
             return self.get_in(connection, created_id), True
-        statement = insert_ignoring(connection, _requests, ["message_id"]).values(**values)
-        created_id = connection.execute(statement.returning(_requests.c.id)).scalar()
+        statement = insert_ignoring(connection, _followups, ["request_key"]).values(**values)
+        created_id = connection.execute(statement.returning(_followups.c.id)).scalar()
         if created_id is not None:
             return self.get_in(connection, created_id), True
-        row = connection.execute(select(*_COLUMNS).where(_requests.c.message_id == new.message_id)).one()
-        return Callback.from_row(row), False
+        row = connection.execute(select(*COLUMNS).where(_followups.c.request_key == request.key)).one()
+        return FollowUp.from_row(row), False
 
     # -- claiming ----------------------------------------------------------------
 
-    def claim_due(self, limit: int, instance: str) -> list[Callback]:
-        """Take up to ``limit`` due requests for ``instance`` to dial: best priority, then oldest.
+    def claim_due(self, free: Sequence[FreeAgent], instance: str) -> list[Claim]:
+        """Give due follow-ups to the ``free`` agents: owners first, then the skill pool.
 
-        Due means pending with its next attempt time reached, or dialing under
-        a claim older than ``lock_timeout`` (its instance died). Taken requests
-        are ``dialing``, locked by ``instance``; no other claimer can get them
-        until :meth:`finish` or the lock timeout. Pending requests more than
-        ``expire_hours`` past due are expired on the way.
+        Due means open with its next attempt time reached and no claim, or
+        claimed longer than ``lock_timeout`` ago (its instance died). One whose
+        owner is in their head start (``owner_window``) and not away waits for
+        the owner; after it, any free agent with the skill (any free agent if
+        none has it) takes it. Taken ones are locked by ``instance`` until
+        :meth:`finish` or the lock timeout.
         """
-        if limit < 1:
+        if not free:
             return []
         now = self.now()
-        c = _requests.c
+        c = _followups.c
         stale = now - dt.timedelta(seconds=self.settings.lock_timeout)
+        due = and_(c.state == "open", or_(and_(c.locked_by.is_(None), c.next_attempt_at <= now),
+                                          c.locked_at < stale))
         with write_transaction(self.engine) as connection:
-            if self.settings.expire_hours > 0:
-                cutoff = now - dt.timedelta(hours=self.settings.expire_hours)
-                expired = self._lock(connection, select(c.id).where(c.status == "pending", c.due_at < cutoff))
-                if expired:
-                    connection.execute(update(_requests).where(c.id.in_(expired))
-                                       .values(status="expired", last_outcome="expired", updated_at=now))
-                    log.warn("{count} callback request(s) expired unanswered", count=len(expired))
-            due = or_(and_(c.status == "pending", c.next_attempt_at <= now),
-                      and_(c.status == "dialing", c.locked_at < stale))
-            ids = self._lock(connection, select(c.id).where(due)
-                             .order_by(c.priority.desc(), c.created_at, c.id).limit(limit))
+            ids = self._lock(connection, select(c.id).where(due).order_by(c.priority.desc(), c.created_at, c.id)
+                             .limit(len(free) * _LOOK_AHEAD))
             if not ids:
                 return []
-            connection.execute(update(_requests).where(c.id.in_(ids))
-                               .values(status="dialing", locked_by=instance, locked_at=now, updated_at=now))
-            rows = connection.execute(select(*_COLUMNS).where(c.id.in_(ids))
-                                      .order_by(c.priority.desc(), c.created_at, c.id)).all()
-        return [Callback.from_row(row) for row in rows]
+            rows = connection.execute(
+                select(*COLUMNS, _agents.c.code.label("owner_code"), _agents.c.away.label("owner_away"),
+                       _agents.c.active.label("owner_active"))
+                .select_from(_followups.outerjoin(_agents, _agents.c.id == c.owner_agent_id))
+                .where(c.id.in_(ids)).order_by(c.priority.desc(), c.created_at, c.id)).all()
+            left = list(free)
+            claims: list[Claim] = []
+            for row in rows:
+                followup = FollowUp.from_row(row)
+                owner = OwnerState(row.owner_code, bool(row.owner_away), bool(row.owner_active)) \
+                    if row.owner_code is not None else None
+                agent = choose_agent(followup, owner, left, now)
+                if agent is None:
+                    continue
+                left.remove(agent)
+                claims.append(Claim(dataclasses.replace(followup, locked_by=instance, locked_at=now), agent.code))
+                if not left:
+                    break
+            if claims:
+                connection.execute(update(_followups).where(c.id.in_([claim.followup.id for claim in claims]))
+                                   .values(locked_by=instance, locked_at=now, updated_at=now))
+        return claims
 
     @staticmethod
     def _lock(connection: Connection, query: Select[Any]) -> list[int]:
@@ -249,138 +205,168 @@ class CallbackStore:
 
     # -- finishing ----------------------------------------------------------------
 
-    def finish(self, callback_id: int, outcome: Outcome | str, instance: str,
-               contact_id: int | None = None, contact_uniqueid: str | None = None) -> Callback:
-        """Record how ``instance``'s attempt at a claimed request ended, and what happens next.
+    def finish(self, followup_id: int, outcome: Outcome | str, instance: str,
+               contact_id: int | None = None, contact_uniqueid: str | None = None) -> FollowUp:
+        """Record how ``instance``'s attempt at a claimed follow-up ended, and plan what comes next.
 
-        Answered: done. No-answer, busy, failed: an attempt used; retried after
-        the backoff (at the next opening), or failed after ``max_attempts``.
-        Agent-side outcomes (no agent answered, deferred): pending again after
-        ``agent_retry_delay``, no attempt used. Refused or cancelled: cancelled.
-        Raises :class:`CallbackNotClaimed` if ``instance`` does not hold it.
+        Answered: done (reached), or for the origins in ``continue_after_reached``
+        the next step of the cadence. No-answer, busy, failed: an attempt of
+        the step used; retried after the backoff (at the next opening), and
+        after ``max_attempts`` the next step, or done (unreached) after the
+        last. Agent-side outcomes: again after ``agent_retry_delay``, no attempt
+        used. Refused or cancelled: cancelled. Raises
+        :class:`CallbackNotClaimed` if ``instance`` does not hold it.
 
         ``contact_uniqueid`` names the attempt's contact: in the same
-        transaction the request points at it and it carries the request's id
-        and customer (the chain SMS -> request -> calls in the timeline).
+        transaction the follow-up points at it and it carries the follow-up's
+        id and customer (the chain SMS -> follow-up -> calls in the timeline).
         """
         try:
             result = Outcome(outcome)
         except ValueError:
-            raise CallbackError(f"{str(outcome)[:40]!r} is not a callback outcome; use one of "
+            raise CallbackError(f"{str(outcome)[:40]!r} is not an attempt outcome; use one of "
                                 + ", ".join(o.value for o in Outcome)) from None
         now = self.now()
-        c = _requests.c
+        c = _followups.c
         with write_transaction(self.engine) as connection:
-            query = select(*_COLUMNS).where(c.id == callback_id)
+            query = select(*COLUMNS).where(c.id == followup_id)
             if connection.dialect.name == "postgresql":
                 query = query.with_for_update()
             row = connection.execute(query).first()
             if row is None:
-                raise CallbackError(f"there is no callback request {callback_id}")
-            if row.status != "dialing" or row.locked_by != instance:
-                raise CallbackNotClaimed(callback_id, instance, row.locked_by, row.status)
-            attempts = row.attempts
+                raise CallbackError(f"there is no follow-up {followup_id}")
+            if row.state != "open" or row.locked_by != instance:
+                raise CallbackNotClaimed(followup_id, instance, row.locked_by, row.state)
+            followup = FollowUp.from_row(row)
             values: dict[str, Any] = {"last_outcome": result.value, "locked_by": None, "locked_at": None,
                                       "updated_at": now}
             if contact_uniqueid is not None and contact_id is None:
-                contact_id = self._link_attempt(connection, contact_uniqueid, row)
+                contact_id = self._link_attempt(connection, contact_uniqueid, followup)
             if contact_id is not None:
                 values["contact_id"] = contact_id
-            if result is Outcome.ANSWERED:
-                values.update(status="done", attempts=attempts + 1)
-            elif result in _CUSTOMER_TRIES:
-                attempts += 1
-                values["attempts"] = attempts
-                if attempts >= row.max_attempts:
-                    values["status"] = "failed"
-                else:
-                    retry_at = self.opening(now + self.retry_delay(attempts))
-                    values.update(status="pending", next_attempt_at=retry_at)
-            elif result in _AGENT_SIDE:
-                later = now + dt.timedelta(seconds=self.settings.agent_retry_delay)
-                values.update(status="pending", next_attempt_at=self.opening(later))
-            else:
-                values["status"] = "cancelled"
-            connection.execute(update(_requests).where(c.id == callback_id).values(**values))
-            return self.get_in(connection, callback_id)
+            values.update(self._next(followup, result, now))
+            connection.execute(update(_followups).where(c.id == followup_id).values(**values))
+            return self.get_in(connection, followup_id)
+
+    def _next(self, followup: FollowUp, result: Outcome, now: dt.datetime) -> dict[str, Any]:
+        """The columns that say what happens after an attempt that ended with ``result``."""
+        if result is Outcome.ANSWERED:
+            if followup.origin in self.followups.continue_after_reached:
+                return self._advance(followup, now, "reached")
+            return self._close(now, "done", "reached")
+        if result in _CUSTOMER_TRIES:
+            attempts = followup.attempts + 1
+            if attempts >= followup.max_attempts:
+                return self._advance(followup, now, "unreached")
+            return {"attempts": attempts, "next_attempt_at": self.opening(now + self.retry_delay(attempts))}
+        if result in _AGENT_SIDE:
+            later = now + dt.timedelta(seconds=self.settings.agent_retry_delay)
+            return {"next_attempt_at": self.opening(later)}
+        return self._close(now, "cancelled", "refused" if result is Outcome.REFUSED else "cancelled")
+
+    def _advance(self, followup: FollowUp, now: dt.datetime, ending: str) -> dict[str, Any]:
+        """The next step of the cadence, or done with ``ending`` after the last one."""
+        cadence = self.cadence(followup.origin)
+        step = followup.step + 1
+        if step >= len(cadence.steps):
+            return self._close(now, "done", ending)
+        times = cadence.times(self.hours, followup.cadence_from, step)
+        start = max(times.start, self.opening(now))
+        return {"step": step, "attempts": 0, "next_attempt_at": start, "due_at": max(times.due, start),
+                "owner_until": self._owner_until(followup.owner_agent_id, start), "escalated_at": None}
 
     @staticmethod
-    def _link_attempt(connection: Connection, uniqueid: str, row: Any) -> int | None:
-        """Link the attempt's contact to the request ``row`` (and its customer); the contact's id."""
-        link_contact(connection, uniqueid, ContactLinks(row.customer_id, callback_request_id=row.id))
+    def _close(now: dt.datetime, state: str, outcome: str) -> dict[str, Any]:
+        return {"state": state, "outcome": outcome, "closed_at": now}
+
+    @staticmethod
+    def _link_attempt(connection: Connection, uniqueid: str, followup: FollowUp) -> int | None:
+        """Link the attempt's contact to ``followup`` (and its customer); the contact's id."""
+        link_contact(connection, uniqueid, ContactLinks(followup.customer_id, followup_id=followup.id))
         found = connection.execute(select(_contacts.c.id).where(_contacts.c.uniqueid == uniqueid)).scalar()
         return int(found) if found is not None else None
 
+    def close(self, followup_id: int, outcome: str = "closed") -> FollowUp:
+        """An agent or admin closes an open follow-up: nothing more is planned (``closed``)."""
+        now = self.now()
+        c = _followups.c
+        with write_transaction(self.engine) as connection:
+            row = connection.execute(select(c.state).where(c.id == followup_id)).first()
+            if row is None:
+                raise CallbackError(f"there is no follow-up {followup_id}")
+            if row.state != "open":
+                raise CallbackError(f"follow-up {followup_id} is already {row.state}")
+            connection.execute(update(_followups).where(c.id == followup_id)
+                               .values(updated_at=now, **self._close(now, "done", outcome)))
+            return self.get_in(connection, followup_id)
+
+    # -- escalating ----------------------------------------------------------------
+
+    def escalate_overdue(self) -> list[FollowUp]:
+        """Mark the open follow-ups overdue for longer than ``escalate_after`` as escalated; those."""
+        now = self.now()
+        c = _followups.c
+        cutoff = now - dt.timedelta(seconds=self.followups.escalate_after)
+        with write_transaction(self.engine) as connection:
+            ids = self._lock(connection, select(c.id).where(c.state == "open", c.escalated_at.is_(None),
+                                                            c.due_at < cutoff))
+            if not ids:
+                return []
+            connection.execute(update(_followups).where(c.id.in_(ids)).values(escalated_at=now, updated_at=now))
+            rows = connection.execute(select(*COLUMNS).where(c.id.in_(ids)).order_by(c.due_at, c.id)).all()
+        return [FollowUp.from_row(row) for row in rows]
+
     # -- reading ----------------------------------------------------------------
 
-    def get(self, callback_id: int) -> Callback | None:
+    def get(self, followup_id: int) -> FollowUp | None:
         with self.engine.connect() as connection:
-            row = connection.execute(select(*_COLUMNS).where(_requests.c.id == callback_id)).first()
-        return Callback.from_row(row) if row is not None else None
+            row = connection.execute(select(*COLUMNS).where(_followups.c.id == followup_id)).first()
+        return FollowUp.from_row(row) if row is not None else None
 
-    def get_in(self, connection: Connection, callback_id: int) -> Callback:
-        return Callback.from_row(connection.execute(select(*_COLUMNS).where(_requests.c.id == callback_id))
+    def get_in(self, connection: Connection, followup_id: int) -> FollowUp:
+        return FollowUp.from_row(connection.execute(select(*COLUMNS).where(_followups.c.id == followup_id))
                                  .one())
 
-    def list_requests(self, which: Literal["open", "overdue", "all"] = "open",
-                      limit: int = 100) -> list[Callback]:
-        """Open (pending or dialing) requests, only the overdue ones, or all; soonest due first."""
-        c = _requests.c
-        query = select(*_COLUMNS).order_by(c.due_at, c.id).limit(limit)
-        if which in ("open", "overdue"):
-            query = query.where(c.status.in_(OPEN_STATUSES))
+    def list_followups(self, which: Which = "open", limit: int = 100,
+                       owner_agent_id: int | None = None) -> list[FollowUp]:
+        """Open, overdue, escalated or all follow-ups (of one owner if given); soonest due first."""
+        c = _followups.c
+        query = select(*COLUMNS).order_by(c.due_at, c.id).limit(limit)
+        if which != "all":
+            query = query.where(c.state == "open")
         if which == "overdue":
             query = query.where(c.due_at < self.now())
+        if which == "escalated":
+            query = query.where(c.escalated_at.is_not(None))
+        if owner_agent_id is not None:
+            query = query.where(c.owner_agent_id == owner_agent_id)
         with self.engine.connect() as connection:
-            return [Callback.from_row(row) for row in connection.execute(query)]
+            return [FollowUp.from_row(row) for row in connection.execute(query)]
 
     def count_open(self) -> tuple[int, int]:
-        """(open requests, of which overdue)."""
-        c = _requests.c
+        """(open follow-ups, of which overdue)."""
+        c = _followups.c
         with self.engine.connect() as connection:
             row = connection.execute(select(func.count(), func.count().filter(c.due_at < self.now()))
-                                     .where(c.status.in_(OPEN_STATUSES))).one()
+                                     .where(c.state == "open")).one()
         return int(row[0]), int(row[1])
 
-    def open_for_number(self, connection: Connection, e164: str) -> Callback | None:
-        """The oldest open request for ``e164``, if any."""
-        c = _requests.c
-        row = connection.execute(select(*_COLUMNS).where(c.e164 == e164, c.status.in_(OPEN_STATUSES))
+    def overdue_by_owner(self) -> list[tuple[str, str, int]]:
+        """(owner's agent code or "", skill, how many) of the overdue open follow-ups: for /metrics."""
+        c = _followups.c
+        query = (select(func.coalesce(_agents.c.code, ""), c.skill, func.count())
+                 .select_from(_followups.outerjoin(_agents, _agents.c.id == c.owner_agent_id))
+                 .where(c.state == "open", c.due_at < self.now())
+                 .group_by(func.coalesce(_agents.c.code, ""), c.skill))
+        with self.engine.connect() as connection:
+            return [(str(code), str(skill), int(count)) for code, skill, count in connection.execute(query)]
+
+    def open_for_number(self, connection: Connection, e164: str) -> FollowUp | None:
+        """The oldest open follow-up for ``e164``, if any."""
+        c = _followups.c
+        row = connection.execute(select(*COLUMNS).where(c.e164 == e164, c.state == "open")
                                  .order_by(c.created_at, c.id).limit(1)).first()
-        return Callback.from_row(row) if row is not None else None
-
-    # -- opting out ----------------------------------------------------------------
-
-    def opt_out(self, e164: str, source: str, message_id: str | None = None) -> int:
-        """Record that ``e164`` asked not to be called; returns how many pending requests were cancelled."""
-        with write_transaction(self.engine) as connection:
-            return self.opt_out_in(connection, e164, source, message_id)
-
-    def opt_out_in(self, connection: Connection, e164: str, source: str, message_id: str | None) -> int:
-        """:meth:`opt_out` inside the caller's write transaction.
-
-        The number goes into ``opt_outs`` (customer or not), the customer who
-        owns it (if any) gets ``do_not_call``, and its pending requests are
-        cancelled. One being dialled right now is left to its dispatcher, which
-        asks the dial policy (and so the opt-out) before the customer leg.
-        """
-        now = self.now()
-        connection.execute(insert_ignoring(connection, _opt_outs, ["e164"])
-                           .values(e164=e164, source=source, message_id=message_id, created_at=now))
-        owners = select(_phones.c.customer_id).where(_phones.c.e164 == e164).scalar_subquery()
-        connection.execute(update(_customers).where(_customers.c.id == owners)
-                           .values(do_not_call=True, updated_at=now))
-        c = _requests.c
-        cancelled = connection.execute(update(_requests).where(c.e164 == e164, c.status == "pending")
-                                       .values(status="cancelled", last_outcome="opted-out", updated_at=now))
-        return int(cancelled.rowcount or 0)
-
-    def is_opted_out(self, e164: str, connection: Connection | None = None) -> bool:
-        """True if ``e164`` is in ``opt_outs`` or its customer is do-not-call (a DialPolicy port)."""
-        if connection is not None:
-            return must_not_call(connection, e164)
-        with self.engine.connect() as own:
-            return must_not_call(own, e164)
+        return FollowUp.from_row(row) if row is not None else None
 
     def customer_for(self, connection: Connection, e164: str) -> int | None:
         """The id of the customer owning ``e164``, if any."""

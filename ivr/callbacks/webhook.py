@@ -12,7 +12,7 @@ text           ``text``, ``body``, ``message``, ``content``
 =============  ==================================================================
 
 It must be signed (:mod:`ivr.web.signature`). Answers: 200 with what was done
-(``{"status": "ok", "action": "callback", "callback_id": 7, "due_at": ...,
+(``{"status": "ok", "action": "callback", "followup_id": 7, "due_at": ...,
 "duplicate": false}``); 400 bad input; 403 bad signature; 413 too large; 415
 another content type; 503 when ``[http] sms_secret`` is not set or the
 database is unavailable (the gateway should retry: it is idempotent).

@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ivr.db.sql import utc_now
 
-__all__ = ["ActiveCall", "Agent", "Base", "CallbackRequest", "Contact", "ContactEvent", "Customer",
+__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "FollowUp",
            "CustomerPhone", "OptOut", "SmsMessage", "SmsOutbox"]
 
 #: Constraint names that are the same on SQLite and PostgreSQL, so migrations can name them.
@@ -60,6 +60,8 @@ class Agent(Base):
     api_token_hash: Mapped[str | None] = mapped_column(String(128))
     #: agent or supervisor: supervisors see every queue's data and every recording.
     role: Mapped[str] = mapped_column(String(16), default="agent")
+    #: Away (holiday, sick): their customers' follow-ups and calls go to the pool at once.
+    away: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Customer(Base):
@@ -75,6 +77,10 @@ class Customer(Base):
     owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     preferred_channel: Mapped[str] = mapped_column(String(16), default="voice")
     do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Why (an agent's note, "sms STOP" ...); kept so a START can tell its own opt-out apart.
+    do_not_call_reason: Mapped[str] = mapped_column(Text, default="")
+    #: Not contacted (called, texted) before this moment, whatever the reason.
+    no_contact_before: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
                                                     onupdate=utc_now)
@@ -156,10 +162,10 @@ class Contact(Base):
     talk_seconds: Mapped[float | None] = mapped_column(Float)
     #: caller, agent or transfer (app_queue's AgentComplete Reason); "" when unknown.
     hangup_by: Mapped[str] = mapped_column(String(16), default="")
-    #: The callback request this contact came from (the SMS that asked, the calls that kept it).
-    #: No foreign key: callback_requests.contact_id already points back here, and SQLite
+    #: The follow-up this contact came from or worked on (the SMS that asked, the calls that kept it).
+    #: No foreign key: followups.contact_id already points back here, and SQLite
     #: cannot add the second half of such a cycle.
-    callback_request_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    followup_id: Mapped[int | None] = mapped_column(Integer, index=True)
     outcome: Mapped[str] = mapped_column(String(32), default="")
     outcome_reason: Mapped[str] = mapped_column(Text, default="")
     hangup_cause: Mapped[str] = mapped_column(String(32), default="")
@@ -191,51 +197,80 @@ class ContactEvent(Base):
     contact: Mapped[Contact] = relationship(back_populates="events")
 
 
-class CallbackRequest(Base):
-    """A promise to call a customer back (from an SMS, the IVR or the API), until it is kept.
+class FollowUp(Base):
+    """A planned contact with a customer, kept until it is done: one concept for every origin.
 
-    ``message_id`` is unique, so a webhook delivered five times makes one
-    request. Instances claim due requests by setting ``status`` to dialing
-    with their name in ``locked_by``; a claim older than the lock timeout is
-    taken back, so a crashed instance cannot keep one forever.
+    An SMS "call me", a menu's "call me back", a web lead, an agent's
+    disposition with a date, a survey recovery or a complaint each make one
+    follow-up. It has a cadence (its origin's steps: e.g. within 2 business
+    hours, then 48 hours, 7, 30 and 90 days), an owner who gets it first, and
+    a state: open until it is done (reached, or the cadence ran out) or
+    cancelled (opted out, refused, closed by an agent). Overdue is not a
+    state: an open follow-up past ``due_at`` is overdue, and escalates.
+
+    ``request_key`` is unique, so a webhook delivered five times makes one
+    follow-up. Instances claim due ones with their name in ``locked_by``; a
+    claim older than the lock timeout is taken back, so a crashed instance
+    cannot keep one forever.
     """
 
-    __tablename__ = "callback_requests"
+    __tablename__ = "followups"
     __table_args__ = (
-        UniqueConstraint("message_id"),
-        #: claim_due: pending ones whose next attempt is due, best priority first.
-        Index("ix_callback_requests_status_next_attempt_at", "status", "next_attempt_at"),
+        UniqueConstraint("request_key"),
+        #: claim_due: open ones whose next attempt is due.
+        Index("ix_followups_state_next_attempt_at", "state", "next_attempt_at"),
+        #: Overdue lists and escalation: open ones by due time.
+        Index("ix_followups_state_due_at", "state", "due_at"),
+        #: An agent's "my follow-ups".
+        Index("ix_followups_owner_agent_id_state_due_at", "owner_agent_id", "state", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    #: sms, ivr or api
-    source: Mapped[str] = mapped_column(String(16))
-    #: The gateway's (or API client's) id of what asked for it; the idempotency key.
-    message_id: Mapped[str | None] = mapped_column(String(200))
+    #: sms, ivr, api, lead, disposition, survey or complaint (ivr.plugins.requests.FollowUpOrigin)
+    origin: Mapped[str] = mapped_column(String(16))
+    #: What asked for it (a gateway's message id, a call's uniqueid ...); the idempotency key.
+    request_key: Mapped[str | None] = mapped_column(String(200))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     e164: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     skill: Mapped[str] = mapped_column(String(64), default="")
-    #: What the customer wrote, literally (shown to the agent).
-    sms_text: Mapped[str] = mapped_column(Text, default="")
+    #: What the customer wrote or said, literally (shown to the agent).
+    text: Mapped[str] = mapped_column(Text, default="")
     #: Higher goes first.
     priority: Mapped[int] = mapped_column(Integer, default=0)
-    #: pending, dialing, done, failed, cancelled or expired
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    #: The follow-up SLA: called back by then, or it is overdue.
+    #: open, done or cancelled
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    #: How it ended: reached, unreached (the cadence ran out), closed (by an agent),
+    #: opted-out, refused, cancelled; "" while open.
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+    #: Which step of the origin's cadence is planned now (0: the first contact).
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    #: When the cadence counts from: when it was asked for, or the date an agent set.
+    cadence_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    #: This step's deadline: contacted by then, or it is overdue.
     due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    #: Customer attempts in this step (no-answer, busy), and how many a step may use.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
-    #: Not dialled before this (opening time, retry backoff).
+    #: Not dialled before this (the step's start, opening time, retry backoff).
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     locked_by: Mapped[str | None] = mapped_column(String(200))
     locked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_outcome: Mapped[str] = mapped_column(String(32), default="")
+    #: Who makes the contact: the customer's account owner (or who the asker named); None: the pool.
+    owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    #: Until then only the owner may take it; after, any agent with the skill.
+    owner_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When it was escalated to the supervisors for being overdue (None: not escalated).
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     #: The contact of the last attempt, in the history.
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    #: The contact it came from (the rated call, the complaint's call), if any.
+    source_contact_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
                                                     onupdate=utc_now)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SmsMessage(Base):
@@ -265,7 +300,7 @@ class SmsMessage(Base):
     #: Why, in a few words (e.g. which limit was hit).
     detail: Mapped[str] = mapped_column(Text, default="")
     skill: Mapped[str] = mapped_column(String(64), default="")
-    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callback_requests.id"))
+    followup_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id"))
 
 
 class SmsOutbox(Base):

@@ -49,6 +49,18 @@ def save_agent(engine: Engine, code: str, name: str | None, device: str, skills:
         return agent
 
 
+def set_away(engine: Engine, code: str, away: bool) -> bool:
+    """Mark the agent ``code`` away (their customers' follow-ups and calls go to the pool) or back;
+    False if there is no such agent."""
+    with Session(engine) as session:
+        agent = session.scalars(select(Agent).where(Agent.code == code)).first()
+        if agent is None:
+            return False
+        agent.away = away
+        session.commit()
+        return True
+
+
 def issue_token(engine: Engine, code: str) -> str | None:
     """A new API token for the agent ``code`` (replacing any old one), or None if there is no such agent.
 

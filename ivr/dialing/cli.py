@@ -26,7 +26,7 @@ from twisted.internet import defer, task
 
 from ivr.config import Settings
 from ivr.console import COMMAND_LINE, CommandGroups, database_options, open_database, run_safely
-from ivr.dialing.agents import AGENT_CODE, ROLES, SKILL, issue_token, list_agents, save_agent
+from ivr.dialing.agents import AGENT_CODE, ROLES, SKILL, issue_token, list_agents, save_agent, set_away
 from ivr.errors import ConfigError
 from ivr.phone import is_dial_string
 
@@ -150,6 +150,20 @@ def _token(args: argparse.Namespace) -> int:
 
 
 @run_safely
+def _away(args: argparse.Namespace) -> int:
+    _, engine = open_database(args.config, args.url)
+    try:
+        found = set_away(engine, args.code, args.state == "on")
+    finally:
+        engine.dispose()
+    if not found:
+        raise ConfigError(COMMAND_LINE, "CODE", f"there is no agent {args.code[:64]!r}",
+                          "add it first: ivr agents add CODE --device ...")
+    print(f"agent {args.code}: {'away: their customers go to the pool' if args.state == 'on' else 'back'}")
+    return 0
+
+
+@run_safely
 def _list(args: argparse.Namespace) -> int:
     _, engine = open_database(args.config, args.url)
     try:
@@ -160,7 +174,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{agent.code:<10} {agent.name or '-':<20} {agent.device or '-':<24} "
               f"{','.join(agent.skills or []) or '-':<20} "
               f"{'token' if agent.api_token_hash else 'no token':<8} "
-              f"{agent.role:<10} {'active' if agent.active else 'inactive'}")
+              f"{agent.role:<10} {'active' if agent.active else 'inactive'}{', away' if agent.away else ''}")
     if not agents:
         print("no agents yet: ivr agents add CODE --device PJSIP/CODE")
     return 0
@@ -192,7 +206,11 @@ def _register_agents(subparsers: CommandGroups) -> None:
     token = commands.add_parser("token", help="a new API token for an agent (shown once)")
     token.add_argument("code")
     listing = commands.add_parser("list", help="every agent")
-    for sub, run in ((add, _add), (token, _token), (listing, _list)):
+    away = commands.add_parser("away", help="mark an agent away (on) or back (off): while away, their "
+                                            "customers' follow-ups and calls go to the skill pool")
+    away.add_argument("code")
+    away.add_argument("state", choices=("on", "off"))
+    for sub, run in ((add, _add), (token, _token), (listing, _list), (away, _away)):
         database_options(sub)
         sub.set_defaults(run=run)
 

@@ -81,7 +81,7 @@ class OutboundRequest:
     do_not_call: bool = False
     requested_by: str = ""
     #: The callback request this call keeps (its contact is linked to it).
-    callback_request_id: int | None = None
+    followup_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ class OutboundDialer:
         if call.linked:
             return
         request = call.request
-        links = ContactLinks(request.customer_id, call.agent.code, request.callback_request_id)
+        links = ContactLinks(request.customer_id, call.agent.code, request.followup_id)
         engine = self.recorder.engine
 
         def write(_: object) -> defer.Deferred[bool]:

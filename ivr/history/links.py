@@ -39,7 +39,7 @@ class ContactLinks:
     customer_id: int | None = None
     #: The agent's code (e.g. 1001), resolved to ``agents.id`` in the same statement.
     agent_code: str = ""
-    callback_request_id: int | None = None
+    followup_id: int | None = None
 
 
 def customer_of_number(connection: Connection, e164: str | None) -> int | None:
@@ -64,9 +64,9 @@ def link_contact(connection: Connection, uniqueid: str, links: ContactLinks) -> 
     if links.agent_code:
         agent = select(_agents.c.id).where(_agents.c.code == links.agent_code).scalar_subquery()
         values["agent_id"] = func.coalesce(c.agent_id, agent)
-    if links.callback_request_id is not None:
-        values["callback_request_id"] = func.coalesce(c.callback_request_id,
-                                                      literal(links.callback_request_id))
+    if links.followup_id is not None:
+        values["followup_id"] = func.coalesce(c.followup_id,
+                                                      literal(links.followup_id))
     result = connection.execute(update(_contacts).where(c.uniqueid == uniqueid).values(**values))
     return bool(result.rowcount)
 

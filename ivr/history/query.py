@@ -178,7 +178,7 @@ class TimelineEntry:
     disposition: str
     notes: str
     recording_ref: str
-    callback_request_id: int | None
+    followup_id: int | None
     customer_id: int | None
     #: The linked customer's external id ("" if none or none linked).
     customer_external_id: str = ""
@@ -194,7 +194,7 @@ class TimelineEntry:
             contact.queue_outcome, agent_code or "", agent_name or "", contact.wait_seconds,
             contact.talk_seconds, contact.duration_seconds, contact.hangup_by,
             IvrPath.from_json(contact.ivr_path).text(), contact.dtmf, contact.transcript,
-            contact.disposition, contact.notes, contact.recording_ref, contact.callback_request_id,
+            contact.disposition, contact.notes, contact.recording_ref, contact.followup_id,
             contact.customer_id, external_id or "")
 
     @property

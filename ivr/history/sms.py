@@ -62,7 +62,7 @@ class SmsContact:
     #: What was done: the SMS desk's action (callback, opt-out, rate-limited ...) or queued.
     outcome: str = ""
     outcome_reason: str = ""
-    callback_request_id: int | None = None
+    followup_id: int | None = None
     #: None: the customer owning ``e164``, if any.
     customer_id: int | None = None
 
@@ -75,6 +75,6 @@ def record_sms(connection: Connection, sms: SmsContact) -> int | None:
         direction=sms.direction, handled_by="", caller_number=sms.number, caller_e164=sms.e164,
         called_number=sms.service_number, customer_id=customer, started_at=sms.at, ended_at=sms.at,
         status="final", transcript=sms.text, outcome=sms.outcome, outcome_reason=sms.outcome_reason,
-        callback_request_id=sms.callback_request_id)
+        followup_id=sms.followup_id)
     inserted = connection.execute(statement.returning(_contacts.c.id)).scalar()
     return int(inserted) if inserted is not None else None

@@ -125,7 +125,7 @@ def contact_lines(entry: TimelineEntry, customer_ref: str | None = None) -> list
         caller += f" [customer {customer_ref}]"
     details = [("caller", caller.strip()), ("path", entry.path),
                ("sms" if entry.is_sms else "said", entry.transcript), ("human", _human_part(entry)),
-               ("callback", f"request #{entry.callback_request_id}" if entry.callback_request_id else ""),
+               ("follow-up", f"#{entry.followup_id}" if entry.followup_id else ""),
                ("disposition", entry.disposition), ("notes", entry.notes),
                ("recording", entry.recording_ref)]
     lines += [f"    {label:<7} {printable(value)}" for label, value in details if value]

@@ -39,8 +39,9 @@ class FollowUpRequest:
     """A follow-up one feature asks for (the ``ivr_open_followup`` hook).
 
     ``e164`` is the number to call; ``customer_id`` the customer if known
-    (the follow-up goes to their account owner first). ``due_at`` None means
-    the origin's cadence decides (e.g. a lead within 2 business hours).
+    (the follow-up goes to their account owner first). ``due_at`` is when
+    the first contact is due; None means the origin's cadence decides (e.g.
+    a lead within 2 business hours of ``start_at``).
     ``key`` makes the request idempotent: asking twice with the same key
     gives the first follow-up.
     """
@@ -53,6 +54,9 @@ class FollowUpRequest:
     #: Higher goes first; None: the origin's default.
     priority: int | None = None
     due_at: dt.datetime | None = None
+    #: Not contacted before this (e.g. the date an agent set), and the cadence counts from it;
+    #: None: from now.
+    start_at: dt.datetime | None = None
     #: Who should make the contact; None: the customer's account owner, else the skill pool.
     owner_agent_id: int | None = None
     #: The contact this follow-up comes from (the survey's call, the complaint's call).

@@ -64,7 +64,7 @@ def entry_json(entry: TimelineEntry, zone: dt.tzinfo) -> dict[str, Any]:
         "path": entry.path, "dtmf": entry.dtmf, "transcript": entry.transcript,
         "disposition": entry.disposition, "notes": entry.notes,
         "recording": f"{RECORDINGS}{entry.id}" if entry.recording_ref else None,
-        "callback_request_id": entry.callback_request_id, "customer_id": entry.customer_id,
+        "followup_id": entry.followup_id, "customer_id": entry.customer_id,
         "customer_external_id": entry.customer_external_id,
     }
 
