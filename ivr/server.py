@@ -56,11 +56,12 @@ from ivr.history.recording_refs import RECORDING_NOTICE, RecordingRefs
 from ivr.history.recordings import Recordings
 from ivr.phone import normalise_number
 from ivr.plugins.manager import Plugins, load_plugins
+from ivr.plugins.requests import Disposition
 from ivr.plugins.vosk_speech import VoskPlugin
 from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
 from ivr.routing.menu_engine import MenuRouteHandler, RoutingServices
-from ivr.routing.router import Fallback, Handler, Route, Router, await_hook
+from ivr.routing.router import Fallback, Handler, Route, Router, await_hook, notify
 from ivr.screenpop.agent_page import AgentPage
 from ivr.screenpop.bridge import PostgresPopBridge
 from ivr.screenpop.cards import CardBuilder
@@ -81,7 +82,7 @@ _HOOKS_AFTER_CLOSE = 5.0
 #: The built-in plugin (ivr/plugins/builtins.py) whose presence turns on the screen pop's AMI feed.
 _SCREENPOP = "ivr.screenpop"
 _FOLLOWUPS = "ivr.callbacks.service"
-#: Seconds an ``ivr_send_sms`` may take when ivr itself sends (confirmations).
+#: Seconds a plugin may take when ivr itself calls it outside a call (an SMS confirmation, a disposition).
 SMS_DEADLINE = 10.0
 
 
@@ -209,6 +210,10 @@ class IVRServer:
         """Send an SMS through the plugins (a gateway's, or the outbox last)."""
         return bool(await await_hook(self.plugins.hook.ivr_send_sms(to=to, text=text), self.clock, SMS_DEADLINE))
 
+    async def _disposed(self, disposition: Disposition) -> None:
+        """Tell every plugin an agent closed a call (``ivr_contact_disposed``), each within its deadline."""
+        await notify(self.plugins.hook, "ivr_contact_disposed", self.clock, SMS_DEADLINE, disposition=disposition)
+
     def _builtin_factories(self) -> dict[str, Callable[[], object | None]]:
         """How to build each built-in of :data:`ivr.plugins.builtins.BUILTIN_PLUGINS` that needs services."""
         region = self.settings.routing.region
@@ -246,7 +251,7 @@ class IVRServer:
         sessions = SessionSigner(http.session_secret) if http.session_secret else None
         if sessions is not None:
             web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock, self.hours.zone,
-                                        settings.routing.region))
+                                        settings.routing.region, self._disposed))
             web.add("/recordings", Recordings(self.engine, sessions, Path(settings.recordings.folder)))
         if self.dialer is not None:
             web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions,

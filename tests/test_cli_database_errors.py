@@ -37,7 +37,7 @@ COMMANDS = {
     "agents add": ["agents", "add", "1001", "--name", "Ana"],
     "agents token": ["agents", "token", "1001"],
     "agents list": ["agents", "list"],
-    "callbacks list": ["callbacks", "list"],
+    "followups list": ["followups", "list"],
     "call": ["call", "1001", "+8613800138000"],
     "serve": ["serve"],
 }

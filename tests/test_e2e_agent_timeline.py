@@ -67,14 +67,14 @@ def seed(session: Session) -> dict[str, int]:
         Contact(uniqueid="sms-in:gw-1", channel="sms", kind="sms", started_at=at(0),
                 caller_number="13800138000", caller_e164="+8613800138000", customer_id=wang.id,
                 status="final", outcome="callback", transcript="洗衣机漏水, please call me",
-                callback_request_id=1),
+                followup_id=1),
         Contact(uniqueid="sms-out:1", channel="sms", kind="sms", direction="outbound", started_at=at(1),
                 caller_number="+8613800138000", caller_e164="+8613800138000", customer_id=wang.id,
                 status="final", outcome="queued", transcript="Thank you, we will call you back by 18:00."),
         Contact(uniqueid="ivr-out-2", kind="callback", direction="outbound", started_at=at(2),
                 caller_number="+8613800138000", caller_e164="+8613800138000", customer_id=wang.id,
                 agent_id=agent.id, status="final", outcome="answered", duration_seconds=312.0,
-                talk_seconds=290.0, callback_request_id=1, recording_ref=RECORDING, disposition="resolved",
+                talk_seconds=290.0, followup_id=1, recording_ref=RECORDING, disposition="resolved",
                 notes="technician booked for Friday"),
     ]
     for index in range(3, 25):

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from ivr.db import Contact, Customer, CustomerPhone, make_engine
-from ivr.db.models import Agent, CallbackRequest
+from ivr.db.models import Agent, FollowUp
 from ivr.web.auth import hash_token
 from ivr.web.sessions import SessionSigner
 from ivr.web.signature import sign
@@ -151,10 +151,10 @@ def test_an_sms_makes_one_callback_that_an_agent_and_the_customer_get(
     assert [status for status, _ in answers] == [200, 200, 200]
     ami.wait_for(lambda e: e.get("UserEvent") == "TestCustomerAnswered" and e.get("Number") == customer[1:])
 
-    def done() -> list[CallbackRequest]:
+    def done() -> list[FollowUp]:
         with Session(engine) as session:
-            rows = list(session.scalars(select(CallbackRequest).where(CallbackRequest.e164 == customer)))
-        return rows if rows and rows[0].status == "done" else []
+            rows = list(session.scalars(select(FollowUp).where(FollowUp.e164 == customer)))
+        return rows if rows and rows[0].state == "done" else []
 
     requests = wait_for(done, what="the callback to be done")
     assert len(requests) == 1
@@ -176,15 +176,15 @@ def test_an_sms_triggered_callback_links_the_sms_the_request_and_the_call_in_the
     assert text_in(port, customer, "2 the fridge is warm", "sms-e2e-chain")[0] == 200
     assert text_in(port, customer, "2 the fridge is warm", "sms-e2e-chain")[0] == 200  # redelivered
 
-    def done() -> CallbackRequest | None:
+    def done() -> FollowUp | None:
         with Session(engine) as session:
-            row = session.scalars(select(CallbackRequest).where(CallbackRequest.e164 == customer)).first()
-        return row if row is not None and row.status == "done" else None
+            row = session.scalars(select(FollowUp).where(FollowUp.e164 == customer)).first()
+        return row if row is not None and row.state == "done" else None
 
     request = wait_for(done, what="the callback to be done")
     (call,) = wait_for(lambda: final_contacts(engine, customer), what="the callback's contact")
     assert (request.customer_id, request.contact_id) == (customer_id, call.id)  # the request -> its call
-    assert (call.kind, call.outcome, call.callback_request_id, call.customer_id) == (
+    assert (call.kind, call.outcome, call.followup_id, call.customer_id) == (
         "callback", "answered", request.id, customer_id)  # the call -> the request, and its customer
     with Session(engine) as session:
         assert session.get(Agent, call.agent_id).code in ("1001", "1002")  # type: ignore[union-attr]
@@ -194,7 +194,7 @@ def test_an_sms_triggered_callback_links_the_sms_the_request_and_the_call_in_the
     contacts = body["contacts"]  # newest first: the call, the SMS reply, the SMS that asked
     assert [(c["channel"], c["direction"], c["kind"]) for c in contacts] == [
         ("voice", "outbound", "callback"), ("sms", "outbound", "sms"), ("sms", "inbound", "sms")]
-    assert [c["callback_request_id"] for c in contacts] == [request.id, None, request.id]
+    assert [c["followup_id"] for c in contacts] == [request.id, None, request.id]
     assert contacts[2]["transcript"] == "2 the fridge is warm" and contacts[2]["outcome"] == "callback"
     assert contacts[1]["transcript"].startswith("Thank you, we will call you back by")
     assert contacts[0]["agent"] in ("1001", "1002") and contacts[0]["outcome"] == "answered"
@@ -219,13 +219,13 @@ def test_a_busy_customer_is_retried_later_with_the_attempt_counted(
     ami.set_global("TEST_CUSTOMER_8613800000304", "busy")
     assert text_in(port, customer, "1", "sms-e2e-2")[0] == 200
 
-    def retried() -> CallbackRequest | None:
+    def retried() -> FollowUp | None:
         with Session(engine) as session:
-            row = session.scalars(select(CallbackRequest).where(CallbackRequest.e164 == customer)).first()
+            row = session.scalars(select(FollowUp).where(FollowUp.e164 == customer)).first()
         return row if row is not None and row.attempts == 1 else None
 
     request = wait_for(retried, what="the first attempt")
-    assert (request.status, request.last_outcome) == ("pending", "busy")
+    assert (request.state, request.last_outcome) == ("open", "busy")
     contact = wait_for(lambda: final_contacts(engine, customer), what="the busy attempt's contact")
     assert contact[0].outcome == "customer-busy"
 
@@ -239,11 +239,11 @@ def test_a_caller_who_presses_for_a_call_back_is_called_back(
                   {"IVR_AGI_PORT": str(server.port), "DIGITS": "1", "PRE_WAIT": "1", "POST_WAIT": "15"},
                   caller_id=f'"Waiting caller" <{number}>')
 
-    def called_back() -> list[CallbackRequest]:
+    def called_back() -> list[FollowUp]:
         with Session(engine) as session:
-            query = select(CallbackRequest).where(CallbackRequest.e164 == f"+86{number}")
+            query = select(FollowUp).where(FollowUp.e164 == f"+86{number}")
             rows = list(session.scalars(query))
-        return rows if rows and rows[0].status == "done" else []
+        return rows if rows and rows[0].state == "done" else []
 
     request = wait_for(called_back, timeout=60, what="the IVR callback to be done")[0]
     assert (request.source, request.skill) == ("ivr", "after-sales")
@@ -274,7 +274,7 @@ def test_two_instances_on_one_postgresql_dial_each_callback_exactly_once(
 
         def all_done() -> bool:
             with Session(engine) as session:
-                statuses = list(session.scalars(select(CallbackRequest.status)))
+                statuses = list(session.scalars(select(FollowUp.state)))
             return len(statuses) == len(customers) and set(statuses) == {"done"}
 
         wait_for(all_done, timeout=120, what="every callback to be done")

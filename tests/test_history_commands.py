@@ -149,7 +149,7 @@ def test_timeline_shows_the_human_part_sms_text_and_recording(ivr: Ivr, engine: 
                 status="final", outcome="completed", queue="sales", queue_outcome="answered",
                 wait_seconds=12.5, talk_seconds=185.0, hangup_by="caller", transcript="my washer",
                 recording_ref="2026/11/20/q.1.wav", disposition="resolved", notes="fixed by phone",
-                callback_request_id=7)
+                followup_id=7)
     add_contact(engine, "sms-in:m1", at(20, 8), channel="sms", kind="sms", caller_e164=PHONE,
                 status="final", outcome="callback", transcript="call me\x1b[2J\r\nback <b>now</b>")
     code, out, _ = ivr("history", "C-9")
@@ -157,7 +157,7 @@ def test_timeline_shows_the_human_part_sms_text_and_recording(ivr: Ivr, engine: 
     call, sms = out.split("\n\n")[1:3]
     assert "agent 1001" in call and "queue sales" in call
     assert "answered, waited 12.5s, talked 3m05s, hung up by caller" in call
-    assert "said    my washer" in call and "request #7" in call
+    assert "said    my washer" in call and "follow-up #7" in call
     assert "disposition resolved" in call and "notes   fixed by phone" in call
     assert "recording 2026/11/20/q.1.wav" in call
     assert "inbound sms  final/callback" in sms
@@ -379,7 +379,7 @@ def test_export_has_every_contacts_column_from_the_table(ivr: Ivr, engine: Engin
     add_contact(engine, "x.1", at(10, 9), caller_name=formula, caller_e164=PHONE, customer_id=customer,
                 agent_id=agent, queue_outcome="answered", wait_seconds=3.5, talk_seconds=61.0,
                 hangup_by="agent", transcript="-1 hostile\r\nsaid", disposition="sale", notes="@SUM(A1)",
-                recording_ref="x.1.wav", callback_request_id=3, channel="voice")
+                recording_ref="x.1.wav", followup_id=3, channel="voice")
     output = tmp_path / "all.csv"
     code, _, _ = ivr("history", "export", "--since", "2026-11-10", "--format", "csv", "--output", str(output))
     assert code == 0
@@ -388,7 +388,7 @@ def test_export_has_every_contacts_column_from_the_table(ivr: Ivr, engine: Engin
     assert list(row) == list(EXPORT_COLUMNS)
     assert (row["queue_outcome"], row["wait_seconds"], row["talk_seconds"], row["hangup_by"]) == (
         "answered", "3.5", "61.0", "agent")
-    assert (row["disposition"], row["recording_ref"], row["callback_request_id"], row["agent_code"]) == (
+    assert (row["disposition"], row["recording_ref"], row["followup_id"], row["agent_code"]) == (
         "sale", "x.1.wav", "3", "1001")
     assert (row["customer_external_id"], row["caller_e164"]) == ("C-5", PHONE)  # a number stays a number
     # What a spreadsheet would run as a formula opens as text.

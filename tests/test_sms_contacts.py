@@ -13,16 +13,18 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
-from test_callbacks_store import HOURS, MONDAY_10, NUMBER, Clock, at_once
+from test_followups_store import HOURS, MONDAY_10, NUMBER, Clock, at_once
 from test_sms_desk import desk_for, sms
 from test_sms_webhook import HOSTILE
 
-from ivr.callbacks import CallbackStore, NewCallback, SmsDesk
+from ivr.callbacks import FollowUpStore, SmsDesk
+from ivr.callbacks.assign import FreeAgent
+from ivr.plugins.requests import FollowUpOrigin, FollowUpRequest
 from ivr.callbacks.caller_requests import CallerCallbacks
 from ivr.callbacks.outbox import SmsOutbox
 from ivr.config import CallbackSettings
 from ivr.db import Agent, Contact, Customer, CustomerPhone
-from ivr.db.models import CallbackRequest
+from ivr.db.models import FollowUp
 from ivr.db.models import SmsOutbox as OutboxRow
 from ivr.history.links import ContactLinks, link_contact_now
 from ivr.history.sms import sms_uniqueid
@@ -62,12 +64,12 @@ def test_an_inbound_sms_is_a_contact_of_its_customer_linked_to_its_callback(
         "sms", "sms", "inbound", "final")
     assert (contact.uniqueid, contact.caller_number, contact.caller_e164, contact.called_number) == (
         "sms-in:gw-1", "13800138000", NUMBER, "10086")
-    assert (contact.customer_id, contact.callback_request_id, contact.transcript) == (
-        customer, result.callback_id, "2 washer leaks")
+    assert (contact.customer_id, contact.followup_id, contact.transcript) == (
+        customer, result.followup_id, "2 washer leaks")
     assert contact.outcome == "callback"
     assert contact.started_at.replace(tzinfo=None) == clock().replace(tzinfo=None)  # received
     with Session(engine) as session:
-        assert session.get(CallbackRequest, result.callback_id).customer_id == customer  # type: ignore[union-attr]
+        assert session.get(FollowUp, result.followup_id).customer_id == customer  # type: ignore[union-attr]
 
 
 def test_a_redelivered_sms_makes_no_second_contact(engine: Engine, desk: SmsDesk) -> None:
@@ -87,11 +89,11 @@ def test_every_sms_is_a_contact_whatever_was_done_and_a_pending_one_links_the_op
     clock.advance(seconds=5)
     stranger = desk.receive(sms("c", "1", sender="not a number"))
     rows = contacts(engine)
-    assert [(c.uniqueid, c.outcome, c.callback_request_id, c.customer_id) for c in rows] == [
-        ("sms-in:a", "callback", first.callback_id, None),
-        ("sms-in:b", "already-pending", first.callback_id, None),
+    assert [(c.uniqueid, c.outcome, c.followup_id, c.customer_id) for c in rows] == [
+        ("sms-in:a", "callback", first.followup_id, None),
+        ("sms-in:b", "already-pending", first.followup_id, None),
         ("sms-in:c", "invalid-number", None, None)]
-    assert again.callback_id == first.callback_id and stranger.callback_id is None
+    assert again.followup_id == first.followup_id and stranger.followup_id is None
     assert rows[2].caller_e164 is None and rows[2].caller_number == "not a number"
 
 
@@ -131,7 +133,7 @@ def downgradable(engine: Engine) -> Iterator[None]:
     0004's downgrade recreates tables with foreign keys on, which rows pointing at them refuse."""
     yield
     with engine.begin() as connection:
-        connection.execute(update(CallbackRequest).values(contact_id=None))
+        connection.execute(update(FollowUp).values(contact_id=None))
         connection.execute(update(Contact).values(agent_id=None))
 
 
@@ -148,27 +150,27 @@ def test_links_fill_customer_agent_and_request_and_never_overwrite(engine: Engin
         session.add(Agent(code="1001"))
         session.commit()
     add_call(engine, "out-1", direction="outbound", kind="callback")
-    assert link_contact_now(engine, "out-1", ContactLinks(agent_code="1001", callback_request_id=7))
+    assert link_contact_now(engine, "out-1", ContactLinks(agent_code="1001", followup_id=7))
     assert link_contact_now(engine, "out-1", ContactLinks(customer_id=999_999, agent_code="nobody",
-                                                          callback_request_id=8))
-    assert not link_contact_now(engine, "not-there", ContactLinks(callback_request_id=7))
+                                                          followup_id=8))
+    assert not link_contact_now(engine, "not-there", ContactLinks(followup_id=7))
     (row,) = contacts(engine)
-    assert (row.customer_id, row.callback_request_id) == (customer, 7)  # by its number; kept after
+    assert (row.customer_id, row.followup_id) == (customer, 7)  # by its number; kept after
     with Session(engine) as session:
         assert session.get(Agent, row.agent_id).code == "1001"  # type: ignore[union-attr]
 
 
 def test_finishing_an_attempt_links_its_contact_both_ways(engine: Engine, clock: Clock,
                                                          downgradable: None) -> None:
-    store = CallbackStore(engine, HOURS, CallbackSettings(), now=clock)
+    store = FollowUpStore(engine, HOURS, CallbackSettings(), now=clock)
     customer = add_customer(engine)
-    request, _ = store.create(NewCallback(NUMBER, "api", customer_id=customer))
-    (claimed,) = store.claim_due(1, "me")
+    request, _ = store.create(FollowUpRequest(NUMBER, FollowUpOrigin.API, customer_id=customer))
+    (claimed,) = store.claim_due([FreeAgent("1001")], "me")
     add_call(engine, "ivr-out-1", direction="outbound", kind="callback")
-    done = store.finish(claimed.id, "answered", "me", contact_uniqueid="ivr-out-1")
+    done = store.finish(claimed.followup.id, "answered", "me", contact_uniqueid="ivr-out-1")
     (contact,) = contacts(engine)
-    assert (done.status, done.contact_id) == ("done", contact.id)
-    assert (contact.callback_request_id, contact.customer_id) == (request.id, customer)
+    assert (done.state, done.contact_id) == ("done", contact.id)
+    assert (contact.followup_id, contact.customer_id) == (request.id, customer)
 
 
 @pytest.mark.parametrize("known", [True, False])
@@ -176,11 +178,11 @@ def test_a_caller_who_asks_for_a_callback_in_the_menu_is_linked_to_the_request(
         engine: Engine, clock: Clock, known: bool) -> None:
     customer = add_customer(engine) if known else None
     add_call(engine, "1700000000.5", kind="hotline")
-    plugin = CallerCallbacks(CallbackStore(engine, HOURS, CallbackSettings(), now=clock), "CN")
+    plugin = CallerCallbacks(FollowUpStore(engine, HOURS, CallbackSettings(), now=clock), "CN")
     assert plugin.store_request("1700000000.5", NUMBER, "after-sales", "main:9")
     assert plugin.store_request("1700000000.5", NUMBER, "after-sales", "main:9")  # idempotent
     with Session(engine) as session:
-        (request,) = session.scalars(select(CallbackRequest)).all()
+        (request,) = session.scalars(select(FollowUp)).all()
     (call,) = contacts(engine)
-    assert (request.message_id, request.customer_id) == ("ivr:1700000000.5", customer)
-    assert (call.callback_request_id, call.customer_id) == (request.id, customer)
+    assert (request.request_key, request.customer_id) == ("ivr:1700000000.5", customer)
+    assert (call.followup_id, call.customer_id) == (request.id, customer)

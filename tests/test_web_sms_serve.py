@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.db import make_engine
-from ivr.db.models import CallbackRequest, OptOut, SmsMessage, SmsOutbox
+from ivr.db.models import FollowUp, OptOut, SmsMessage, SmsOutbox
 from ivr.web.signature import sign
 
 SECRET = "serve-test-secret-0123456789abcdef"
@@ -99,10 +99,10 @@ def test_five_concurrent_duplicates_make_one_callback_and_one_reply(
         answers = list(pool.map(lambda _: api.sms(fields, form=True), range(5)))
     assert {status for status, _ in answers} == {200}
     assert sorted(answer["duplicate"] for _, answer in answers) == [False, True, True, True, True]
-    assert {(a["action"], a["skill"], a["callback_id"]) for _, a in answers} == {
-        ("callback", "after-sales", answers[0][1]["callback_id"])}
-    mine = [c for c in table(server, CallbackRequest) if c.e164 == "+8613800138002"]
-    assert [(c.message_id, c.sms_text, c.source) for c in mine] == [("dup-1", "2 please", "sms")]
+    assert {(a["action"], a["skill"], a["followup_id"]) for _, a in answers} == {
+        ("callback", "after-sales", answers[0][1]["followup_id"])}
+    mine = [c for c in table(server, FollowUp) if c.e164 == "+8613800138002"]
+    assert [(c.request_key, c.text, c.origin) for c in mine] == [("dup-1", "2 please", "sms")]
     replies = [m for m in table(server, SmsOutbox) if m.to_number == "+8613800138002"]
     assert len(replies) == 1 and replies[0].text.startswith("Thank you, we will call you back by ")
 
@@ -112,10 +112,10 @@ def test_over_the_rate_limit_is_stored_not_acted_on(running: tuple[ServeProcess,
     number = "+8613800138003"
     assert api.sms({"id": "rate-1", "from": number, "text": "1"})[1]["action"] == "callback"
     status, answer = api.sms({"id": "rate-2", "from": number, "text": "call me now!!"})
-    assert (status, answer["action"], answer["callback_id"]) == (200, "rate-limited", None)
+    assert (status, answer["action"], answer["followup_id"]) == (200, "rate-limited", None)
     assert [(m.message_id, m.action) for m in table(server, SmsMessage) if m.from_e164 == number] == [
         ("rate-1", "callback"), ("rate-2", "rate-limited")]
-    assert len([c for c in table(server, CallbackRequest) if c.e164 == number]) == 1
+    assert len([c for c in table(server, FollowUp) if c.e164 == number]) == 1
     assert len([m for m in table(server, SmsOutbox) if m.to_number == number]) == 1
     assert "not acted on: more than 1 SMS in 30 s" in server.output()
 
@@ -126,11 +126,11 @@ def test_stop_opts_out_and_cancels_the_pending_callback(running: tuple[ServeProc
     first = api.sms({"id": "stop-1", "from": number, "text": "1"})[1]
     status, answer = api.sms({"id": "stop-2", "from": number, "text": "退订"})
     assert (status, answer["action"]) == (200, "opt-out")
-    (callback,) = [c for c in table(server, CallbackRequest) if c.e164 == number]
-    assert (callback.id, callback.status) == (first["callback_id"], "cancelled")
+    (callback,) = [c for c in table(server, FollowUp) if c.e164 == number]
+    assert (callback.id, callback.state) == (first["followup_id"], "cancelled")
     assert number in [o.e164 for o in table(server, OptOut)]
     assert [m.text for m in table(server, SmsOutbox) if m.to_number == number][-1] == (
-        "You will not be called by us again.")
+        "You will not be called by us again. Text START to undo.")
 
     listing = subprocess.run([sys.executable, "-m", "ivr.cli", "callbacks", "list", "--all",
                               "--url", f"sqlite:///{server.database}"], capture_output=True, text=True,

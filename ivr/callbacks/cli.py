@@ -6,7 +6,6 @@
     ivr followups plan ID      the steps still planned (each visible before it is due)
     ivr followups close ID     nothing more is planned (an agent or admin decided)
 
-(``ivr callbacks`` is the same command, its name before callbacks became follow-ups.)
 Soonest due first, times in the desk's time zone (``[hours] timezone``). What
 customers wrote is printed with control characters replaced, so an SMS cannot
 drive the admin's terminal.
@@ -155,9 +154,8 @@ def _cli_close(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: CommandGroups) -> None:
-    """Add ``followups list|plan|close`` (alias ``callbacks``) to the ``ivr`` command."""
-    group = subparsers.add_parser("followups", aliases=["callbacks"],
-                                  help="follow-ups: callbacks, leads, recoveries ... until they are done")
+    """Add ``followups list|plan|close`` to the ``ivr`` command."""
+    group = subparsers.add_parser("followups", help="follow-ups: callbacks, leads, recoveries ... until they are done")
     commands = group.add_subparsers(dest="followups_command", required=True)
     listing = commands.add_parser(
         "list", help="open, overdue or escalated follow-ups, soonest due first",

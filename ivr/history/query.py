@@ -53,13 +53,16 @@ class CustomerSummary:
     owner: str
     do_not_call: bool
     phones: tuple[str, ...]
+    preferred_channel: str = "voice"
+    do_not_call_reason: str = ""
 
     @classmethod
     def of(cls, row: Customer) -> CustomerSummary:
         """From a row loaded with its phones and owner."""
         return cls(row.id, row.external_id or "", row.name, row.vip_tier, row.language,
                    row.owner.code if row.owner is not None else "", row.do_not_call,
-                   tuple(p.e164 for p in sorted(row.phones, key=lambda p: p.id)))
+                   tuple(p.e164 for p in sorted(row.phones, key=lambda p: p.id)), row.preferred_channel,
+                   row.do_not_call_reason)
 
     @property
     def ref(self) -> str:
@@ -69,6 +72,7 @@ class CustomerSummary:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "external_id": self.external_id, "name": self.name, "tier": self.tier,
                 "language": self.language, "owner": self.owner, "do_not_call": self.do_not_call,
+                "do_not_call_reason": self.do_not_call_reason, "preferred_channel": self.preferred_channel,
                 "phones": list(self.phones)}
 
 

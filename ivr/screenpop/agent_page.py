@@ -7,7 +7,11 @@
 * ``GET /agent/events``: the agent's own cards as Server-Sent Events (a page
   never names the agent: the session decides, so agent A cannot read B's).
 * ``POST /agent/ack``, ``POST /agent/disposition``: JSON with the session's
-  CSRF token in ``X-CSRF-Token``.
+  CSRF token in ``X-CSRF-Token``. A disposition may carry ``follow_up_at``
+  (desk time, ``YYYY-MM-DDTHH:MM``); once stored, every plugin hears of it
+  (``ivr_contact_disposed``: the follow-up service plans the next contact).
+* ``POST /agent/customer``: the customer's preferred channel (voice or sms),
+  or do-not-call with the agent's reason.
 * ``GET /agent/api/search``, ``GET /agent/api/timeline``: any customer's whole
   timeline, paged (:mod:`ivr.screenpop.timeline_api`); the session is needed.
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -36,6 +40,8 @@ from twisted.web import resource, server
 
 from ivr.db.models import Agent, Contact
 from ivr.errors import WebRequestError
+from ivr.plugins.requests import Disposition
+from ivr.screenpop.customer_edit import CustomerEdit
 from ivr.screenpop.hub import PopHub, Stream, sse_event
 from ivr.screenpop.timeline_api import TimelineApi
 from ivr.web.auth import token_matches
@@ -71,12 +77,16 @@ def _headers(request: server.Request) -> None:
     untyped.setHeader(b"cache-control", b"no-store")
 
 
+#: Tells the plugins about a stored disposition (``ivr_contact_disposed``, each within its deadline).
+OnDisposed = Callable[[Disposition], Awaitable[None]]
+
+
 class AgentPage(resource.Resource):
     """``/agent`` and its children. ``zone`` is the service desk's (times on the timeline), ``region``
     reads numbers typed without a country code."""
 
     def __init__(self, hub: PopHub, signer: SessionSigner, engine: Engine, clock: IReactorTime,
-                 zone: dt.tzinfo = dt.UTC, region: str = "CN") -> None:
+                 zone: dt.tzinfo = dt.UTC, region: str = "CN", on_disposed: OnDisposed | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.hub = hub
         self.signer = signer
@@ -87,7 +97,8 @@ class AgentPage(resource.Resource):
         self.putChild(b"logout", _Logout(self))
         self.putChild(b"events", _Events(hub, signer, clock))
         self.putChild(b"ack", _Ack(hub, signer))
-        self.putChild(b"disposition", _Disposition(hub, signer, engine))
+        self.putChild(b"disposition", _Disposition(hub, signer, engine, zone, on_disposed))
+        self.putChild(b"customer", CustomerEdit(signer, engine))
         self.putChild(b"api", TimelineApi(signer, engine, zone, region))
 
     def render_GET(self, request: server.Request) -> bytes:
@@ -268,9 +279,12 @@ class _Ack(_SessionJson):
 
 
 class _Disposition(_SessionJson):
-    def __init__(self, hub: PopHub, signer: SessionSigner, engine: Engine) -> None:
+    def __init__(self, hub: PopHub, signer: SessionSigner, engine: Engine, zone: dt.tzinfo,
+                 on_disposed: OnDisposed | None) -> None:
         super().__init__(hub, signer)
         self.engine = engine
+        self.zone = zone
+        self.on_disposed = on_disposed
 
     async def handle_POST(self, request: server.Request) -> tuple[int, object]:
         session = self.session(request)
@@ -280,16 +294,35 @@ class _Disposition(_SessionJson):
             raise WebRequestError(400, "outcome must be one of " + ", ".join(DISPOSITIONS))
         if not isinstance(note, str) or len(note) > _MAX_NOTE:
             raise WebRequestError(400, f"note must be text of at most {_MAX_NOTE} characters")
+        follow_up_at = self._when(body.get("follow_up_at"))
         if not isinstance(uniqueid, str) or uniqueid not in self.hub.cards_seen(session.agent):
             raise WebRequestError(403, "that call was not on your screen")
-        saved = await threads.deferToThread(self._save, uniqueid, str(outcome), note)
-        if not saved:
+        contact_id = await threads.deferToThread(self._save, uniqueid, str(outcome), note)
+        if contact_id is None:
             raise WebRequestError(404, "no such contact (yet): try again in a moment")
+        if self.on_disposed is not None:
+            await self.on_disposed(Disposition(uniqueid, contact_id, session.agent, str(outcome), note,
+                                               follow_up_at))
         return 200, {"saved": True}
 
-    def _save(self, uniqueid: str, outcome: str, note: str) -> bool:
+    def _when(self, value: object) -> dt.datetime | None:
+        """``follow_up_at`` as typed in the page (desk time), in UTC; None if not given."""
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or len(value) > 32:
+            raise WebRequestError(400, "follow_up_at must be a date and time such as 2026-12-01T10:00")
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise WebRequestError(400, "follow_up_at must be a date and time such as 2026-12-01T10:00") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.zone)
+        return moment.astimezone(dt.UTC)
+
+    def _save(self, uniqueid: str, outcome: str, note: str) -> int | None:
         with Session(self.engine) as session:
-            result = session.execute(update(Contact).where(Contact.uniqueid == uniqueid)
-                                     .values(disposition=outcome, notes=note))
+            contact_id = session.execute(update(Contact).where(Contact.uniqueid == uniqueid)
+                                         .values(disposition=outcome, notes=note)
+                                         .returning(Contact.id)).scalar()
             session.commit()
-        return bool(cast(Any, result).rowcount)
+        return int(contact_id) if contact_id is not None else None

@@ -64,15 +64,56 @@ document.getElementById("disposition").addEventListener("submit", async (event) 
   event.preventDefault();
   if (!card) { text("saved", "no call"); return; }
   const answer = await post("/agent/disposition", {uniqueid: card.uniqueid,
-    outcome: document.getElementById("outcome").value, note: document.getElementById("note").value});
+    outcome: document.getElementById("outcome").value, note: document.getElementById("note").value,
+    follow_up_at: document.getElementById("follow-up-at").value || null});
   text("saved", answer.ok ? "saved" : (await answer.json()).error);
+  if (answer.ok) loadFollowups();
 });
-document.getElementById("dial").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const answer = await post("/api/calls", {agent: me, number: document.getElementById("number").value});
+async function dial(number) {
+  const answer = await post("/api/calls", {agent: me, number: number});
   const body = await answer.json();
   text("dialled", answer.ok ? "ringing you, then " + body.number : body.error);
+  return answer.ok;
+}
+document.getElementById("dial").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  await dial(document.getElementById("number").value);
 });
+
+// ---- my follow-ups, soonest due first; overdue ones stand out; one click calls ----
+function localTime(iso) {
+  return iso ? new Date(iso).toLocaleString([], {dateStyle: "short", timeStyle: "short"}) : "";
+}
+function followupItem(f) {
+  const item = el("li", "followup" + (f.overdue ? " overdue" : ""));
+  item.dataset.id = String(f.id);
+  item.append(el("strong", "", "#" + f.id), el("span", "", f.number), el("span", "badge", f.origin),
+    el("span", "", "step " + f.step), el("span", f.overdue ? "late" : "", (f.overdue ? "OVERDUE, was due " : "due ")
+      + localTime(f.due_at)));
+  if (f.escalated) item.appendChild(el("span", "late", "escalated"));
+  if (f.reason || f.text) item.appendChild(el("span", "", [f.reason, f.text].filter(Boolean).join(": ")));
+  if (f.planned.length) item.appendChild(el("span", "", "then " + f.planned.map((p) => localTime(p.due)).join(", ")));
+  const call = el("button", "call", "Call"), close = el("button", "close", "Close");
+  call.type = close.type = "button";
+  call.addEventListener("click", () => dial(f.number));
+  close.addEventListener("click", async () => {
+    const answer = await post("/api/followups", {close: f.id});
+    if (answer.ok) loadFollowups();
+  });
+  item.append(call, close);
+  return item;
+}
+async function loadFollowups() {
+  let body;
+  try { body = await getJson("/api/followups", {}); } catch (error) {
+    text("followups-count", "Could not load follow-ups: " + error.message); return;
+  }
+  const list = document.getElementById("followup-list");
+  list.replaceChildren(...body.followups.map(followupItem));
+  const late = body.followups.filter((f) => f.overdue).length;
+  text("followups-count", body.followups.length + " open, " + late + " overdue");
+}
+setInterval(loadFollowups, 30000);
 
 // ---- the customer timeline: every value goes into the page with textContent only ----
 function el(tag, className, value) {
@@ -107,7 +148,7 @@ function entryItem(c) {
     ["Agent", agent], ["Queue", c.queue], ["Waited", seconds(c.wait_seconds)],
     ["Talked", seconds(c.talk_seconds)], ["Duration", c.channel === "sms" ? "" : seconds(c.duration_seconds)],
     ["Keys", c.dtmf], ["Hung up by", c.hangup_by],
-    ["Callback", c.callback_request_id ? "request #" + c.callback_request_id : ""],
+    ["Follow-up", c.followup_id ? "#" + c.followup_id : ""],
     ["Disposition", c.disposition]];
   const long = [["IVR path", c.path], [c.channel === "sms" ? "Message" : "Said", c.transcript],
     ["Why", c.outcome_reason], ["Notes", c.notes]];
@@ -134,8 +175,26 @@ function showSubject(body) {
   const facts = customer ? [customer.external_id, customer.tier, customer.language && "language " + customer.language,
     customer.owner && "owner " + customer.owner, customer.do_not_call && "DO NOT CALL",
     customer.phones.join(", ")] : ["not a known customer's number"];
-  text("subject-facts", facts.filter(Boolean).join(" · "));
+  text("subject-facts", facts.filter(Boolean).join(" · ") +
+    (customer && customer.do_not_call_reason ? " (" + customer.do_not_call_reason + ")" : ""));
+  document.getElementById("prefs").hidden = !customer;
+  if (customer) document.getElementById("channel").value = customer.preferred_channel || "voice";
 }
+async function saveCustomer(change) {
+  const subject = timeline.subject;
+  if (!subject || !subject.customer) return;
+  const answer = await post("/agent/customer", Object.assign({customer: subject.customer}, change));
+  const body = await answer.json();
+  text("prefs-saved", answer.ok ? "saved" : body.error);
+  if (answer.ok) openTimeline(subject);
+}
+document.getElementById("prefs").addEventListener("submit", (event) => {
+  event.preventDefault();
+  saveCustomer({preferred_channel: document.getElementById("channel").value});
+});
+document.getElementById("dnc").addEventListener("click", () => {
+  saveCustomer({do_not_call: true, reason: document.getElementById("dnc-reason").value});
+});
 async function openTimeline(subject, more) {
   const params = Object.assign({}, subject);
   if (more) params.before = timeline.older;
@@ -181,3 +240,4 @@ document.getElementById("search").addEventListener("submit", async (event) => {
 document.getElementById("older").addEventListener("click", () => {
   if (timeline.subject && timeline.older != null) openTimeline(timeline.subject, true);
 });
+loadFollowups();

@@ -1,0 +1,95 @@
+"""``POST /agent/customer``: what an agent may change on a customer from their page.
+
+``{"customer": 42, "preferred_channel": "sms"}`` sets how the customer
+likes to be reached (confirmations and reminders use it);
+``{"customer": 42, "do_not_call": true, "reason": "asked on the phone"}``
+marks them do-not-call with the agent's reason, kept with who did it and
+when; only a supervisor may clear it (``"do_not_call": false``). Session and
+``X-CSRF-Token`` as every POST of the page; answers the customer's new state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+from twisted.internet import threads
+from twisted.logger import Logger
+from twisted.web import server
+
+from ivr.db.models import Agent, Customer
+from ivr.db.sql import utc_now
+from ivr.errors import WebRequestError
+from ivr.web.resources import JsonResource, read_json_object
+from ivr.web.sessions import SessionSigner
+
+__all__ = ["CHANNELS", "CustomerEdit"]
+
+log = Logger(namespace="ivr.web")
+
+#: How a customer may prefer to be reached.
+CHANNELS = ("voice", "sms")
+_MAX_REASON = 200
+
+
+class CustomerEdit(JsonResource):
+    """Preferred channel and do-not-call, changed by an agent."""
+
+    def __init__(self, signer: SessionSigner, engine: Engine) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.signer = signer
+        self.engine = engine
+
+    async def handle_POST(self, request: server.Request) -> tuple[int, object]:
+        session = self.signer.of_request(request)
+        if session is None:
+            raise WebRequestError(401, "log in first")
+        if not self.signer.csrf_ok(request, session):
+            raise WebRequestError(403, "missing or wrong CSRF token")
+        body = read_json_object(request)
+        customer = body.get("customer")
+        if not isinstance(customer, int) or isinstance(customer, bool):
+            raise WebRequestError(400, "customer must be a customer id")
+        values: dict[str, Any] = {}
+        channel = body.get("preferred_channel")
+        if channel is not None:
+            if channel not in CHANNELS:
+                raise WebRequestError(400, "preferred_channel must be one of " + ", ".join(CHANNELS))
+            values["preferred_channel"] = channel
+        if "do_not_call" in body:
+            values.update(self._do_not_call(body, session.agent))
+        if not values:
+            raise WebRequestError(400, "nothing to change: give preferred_channel or do_not_call")
+        return 200, await threads.deferToThread(self._save, customer, session.agent, values)
+
+    @staticmethod
+    def _do_not_call(body: dict[str, Any], agent: str) -> dict[str, Any]:
+        wanted, reason = body.get("do_not_call"), body.get("reason", "")
+        if not isinstance(wanted, bool):
+            raise WebRequestError(400, "do_not_call must be true or false")
+        if not isinstance(reason, str) or len(reason) > _MAX_REASON or (wanted and not reason.strip()):
+            raise WebRequestError(400, f"a do-not-call needs a reason of at most {_MAX_REASON} characters")
+        stamp = utc_now().strftime("%Y-%m-%d %H:%M UTC")
+        return {"do_not_call": wanted,
+                "do_not_call_reason": f"{reason.strip()} (agent {agent}, {stamp})" if wanted else ""}
+
+    def _save(self, customer_id: int, agent: str, values: dict[str, Any]) -> dict[str, object]:
+        with Session(self.engine) as session:
+            role = session.scalar(select(Agent.role).where(Agent.code == agent, Agent.active))
+            if role is None:
+                raise WebRequestError(403, "this agent is not active")
+            if values.get("do_not_call") is False and role != "supervisor":
+                raise WebRequestError(403, "only a supervisor may clear a do-not-call")
+            found = session.execute(update(Customer).where(Customer.id == customer_id)
+                                    .values(updated_at=dt.datetime.now(dt.UTC), **values)
+                                    .returning(Customer.preferred_channel, Customer.do_not_call,
+                                               Customer.do_not_call_reason)).first()
+            if found is None:
+                raise WebRequestError(404, "no such customer")
+            session.commit()
+        log.info("agent {agent} changed customer {customer}: {changes}", agent=agent, customer=customer_id,
+                 changes=", ".join(f"{k}={v!r}" for k, v in sorted(values.items())))
+        return {"customer": customer_id, "preferred_channel": found.preferred_channel,
+                "do_not_call": found.do_not_call, "do_not_call_reason": found.do_not_call_reason}
