@@ -455,3 +455,18 @@ def test_a_missing_database_or_schema_exits_2(tmp_path: Path, capsys: pytest.Cap
     code, _, err = ivr("history", "purge", "--older-than", "1")
     assert code == 2 and "ivr db upgrade" in err
 
+
+
+def test_import_reads_the_preferred_channel(ivr: Ivr, engine: Engine, tmp_path: Path) -> None:
+    file = tmp_path / "channels.csv"
+    file.write_text("external_id,name,phones,preferred_channel\nC1,Ann,13800138000,SMS\nC2,Ben,13800138001,\n"
+                    "C3,Cat,13800138002,fax\n", encoding="utf-8")
+    code, out, _ = ivr("customers", "import", str(file))
+    assert code == 1 and "line 4: bad preferred_channel 'fax' (use voice or sms)" in out
+    with Session(engine) as session:
+        found = dict(session.execute(select(Customer.external_id, Customer.preferred_channel)).tuples().all())
+    assert found == {"C1": "sms", "C2": "voice"}
+    file.write_text("external_id,name,phones,preferred_channel\nC2,Ben,13800138001,sms\n", encoding="utf-8")
+    assert ivr("customers", "import", str(file))[:2] == (0, "imported 0, updated 1, rejected 0\n")
+    with Session(engine) as session:
+        assert session.scalar(select(Customer.preferred_channel).where(Customer.external_id == "C2")) == "sms"

@@ -36,7 +36,10 @@ from ivr.phone import normalise_number
 
 __all__ = ["BATCH_SIZE", "CSV_COLUMNS", "ImportReport", "import_customers"]
 
-CSV_COLUMNS = ("external_id", "name", "phones", "language", "vip_tier", "owner", "do_not_call")
+CSV_COLUMNS = ("external_id", "name", "phones", "language", "vip_tier", "owner", "do_not_call",
+               "preferred_channel")
+#: How a customer may prefer to be reached (confirmations and reminders use it).
+CHANNELS = ("voice", "sms")
 #: Valid lines written per transaction.
 BATCH_SIZE = 1000
 
@@ -51,7 +54,7 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{1,8})*")
 _PHONE_SEPARATORS = re.compile(r"[;|]")
 _EXTERNAL_ID_MAX = 100
 _HEADER_FIX = ("the first line must name the columns: " + ",".join(CSV_COLUMNS)
-               + " (language, vip_tier, owner and do_not_call may be left out)")
+               + " (language, vip_tier, owner, do_not_call and preferred_channel may be left out)")
 
 
 @dataclass
@@ -81,6 +84,7 @@ class _Line:
     owner_agent_id: int | None
     owner_given: bool
     do_not_call: bool | None
+    preferred_channel: str | None = None
 
 
 # ------------------------------------------------------------------ the file and its header
@@ -169,10 +173,14 @@ class _LineChecker:
         vip_tier = self._vip_tier(row, problems)
         owner_id = self._owner(row, problems)
         do_not_call = self._do_not_call(row, problems)
+        # An empty cell is the default; every line then has the column, as executemany needs.
+        channel = (row["preferred_channel"].strip().lower() or "voice") if "preferred_channel" in row else None
+        if channel is not None and channel not in CHANNELS:
+            problems.append(f"bad preferred_channel {quoted(row['preferred_channel'])} (use voice or sms)")
         if problems:
             return "; ".join(problems)
         return _Line(number, external_id, row["name"].strip(), phones, language, vip_tier, owner_id,
-                     "owner" in row, do_not_call)
+                     "owner" in row, do_not_call, channel)
 
     def _check_external_id(self, number: int, external_id: str, problems: list[str]) -> None:
         if not external_id:
@@ -286,7 +294,7 @@ def _insert_customers(connection: Connection, new: Sequence[_Line], now: dt.date
     connection.execute(insert(_customers), [{
         "external_id": line.external_id, "name": line.name, "language": line.language or "",
         "vip_tier": line.vip_tier or "", "owner_agent_id": line.owner_agent_id,
-        "preferred_channel": "voice", "do_not_call": bool(line.do_not_call),
+        "preferred_channel": line.preferred_channel or "voice", "do_not_call": bool(line.do_not_call),
         "created_at": now, "updated_at": now} for line in new])
     existing.update(_customer_ids(connection, [line.external_id for line in new]))
 
@@ -306,6 +314,8 @@ def _update_customers(connection: Connection, old: Sequence[_Line], now: dt.date
             values["owner_agent_id"] = line.owner_agent_id
         if line.do_not_call is not None:
             values["do_not_call"] = line.do_not_call
+        if line.preferred_channel is not None:
+            values["preferred_channel"] = line.preferred_channel
         params.append(values)
     connection.execute(update(_customers).where(_customers.c.id == bindparam("b_id")), params)
 

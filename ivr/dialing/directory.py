@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 
 from ivr.db.models import Agent as AgentRow
-from ivr.db.models import Contact
+from ivr.db.models import Contact, Customer, CustomerPhone
 from ivr.dialing.consent import must_not_call
 from ivr.dialing.outbound import Agent
+from ivr.db.sql import utc
 from ivr.dialing.policy import DialTarget
 
 __all__ = ["DialDirectory", "OUTBOUND_KINDS"]
 
-#: Contacts that count against a customer's daily cap: the calls we make, not the ones they make.
-OUTBOUND_KINDS = ("click-to-call", "callback")
+#: Contacts that count against a customer's daily cap: the calls and SMS we make, not the ones they make.
+OUTBOUND_KINDS = ("click-to-call", "callback", "sms")
 
 
 class DialDirectory:
@@ -41,13 +42,33 @@ class DialDirectory:
             return must_not_call(connection, target.e164)
 
     def contacts_since(self, target: DialTarget, since: dt.datetime) -> int:
-        query = (select(func.count()).select_from(Contact)
-                 .where(Contact.caller_e164 == target.e164, Contact.direction == "outbound",
-                        Contact.kind.in_(OUTBOUND_KINDS), Contact.started_at >= since))
+        """The calls and SMS we made to ``target``'s customer since ``since``, over all their numbers.
+
+        A number no customer owns counts its own contacts.
+        """
         with Session(self.engine) as session:
+            customer = session.scalar(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == target.e164))
+            mine = Contact.caller_e164 == target.e164
+            if customer is not None:
+                numbers = select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer)
+                mine = or_(Contact.customer_id == customer, Contact.caller_e164.in_(numbers))
+            query = (select(func.count()).select_from(Contact)
+                     .where(mine, Contact.direction == "outbound", Contact.kind.in_(OUTBOUND_KINDS),
+                            Contact.started_at >= since))
             return int(session.scalar(query) or 0)
 
+    def not_before(self, target: DialTarget) -> dt.datetime | None:
+        """The customer's "do not contact before" moment, if they have one."""
+        query = (select(Customer.no_contact_before).join(CustomerPhone)
+                 .where(CustomerPhone.e164 == target.e164))
+        with Session(self.engine) as session:
+            value = session.scalar(query)
+        return utc(value) if value is not None else None
+
     # -- off the reactor ---------------------------------------------------
+
+    def when_contactable(self, target: DialTarget) -> defer.Deferred[dt.datetime | None]:
+        return threads.deferToThread(self.not_before, target)
 
     def find_agent(self, code: str) -> defer.Deferred[Agent | None]:
         return threads.deferToThread(self.agent, code)

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar, cast
 
 import phonenumbers
@@ -107,6 +107,7 @@ class DialReason(enum.Enum):
     DO_NOT_CALL = "do-not-call"
     AGENT_CONFLICT = "agent-conflict"
     FREQUENCY_CAP = "frequency-cap"
+    NOT_BEFORE = "not-before"
     CHECK_FAILED = "check-failed"
 
 
@@ -121,6 +122,7 @@ _HTTP_STATUS: dict[DialReason, int] = {
     DialReason.DO_NOT_CALL: 403,
     DialReason.AGENT_CONFLICT: 409,
     DialReason.FREQUENCY_CAP: 429,
+    DialReason.NOT_BEFORE: 429,
     DialReason.CHECK_FAILED: 503,
 }
 
@@ -185,6 +187,12 @@ class ActiveAgentLookup(Protocol):
     def __call__(self, target: DialTarget) -> str | None | Awaitable[str | None]: ...
 
 
+class NotBeforeLookup(Protocol):
+    """The moment before which ``target``'s customer must not be contacted, or None."""
+
+    def __call__(self, target: DialTarget) -> datetime | None | Awaitable[datetime | None]: ...
+
+
 class DoNotCallLookup(Protocol):
     """True when ``target`` opted out of calls (an SMS "STOP", a do-not-call list)."""
 
@@ -214,7 +222,8 @@ class DialPolicy:
     """
 
     def __init__(self, *, contacts_since: ContactCounter | None, active_agent: ActiveAgentLookup | None,
-                 do_not_call: DoNotCallLookup | None = None, region: str = "CN",
+                 do_not_call: DoNotCallLookup | None = None, not_before: NotBeforeLookup | None = None,
+                 region: str = "CN",
                  allowed_countries: Iterable[str] | None = None, allowed_patterns: Iterable[str] = (),
                  blocked_patterns: Iterable[str] = (), blocked_types: Iterable[int] = DEFAULT_BLOCKED_TYPES,
                  max_attempts: int | None = 3, window: timedelta = timedelta(days=1),
@@ -245,6 +254,7 @@ class DialPolicy:
         self._contacts_since = contacts_since
         self._active_agent = active_agent
         self._do_not_call = do_not_call
+        self._not_before = not_before
         self._clock = clock
         self.lookup_deadline = lookup_deadline
         self._now = now
@@ -316,6 +326,12 @@ class DialPolicy:
             if request.do_not_call or (do_not_call is not None
                                        and await self._ask(lambda: do_not_call(target), "do-not-call list")):
                 return self._refuse(DialReason.DO_NOT_CALL, f"{e164} asked not to be called", **facts)
+            not_before = self._not_before
+            if not_before is not None:
+                until = await self._ask(lambda: not_before(target), "do-not-contact-before date")
+                if until is not None and until > self._now():
+                    return self._refuse(DialReason.NOT_BEFORE, "this customer is not to be contacted before "
+                                        f"{until.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC", **facts)
             active_agent = self._active_agent
             if active_agent is not None:
                 agent = await self._ask(lambda: active_agent(target), "active calls")

@@ -37,7 +37,8 @@ def build_outbound(settings: Settings, reactor: Any, engine: Engine, recorder: C
                        AMICredentials(ami.username, ami.secret))
     directory = DialDirectory(engine)
     policy = DialPolicy(contacts_since=directory.count_contacts_since, active_agent=None,
-                        do_not_call=directory.is_do_not_call, region=settings.routing.region,
+                        do_not_call=directory.is_do_not_call, not_before=directory.when_contactable,
+                        region=settings.routing.region,
                         allowed_countries=dialing.allowed_countries or None,
                         allowed_patterns=dialing.allowed_patterns, blocked_patterns=dialing.blocked_patterns,
                         max_attempts=dialing.max_attempts_per_day, clock=reactor)

@@ -98,7 +98,7 @@ class AgentPage(resource.Resource):
         self.putChild(b"events", _Events(hub, signer, clock))
         self.putChild(b"ack", _Ack(hub, signer))
         self.putChild(b"disposition", _Disposition(hub, signer, engine, zone, on_disposed))
-        self.putChild(b"customer", CustomerEdit(signer, engine))
+        self.putChild(b"customer", CustomerEdit(signer, engine, zone))
         self.putChild(b"api", TimelineApi(signer, engine, zone, region))
 
     def render_GET(self, request: server.Request) -> bytes:

@@ -4,7 +4,9 @@
 likes to be reached (confirmations and reminders use it);
 ``{"customer": 42, "do_not_call": true, "reason": "asked on the phone"}``
 marks them do-not-call with the agent's reason, kept with who did it and
-when; only a supervisor may clear it (``"do_not_call": false``). Session and
+when; only a supervisor may clear it (``"do_not_call": false``).
+``{"customer": 42, "no_contact_before": "2026-12-01"}`` (desk date; null
+clears it): no call or SMS of ours reaches them before that day. Session and
 ``X-CSRF-Token`` as every POST of the page; answers the customer's new state.
 """
 
@@ -20,7 +22,7 @@ from twisted.logger import Logger
 from twisted.web import server
 
 from ivr.db.models import Agent, Customer
-from ivr.db.sql import utc_now
+from ivr.db.sql import iso, utc_now
 from ivr.errors import WebRequestError
 from ivr.web.resources import JsonResource, read_json_object
 from ivr.web.sessions import SessionSigner
@@ -37,10 +39,11 @@ _MAX_REASON = 200
 class CustomerEdit(JsonResource):
     """Preferred channel and do-not-call, changed by an agent."""
 
-    def __init__(self, signer: SessionSigner, engine: Engine) -> None:
+    def __init__(self, signer: SessionSigner, engine: Engine, zone: dt.tzinfo = dt.UTC) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.signer = signer
         self.engine = engine
+        self.zone = zone
 
     async def handle_POST(self, request: server.Request) -> tuple[int, object]:
         session = self.signer.of_request(request)
@@ -60,9 +63,24 @@ class CustomerEdit(JsonResource):
             values["preferred_channel"] = channel
         if "do_not_call" in body:
             values.update(self._do_not_call(body, session.agent))
+        if "no_contact_before" in body:
+            values["no_contact_before"] = self._date(body["no_contact_before"])
         if not values:
-            raise WebRequestError(400, "nothing to change: give preferred_channel or do_not_call")
+            raise WebRequestError(400, "nothing to change: give preferred_channel, do_not_call or "
+                                       "no_contact_before")
         return 200, await threads.deferToThread(self._save, customer, session.agent, values)
+
+    def _date(self, value: object) -> dt.datetime | None:
+        """A desk date (``YYYY-MM-DD``) as the UTC moment that day starts; None clears it."""
+        if value is None:
+            return None
+        try:
+            day = dt.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise WebRequestError(400, "no_contact_before must be a date such as 2026-12-01, or null")
+        return dt.datetime(day.year, day.month, day.day, tzinfo=self.zone).astimezone(dt.UTC)
 
     @staticmethod
     def _do_not_call(body: dict[str, Any], agent: str) -> dict[str, Any]:
@@ -85,11 +103,12 @@ class CustomerEdit(JsonResource):
             found = session.execute(update(Customer).where(Customer.id == customer_id)
                                     .values(updated_at=dt.datetime.now(dt.UTC), **values)
                                     .returning(Customer.preferred_channel, Customer.do_not_call,
-                                               Customer.do_not_call_reason)).first()
+                                               Customer.do_not_call_reason, Customer.no_contact_before)).first()
             if found is None:
                 raise WebRequestError(404, "no such customer")
             session.commit()
         log.info("agent {agent} changed customer {customer}: {changes}", agent=agent, customer=customer_id,
                  changes=", ".join(f"{k}={v!r}" for k, v in sorted(values.items())))
         return {"customer": customer_id, "preferred_channel": found.preferred_channel,
-                "do_not_call": found.do_not_call, "do_not_call_reason": found.do_not_call_reason}
+                "do_not_call": found.do_not_call, "do_not_call_reason": found.do_not_call_reason,
+                "no_contact_before": iso(found.no_contact_before)}
