@@ -321,15 +321,16 @@ def test_a_key_pressed_during_the_greeting_answers_the_first_menu() -> None:
 class CallbackDesk:
     """A plugin that takes callback requests and looks at every queue transfer."""
 
-    def __init__(self, take_queue: bool = False) -> None:
+    def __init__(self, take_queue: bool = False, take_callbacks: bool = True) -> None:
         self.requests: list[tuple[str, str]] = []
         self.queues: list[str] = []
         self.take_queue = take_queue
+        self.take_callbacks = take_callbacks
 
     @pluggy.HookimplMarker("ivr")
     def ivr_request_callback(self, call: Call, skill: str, reason: str) -> bool:
         self.requests.append((skill, reason))
-        return True
+        return self.take_callbacks
 
     @pluggy.HookimplMarker("ivr")
     def ivr_before_queue(self, call: Call, queue: str, customer: Customer) -> bool:
@@ -350,6 +351,18 @@ def test_closed_hours_offer_a_callback_when_a_plugin_takes_them() -> None:
     run_call(caller, open_now=False, hooks=hooks_with(desk))
     assert caller.prompts() == ["ivr-closed", "ivr-callback-offer", "ivr-callback-confirmed", "ivr-goodbye"]
     assert desk.requests == [("", "closed")]
+
+
+def test_a_caller_who_cannot_be_called_back_is_told_so_never_promised() -> None:
+    refusing = CallbackDesk(take_callbacks=False)  # e.g. the caller opted out of calls
+    caller = Caller({"ivr-callback-offer": ["1"]})
+    run_call(caller, open_now=False, hooks=hooks_with(refusing))
+    assert caller.prompts() == ["ivr-closed", "ivr-callback-offer", "ivr-callback-refused", "ivr-goodbye"]
+    menus = menu_set(MenuRoute("hotline", "m"), Menu("m", "m-prompt", {"1": callback("sales")}))
+    menus.validate(QUEUES, None, callbacks=True)
+    caller = Caller({"m-prompt": ["1"]})
+    run_call(caller, menus=menus, hooks=hooks_with(refusing))
+    assert "ivr-callback-refused" in caller.prompts() and "ivr-callback-confirmed" not in caller.prompts()
 
 
 def test_callback_option_and_before_queue_hook() -> None:

@@ -19,15 +19,17 @@ from test_sms_webhook import HOSTILE
 
 from ivr.callbacks import FollowUpStore, SmsDesk
 from ivr.callbacks.assign import FreeAgent
-from ivr.plugins.requests import FollowUpOrigin, FollowUpRequest
 from ivr.callbacks.caller_requests import CallerCallbacks
 from ivr.callbacks.outbox import SmsOutbox
 from ivr.config import CallbackSettings
 from ivr.db import Agent, Contact, Customer, CustomerPhone
 from ivr.db.models import FollowUp
 from ivr.db.models import SmsOutbox as OutboxRow
+from ivr.db.sql import write_transaction
+from ivr.dialing.consent import opt_out
 from ivr.history.links import ContactLinks, link_contact_now
 from ivr.history.sms import sms_uniqueid
+from ivr.plugins.requests import FollowUpOrigin, FollowUpRequest
 
 
 @pytest.fixture
@@ -186,3 +188,13 @@ def test_a_caller_who_asks_for_a_callback_in_the_menu_is_linked_to_the_request(
     (call,) = contacts(engine)
     assert (request.request_key, request.customer_id) == ("ivr:1700000000.5", customer)
     assert (call.followup_id, call.customer_id) == (request.id, customer)
+
+
+def test_a_caller_who_opted_out_gets_no_callback_promise(engine: Engine, clock: Clock) -> None:
+    add_call(engine, "1700000000.6", kind="hotline")
+    with write_transaction(engine) as connection:
+        opt_out(connection, NUMBER, "sms", "stop-1", clock())
+    plugin = CallerCallbacks(FollowUpStore(engine, HOURS, CallbackSettings(), now=clock), "CN")
+    assert not plugin.store_request("1700000000.6", NUMBER, "after-sales", "main:9")
+    with Session(engine) as session:
+        assert session.scalars(select(FollowUp)).all() == []

@@ -148,9 +148,9 @@ class MenuRouteHandler:
         if hooks is not None and hooks.ivr_request_callback.get_hookimpls():
             wanted = await call.menu("ivr-callback-offer", {"1": "yes"}, tries=1, timeout=5.0,
                                      invalid_prompt=None, timeout_prompt=None)
-            if wanted and await self._ask_hook(hooks.ivr_request_callback, call=call, skill="",
-                                               reason="closed"):
-                await call.play("ivr-callback-confirmed")
+            if wanted:
+                taken = await self._ask_hook(hooks.ivr_request_callback, call=call, skill="", reason="closed")
+                await call.play("ivr-callback-confirmed" if taken else "ivr-callback-refused")
         await call.play("ivr-goodbye")
         await call.hangup()
 
@@ -220,7 +220,8 @@ class MenuRouteHandler:
         await walk.step(CallStep("callback", value=option.target))
         taken = await self._ask_hook(self.services.hooks.ivr_request_callback, call=call,
                                      skill=option.target, reason=walk.path_text)
-        if not taken:
+        if not taken:  # an anonymous number, or one that must not be called: say so, then a person
+            await call.play("ivr-callback-refused")
             raise FallbackRequested("callback-refused")
         await call.play("ivr-callback-confirmed")
         await call.play("ivr-goodbye")
