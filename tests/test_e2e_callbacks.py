@@ -246,7 +246,7 @@ def test_a_caller_who_presses_for_a_call_back_is_called_back(
         return rows if rows and rows[0].state == "done" else []
 
     request = wait_for(called_back, timeout=60, what="the IVR callback to be done")[0]
-    assert (request.source, request.skill) == ("ivr", "after-sales")
+    assert (request.origin, request.skill) == ("ivr", "after-sales")
     contacts = wait_for(lambda: final_contacts(engine, f"+86{number}"), what="both contacts")
     assert sorted((c.kind, c.outcome) for c in contacts) == [
         ("callback", "answered"), ("hotline", "completed")]  # the IVR confirmed, then ended the first call
@@ -289,3 +289,66 @@ def test_two_instances_on_one_postgresql_dial_each_callback_exactly_once(
         for server in servers:
             server.stop()
         engine.dispose()
+
+
+def own(engine: Engine, number: str, owner: str, name: str) -> int:
+    """A customer with ``number`` whose account owner is agent ``owner``; their id."""
+    with Session(engine) as session:
+        owner_id = session.scalar(select(Agent.id).where(Agent.code == owner))
+        row = Customer(name=name, owner_agent_id=owner_id, phones=[CustomerPhone(e164=number)])
+        session.add(row)
+        session.commit()
+        return row.id
+
+
+def test_another_agents_click_to_call_to_an_owned_customer_gets_409_naming_the_owner(
+        ami: AMI, served: tuple[ServeProcess, int, Engine]) -> None:
+    _, port, engine = served
+    customer = "+8613800000307"
+    own(engine, customer, "1001", "Owned by 1001")
+    cookie, session = SessionSigner(SESSION_SECRET).make("1002")
+    status, body = post(port, "/api/calls", json.dumps({"agent": "1002", "number": customer}).encode(),
+                        {"Content-Type": "application/json", "Cookie": f"ivr_agent={cookie}",
+                         "X-CSRF-Token": session.csrf})
+    assert (status, body["owner"]) == (409, "1001") and "1001" in body["error"]
+    with Session(engine) as db:
+        assert db.scalar(select(func.count()).select_from(Contact).where(Contact.caller_e164 == customer)) == 0
+    ami.set_global("TEST_CUSTOMER_8613800000307_POST_WAIT", "2")
+    status, body = click_to_call(port, {"agent": "1001", "number": customer}, token=TOKEN)  # the owner may
+    assert status == 202 and body["agent"] == "1001"
+    wait_for(lambda: final_contacts(engine, customer), what="the owner's call")
+
+
+def test_a_callback_rings_the_owner_first_then_a_pool_agent_after_the_owners_head_start(
+        ami: AMI, sandbox: Sandbox) -> None:
+    ami.agent_behaves("3001", action="noanswer")  # the owner is away from the desk, not marked away
+    ami.agent_behaves("3002")
+    http_port = free_port()
+    server = ServeProcess(free_port(), server_env(http_port, IVR_FOLLOWUPS_OWNER_WINDOW="3",
+                                                  IVR_CALLBACKS_AGENT_RETRY_DELAY="1"))
+    engine = make_engine(f"sqlite:///{server.database}")
+    try:
+        add_agents(engine, ["3001", "3002"])
+        customer = "+8613800000308"
+        own(engine, customer, "3001", "Owned by 3001")
+        ami.set_global("TEST_CUSTOMER_8613800000308_POST_WAIT", "2")
+        assert text_in(http_port, customer, "1 call me", "sms-owner-1")[0] == 200
+
+        def done() -> FollowUp | None:
+            with Session(engine) as session:
+                row = session.scalars(select(FollowUp).where(FollowUp.e164 == customer)).first()
+            return row if row is not None and row.state == "done" else None
+
+        followup = wait_for(done, timeout=60, what="the callback to be done")
+        calls = wait_for(lambda: final_contacts(engine, customer), what="both attempts' contacts")
+        with Session(engine) as session:
+            codes = {a.id: a.code for a in session.scalars(select(Agent))}
+        attempts = sorted(calls, key=lambda c: c.started_at)
+        assert [(codes.get(c.agent_id or 0), c.outcome) for c in attempts] == [
+            ("3001", "agent-no-answer"), ("3002", "answered")]
+        assert (followup.owner_agent_id and codes[followup.owner_agent_id]) == "3001"
+        assert followup.contact_id == attempts[1].id and followup.attempts == 1  # the owner's try used none
+    finally:
+        engine.dispose()
+        server.stop()
+        ami.agent_behaves("3001")

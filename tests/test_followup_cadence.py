@@ -152,8 +152,8 @@ def test_the_owner_gets_it_first_then_the_pool_after_the_head_start(store: Follo
     (mine,) = store.claim_due([*pool, FreeAgent("1001", ("sales",))], "ivr-a")
     assert mine.agent == "1001"  # the owner, though listed after a pool agent
     store.finish(mine.followup.id, Outcome.AGENT_NO_ANSWER, "ivr-a")  # the owner did not pick up
-    clock.value = local(23, 10, 11)  # the 10-minute head start is over
-    (taken,) = store.claim_due(pool, "ivr-a")
+    clock.value = local(23, 10, 11)  # the 10-minute head start is over: the pool, even if the owner is free
+    (taken,) = store.claim_due([FreeAgent("1001", ("sales",)), *pool], "ivr-a")
     assert taken.agent == "2001"
 
 

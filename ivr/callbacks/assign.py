@@ -46,16 +46,15 @@ def choose_agent(followup: FollowUp, owner: OwnerState | None, free: Sequence[Fr
                  now: dt.datetime) -> FreeAgent | None:
     """The free agent to take ``followup`` now, or None to leave it for later.
 
-    The owner if free; while the owner's head start lasts (and they are
-    present), nobody else; after it, a free agent with the skill, else any.
+    While the owner's head start lasts (and they are present): the owner if
+    free, else nobody. After it (or with no owner): a free agent with the
+    skill, else any; the owner, who had their chance, only if nobody else
+    is free.
     """
-    if owner is not None:
-        mine = next((agent for agent in free if agent.code == owner.code), None)
-        if mine is not None:
-            return mine
-        present = owner.active and not owner.away
-        if present and followup.owner_until is not None and now < followup.owner_until:
-            return None
-    if not free:
+    head_start = followup.owner_until is not None and now < followup.owner_until
+    if owner is not None and owner.active and not owner.away and head_start:
+        return next((agent for agent in free if agent.code == owner.code), None)
+    others = [agent for agent in free if owner is None or agent.code != owner.code] or list(free)
+    if not others:
         return None
-    return next((agent for agent in free if followup.skill and followup.skill in agent.skills), free[0])
+    return next((agent for agent in others if followup.skill and followup.skill in agent.skills), others[0])

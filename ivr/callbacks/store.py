@@ -253,7 +253,7 @@ class FollowUpStore:
         if result is Outcome.ANSWERED:
             if followup.origin in self.followups.continue_after_reached:
                 return self._advance(followup, now, "reached")
-            return self._close(now, "done", "reached")
+            return {"attempts": followup.attempts + 1, **self._close(now, "done", "reached")}
         if result in _CUSTOMER_TRIES:
             attempts = followup.attempts + 1
             if attempts >= followup.max_attempts:
