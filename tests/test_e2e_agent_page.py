@@ -10,6 +10,7 @@ text, another agent's page stays empty, and a forged session gets nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import re
 import time
@@ -24,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.db import Contact, Customer, CustomerPhone, make_engine
-from ivr.db.models import Agent
+from ivr.db.models import Agent, FollowUp
+from ivr.db.sql import utc
 from ivr.web.auth import hash_token
 
 pytestmark = pytest.mark.asterisk
@@ -105,6 +107,7 @@ def test_a_real_call_pops_its_card_follows_the_call_and_saves_the_disposition(
     expect(bo.locator("#empty")).to_be_visible()  # agent 1002 never saw 1001's call
     ana.select_option("#outcome", "follow-up")
     ana.fill("#note", "Wants a technician on Friday. <b>not bold</b>")
+    ana.fill("#follow-up-at", "2031-05-09T10:30")  # a Friday, desk time (the server's default zone: UTC)
     ana.click("#disposition button[type=submit]")
     expect(ana.locator("#saved")).to_have_text("saved", timeout=5_000)
     engine = make_engine(f"sqlite:///{server.database}")
@@ -112,7 +115,16 @@ def test_a_real_call_pops_its_card_follows_the_call_and_saves_the_disposition(
         contact = session.scalars(select(Contact).where(Contact.caller_number == NUMBER)).one()
         assert contact.disposition == "follow-up"
         assert contact.notes == "Wants a technician on Friday. <b>not bold</b>"
+        planned = session.scalars(select(FollowUp).where(FollowUp.source_contact_id == contact.id)).one()
+        owner = session.get(Agent, planned.owner_agent_id)
+        assert (planned.origin, planned.e164, owner and owner.code) == ("disposition", f"+86{NUMBER}", "1001")
+        assert utc(planned.next_attempt_at) == dt.datetime(2031, 5, 9, 10, 30, tzinfo=dt.UTC)
     engine.dispose()
+    mine = ana.locator(f"#followup-list li[data-id='{planned.id}']")  # on agent 1001's list, not yet due
+    expect(mine).to_contain_text(f"+86{NUMBER}", timeout=5_000)
+    expect(mine).to_contain_text("disposition")
+    expect(mine).not_to_have_class(re.compile("overdue"))
+    expect(bo.locator("#followup-list li")).to_have_count(0)
     metrics = fetch(port, "/metrics")
     counted = dict(re.findall(r"^(ivr_screenpop_cards_\w+_total) (\S+)$", metrics, re.M))
     assert float(counted["ivr_screenpop_cards_delivered_total"]) >= 3  # ringing, answered, ended: each acked
