@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from asterisk_harness import AMI, Sandbox
@@ -107,7 +108,7 @@ def test_a_real_call_pops_its_card_follows_the_call_and_saves_the_disposition(
     expect(bo.locator("#empty")).to_be_visible()  # agent 1002 never saw 1001's call
     ana.select_option("#outcome", "follow-up")
     ana.fill("#note", "Wants a technician on Friday. <b>not bold</b>")
-    ana.fill("#follow-up-at", "2031-05-09T10:30")  # a Friday, desk time (the server's default zone: UTC)
+    ana.fill("#follow-up-at", "2031-05-09T10:30")  # a Friday, desk time (the default zone: Asia/Shanghai)
     ana.click("#disposition button[type=submit]")
     expect(ana.locator("#saved")).to_have_text("saved", timeout=5_000)
     engine = make_engine(f"sqlite:///{server.database}")
@@ -118,7 +119,7 @@ def test_a_real_call_pops_its_card_follows_the_call_and_saves_the_disposition(
         planned = session.scalars(select(FollowUp).where(FollowUp.source_contact_id == contact.id)).one()
         owner = session.get(Agent, planned.owner_agent_id)
         assert (planned.origin, planned.e164, owner and owner.code) == ("disposition", f"+86{NUMBER}", "1001")
-        assert utc(planned.next_attempt_at) == dt.datetime(2031, 5, 9, 10, 30, tzinfo=dt.UTC)
+        assert utc(planned.next_attempt_at) == dt.datetime(2031, 5, 9, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
     engine.dispose()
     mine = ana.locator(f"#followup-list li[data-id='{planned.id}']")  # on agent 1001's list, not yet due
     expect(mine).to_contain_text(f"+86{NUMBER}", timeout=5_000)
