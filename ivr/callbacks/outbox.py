@@ -1,8 +1,10 @@
 """Built-in plugin: the default ``ivr_send_sms`` stores messages in the ``sms_outbox`` table.
 
 It runs last (``trylast``): a gateway plugin that sends SMS itself answers
-first and this one is never asked. Otherwise a gateway job reads the unsent
-rows (``sent_at`` is NULL) and sends them. Each message is also a contact of
+first and this one is never asked. Otherwise the rows wait, ``queued``, for a
+sender: the built-in ``ivr.callbacks.sip_sms`` (:mod:`ivr.callbacks.sms_sender`)
+or a gateway job (:mod:`ivr.callbacks.outbox_queue` claims, retries and
+finishes them). Each message is also a contact of
 its customer (:mod:`ivr.history.sms`, ``sms-out:<outbox id>``), written in the
 same transaction, so the timeline shows what ivr told the customer. The
 insert runs on a worker thread.
@@ -43,7 +45,8 @@ class SmsOutbox:
         now = utc_now()
         with write_transaction(self.engine) as connection:
             outbox_id = connection.execute(
-                insert(_outbox).values(to_number=to, text=text, attempts=0, last_error="", created_at=now)
+                insert(_outbox).values(to_number=to, text=text, attempts=0, last_error="", created_at=now,
+                                      status="queued", next_attempt_at=now)
                 .returning(_outbox.c.id)).scalar_one()
             e164 = normalise_number(to, _NO_REGION)
             record_sms(connection, SmsContact(str(outbox_id), "outbound", to, e164, text, now,
