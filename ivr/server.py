@@ -37,7 +37,11 @@ from ivr.audiosocket import AudioSocketFactory
 from ivr.callbacks.caller_requests import CallerCallbacks
 from ivr.callbacks.dispatcher import CallbackDispatcher
 from ivr.callbacks.outbox import SmsOutbox
+from ivr.callbacks.outbox_queue import OutboxQueue, RetryPolicy
+from ivr.callbacks.sip_inbound import SipSmsInbound
+from ivr.callbacks.sip_sms import SipSms
 from ivr.callbacks.sms import SmsDesk
+from ivr.callbacks.sms_sender import SipSmsSender
 from ivr.callbacks.store import CallbackStore
 from ivr.callbacks.webhook import SmsWebhook
 from ivr.config import Settings
@@ -115,6 +119,10 @@ class IVRServer:
         self.pop_bridge = self._pop_bridge()
         self.callbacks = CallbackStore(self.engine, self.hours, settings.callbacks)
         self.dispatcher = self._dispatcher()
+        # SMS from the webhook and over SIP: one desk (numbers the dial policy refuses get no callback).
+        self.sms_desk = SmsDesk(self.callbacks, settings.sms, settings.routing.region,
+                                number_check(settings, self.dialer))
+        self.sip_sms: SipSms | None = None
         # 5. The built-ins that need these services.
         self.plugins.start_builtins(self._builtin_factories())
         # 6. Listeners (opened by start()).
@@ -205,10 +213,26 @@ class IVRServer:
             "ivr.history.human_part": lambda: self.human,
             "ivr.plugins.customer_directory": lambda: CustomerDirectory(self.engine),
             "ivr.callbacks.outbox": lambda: SmsOutbox(self.engine),
+            "ivr.callbacks.sip_sms": self._sip_sms,
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
         }
+
+    def _sip_sms(self) -> SipSms | None:
+        """SMS over SIP MESSAGE (``[sip_sms] enabled``): the outbox sender and the inbound listener."""
+        settings = self.settings
+        sip = settings.sip_sms
+        if not sip.enabled:
+            return None
+        if self.ami is None:
+            raise ConfigError(settings.source, "sip_sms.enabled", "SMS over SIP needs Asterisk's manager",
+                              "set [ami] enabled = true (or [sip_sms] enabled = false)")
+        queue = OutboxQueue(self.engine, RetryPolicy(sip.max_attempts, sip.retry_delay, sip.retry_factor,
+                                                     sip.retry_max_delay), sip.lock_timeout)
+        sender = SipSmsSender(queue, self.ami, self.clock, self.instance, sip)
+        self.sip_sms = SipSms(sender, SipSmsInbound(self.sms_desk, self.plugins.hook, self.clock))
+        return self.sip_sms
 
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
@@ -224,10 +248,7 @@ class IVRServer:
         settings, http = self.settings, self.settings.http
         check_secrets(settings)
         web = WebSite(http, self.reactor)
-        desk = None
-        if http.sms_secret:  # SMS from numbers the dial policy refuses make no callback
-            allowed = number_check(settings, self.dialer)
-            desk = SmsDesk(self.callbacks, settings.sms, settings.routing.region, allowed)
+        desk = self.sms_desk if http.sms_secret else None
         web.add("/api/sms", SmsWebhook(desk, http.sms_secret, self.plugins.hook, self.clock,
                                        http.signature_tolerance))
         sessions = SessionSigner(http.session_secret) if http.session_secret else None
@@ -244,6 +265,8 @@ class IVRServer:
         sources: list[MetricSource] = [self.router.metrics, self.history.metrics, self.pops.metrics]
         if self.dispatcher is not None:
             sources.append(self.dispatcher.metrics)
+        if self.sip_sms is not None:
+            sources.append(self.sip_sms.metrics)
         if self.ami is not None:
             sources.append(self._ami_metrics)
         return sources
@@ -266,6 +289,8 @@ class IVRServer:
             self.human.start(self.ami)
         if self.dispatcher is not None:
             self.dispatcher.start()
+        if self.sip_sms is not None and self.ami is not None:
+            self.sip_sms.start(self.ami)
         if self.pop_bridge is not None:
             self.pop_bridge.start()
         tcp = cast(IReactorTCP, self.reactor)
@@ -293,6 +318,8 @@ class IVRServer:
         finally:
             if self.dispatcher is not None:
                 self.dispatcher.stop()
+            if self.sip_sms is not None:
+                self.sip_sms.stop()
             if self.human is not None:
                 self.human.stop()
             if self.ami is not None:

@@ -46,7 +46,7 @@ class RetryPolicy:
     max_delay: float = 3600.0
 
     def delay_after(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failed attempt: ``delay * factor**(attempts-1)``, capped."""
+        """Seconds to wait after failed attempt ``attempts``: ``delay * factor**(attempts-1)``, capped."""
         exponent = min(max(attempts - 1, 0), 64)
         return float(min(self.delay * self.factor ** exponent, self.max_delay))
 

@@ -22,7 +22,8 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("sms_outbox", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("status", sa.String(length=16), nullable=False, server_default="queued"))
+        batch_op.add_column(sa.Column("status", sa.String(length=16), nullable=False,
+                                      server_default="queued"))
         batch_op.add_column(sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("locked_by", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("locked_at", sa.DateTime(timezone=True), nullable=True))
