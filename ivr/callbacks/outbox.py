@@ -12,6 +12,8 @@ insert runs on a worker thread.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import cast
 
 from sqlalchemy import Engine, Table, insert
@@ -33,8 +35,9 @@ _NO_REGION = "ZZ"
 class SmsOutbox:
     """Queues outgoing SMS in the database for a gateway to send."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, now: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
+        self.now = now
 
     @hookimpl(trylast=True)
     def ivr_send_sms(self, to: str, text: str) -> defer.Deferred[bool]:
@@ -42,7 +45,7 @@ class SmsOutbox:
 
     def store(self, to: str, text: str) -> bool:
         """Insert one message and its contact (blocking: a worker thread's job)."""
-        now = utc_now()
+        now = self.now()
         with write_transaction(self.engine) as connection:
             outbox_id = connection.execute(
                 insert(_outbox).values(to_number=to, text=text, attempts=0, last_error="", created_at=now,
