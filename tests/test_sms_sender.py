@@ -259,3 +259,27 @@ def test_destinations_take_only_numbers() -> None:
     assert destination_for("pjsip:t/sip:{number}@h", "8613800138000") == "pjsip:t/sip:+8613800138000@h"
     assert destination_for(template, "13800138000@evil") is None
     assert destination_for(template, "12") is None
+
+
+def test_the_cli_shows_failed_messages_with_their_error_and_text_made_harmless(engine: Engine) -> None:
+    import io
+    from zoneinfo import ZoneInfo
+
+    from ivr.callbacks.sms_cli import print_outbox
+
+    clock = Clock()
+    queue = OutboxQueue(engine, POLICY, now=clock_now(clock))
+    sent = queue_text(engine, "sent one")
+    failed = queue_text(engine, "bad\x1b[31m one\nsecond line")
+    queue.claim(10, "a")
+    queue.sent(sent, "a")
+    queue.failed(failed, "a", "Asterisk refused MessageSend: Message failed to send.", retry=False)
+    out = io.StringIO()
+    assert print_outbox(queue, "failed", 10, ZoneInfo("Asia/Shanghai"), out) == 1
+    header, line = out.getvalue().splitlines()
+    assert header == "0 queued, 0 sending, 1 sent, 1 failed SMS"
+    assert line.startswith(f"#{failed}  failed  1 tries  {NUMBER}  queued 2026-11-23 10:00:00")
+    assert "error 'Asterisk refused MessageSend: Message failed to send.'" in line
+    assert "\x1b" not in line and "\n" not in line
+    out = io.StringIO()
+    assert print_outbox(queue, "all", 10, ZoneInfo("Asia/Shanghai"), out) == 2
