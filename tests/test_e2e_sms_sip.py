@@ -41,8 +41,8 @@ def ensure_conf(sandbox: Sandbox) -> None:
     """The sandbox runs this checkout's SMS wiring (another checkout may have installed its own)."""
     if "ivr-sms-in" not in sandbox.rx("dialplan show test-sms-in") \
             or "message" not in sandbox.rx("manager show user ivr"):
-        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
+                       capture_output=True, timeout=120)
         time.sleep(1)  # "core reload" returns before every module has re-read its file
     assert "ivr-sms-in" in sandbox.rx("dialplan show test-sms-in")
 
