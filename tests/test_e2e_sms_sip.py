@@ -182,3 +182,45 @@ def test_a_send_asterisk_refuses_is_retried_then_failed_and_the_cli_shows_it(san
     finally:
         engine.dispose()
         assert server.stop() == 0
+
+
+@pytest.mark.postgres
+def test_two_instances_on_one_postgresql_act_on_each_sms_once_and_send_each_reply_once(
+        ami: AMI, sandbox: Sandbox, postgres_url: str) -> None:
+    ensure_conf(sandbox)
+    from conftest import postgres_sandbox
+
+    assert postgres_sandbox("reset", postgres_url.rsplit("/", 1)[1]).returncode == 0
+    servers = [ServeProcess(free_port(), server_env(IVR_DATABASE_URL=postgres_url,
+                                                    IVR_SERVER_INSTANCE=f"sms-{index}"))
+               for index in range(2)]
+    engine = make_engine(postgres_url)
+    try:
+        wait_for(lambda: all("AMI logged in" in server.output() for server in servers), what="AMI logins")
+        customers = [f"+86138000006{index:02d}" for index in range(6)]
+        for customer in customers:  # every IvrSmsIn reaches both instances
+            text_in(ami, customer, "call me")
+        for customer in customers:
+            ami.wait_for(delivered_to(customer), timeout=30)
+
+        def outbox_rows() -> list[Any]:
+            with Session(engine) as session:
+                rows = session.execute(select(SmsOutbox.to_number, SmsOutbox.status,
+                                              SmsOutbox.attempts)).all()
+            return sorted(tuple(row) for row in rows)
+
+        sent = [(customer, "sent", 1) for customer in customers]
+        wait_for(lambda: outbox_rows() == sent, what="each reply sent once")  # claimed once: 1 attempt
+        with Session(engine) as session:
+            assert sorted(session.scalars(select(CallbackRequest.e164)).all()) == customers
+
+        def logs_once_both_saw_each_copy() -> str:
+            text = "".join(server.output() for server in servers)
+            return text if text.count("(a copy already handled)") == len(customers) else ""
+
+        logs = wait_for(logs_once_both_saw_each_copy, what="the other instance to see each copy")
+        assert len(re.findall(r"SMS \d+ to \+\d+ sent through Asterisk", logs)) == len(customers)
+    finally:
+        engine.dispose()
+        for server in servers:
+            assert server.stop() == 0
