@@ -9,6 +9,11 @@ as the HTTP webhook (:func:`~ivr.callbacks.sms_intake.receive_and_reply`):
 the desk acts on each Id once, so a carrier's redelivery changes nothing,
 and the reply SMS leaves through ``ivr_send_sms`` (the outbox, then Asterisk).
 
+res_pjsip_messaging keeps at most 1023 bytes of a body and 511 of a header
+(``MAX_BODY_SIZE``, ``MAX_HDR_SIZE``), so an event stays far below the AMI
+client's line limit whatever a sender puts in; a longer text arrives cut
+(a character split at the cut becomes U+FFFD).
+
 Only events of Asterisk's message channel (``Channel: Message/...``) count:
 a UserEvent sent by an AMI client, or by a call's dialplan, is not an SMS.
 Asterisk already answered the carrier (202), so a database outage cannot
