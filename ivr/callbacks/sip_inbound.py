@@ -9,10 +9,11 @@ as the HTTP webhook (:func:`~ivr.callbacks.sms_intake.receive_and_reply`):
 the desk acts on each Id once, so a carrier's redelivery changes nothing,
 and the reply SMS leaves through ``ivr_send_sms`` (the outbox, then Asterisk).
 
-res_pjsip_messaging keeps at most 1023 bytes of a body and 511 of a header
+res_pjsip_messaging reads at most 1023 bytes of a body and 511 of a header
 (``MAX_BODY_SIZE``, ``MAX_HDR_SIZE``), so an event stays far below the AMI
-client's line limit whatever a sender puts in; a longer text arrives cut
-(a character split at the cut becomes U+FFFD).
+client's line limit whatever a sender puts in. A longer body is dropped by
+Asterisk (``print_body`` fails: the message arrives with no text), and
+trailing CR/LF are stripped: such a message is still acted on, as text "".
 
 Only events of Asterisk's message channel (``Channel: Message/...``) count:
 a UserEvent sent by an AMI client, or by a call's dialplan, is not an SMS.
