@@ -219,6 +219,18 @@ def test_a_lost_connection_is_a_failed_attempt_retried_later(engine: Engine) -> 
     assert stored.last_error.startswith("AMI: ")
 
 
+def test_messages_of_a_batch_not_tried_before_the_connection_went_are_put_back_unused(
+        engine: Engine) -> None:
+    sender, peer, _ = sender_for(engine)
+    first, second = queue_text(engine, "one"), queue_text(engine, "two")
+    d = defer.Deferred.fromCoroutine(sender.tick())
+    assert len(message_sends(peer)) == 1  # the first is on its way
+    peer.lose()
+    assert successResultOf(d) == 2
+    assert (row(engine, first).status, row(engine, first).attempts) == ("queued", 1)  # it may have left
+    assert (row(engine, second).status, row(engine, second).attempts) == ("queued", 0)  # it never did
+
+
 def test_nothing_is_claimed_while_asterisk_is_not_logged_in(engine: Engine) -> None:
     sender, peer, _ = sender_for(engine)
     outbox_id = queue_text(engine, "reply")

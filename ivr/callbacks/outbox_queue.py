@@ -151,6 +151,13 @@ class OutboxQueue:
             set_sms_outcome(connection, "outbound", str(outbox_id), "failed", error)
         return "failed"
 
+    def put_back(self, outbox_id: int, instance: str) -> bool:
+        """Give back a claimed message that was not tried (AMI went down first): no attempt used."""
+        c = _outbox.c
+        with write_transaction(self.engine) as connection:
+            return self._release(connection, outbox_id, instance, status="queued", attempts=c.attempts - 1,
+                                 next_attempt_at=self.now())
+
     @staticmethod
     def _release(connection: Any, outbox_id: int, instance: str, **values: Any) -> bool:
         c = _outbox.c

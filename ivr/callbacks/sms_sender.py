@@ -94,7 +94,10 @@ class SipSmsSender:
                         interval=self.settings.poll_interval)
             return 0
         for sms in claimed:
-            await self._send(sms)
+            if self.ami.ready:
+                await self._send(sms)
+            else:  # the connection went during the batch: the rest wait, no attempt used
+                await self._record(self.queue.put_back, sms.id, self.instance)
         return len(claimed)
 
     async def _send(self, sms: OutgoingSms) -> None:
