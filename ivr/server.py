@@ -37,11 +37,8 @@ from ivr.audiosocket import AudioSocketFactory
 from ivr.callbacks.caller_requests import CallerCallbacks
 from ivr.callbacks.dispatcher import CallbackDispatcher
 from ivr.callbacks.outbox import SmsOutbox
-from ivr.callbacks.outbox_queue import OutboxQueue, RetryPolicy
-from ivr.callbacks.sip_inbound import SipSmsInbound
-from ivr.callbacks.sip_sms import SipSms
+from ivr.callbacks.sip_sms import SipSms, build_sip_sms
 from ivr.callbacks.sms import SmsDesk
-from ivr.callbacks.sms_sender import SipSmsSender
 from ivr.callbacks.store import CallbackStore
 from ivr.callbacks.webhook import SmsWebhook
 from ivr.config import Settings
@@ -222,16 +219,13 @@ class IVRServer:
     def _sip_sms(self) -> SipSms | None:
         """SMS over SIP MESSAGE (``[sip_sms] enabled``): the outbox sender and the inbound listener."""
         settings = self.settings
-        sip = settings.sip_sms
-        if not sip.enabled:
+        if not settings.sip_sms.enabled:
             return None
         if self.ami is None:
             raise ConfigError(settings.source, "sip_sms.enabled", "SMS over SIP needs Asterisk's manager",
                               "set [ami] enabled = true (or [sip_sms] enabled = false)")
-        queue = OutboxQueue(self.engine, RetryPolicy(sip.max_attempts, sip.retry_delay, sip.retry_factor,
-                                                     sip.retry_max_delay), sip.lock_timeout)
-        sender = SipSmsSender(queue, self.ami, self.clock, self.instance, sip)
-        self.sip_sms = SipSms(sender, SipSmsInbound(self.sms_desk, self.plugins.hook, self.clock))
+        self.sip_sms = build_sip_sms(settings.sip_sms, self.engine, self.ami, self.clock, self.instance,
+                                     self.sms_desk, self.plugins.hook)
         return self.sip_sms
 
     def _vosk(self) -> VoskPlugin | None:

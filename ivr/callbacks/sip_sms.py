@@ -15,11 +15,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import Metric
+from sqlalchemy import Engine
+from twisted.internet.interfaces import IReactorTime
 
+from ivr.callbacks.outbox_queue import OutboxQueue, RetryPolicy
 from ivr.callbacks.sip_inbound import SipSmsInbound
-from ivr.callbacks.sms_sender import SipSmsSender
+from ivr.callbacks.sms import SmsDesk
+from ivr.callbacks.sms_sender import MessageSender, SipSmsSender
+from ivr.config import SipSmsSettings
 
-__all__ = ["SipSms"]
+__all__ = ["SipSms", "build_sip_sms"]
 
 
 class SipSms:
@@ -44,3 +49,12 @@ class SipSms:
 
     def metrics(self) -> Iterator[Metric]:
         yield from self.sender.metrics()
+
+
+def build_sip_sms(settings: SipSmsSettings, engine: Engine, ami: MessageSender, clock: IReactorTime,
+                  instance: str, desk: SmsDesk, hooks: Any) -> SipSms:
+    """The plugin with its sender (on the shared outbox) and its listener (on the shared desk)."""
+    policy = RetryPolicy(settings.max_attempts, settings.retry_delay, settings.retry_factor,
+                         settings.retry_max_delay)
+    sender = SipSmsSender(OutboxQueue(engine, policy, settings.lock_timeout), ami, clock, instance, settings)
+    return SipSms(sender, SipSmsInbound(desk, hooks, clock))
