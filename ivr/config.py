@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 from ivr.errors import ConfigError
 
 __all__ = ["AGISettings", "LogSettings", "RecordingSettings", "RoutingSettings", "ServerSettings", "Settings",
-           "load_settings"]
+           "SipSmsSettings", "load_settings"]
 
 
 def _positive(value: float) -> str | None:
@@ -241,6 +241,56 @@ class SmsSettings:
                                 "reply to an opt-in (START)")
 
 
+def _sip_destination(value: str) -> str | None:
+    if not value.startswith("pjsip:") or "{" not in value:
+        return ("a MessageSend destination with the number in it, such as "
+                "\"pjsip:sms-trunk/sip:{digits}@sms.example.com\" ({number}: +E.164, {digits}: without +)")
+    return _sip_text(value) or _placeholders(value)
+
+
+def _sip_from(value: str) -> str | None:
+    if value and not value.startswith(("sip:", "sips:", "tel:", '"', "<")):
+        return "a SIP From such as \"sip:95555@sms.example.com\", or \"\" for the endpoint's own"
+    return _sip_text(value)
+
+
+def _sip_text(value: str) -> str | None:
+    if any(not ch.isprintable() for ch in value) or len(value) > 200:
+        return "at most 200 printable characters (no control characters: they would break the AMI action)"
+    return None
+
+
+def _placeholders(value: str) -> str | None:
+    try:
+        value.format(number="+8613800138000", digits="8613800138000")
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return "text with only the placeholders {number} and {digits}"
+    return None
+
+
+@dataclass(frozen=True)
+class SipSmsSettings:
+    """SMS over SIP MESSAGE through Asterisk: the outbox drained by AMI MessageSend, inbound
+    messages from ``[ivr-sms-in]`` (extensions_ivr.conf) to the SMS desk."""
+
+    enabled: bool = _setting(False, None, "send the SMS outbox through Asterisk and take SMS from "
+                             "[ivr-sms-in] (needs [ami] and a SIP SMS trunk)")
+    destination: str = _setting("pjsip:sms-trunk/sip:{digits}@sms.example.com", _sip_destination,
+                                "MessageSend destination per message: pjsip:<endpoint>/<SIP URI>, "
+                                "{number} is the +E.164 number, {digits} the same without +")
+    from_uri: str = _setting("", _sip_from, "From of sent messages, e.g. \"sip:95555@sms.example.com\" "
+                             "(empty: the endpoint's own)")
+    max_attempts: int = _setting(5, _positive, "sends tried per message before it is marked failed")
+    retry_delay: float = _setting(30.0, _positive, "seconds before the first retry of a failed send")
+    retry_factor: float = _setting(2.0, lambda v: None if v >= 1 else "1 or more",
+                                   "each further retry waits this much longer")
+    retry_max_delay: float = _setting(3600.0, _positive, "longest wait between retries, in seconds")
+    poll_interval: float = _setting(1.0, _positive, "seconds between looks for messages to send")
+    batch: int = _setting(20, _positive, "messages one look takes at most")
+    lock_timeout: float = _setting(300.0, _positive,
+                                   "seconds a message may stay sending before another instance takes it")
+
+
 @dataclass(frozen=True)
 class CallbackSettings:
     sla_minutes: float = _setting(120.0, _positive,
@@ -345,6 +395,7 @@ class Settings:
     sms: SmsSettings = field(default_factory=SmsSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     followups: FollowUpSettings = field(default_factory=FollowUpSettings)
+    sip_sms: SipSmsSettings = field(default_factory=SipSmsSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     source: str = "defaults"
 
@@ -356,7 +407,7 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "server": ServerSettings,
                               "speech": SpeechSettings, "ami": AMISettings, "dialing": DialingSettings,
                               "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings,
-                              "followups": FollowUpSettings,
+                              "followups": FollowUpSettings, "sip_sms": SipSmsSettings,
                               "recordings": RecordingSettings}
 
 

@@ -38,6 +38,7 @@ from ivr.callbacks.caller_requests import CallerCallbacks
 from ivr.callbacks.dispatcher import CallbackDispatcher
 from ivr.callbacks.outbox import SmsOutbox
 from ivr.callbacks.service import FollowUpService
+from ivr.callbacks.sip_sms import SipSms, build_sip_sms
 from ivr.callbacks.sms import SmsDesk
 from ivr.callbacks.store import FollowUpStore
 from ivr.callbacks.web import FollowUpsApi, Leads
@@ -124,6 +125,10 @@ class IVRServer:
         self.followups = FollowUpService(self.callbacks, self.clock, self._send_sms,
                                          settings.sms.reply_callback)
         self.dispatcher = self._dispatcher()
+        # SMS from the webhook and over SIP: one desk (numbers the dial policy refuses get no callback).
+        self.sms_desk = SmsDesk(self.callbacks, settings.sms, settings.routing.region,
+                                number_check(settings, self.dialer))
+        self.sip_sms: SipSms | None = None
         # 5. The built-ins that need these services.
         self.plugins.start_builtins(self._builtin_factories())
         # 6. Listeners (opened by start()).
@@ -222,11 +227,24 @@ class IVRServer:
             "ivr.history.human_part": lambda: self.human,
             "ivr.plugins.customer_directory": lambda: CustomerDirectory(self.engine),
             "ivr.callbacks.outbox": lambda: SmsOutbox(self.engine),
+            "ivr.callbacks.sip_sms": self._sip_sms,
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
             _FOLLOWUPS: lambda: self.followups,
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
         }
+
+    def _sip_sms(self) -> SipSms | None:
+        """SMS over SIP MESSAGE (``[sip_sms] enabled``): the outbox sender and the inbound listener."""
+        settings = self.settings
+        if not settings.sip_sms.enabled:
+            return None
+        if self.ami is None:
+            raise ConfigError(settings.source, "sip_sms.enabled", "SMS over SIP needs Asterisk's manager",
+                              "set [ami] enabled = true (or [sip_sms] enabled = false)")
+        self.sip_sms = build_sip_sms(settings.sip_sms, self.engine, self.ami, self.clock, self.instance,
+                                     self.sms_desk, self.plugins.hook)
+        return self.sip_sms
 
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
@@ -242,10 +260,7 @@ class IVRServer:
         settings, http = self.settings, self.settings.http
         check_secrets(settings)
         web = WebSite(http, self.reactor)
-        desk = None
-        if http.sms_secret:  # SMS from numbers the dial policy refuses make no callback
-            allowed = number_check(settings, self.dialer)
-            desk = SmsDesk(self.callbacks, settings.sms, settings.routing.region, allowed)
+        desk = self.sms_desk if http.sms_secret else None
         web.add("/api/sms", SmsWebhook(desk, http.sms_secret, self.plugins.hook, self.clock,
                                        http.signature_tolerance))
         sessions = SessionSigner(http.session_secret) if http.session_secret else None
@@ -271,6 +286,8 @@ class IVRServer:
             sources.append(self.dispatcher.metrics)
         if _FOLLOWUPS not in self.plugins.disabled:
             sources.append(self.followups.metrics)
+        if self.sip_sms is not None:
+            sources.append(self.sip_sms.metrics)
         if self.ami is not None:
             sources.append(self._ami_metrics)
         return sources
@@ -295,6 +312,8 @@ class IVRServer:
             self.dispatcher.start()
         if _FOLLOWUPS not in self.plugins.disabled:
             self.followups.start()
+        if self.sip_sms is not None and self.ami is not None:
+            self.sip_sms.start(self.ami)
         if self.pop_bridge is not None:
             self.pop_bridge.start()
         tcp = cast(IReactorTCP, self.reactor)
@@ -323,6 +342,8 @@ class IVRServer:
             if self.dispatcher is not None:
                 self.dispatcher.stop()
             self.followups.stop()
+            if self.sip_sms is not None:
+                self.sip_sms.stop()
             if self.human is not None:
                 self.human.stop()
             if self.ami is not None:

@@ -40,11 +40,20 @@ def test_hotline_runs_the_agi_and_branches_on_agistatus(tmp_path: Path) -> None:
     assert {"ivr-fallback", "ivr-hangup-handler", "ivr-outbound", "ivr-callback"} <= set(sections)
 
 
+def test_inbound_sms_events_carry_every_value_base64_encoded(tmp_path: Path) -> None:
+    sms_in = parse("extensions_ivr.conf", tmp_path)["ivr-sms-in"]
+    (line,) = [value for _, value in sms_in if "UserEvent" in value]
+    headers = dict(part.split(": ", 1) for part in line.split("UserEvent(IvrSmsIn,", 1)[1].split(",")[:4])
+    assert set(headers) == {"Id", "From", "To", "Body"}
+    assert all(value.startswith("${BASE64_ENCODE(") for value in headers.values())
+
+
 def test_ami_user_has_least_privilege_on_loopback(tmp_path: Path) -> None:
     user = dict(parse("manager_ivr.conf", tmp_path)["ivr"])
     rights = set(user["read"].split(",")) | set(user["write"].split(","))
     assert not rights & {"system", "command", "config", "all"}
     assert "originate" in user["write"].split(",")
+    assert "message" in user["write"].split(",")  # MessageSend (main/message.c: EVENT_FLAG_MESSAGE)
     assert user["deny"] == "0.0.0.0/0.0.0.0"
     assert user["permit"].startswith("127.0.0.1/")
 
@@ -53,7 +62,8 @@ def test_ami_user_has_least_privilege_on_loopback(tmp_path: Path) -> None:
 def test_real_asterisk_loads_the_dialplan(sandbox: Sandbox) -> None:
     out = sandbox.rx("dialplan show ivr-hotline")
     assert "AGI(${IVR_AGI_BASE}/hotline)" in out
-    for context in ["ivr-agi-done", "ivr-fallback", "ivr-hangup-handler", "ivr-outbound", "ivr-callback"]:
+    for context in ["ivr-agi-done", "ivr-fallback", "ivr-hangup-handler", "ivr-outbound", "ivr-callback",
+                    "ivr-sms-in"]:
         assert f"'{context}'" in sandbox.rx(f"dialplan show {context}")
 
 

@@ -44,6 +44,11 @@ def test_file_then_environment(tmp_path: Path) -> None:
     ("[agi]\ncommand_timeout = -1\n", "agi.command_timeout", "greater than 0"),
     ('[routing]\nfallback = "nowhere"\n', "routing.fallback", "context,extension,priority"),
     ('[log]\nformat = "xml"\n', "log.format", "'text', 'json'"),
+    ('[sip_sms]\ndestination = "sip:1@h"\n', "sip_sms.destination", "pjsip:sms-trunk"),
+    ('[sip_sms]\ndestination = "pjsip:t/sip:{phone}@h"\n', "sip_sms.destination", "{number} and {digits}"),
+    ('[sip_sms]\nfrom_uri = "95555"\n', "sip_sms.from_uri", "sip:95555@"),
+    ('[sip_sms]\nfrom_uri = "sip:1@h\\r\\nAction: Originate"\n', "sip_sms.from_uri", "no control"),
+    ("[sip_sms]\nmax_attempts = 0\n", "sip_sms.max_attempts", "greater than 0"),
     ("[nonsense]\n", "nonsense", "[agi]"),
     ("[agi\n", "(file)", "TOML"),
 ])

@@ -98,6 +98,16 @@ class InProcessServerTests(unittest.TestCase):
         self.assertIn("'histroy'", str(raised.exception))
         self.assertFalse((self.folder / "ivr.db").exists())  # refused before any database was opened
 
+    def test_sms_over_sip_is_not_in_use_until_enabled_and_needs_ami(self) -> None:
+        server = self._server()
+        self.assertIsNone(server.sip_sms)
+        info = next(i for i in server.plugins.info if i.name == "ivr.callbacks.sip_sms")
+        self.assertIn("not in use", info.source)
+        with self.assertRaises(ConfigError) as raised:
+            IVRServer(_settings(self.folder, IVR_SIP_SMS_ENABLED="true"), reactor)
+        self.assertIn("sip_sms.enabled", str(raised.exception))
+        self.assertIn("[ami] enabled = true", str(raised.exception))
+
     async def _serve_one_call(self) -> IVRServer:
         server = self._server()
         port = server.start().getHost().port  # type: ignore[attr-defined]

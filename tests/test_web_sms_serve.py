@@ -132,11 +132,17 @@ def test_stop_opts_out_and_cancels_the_pending_callback(running: tuple[ServeProc
     assert [m.text for m in table(server, SmsOutbox) if m.to_number == number][-1] == (
         "You will not be called by us again. Text START to undo.")
 
-    listing = subprocess.run([sys.executable, "-m", "ivr.cli", "callbacks", "list", "--all",
+    listing = subprocess.run([sys.executable, "-m", "ivr.cli", "followups", "list", "--all",
                               "--url", f"sqlite:///{server.database}"], capture_output=True, text=True,
                              cwd=ROOT, timeout=60, check=False)
     assert listing.returncode == 0, listing.stderr
-    assert f"#{callback.id}  cancelled" in listing.stdout and "last opted-out" in listing.stdout
+    assert f"#{callback.id}  cancelled (opted-out)" in listing.stdout
+
+    status, answer = api.sms({"id": "start-1", "from": number, "text": "订阅"})  # START: back in
+    assert (status, answer["action"], answer["detail"]) == (200, "opt-in", "opt-out undone")
+    assert number not in [o.e164 for o in table(server, OptOut)]
+    status, answer = api.sms({"id": "again-1", "from": number, "text": "2 call me"})
+    assert (status, answer["action"]) == (200, "rate-limited")  # not "opted-out": only the 30 s limit holds it
 
 
 def test_bad_requests_get_clear_json_errors(running: tuple[ServeProcess, Api]) -> None:

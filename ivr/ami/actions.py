@@ -8,11 +8,13 @@ Headers are built here and checked by :func:`~ivr.ami.message.build_action`.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 
 from twisted.internet import defer
 
 from ivr.ami.message import (
+    MAX_HEADER_LINE_BYTES,
     ActionResult,
     Headers,
     HeaderValue,
@@ -22,10 +24,13 @@ from ivr.ami.message import (
 )
 from ivr.errors import AMIError, UnsafeHeader
 
-__all__ = ["MAX_ORIGINATE_SECONDS", "ManagerActions"]
+__all__ = ["MAX_MESSAGE_BODY_BYTES", "MAX_ORIGINATE_SECONDS", "ManagerActions", "message_send_headers"]
 
 #: Longest Originate ``Timeout`` accepted, in seconds (a ringing phone, not a day).
 MAX_ORIGINATE_SECONDS = 600.0
+#: Longest MessageSend body, in UTF-8 bytes: sent as ``Base64Body`` (4 characters per 3 bytes), its
+#: line must fit Asterisk's 1024-byte action line (main/message.c decodes it into 1301 bytes).
+MAX_MESSAGE_BODY_BYTES = (MAX_HEADER_LINE_BYTES - len("Base64Body: \r\n")) // 4 * 3
 
 
 class ManagerActions:
@@ -68,6 +73,24 @@ class ManagerActions:
         if member is not None:
             headers.append(("Member", member))
         return self.send_action("QueueStatus", headers)
+
+    def message_send(self, destination: str, body: str, from_uri: str | None = None
+                     ) -> defer.Deferred[ActionResult]:
+        """Send a text message (SIP MESSAGE with ``pjsip:<endpoint>/<uri>``) through Asterisk.
+
+        Succeeds once Asterisk's message technology took it (for PJSIP: the
+        MESSAGE request was built and handed to the transport); ``Response:
+        Error`` ("Message failed to send.": no such endpoint, bad URI) fails
+        with :class:`~ivr.errors.AMIActionError`. The body travels as
+        ``Base64Body``, so newlines and any other character arrive intact and
+        can never become AMI headers; too long a body, or one with NUL (the C
+        string would end there), fails with :class:`~ivr.errors.UnsafeHeader`.
+        """
+        try:
+            headers = message_send_headers(destination, body, from_uri)
+        except AMIError as exc:
+            return defer.fail(exc)
+        return self.send_action("MessageSend", headers)
 
     def originate(self, channel: str, *, context: str | None = None, exten: str | None = None,
                   priority: int | str = 1, application: str | None = None, data: str | None = None,
@@ -134,4 +157,25 @@ def _originate_headers(channel: str, context: str | None, exten: str | None, pri
         headers.append(("EarlyMedia", "true"))
     headers.append(("Async", "true"))
     headers += [variable_header(name, value) for name, value in variables.items()]
+    return headers
+
+
+def message_send_headers(destination: str, body: str, from_uri: str | None = None
+                         ) -> list[tuple[str, HeaderValue]]:
+    """The headers of a ``MessageSend`` action (see :meth:`ManagerActions.message_send`)."""
+    if not destination:
+        raise UnsafeHeader("MessageSend needs a destination such as pjsip:trunk/sip:123@host")
+    if "\x00" in body:
+        raise UnsafeHeader("a message body with NUL cannot be sent (Asterisk would cut it there)")
+    try:
+        data = body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeHeader("a message body must be valid Unicode") from None
+    if len(data) > MAX_MESSAGE_BODY_BYTES:
+        raise UnsafeHeader(f"a message body is {len(data)} bytes in UTF-8; MessageSend carries at most "
+                           f"{MAX_MESSAGE_BODY_BYTES}")
+    headers: list[tuple[str, HeaderValue]] = [("Destination", destination)]
+    if from_uri:
+        headers.append(("From", from_uri))
+    headers.append(("Base64Body", base64.b64encode(data).decode("ascii")))
     return headers

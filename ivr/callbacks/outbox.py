@@ -1,8 +1,10 @@
 """Built-in plugin: the default ``ivr_send_sms`` stores messages in the ``sms_outbox`` table.
 
 It runs last (``trylast``): a gateway plugin that sends SMS itself answers
-first and this one is never asked. Otherwise a gateway job reads the unsent
-rows (``sent_at`` is NULL) and sends them. Each message is also a contact of
+first and this one is never asked. Otherwise the rows wait, ``queued``, for a
+sender: the built-in ``ivr.callbacks.sip_sms`` (:mod:`ivr.callbacks.sms_sender`)
+or a gateway job (:mod:`ivr.callbacks.outbox_queue` claims, retries and
+finishes them). Each message is also a contact of
 its customer (:mod:`ivr.history.sms`, ``sms-out:<outbox id>``), written in the
 same transaction, so the timeline shows what ivr told the customer. The
 insert runs on a worker thread.
@@ -10,6 +12,8 @@ insert runs on a worker thread.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import cast
 
 from sqlalchemy import Engine, Table, insert
@@ -31,8 +35,9 @@ _NO_REGION = "ZZ"
 class SmsOutbox:
     """Queues outgoing SMS in the database for a gateway to send."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, now: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
+        self.now = now
 
     @hookimpl(trylast=True)
     def ivr_send_sms(self, to: str, text: str) -> defer.Deferred[bool]:
@@ -40,10 +45,11 @@ class SmsOutbox:
 
     def store(self, to: str, text: str) -> bool:
         """Insert one message and its contact (blocking: a worker thread's job)."""
-        now = utc_now()
+        now = self.now()
         with write_transaction(self.engine) as connection:
             outbox_id = connection.execute(
-                insert(_outbox).values(to_number=to, text=text, attempts=0, last_error="", created_at=now)
+                insert(_outbox).values(to_number=to, text=text, attempts=0, last_error="", created_at=now,
+                                      status="queued", next_attempt_at=now)
                 .returning(_outbox.c.id)).scalar_one()
             e164 = normalise_number(to, _NO_REGION)
             record_sms(connection, SmsContact(str(outbox_id), "outbound", to, e164, text, now,

@@ -32,8 +32,8 @@ from twisted.logger import Logger
 from twisted.web import server
 
 from ivr.callbacks.sms import InboundSms, SmsDesk, SmsResult
+from ivr.callbacks.sms_intake import receive_and_reply
 from ivr.errors import WebRequestError
-from ivr.routing.router import await_hook
 from ivr.web.resources import JsonResource, read_body
 from ivr.web.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
@@ -50,8 +50,6 @@ FIELD_NAMES: dict[str, tuple[str, ...]] = {
 }
 MAX_ID_CHARS = 200
 MAX_NUMBER_CHARS = 64
-#: Seconds the reply hook (ivr_send_sms) may take before the webhook answers anyway.
-REPLY_DEADLINE = 10.0
 
 
 def _duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -155,21 +153,10 @@ class SmsWebhook(JsonResource):
         verify(self.secret, request.getHeader(TIMESTAMP_HEADER), request.getHeader(SIGNATURE_HEADER), body,
                self.now(), self.tolerance)
         message = parse_sms(body, request.getHeader(b"content-type"), self.desk.settings.max_text_chars)
-        try:
-            result: SmsResult = await self.in_thread(self.desk.receive, message)
+        try:  # the reply's failures are logged inside: only storing the message can fail here
+            result: SmsResult = await receive_and_reply(self.desk, message, self.hooks, self.clock,
+                                                        self.in_thread)
         except Exception:
             log.failure("storing SMS {message_id} failed", message_id=message.message_id)
             raise WebRequestError(503, "the message could not be stored; retry later") from None
-        if result.reply_to and result.reply_text and not result.duplicate:
-            await self._reply(result.reply_to, result.reply_text)
         return 200, result.to_dict()
-
-    async def _reply(self, to: str, text: str) -> None:
-        """Send the reply through ``ivr_send_sms``; a failing plugin is logged, the request still succeeds."""
-        try:
-            sent = await await_hook(self.hooks.ivr_send_sms(to=to, text=text), self.clock, REPLY_DEADLINE)
-        except Exception:
-            log.failure("the SMS reply to {to} failed", to=to)
-            return
-        if not sent:
-            log.warn("no plugin sent the SMS reply to {to}", to=to)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ivr import voices
 from ivr.callbacks import cli as callbacks_cli
+from ivr.callbacks import sms_cli
 from ivr.cli import server_commands
 from ivr.customers import cli as customers_cli
 from ivr.dialing import cli as dialing_cli
@@ -31,6 +32,7 @@ COMMAND_GROUPS = (
     customers_cli.register_cli,  # customers
     dialing_cli.register_cli,  # call, agents
     callbacks_cli.register_cli,  # callbacks
+    sms_cli.register_cli,  # sms
     reports_cli.register_cli,  # report
     voices.register_cli,  # voices
 )

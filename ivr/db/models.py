@@ -304,18 +304,31 @@ class SmsMessage(Base):
 
 
 class SmsOutbox(Base):
-    """An SMS waiting for a gateway plugin to send it (the default ``ivr_send_sms``)."""
+    """An SMS to send (the default ``ivr_send_sms`` queues it) and how its delivery goes.
+
+    ``status``: queued (waiting for ``next_attempt_at``), sending (claimed by
+    ``locked_by``), sent, or failed (after the last attempt; ``last_error`` says why).
+    """
 
     __tablename__ = "sms_outbox"
+    __table_args__ = (
+        #: The sender's look for due messages.
+        Index("ix_sms_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     to_number: Mapped[str] = mapped_column(String(20))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    #: None until a gateway sent it; unsent rows are the gateway's queue.
+    #: None until it was sent.
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The ``ivr serve`` instance sending it now, and since when.
+    locked_by: Mapped[str | None] = mapped_column(String(200))
+    locked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OptOut(Base):

@@ -18,13 +18,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, update
 
 from ivr.db.models import Contact
 from ivr.db.sql import insert_ignoring
 from ivr.history.links import customer_of_number
 
-__all__ = ["SMS_CHANNEL", "SmsContact", "record_sms", "sms_uniqueid"]
+__all__ = ["SMS_CHANNEL", "SmsContact", "record_sms", "set_sms_outcome", "sms_uniqueid"]
 
 SMS_CHANNEL = "sms"
 #: Keys longer than this (or that look like a hash) are hashed, so the uniqueid fits its 64 characters.
@@ -78,3 +78,9 @@ def record_sms(connection: Connection, sms: SmsContact) -> int | None:
         followup_id=sms.followup_id)
     inserted = connection.execute(statement.returning(_contacts.c.id)).scalar()
     return int(inserted) if inserted is not None else None
+
+
+def set_sms_outcome(connection: Connection, direction: str, key: str, outcome: str, reason: str = "") -> None:
+    """Say how a message went (an outbound one: queued, then sent or failed) on its contact row."""
+    connection.execute(update(_contacts).where(_contacts.c.uniqueid == sms_uniqueid(direction, key))
+                       .values(outcome=outcome, outcome_reason=reason))

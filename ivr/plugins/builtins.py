@@ -46,6 +46,8 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
                   "finds callers in the customers table"),
     BuiltinPlugin("ivr.callbacks.outbox", "ivr.callbacks.outbox:SmsOutbox",
                   "stores outgoing SMS in the sms_outbox table (the last ivr_send_sms)"),
+    BuiltinPlugin("ivr.callbacks.sip_sms", "ivr.callbacks.sip_sms:SipSms",
+                  "SMS over SIP MESSAGE: sends the outbox with AMI MessageSend, takes SMS from [ivr-sms-in]"),
     BuiltinPlugin("ivr.callbacks.caller_requests", "ivr.callbacks.caller_requests:CallerCallbacks",
                   "menu callback options: stores the caller's request as a follow-up"),
     BuiltinPlugin("ivr.callbacks.service", "ivr.callbacks.service:FollowUpService",

@@ -135,8 +135,10 @@ def ivr_send_sms(to: str, text: str) -> Awaitable[bool] | bool | None:
     Return True (or an awaitable of True) once the message is accepted for
     sending, or None to leave it to the next plugin. A gateway plugin sends
     it; the built-in ``ivr.callbacks.outbox`` runs last and stores it in the
-    ``sms_outbox`` table, from which a gateway job can send later. ``text``
-    may hold what a customer wrote: a gateway must send it as data only.
+    ``sms_outbox`` table, from which ``ivr.callbacks.sip_sms`` (``[sip_sms]``:
+    AMI MessageSend) or a gateway job sends it, with retries and a delivery
+    status. ``text`` may hold what a customer wrote: a gateway must send it
+    as data only.
     """
 
 
