@@ -14,9 +14,9 @@ from twisted.internet import defer, threads
 
 from ivr.db.models import Agent as AgentRow
 from ivr.db.models import Contact, Customer, CustomerPhone
+from ivr.db.sql import utc
 from ivr.dialing.consent import must_not_call
 from ivr.dialing.outbound import Agent
-from ivr.db.sql import utc
 from ivr.dialing.policy import DialTarget
 
 __all__ = ["DialDirectory", "OUTBOUND_KINDS"]

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, cast
 
 import phonenumbers
@@ -331,7 +331,7 @@ class DialPolicy:
                 until = await self._ask(lambda: not_before(target), "do-not-contact-before date")
                 if until is not None and until > self._now():
                     return self._refuse(DialReason.NOT_BEFORE, "this customer is not to be contacted before "
-                                        f"{until.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC", **facts)
+                                        f"{until.astimezone(UTC):%Y-%m-%d %H:%M} UTC", **facts)
             active_agent = self._active_agent
             if active_agent is not None:
                 agent = await self._ask(lambda: active_agent(target), "active calls")
