@@ -22,10 +22,12 @@ from sqlalchemy.orm import Session
 from ivr.db import Customer, CustomerPhone, make_engine
 from ivr.db.models import Agent, FollowUp
 from ivr.web.auth import hash_token
+from ivr.web.sessions import SessionSigner
 
 ADMIN = "followups-page-admin-key-0123456789"
 TOKENS = {"1001": "token-of-owner-1001-0123456789abcdef", "2001": "token-of-agent-2001-0123456789abcdef"}
 OWNED = "+8613800000555"
+SESSIONS = "followups-page-session-secret-012345"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def served() -> Iterator[tuple[ServeProcess, int]]:
     http_port = free_port()
     server = ServeProcess(free_port(), {
         "IVR_HTTP_ENABLED": "true", "IVR_HTTP_PORT": str(http_port), "IVR_HTTP_ADMIN_KEY": ADMIN,
-        "IVR_HTTP_SESSION_SECRET": "followups-page-session-secret-012345", "IVR_AMI_ENABLED": "false",
+        "IVR_HTTP_SESSION_SECRET": SESSIONS, "IVR_AMI_ENABLED": "false",
         "IVR_HOURS_WEEKLY": ",".join(f"{d}=00:00-24:00" for d in ("mon", "tue", "wed", "thu", "fri", "sat",
                                                                   "sun")),
         "IVR_FOLLOWUPS_CADENCE": "lead=0.05m 1d",  # due in 3 s, then a day later
@@ -41,7 +43,8 @@ def served() -> Iterator[tuple[ServeProcess, int]]:
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
         owner = Agent(code="1001", name="Owner", api_token_hash=hash_token(TOKENS["1001"]))
-        session.add_all([owner, Agent(code="2001", api_token_hash=hash_token(TOKENS["2001"]))])
+        session.add_all([owner, Agent(code="2001", api_token_hash=hash_token(TOKENS["2001"])),
+                         Agent(code="9001", role="supervisor")])
         session.flush()
         session.add(Customer(name="Zhao", owner_agent_id=owner.id, phones=[CustomerPhone(e164=OWNED)]))
         session.commit()
@@ -90,6 +93,13 @@ def test_an_overdue_lead_escalates_shows_on_its_owners_page_and_is_closed_there(
         assert time.monotonic() < deadline, "the overdue lead never escalated"
         time.sleep(0.3)
     assert overdue_by_owner(port) == {"1001": 1.0}
+    cookie, _ = SessionSigner(SESSIONS).make("9001")  # the supervisors' list of what escalated
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/api/followups?which=escalated", headers={"Cookie": f"ivr_agent={cookie}"})
+    escalated = json.loads(connection.getresponse().read())["followups"]
+    connection.close()
+    assert [(f["id"], f["owner"], f["overdue"], f["escalated"]) for f in escalated] == [
+        (followup_id, "1001", True, True)]
 
     owner, other = log_in(browser, port, "1001"), log_in(browser, port, "2001")
     item = owner.locator(f"#followup-list li[data-id='{followup_id}']")
