@@ -329,11 +329,12 @@ class FollowUpSettings:
                                        "(origins: sms ivr api lead disposition survey complaint; unset: the "
                                        "defaults)")
     continue_after_reached: list[str] = _setting(["lead"], None,
-                                                 "origins whose cadence goes on after the customer was reached "
-                                                 "(until an agent closes it); others are done when reached")
+                                                 "origins whose cadence goes on after the customer was "
+                                                 "reached (until an agent closes it); others are done when "
+                                                 "reached")
     owner_window: float = _setting(600.0, _not_negative,
-                                   "seconds a due follow-up waits for its owner before any agent with the skill "
-                                   "takes it (0: no head start)")
+                                   "seconds a due follow-up waits for its owner before any agent with the "
+                                   "skill takes it (0: no head start)")
     escalate_after: float = _setting(1800.0, _not_negative,
                                      "seconds a follow-up may be overdue before it escalates to supervisors")
     check_interval: float = _setting(30.0, _positive, "seconds between looks for follow-ups to escalate")

@@ -213,11 +213,13 @@ class IVRServer:
 
     async def _send_sms(self, to: str, text: str) -> bool:
         """Send an SMS through the plugins (a gateway's, or the outbox last)."""
-        return bool(await await_hook(self.plugins.hook.ivr_send_sms(to=to, text=text), self.clock, SMS_DEADLINE))
+        return bool(await await_hook(self.plugins.hook.ivr_send_sms(to=to, text=text), self.clock,
+                                     SMS_DEADLINE))
 
     async def _disposed(self, disposition: Disposition) -> None:
         """Tell every plugin an agent closed a call (``ivr_contact_disposed``), each within its deadline."""
-        await notify(self.plugins.hook, "ivr_contact_disposed", self.clock, SMS_DEADLINE, disposition=disposition)
+        await notify(self.plugins.hook, "ivr_contact_disposed", self.clock, SMS_DEADLINE,
+                     disposition=disposition)
 
     def _builtin_factories(self) -> dict[str, Callable[[], object | None]]:
         """How to build each built-in of :data:`ivr.plugins.builtins.BUILTIN_PLUGINS` that needs services."""

@@ -119,7 +119,8 @@ def test_a_real_call_pops_its_card_follows_the_call_and_saves_the_disposition(
         planned = session.scalars(select(FollowUp).where(FollowUp.source_contact_id == contact.id)).one()
         owner = session.get(Agent, planned.owner_agent_id)
         assert (planned.origin, planned.e164, owner and owner.code) == ("disposition", f"+86{NUMBER}", "1001")
-        assert utc(planned.next_attempt_at) == dt.datetime(2031, 5, 9, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+        assert utc(planned.next_attempt_at) == dt.datetime(2031, 5, 9, 10, 30,
+                                                           tzinfo=ZoneInfo("Asia/Shanghai"))
     engine.dispose()
     mine = ana.locator(f"#followup-list li[data-id='{planned.id}']")  # on agent 1001's list, not yet due
     expect(mine).to_contain_text(f"+86{NUMBER}", timeout=5_000)

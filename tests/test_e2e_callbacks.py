@@ -312,7 +312,8 @@ def test_another_agents_click_to_call_to_an_owned_customer_gets_409_naming_the_o
                          "X-CSRF-Token": session.csrf})
     assert (status, body["owner"]) == (409, "1001") and "1001" in body["error"]
     with Session(engine) as db:
-        assert db.scalar(select(func.count()).select_from(Contact).where(Contact.caller_e164 == customer)) == 0
+        assert db.scalar(select(func.count()).select_from(Contact)
+                         .where(Contact.caller_e164 == customer)) == 0
     ami.set_global("TEST_CUSTOMER_8613800000307_POST_WAIT", "2")
     status, body = click_to_call(port, {"agent": "1001", "number": customer}, token=TOKEN)  # the owner may
     assert status == 202 and body["agent"] == "1001"

@@ -157,7 +157,8 @@ def test_the_owner_gets_it_first_then_the_pool_after_the_head_start(store: Follo
     assert taken.agent == "2001"
 
 
-def test_an_owner_marked_away_does_not_hold_their_customers_back(store: FollowUpStore, engine: Engine) -> None:
+def test_an_owner_marked_away_does_not_hold_their_customers_back(store: FollowUpStore,
+                                                                 engine: Engine) -> None:
     owned_customer(engine, away=True)
     store.create(FollowUpRequest(NUMBER, FollowUpOrigin.SMS, skill="sales", key="s"))
     (taken,) = store.claim_due([FreeAgent("2001", ("sales",))], "ivr-a")

@@ -65,7 +65,8 @@ def store(engine: Engine, clock: Clock) -> FollowUpStore:
     return FollowUpStore(engine, HOURS, CallbackSettings(), ONE_STEP, now=clock)
 
 
-def new(number: str = NUMBER, origin: str = "sms", key: str | None = None, **fields: object) -> FollowUpRequest:
+def new(number: str = NUMBER, origin: str = "sms", key: str | None = None,
+        **fields: object) -> FollowUpRequest:
     return FollowUpRequest(number, FollowUpOrigin(origin), key=key, **fields)  # type: ignore[arg-type]
 
 
@@ -204,7 +205,8 @@ def test_a_claim_held_past_the_lock_timeout_is_taken_back(engine: Engine, clock:
 # ------------------------------------------------------------------ finishing
 
 
-def test_no_answers_are_retried_with_backoff_then_end_the_last_step_unreached(store: FollowUpStore, clock: Clock) -> None:
+def test_no_answers_are_retried_with_backoff_then_end_the_last_step_unreached(store: FollowUpStore,
+                                                                              clock: Clock) -> None:
     callback, _ = store.create(new(key="m"))
     waits = []
     for outcome in (Outcome.NO_ANSWER, Outcome.BUSY):
@@ -299,7 +301,8 @@ def test_open_and_overdue_follow_ups_are_listed(store: FollowUpStore, clock: Clo
 # ------------------------------------------------------------------ opting out
 
 
-def test_opting_out_cancels_open_follow_ups_and_start_undoes_only_its_own(engine: Engine, store: FollowUpStore,
+def test_opting_out_cancels_open_follow_ups_and_start_undoes_only_its_own(engine: Engine,
+                                                                           store: FollowUpStore,
                                                                            clock: Clock) -> None:
     with Session(engine) as session:
         session.add(Customer(name="Zhang", phones=[CustomerPhone(e164=NUMBER)]))

@@ -53,7 +53,8 @@ def served() -> Iterator[tuple[Api, Engine]]:
     http_port = free_port()
     server = ServeProcess(free_port(), {
         "IVR_HTTP_ENABLED": "true", "IVR_HTTP_PORT": str(http_port), "IVR_HTTP_ADMIN_KEY": ADMIN,
-        "IVR_HTTP_SESSION_SECRET": SESSIONS, "IVR_AMI_ENABLED": "false", "IVR_HOURS_TIMEZONE": "Asia/Shanghai",
+        "IVR_HTTP_SESSION_SECRET": SESSIONS, "IVR_AMI_ENABLED": "false",
+        "IVR_HOURS_TIMEZONE": "Asia/Shanghai",
         "IVR_HOURS_WEEKLY": ",".join(f"{day}={ALWAYS_OPEN}" for day in ("mon", "tue", "wed", "thu", "fri",
                                                                          "sat", "sun"))})
     engine = make_engine(f"sqlite:///{server.database}")
@@ -61,7 +62,8 @@ def served() -> Iterator[tuple[Api, Engine]]:
         owner = Agent(code="1001", name="Owner")
         session.add_all([owner, Agent(code="2001"), Agent(code="9001", role="supervisor")])
         session.flush()
-        session.add_all([Customer(name="Wang", owner_agent_id=owner.id, phones=[CustomerPhone(e164="+8613800138000")]),
+        session.add_all([Customer(name="Wang", owner_agent_id=owner.id,
+                                  phones=[CustomerPhone(e164="+8613800138000")]),
                          Customer(name="Texter", preferred_channel="sms",
                                   phones=[CustomerPhone(e164="+8613800138009")])])
         session.commit()
@@ -97,7 +99,8 @@ def test_a_web_lead_is_due_within_two_business_hours_once_and_goes_to_its_owner(
     assert api.request("GET", "/api/followups?which=overdue", agent="9001")[0] == 200
 
     assert api.request("POST", "/api/followups", {"close": made["followup_id"]}, agent="2001")[0] == 404
-    assert api.request("POST", "/api/followups", {"close": made["followup_id"]}, agent="1001", csrf=False)[0] == 403
+    assert api.request("POST", "/api/followups", {"close": made["followup_id"]}, agent="1001",
+                       csrf=False)[0] == 403
     assert api.request("POST", "/api/followups", {"close": made["followup_id"]}, agent="1001") == (
         200, {"closed": made["followup_id"], "by": "1001"})
     assert api.request("POST", "/api/followups", {"close": made["followup_id"]}, agent="1001")[0] == 409
@@ -105,7 +108,8 @@ def test_a_web_lead_is_due_within_two_business_hours_once_and_goes_to_its_owner(
 
 def test_a_new_lead_makes_a_customer_and_one_who_prefers_sms_is_told_when(served: tuple[Api, Engine]) -> None:
     api, engine = served
-    status, made = api.request("POST", "/api/leads", {"phone": "+86 139 0013 9000", "name": "New Li"}, admin=True)
+    status, made = api.request("POST", "/api/leads", {"phone": "+86 139 0013 9000", "name": "New Li"},
+                               admin=True)
     assert status == 201
     with Session(engine) as session:
         customer = session.get(Customer, made["customer_id"])
@@ -123,23 +127,25 @@ def test_an_agent_sets_the_preferred_channel_and_do_not_call_only_a_supervisor_c
     api, engine = served
     with Session(engine) as session:
         wang = session.scalar(select(Customer.id).where(Customer.name == "Wang"))
-    assert api.request("POST", "/agent/customer", {"customer": wang, "preferred_channel": "sms"}, agent="2001",
-                       csrf=False)[0] == 403
+    assert api.request("POST", "/agent/customer", {"customer": wang, "preferred_channel": "sms"},
+                       agent="2001", csrf=False)[0] == 403
     assert api.request("POST", "/agent/customer", {"customer": wang, "preferred_channel": "fax"},
                        agent="2001")[0] == 400
     status, state = api.request("POST", "/agent/customer", {"customer": wang, "preferred_channel": "sms"},
                                 agent="2001")
     assert (status, state["preferred_channel"]) == (200, "sms")
-    assert api.request("POST", "/agent/customer", {"customer": wang, "do_not_call": True}, agent="2001")[0] == 400
+    assert api.request("POST", "/agent/customer", {"customer": wang, "do_not_call": True},
+                       agent="2001")[0] == 400
     status, state = api.request("POST", "/agent/customer", {"customer": wang, "do_not_call": True,
                                                             "reason": "asked on the phone"}, agent="2001")
     assert status == 200 and state["do_not_call"] and state["do_not_call_reason"].startswith(
         "asked on the phone (agent 2001, ")
-    assert api.request("POST", "/agent/customer", {"customer": wang, "do_not_call": False}, agent="2001")[0] == 403
+    assert api.request("POST", "/agent/customer", {"customer": wang, "do_not_call": False},
+                       agent="2001")[0] == 403
     assert api.request("POST", "/agent/customer", {"customer": wang, "do_not_call": False},
                        agent="9001")[1]["do_not_call"] is False
-    status, state = api.request("POST", "/agent/customer", {"customer": wang, "no_contact_before": "2026-12-01"},
-                                agent="2001")
+    status, state = api.request("POST", "/agent/customer",
+                                {"customer": wang, "no_contact_before": "2026-12-01"}, agent="2001")
     assert (status, state["no_contact_before"]) == (200, "2026-11-30T16:00:00+00:00")  # Shanghai midnight
     assert api.request("POST", "/agent/customer", {"customer": 99999, "preferred_channel": "sms"},
                        agent="2001")[0] == 404

@@ -95,18 +95,21 @@ def test_callback_requests_become_follow_ups_and_come_back(engine: Engine) -> No
             c.exec_driver_sql(
                 f"INSERT INTO callback_requests (id, source, message_id, customer_id, e164, reason, skill, "
                 f"sms_text, priority, status, due_at, attempts, max_attempts, next_attempt_at, locked_by, "
-                f"locked_at, last_outcome, created_at, updated_at) VALUES ({n}, 'sms', 'm{n}', 3, '+4420700{n}', "
+                f"locked_at, last_outcome, created_at, updated_at) "
+                f"VALUES ({n}, 'sms', 'm{n}', 3, '+4420700{n}', "
                 f"'', 'sales', 'call me', 0, '{status}', '{at}', 1, 3, '{at}', 'x', '{at}', "
                 f"'{'opted-out' if status == 'cancelled' else ''}', '{at}', '{at}')")
-        c.exec_driver_sql(f"INSERT INTO sms_messages (message_id, from_number, to_number, text, received_at, "
-                          f"action, detail, skill, callback_id) VALUES ('m1', '+442070001', '95555', 'call me', "
+        c.exec_driver_sql(f"INSERT INTO sms_messages (message_id, from_number, to_number, text, "
+                          f"received_at, action, detail, skill, callback_id) "
+                          f"VALUES ('m1', '+442070001', '95555', 'call me', "
                           f"'{at}', 'callback', '', 'sales', 1)")
-        c.exec_driver_sql(f"INSERT INTO contacts (channel, direction, kind, uniqueid, handled_by, caller_number, "
-                          f"caller_name, called_number, started_at, status, ivr_path, last_step, dtmf, transcript, "
-                          f"route, queue, queue_outcome, hangup_by, callback_request_id, outcome, outcome_reason, "
-                          f"hangup_cause, recording_ref, disposition, notes) VALUES ('voice', 'outbound', "
-                          f"'callback', 'u1', '', '', '', '', '{at}', 'final', '[]', '', '', '', '', '', '', '', "
-                          f"4, '', '', '', '', '', '')")
+        c.exec_driver_sql(f"INSERT INTO contacts (channel, direction, kind, uniqueid, handled_by, "
+                          f"caller_number, caller_name, called_number, started_at, status, ivr_path, "
+                          f"last_step, dtmf, transcript, route, queue, queue_outcome, hangup_by, "
+                          f"callback_request_id, outcome, outcome_reason, hangup_cause, recording_ref, "
+                          f"disposition, notes) VALUES ('voice', 'outbound', "
+                          f"'callback', 'u1', '', '', '', '', '{at}', 'final', '[]', '', '', '', '', '', '', "
+                          f"'', 4, '', '', '', '', '', '')")
     upgrade(engine)
     with engine.connect() as c:
         rows = c.exec_driver_sql("SELECT id, state, outcome, locked_by, owner_agent_id, text, request_key "
@@ -118,9 +121,10 @@ def test_callback_requests_become_follow_ups_and_come_back(engine: Engine) -> No
         assert c.exec_driver_sql("SELECT followup_id FROM sms_messages").scalar() == 1
         assert c.exec_driver_sql("SELECT followup_id FROM contacts").scalar() == 4
     with engine.begin() as c:  # new follow-ups are numbered after the copied ones
-        c.exec_driver_sql(f"INSERT INTO followups (origin, e164, reason, skill, text, priority, state, outcome, "
-                          f"step, cadence_from, due_at, attempts, max_attempts, next_attempt_at, last_outcome, "
-                          f"created_at, updated_at) VALUES ('lead', '+4420', '', '', '', 0, 'open', '', 0, '{at}', "
+        c.exec_driver_sql(f"INSERT INTO followups (origin, e164, reason, skill, text, priority, state, "
+                          f"outcome, step, cadence_from, due_at, attempts, max_attempts, next_attempt_at, "
+                          f"last_outcome, created_at, updated_at) "
+                          f"VALUES ('lead', '+4420', '', '', '', 0, 'open', '', 0, '{at}', "
                           f"'{at}', 0, 3, "
                           f"'{at}', '', '{at}', '{at}')")
         assert c.exec_driver_sql("SELECT MAX(id) FROM followups").scalar() == 7

@@ -35,7 +35,8 @@ from ivr.voices import (
 REQUIRED = {
     "ivr-welcome", "ivr-language-menu", "ivr-main-menu", "ivr-after-sales-menu", "ivr-invalid",
     "ivr-timeout", "ivr-goodbye", "ivr-connecting", "ivr-closed", "ivr-opening-hours",
-    "ivr-callback-offer", "ivr-callback-confirmed", "ivr-callback-refused", "ivr-repair-info", "ivr-maintenance-info",
+    "ivr-callback-offer", "ivr-callback-confirmed", "ivr-callback-refused", "ivr-repair-info",
+    "ivr-maintenance-info",
     "ivr-sales-info", "ivr-recording-notice",
 }
 

@@ -142,7 +142,8 @@ def test_stop_opts_out_and_cancels_the_pending_callback(running: tuple[ServeProc
     assert (status, answer["action"], answer["detail"]) == (200, "opt-in", "opt-out undone")
     assert number not in [o.e164 for o in table(server, OptOut)]
     status, answer = api.sms({"id": "again-1", "from": number, "text": "2 call me"})
-    assert (status, answer["action"]) == (200, "rate-limited")  # not "opted-out": only the 30 s limit holds it
+    # not "opted-out": only the 30 s limit holds it
+    assert (status, answer["action"]) == (200, "rate-limited")
 
 
 def test_bad_requests_get_clear_json_errors(running: tuple[ServeProcess, Api]) -> None:

@@ -92,7 +92,8 @@ class Cadence:
     steps: tuple[Step, ...]
 
     def times(self, hours: BusinessHours, origin_at: dt.datetime, step: int) -> StepTimes:
-        """When step number ``step`` (0-based) may be dialled and is due, for a follow-up started at ``origin_at``."""
+        """When step number ``step`` (0-based) may be dialled and is due, for a follow-up started at
+        ``origin_at``."""
         previous_due = origin_at
         for index, planned in enumerate(self.steps[:step + 1]):
             start = previous_due if planned.start is None else planned.start.after(hours, origin_at)
@@ -123,7 +124,8 @@ def parse_cadence(text: str) -> Cadence:
     return Cadence(tuple(steps))
 
 
-def parse_cadences(texts: Mapping[str, str], origins: Sequence[str] = tuple(FollowUpOrigin)) -> dict[str, Cadence]:
+def parse_cadences(texts: Mapping[str, str],
+                   origins: Sequence[str] = tuple(FollowUpOrigin)) -> dict[str, Cadence]:
     """Every origin's cadence: the defaults, overridden by ``texts``; ValueError names a wrong origin."""
     unknown = sorted(set(texts) - set(origins))
     if unknown:

@@ -2,7 +2,8 @@
 
 ::
 
-    ivr followups list [--overdue | --escalated | --all] [--owner CODE] [--limit N] [--config FILE] [--url URL]
+    ivr followups list [--overdue | --escalated | --all] [--owner CODE] [--limit N]
+                       [--config FILE] [--url URL]
     ivr followups plan ID      the steps still planned (each visible before it is due)
     ivr followups close ID     nothing more is planned (an agent or admin decided)
 
@@ -127,7 +128,8 @@ def _cli_plan(args: argparse.Namespace) -> int:
     try:
         followup = store.get(args.id)
         if followup is None:
-            raise ConfigError("command line", "ID", f"there is no follow-up {args.id}", "see `ivr followups list`")
+            raise ConfigError("command line", "ID", f"there is no follow-up {args.id}",
+                              "see `ivr followups list`")
         zone = store.hours.zone
         print(describe(followup, store.now(), zone))
         for number, times in enumerate(store.planned(followup), followup.step + 2):
@@ -155,7 +157,8 @@ def _cli_close(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: CommandGroups) -> None:
     """Add ``followups list|plan|close`` to the ``ivr`` command."""
-    group = subparsers.add_parser("followups", help="follow-ups: callbacks, leads, recoveries ... until they are done")
+    group = subparsers.add_parser("followups",
+                                  help="follow-ups: callbacks, leads, recoveries ... until they are done")
     commands = group.add_subparsers(dest="followups_command", required=True)
     listing = commands.add_parser(
         "list", help="open, overdue or escalated follow-ups, soonest due first",

@@ -119,7 +119,8 @@ class FollowUpService:
             return None
         number = contact.caller_e164 if contact.direction == "inbound" else contact.called_number
         with self.store.engine.connect() as connection:
-            agent_id = connection.execute(select(_agents.c.id).where(_agents.c.code == disposition.agent)).scalar()
+            agent_id = connection.execute(
+                select(_agents.c.id).where(_agents.c.code == disposition.agent)).scalar()
         if not number:
             log.warn("no number to follow up contact {uniqueid}", uniqueid=disposition.uniqueid)
             return None

@@ -182,7 +182,8 @@ class SmsDesk:
         if intent.kind == "start":
             undone = opt_in(connection, e164, now)
             log.info("{sender} opted back in by SMS", sender=e164)
-            return self._reply(SmsResult("opt-in", detail="opt-out undone" if undone else "was not opted out"),
+            return self._reply(SmsResult("opt-in",
+                                         detail="opt-out undone" if undone else "was not opted out"),
                                e164, self.settings.reply_start)
         if must_not_call(connection, e164):
             return SmsResult("opted-out", detail="the sender opted out of calls")

@@ -166,7 +166,8 @@ class FollowUpStore:
         due = and_(c.state == "open", or_(and_(c.locked_by.is_(None), c.next_attempt_at <= now),
                                           c.locked_at < stale))
         with write_transaction(self.engine) as connection:
-            ids = self._lock(connection, select(c.id).where(due).order_by(c.priority.desc(), c.created_at, c.id)
+            ids = self._lock(connection, select(c.id).where(due)
+                             .order_by(c.priority.desc(), c.created_at, c.id)
                              .limit(len(free) * _LOOK_AHEAD))
             if not ids:
                 return []
@@ -185,7 +186,8 @@ class FollowUpStore:
                 if agent is None:
                     continue
                 left.remove(agent)
-                claims.append(Claim(dataclasses.replace(followup, locked_by=instance, locked_at=now), agent.code))
+                claims.append(Claim(dataclasses.replace(followup, locked_by=instance, locked_at=now),
+                                    agent.code))
                 if not left:
                     break
             if claims:
@@ -312,7 +314,8 @@ class FollowUpStore:
                                                             c.due_at < cutoff))
             if not ids:
                 return []
-            connection.execute(update(_followups).where(c.id.in_(ids)).values(escalated_at=now, updated_at=now))
+            connection.execute(update(_followups).where(c.id.in_(ids))
+                               .values(escalated_at=now, updated_at=now))
             rows = connection.execute(select(*COLUMNS).where(c.id.in_(ids)).order_by(c.due_at, c.id)).all()
         return [FollowUp.from_row(row) for row in rows]
 

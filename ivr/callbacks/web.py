@@ -95,7 +95,8 @@ class Leads(JsonResource):
             now = utc_now()
             created = connection.execute(insert(_customers).values(
                 name=name, language="", vip_tier="", preferred_channel="voice", do_not_call=False,
-                do_not_call_reason="", created_at=now, updated_at=now).returning(_customers.c.id)).scalar_one()
+                do_not_call_reason="", created_at=now, updated_at=now)
+                .returning(_customers.c.id)).scalar_one()
             connection.execute(insert(_phones).values(customer_id=created, e164=e164))
             return int(created)
 
@@ -150,7 +151,8 @@ class FollowUpsApi(JsonResource):
         followups = store.list_followups(which, 200, owner)
         owners = {followup.owner_agent_id for followup in followups} - {None}
         with store.engine.connect() as connection:
-            codes = dict(connection.execute(select(_agents.c.id, _agents.c.code).where(_agents.c.id.in_(owners)))
+            codes = dict(connection.execute(select(_agents.c.id, _agents.c.code)
+                                            .where(_agents.c.id.in_(owners)))
                          .tuples().all()) if owners else {}
         return {"now": iso(now), "followups": [
             followup_json(f, now, [{"from": iso(s.start), "due": iso(s.due)} for s in store.planned(f)],

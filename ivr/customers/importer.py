@@ -174,7 +174,8 @@ class _LineChecker:
         owner_id = self._owner(row, problems)
         do_not_call = self._do_not_call(row, problems)
         # An empty cell is the default; every line then has the column, as executemany needs.
-        channel = (row["preferred_channel"].strip().lower() or "voice") if "preferred_channel" in row else None
+        channel = ((row["preferred_channel"].strip().lower() or "voice")
+                   if "preferred_channel" in row else None)
         if channel is not None and channel not in CHANNELS:
             problems.append(f"bad preferred_channel {quoted(row['preferred_channel'])} (use voice or sms)")
         if problems:

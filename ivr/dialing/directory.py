@@ -47,7 +47,8 @@ class DialDirectory:
         A number no customer owns counts its own contacts.
         """
         with Session(self.engine) as session:
-            customer = session.scalar(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == target.e164))
+            customer = session.scalar(select(CustomerPhone.customer_id)
+                                      .where(CustomerPhone.e164 == target.e164))
             mine = Contact.caller_e164 == target.e164
             if customer is not None:
                 numbers = select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer)

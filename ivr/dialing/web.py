@@ -121,7 +121,8 @@ class ClickToCall(JsonResource):
                 e164 = normalise_number(number, self.region)
                 if e164 is None:
                     return None  # the dial policy refuses it with its own reason
-                customer_id = session.scalar(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164))
+                customer_id = session.scalar(select(CustomerPhone.customer_id)
+                                             .where(CustomerPhone.e164 == e164))
             if customer_id is None:
                 return None
             owner = session.execute(select(Agent.code, Agent.away, Agent.active).join(

@@ -314,7 +314,8 @@ class _Disposition(_SessionJson):
         try:
             moment = dt.datetime.fromisoformat(value)
         except ValueError:
-            raise WebRequestError(400, "follow_up_at must be a date and time such as 2026-12-01T10:00") from None
+            raise WebRequestError(400,
+                                  "follow_up_at must be a date and time such as 2026-12-01T10:00") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.zone)
         return moment.astimezone(dt.UTC)

@@ -103,7 +103,8 @@ class CustomerEdit(JsonResource):
             found = session.execute(update(Customer).where(Customer.id == customer_id)
                                     .values(updated_at=dt.datetime.now(dt.UTC), **values)
                                     .returning(Customer.preferred_channel, Customer.do_not_call,
-                                               Customer.do_not_call_reason, Customer.no_contact_before)).first()
+                                               Customer.do_not_call_reason,
+                                               Customer.no_contact_before)).first()
             if found is None:
                 raise WebRequestError(404, "no such customer")
             session.commit()

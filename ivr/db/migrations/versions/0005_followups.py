@@ -24,7 +24,8 @@ depends_on = None
 
 _TO_FOLLOWUPS = """
 INSERT INTO followups (id, origin, request_key, customer_id, e164, reason, skill, text, priority, state,
-                       outcome, step, cadence_from, due_at, attempts, max_attempts, next_attempt_at, locked_by, locked_at,
+                       outcome, step, cadence_from, due_at, attempts, max_attempts,
+                       next_attempt_at, locked_by, locked_at,
                        last_outcome, owner_agent_id, contact_id, created_at, updated_at, closed_at)
 SELECT r.id, r.source, r.message_id, r.customer_id, r.e164, r.reason, r.skill, r.sms_text, r.priority,
        CASE WHEN r.status IN ('pending', 'dialing', 'expired') THEN 'open'
@@ -34,7 +35,8 @@ SELECT r.id, r.source, r.message_id, r.customer_id, r.e164, r.reason, r.skill, r
             ELSE '' END,
        0, r.created_at, r.due_at, CASE WHEN r.status = 'expired' THEN 0 ELSE r.attempts END, r.max_attempts,
        r.next_attempt_at,
-       CASE WHEN r.status = 'dialing' THEN r.locked_by END, CASE WHEN r.status = 'dialing' THEN r.locked_at END,
+       CASE WHEN r.status = 'dialing' THEN r.locked_by END,
+       CASE WHEN r.status = 'dialing' THEN r.locked_at END,
        r.last_outcome, (SELECT c.owner_agent_id FROM customers c WHERE c.id = r.customer_id), r.contact_id,
        r.created_at, r.updated_at,
        CASE WHEN r.status IN ('done', 'failed', 'cancelled') THEN r.updated_at END
@@ -94,7 +96,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], name=op.f("fk_followups_contact_id_contacts")),
+        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"],
+                                name=op.f("fk_followups_contact_id_contacts")),
         sa.ForeignKeyConstraint(["customer_id"], ["customers.id"],
                                 name=op.f("fk_followups_customer_id_customers")),
         sa.ForeignKeyConstraint(["owner_agent_id"], ["agents.id"],
@@ -105,10 +108,11 @@ def upgrade() -> None:
     with op.batch_alter_table("followups", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_followups_customer_id"), ["customer_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_followups_e164"), ["e164"], unique=False)
-        batch_op.create_index("ix_followups_state_next_attempt_at", ["state", "next_attempt_at"], unique=False)
-        batch_op.create_index("ix_followups_state_due_at", ["state", "due_at"], unique=False)
-        batch_op.create_index("ix_followups_owner_agent_id_state_due_at", ["owner_agent_id", "state", "due_at"],
+        batch_op.create_index("ix_followups_state_next_attempt_at", ["state", "next_attempt_at"],
                               unique=False)
+        batch_op.create_index("ix_followups_state_due_at", ["state", "due_at"], unique=False)
+        batch_op.create_index("ix_followups_owner_agent_id_state_due_at",
+                              ["owner_agent_id", "state", "due_at"], unique=False)
     op.execute(sa.text(_TO_FOLLOWUPS))
     _restart_ids("followups")
 
