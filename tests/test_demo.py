@@ -132,7 +132,7 @@ def test_the_demo_seeds_its_world_and_every_printed_call_reaches_the_agent_page(
             expect(page.locator("#transcript")).to_have_text(re.compile(r"^(상담원|직원)$"))  # both mean "0"
             expect(page.locator("#path")).to_have_text("main:said:0 > main:0")
 
-            assert "callback request #" in demo.call("sms")
+            assert "follow-up #" in demo.call("sms")
             expect(page.locator("#kind")).to_have_text("callback", timeout=CARD_MS)
             expect(page.locator("#customer")).to_have_text("李娜")
             expect(page.locator("#tier")).to_have_text("hot-lead")
