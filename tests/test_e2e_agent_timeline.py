@@ -154,7 +154,7 @@ def test_the_agent_page_shows_a_customers_whole_timeline_pages_and_searches(
     oldest = entries.nth(24)
     expect(oldest.locator(".when")).to_have_text("2026-11-20 16:00")
     expect(oldest).to_contain_text("洗衣机漏水, please call me")
-    expect(oldest).to_contain_text("request #1")
+    expect(oldest).to_contain_text("Follow-up#1")
     recorded = entries.nth(22)
     expect(recorded).to_contain_text("outbound callback")
     audio = recorded.locator("audio")

@@ -464,7 +464,7 @@ def test_import_reads_the_preferred_channel(ivr: Ivr, engine: Engine, tmp_path: 
     code, out, _ = ivr("customers", "import", str(file))
     assert code == 1 and "line 4: bad preferred_channel 'fax' (use voice or sms)" in out
     with Session(engine) as session:
-        found = dict(session.execute(select(Customer.external_id, Customer.preferred_channel)).tuples().all())
+        found = dict(session.execute(select(Customer.external_id, Customer.preferred_channel)).all())
     assert found == {"C1": "sms", "C2": "voice"}
     file.write_text("external_id,name,phones,preferred_channel\nC2,Ben,13800138001,sms\n", encoding="utf-8")
     assert ivr("customers", "import", str(file))[:2] == (0, "imported 0, updated 1, rejected 0\n")

@@ -153,7 +153,7 @@ class FollowUpsApi(JsonResource):
         with store.engine.connect() as connection:
             codes = dict(connection.execute(select(_agents.c.id, _agents.c.code)
                                             .where(_agents.c.id.in_(owners)))
-                         .tuples().all()) if owners else {}
+                         .all()) if owners else {}
         return {"now": iso(now), "followups": [
             followup_json(f, now, [{"from": iso(s.start), "due": iso(s.due)} for s in store.planned(f)],
                           codes.get(f.owner_agent_id) if f.owner_agent_id is not None else None)
