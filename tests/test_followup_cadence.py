@@ -157,6 +157,18 @@ def test_the_owner_gets_it_first_then_the_pool_after_the_head_start(store: Follo
     assert taken.agent == "2001"
 
 
+def test_many_waiting_for_a_busy_owner_never_hide_one_the_pool_can_take(store: FollowUpStore, engine: Engine,
+                                                                        clock: Clock) -> None:
+    owned_customer(engine)
+    for n in range(12):  # a long line for the owner, all older than the pool's one
+        store.create(FollowUpRequest(NUMBER, FollowUpOrigin.SMS, skill="sales", key=f"owned-{n}"))
+    clock.value = local(23, 10, 1)
+    pool_one, _ = store.create(FollowUpRequest("+8613900139000", FollowUpOrigin.SMS, skill="sales",
+                                               key="pool"))
+    (taken,) = store.claim_due([FreeAgent("2001", ("sales",))], "ivr-a")
+    assert (taken.followup.id, taken.agent) == (pool_one.id, "2001")
+
+
 def test_an_owner_marked_away_does_not_hold_their_customers_back(store: FollowUpStore,
                                                                  engine: Engine) -> None:
     owned_customer(engine, away=True)

@@ -22,7 +22,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Engine, Select, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Table, and_, func, insert, not_, or_, select, update
 from twisted.logger import Logger
 
 from ivr.callbacks.assign import Claim, FreeAgent, OwnerState, choose_agent
@@ -165,6 +165,12 @@ class FollowUpStore:
         stale = now - dt.timedelta(seconds=self.settings.lock_timeout)
         due = and_(c.state == "open", or_(and_(c.locked_by.is_(None), c.next_attempt_at <= now),
                                           c.locked_at < stale))
+        # Those waiting for a present owner who is not free are left out here, so a long line of
+        # them cannot hide the ones the free agents could take.
+        owner_busy = select(_agents.c.id).where(
+            _agents.c.id == c.owner_agent_id, _agents.c.active.is_(True), _agents.c.away.is_(False),
+            _agents.c.code.not_in([agent.code for agent in free])).exists()
+        due = and_(due, not_(and_(c.owner_until.is_not(None), c.owner_until > now, owner_busy)))
         with write_transaction(self.engine) as connection:
             ids = self._lock(connection, select(c.id).where(due)
                              .order_by(c.priority.desc(), c.created_at, c.id)
