@@ -62,7 +62,8 @@ def _runner(kind: ReportKind) -> Callable[[argparse.Namespace], int]:
             until = (parse_when(args.until, "--until", end_of_day=True, zone=zone) if args.until
                      else dt.datetime.now(dt.UTC))
             with engine.connect() as connection:
-                report = kind.build(connection, Period(since, until, zone), args.by)
+                period = Period(since, until, zone, settings.report.service_level_seconds)
+                report = kind.build(connection, period, args.by)
         finally:
             engine.dispose()
         print(render(report, args.format))
