@@ -32,8 +32,9 @@ from ivr.db.models import Agent, Contact
 from ivr.db.sql import utc
 from ivr.reports.table import Period, Report
 
-__all__ = ["ANSWERED", "CALL_GROUPINGS", "CallFigures", "Scope", "WAIT_BANDS", "call_figures",
-           "calls_report", "local_buckets", "wait_distribution"]
+__all__ = ["ANSWERED", "CALL_GROUPINGS", "CallFigures", "Scope", "WAIT_BANDS", "WaitBands", "bucket_seconds",
+           "call_figures", "calls_report", "local_buckets", "local_key", "offered_calls", "utc_bucket",
+           "wait_distribution"]
 
 #: Outcomes where a person picked up.
 ANSWERED = ("answered", "talking")
@@ -151,14 +152,14 @@ def local_buckets(period: Period, by: str) -> list[str]:
     keys: list[str] = []
     moment = utc(period.since)
     while moment < period.until:
-        key = _local_key(moment, period.zone, by)
+        key = local_key(moment, period.zone, by)
         if not keys or keys[-1] != key:
             keys.append(key)
         moment += dt.timedelta(minutes=15) if step.days == 0 else dt.timedelta(hours=1)
     return keys
 
 
-def _local_key(moment: dt.datetime, zone: dt.tzinfo, by: str) -> str:
+def local_key(moment: dt.datetime, zone: dt.tzinfo, by: str) -> str:
     local = moment.astimezone(zone)
     return local.strftime("%Y-%m-%d %H:00") if by == "hour" else local.strftime("%Y-%m-%d")
 
@@ -178,7 +179,7 @@ def call_figures(connection: Connection, period: Period, by: str,
         grouped = {key: CallFigures() for key in local_buckets(period, by)}
         for row in rows:
             moment = dt.datetime.fromtimestamp(int(row[0]) * size, dt.UTC)
-            grouped.setdefault(_local_key(moment, period.zone, by), CallFigures()).add(_figures(row[1:]))
+            grouped.setdefault(local_key(moment, period.zone, by), CallFigures()).add(_figures(row[1:]))
         return list(grouped.items())
     if by == "total":
         row = connection.execute(select(*_sums(period)).where(*where)).one()
