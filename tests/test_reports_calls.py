@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -54,7 +55,8 @@ def local_hour_sql(engine: Engine) -> str:
     return "strftime('%Y-%m-%d %H:00', started_at, '+8 hours')"  # Shanghai has no DST
 
 
-def report_json(engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict]:
+def report_json(engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                *argv: str) -> list[dict[str, Any]]:
     """``ivr report ...`` as a user runs it (desk zone Asia/Shanghai, the default), parsed."""
     config = tmp_path / "ivr.toml"
     config.write_text("[report]\nservice_level_seconds = 20\n", encoding="utf-8")
@@ -71,14 +73,16 @@ def test_calls_by_hour_match_a_plain_sql_count(history: Engine, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     rows = report_json(history, tmp_path, capsys, "calls", "--by", "hour", "--since", "2026-11-25",
                        "--until", "2026-11-26")
-    period = Period(dt.datetime(2026, 11, 24, 16, tzinfo=dt.UTC), dt.datetime(2026, 11, 26, 16, tzinfo=dt.UTC))
+    period = Period(dt.datetime(2026, 11, 24, 16, tzinfo=dt.UTC),
+                    dt.datetime(2026, 11, 26, 16, tzinfo=dt.UTC))
     hour = local_hour_sql(history)
     with history.connect() as connection:
         counted = connection.execute(text(
             f"SELECT {hour} AS hour, count(*), "
             "sum(CASE WHEN queue_outcome IN ('answered', 'talking') THEN 1 ELSE 0 END), "
             "sum(CASE WHEN queue_outcome = 'abandoned' THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN queue_outcome IN ('answered', 'talking') AND wait_seconds <= 20 THEN 1 ELSE 0 END) "
+            "sum(CASE WHEN queue_outcome IN ('answered', 'talking') AND wait_seconds <= 20 "
+            "THEN 1 ELSE 0 END) "
             f"FROM contacts WHERE {OFFERED} GROUP BY {hour}"), params(period, history)).all()
     expected = {row[0]: (row[1], row[2], row[3], round(100.0 * row[4] / row[1], 1)) for row in counted}
     assert len(rows) == 48  # every hour of the two local days, quiet ones as zeros
@@ -97,7 +101,8 @@ def test_calls_by_queue_with_means_match_plain_sql(history: Engine) -> None:
         counted = connection.execute(text(
             "SELECT queue, count(*), avg(wait_seconds), "
             "avg(CASE WHEN queue_outcome IN ('answered', 'talking') THEN talk_seconds END), "
-            "sum(CASE WHEN queue_outcome IN ('answered', 'talking') AND wait_seconds <= 30 THEN 1 ELSE 0 END) "
+            "sum(CASE WHEN queue_outcome IN ('answered', 'talking') AND wait_seconds <= 30 "
+            "THEN 1 ELSE 0 END) "
             f"FROM contacts WHERE {OFFERED} GROUP BY queue"), params(period, history)).all()
     assert set(figures) == {"sales", "after-sales", "vip", "ivr-fallback"}
     for queue, offered, wait, talk, in_time in counted:
@@ -129,8 +134,8 @@ def test_wait_bands_add_up_to_the_calls_with_a_wait(history: Engine) -> None:
     period = Period(NOW - dt.timedelta(days=2), NOW, SHANGHAI)
     with history.connect() as connection:
         bands = wait_distribution(connection, period)
-        under_ten = connection.execute(text(
-            f"SELECT count(*) FROM contacts WHERE {OFFERED} AND wait_seconds < 10"), params(period, history)).scalar()
+        under_ten = connection.execute(text(f"SELECT count(*) FROM contacts WHERE {OFFERED} "
+                                            "AND wait_seconds < 10"), params(period, history)).scalar()
         total = dict(call_figures(connection, period, "total"))["total"]
     assert bands.answered[0] + bands.unanswered[0] == under_ten
     assert sum(bands.answered) + sum(bands.unanswered) == total.waits == total.offered
@@ -166,7 +171,7 @@ def test_followups_on_time_late_open_and_overdue(engine: Engine) -> None:
             request(4, "pending", NOW + hour, NOW),  # open, due later today
             request(5, "expired", NOW - hour, NOW)]
     with engine.begin() as connection:
-        connection.execute(insert(CallbackRequest.__table__), rows)
+        connection.execute(insert(CallbackRequest), rows)
     with engine.connect() as connection:
         report = followups_report(connection, Period(NOW - dt.timedelta(days=1), NOW, SHANGHAI), "total",
                                   now=NOW)

@@ -41,6 +41,7 @@ DAILY = (1.0, 1.0, 0.95, 0.95, 0.9, 0.55, 0.4)
 #: Queue shares of calls handed to people.
 QUEUES = (("sales", 0.45), ("after-sales", 0.40), ("vip", 0.10), ("ivr-fallback", 0.05))
 BATCH = 5000
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ def _agents(engine: Engine, count: int) -> list[int]:
                     "skills": ["sales", "after-sales"], "active": True, "role": "agent"}
                    for code in codes if code not in have]
         if missing:
-            connection.execute(insert(Agent.__table__), missing)
+            connection.execute(insert(Agent), missing)
         rows = connection.execute(select(Agent.id, Agent.code).where(Agent.code.in_(codes))).all()
     by_code = {code: ident for ident, code in rows}
     return [by_code[code] for code in codes]
@@ -152,7 +153,7 @@ def _rows(rng: random.Random, times: list[dt.datetime], agents: list[int], zone:
 
 
 def generate_contacts(engine: Engine, contacts: int, days: int = 180, *, now: dt.datetime | None = None,
-                      zone: dt.tzinfo = ZoneInfo("Asia/Shanghai"), agents: int = 40, seed: int = 16,
+                      zone: dt.tzinfo = SHANGHAI, agents: int = 40, seed: int = 16,
                       prefix: str = "gen-", progress: bool = False) -> GeneratedHistory:
     """Write about ``contacts`` contacts over the ``days`` before ``now`` (those that would fall after
     ``now`` on its own day are dropped); uniqueids are ``prefix`` + a number."""
@@ -161,20 +162,19 @@ def generate_contacts(engine: Engine, contacts: int, days: int = 180, *, now: dt
     now = now or utc_now()
     ids = _agents(engine, agents)
     times = _arrivals(rng, contacts, days, now, zone)
-    table = Contact.__table__
     batch: list[dict[str, Any]] = []
     written = 0
     with engine.begin() as connection:
         for row in _rows(rng, times, ids, zone, prefix):
             batch.append(row)
             if len(batch) == BATCH:
-                connection.execute(insert(table), batch)
+                connection.execute(insert(Contact), batch)
                 written += len(batch)
                 batch = []
                 if progress and written % 100_000 == 0:
                     print(f"{written:,} contacts ({time.perf_counter() - began:.0f} s)", file=sys.stderr)
         if batch:
-            connection.execute(insert(table), batch)
+            connection.execute(insert(Contact), batch)
             written += len(batch)
     return GeneratedHistory(written, len(ids), time.perf_counter() - began)
 

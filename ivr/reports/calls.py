@@ -68,7 +68,7 @@ class CallFigures:
     talks: int = 0
 
     def add(self, other: CallFigures) -> None:
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
@@ -125,9 +125,10 @@ def _sums(period: Period) -> list[Any]:
 
 
 def _figures(row: Iterable[Any]) -> CallFigures:
-    values = list(row)
-    return CallFigures(*(int(v or 0) for v in values[:6]), float(values[6] or 0), int(values[7] or 0),
-                       float(values[8] or 0), int(values[9] or 0))
+    offered, answered, abandoned, other, waiting, in_time, wait, waits, talk, talks = row
+    return CallFigures(int(offered or 0), int(answered or 0), int(abandoned or 0), int(other or 0),
+                       int(waiting or 0), int(in_time or 0), float(wait or 0), int(waits or 0),
+                       float(talk or 0), int(talks or 0))
 
 
 def bucket_seconds(period: Period) -> int:

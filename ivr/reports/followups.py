@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, Subquery, case, func, select
 
@@ -59,7 +58,7 @@ def followups_now(connection: Connection, now: dt.datetime, end_of_day: dt.datet
 
 def followups_report(connection: Connection, period: Period, by: str,
                      now: dt.datetime | None = None) -> Report:
-    """``ivr report followups``: follow-ups made in the period, by the local day they were made or in total."""
+    """``ivr report followups``: follow-ups made in the period, by the local day made or in total."""
     now = now or dt.datetime.now(dt.UTC)
     subquery = followup_rows()
     f = subquery.c

@@ -21,8 +21,8 @@ Cell = str | int | float | None
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """From ``since`` (inclusive) to ``until`` (exclusive), aware datetimes; ``zone`` for hours and days;
-    ``service_level`` the seconds of waiting within which an answer counts ([report] service_level_seconds)."""
+    """From ``since`` (inclusive) to ``until`` (exclusive), aware datetimes; ``zone`` for hours and
+    days; ``service_level``: seconds of waiting an answer counts within ([report] service_level_seconds)."""
 
     since: dt.datetime
     until: dt.datetime
