@@ -65,6 +65,9 @@ from ivr.screenpop.cards import CardBuilder
 from ivr.screenpop.hub import PopHub
 from ivr.screenpop.watcher import ScreenPop
 from ivr.speech.service import PromptAudio, SpeechService
+from ivr.supervisor.actions import QueueActions
+from ivr.supervisor.board import Wallboard
+from ivr.supervisor.page import SupervisorPage
 from ivr.voices import DEFAULT_BUILD_DIR, available
 from ivr.web.metrics import MetricSource, MetricsPage, registry_of
 from ivr.web.sessions import SessionSigner
@@ -78,6 +81,8 @@ log = Logger(namespace="ivr.server")
 _HOOKS_AFTER_CLOSE = 5.0
 #: The built-in plugin (ivr/plugins/builtins.py) whose presence turns on the screen pop's AMI feed.
 _SCREENPOP = "ivr.screenpop"
+#: The built-in behind /supervisor (the wallboard).
+_SUPERVISOR = "ivr.supervisor"
 
 
 class IVRServer:
@@ -115,6 +120,7 @@ class IVRServer:
         self.pop_bridge = self._pop_bridge()
         self.callbacks = CallbackStore(self.engine, self.hours, settings.callbacks)
         self.dispatcher = self._dispatcher()
+        self.wallboard = self._wallboard()
         # 5. The built-ins that need these services.
         self.plugins.start_builtins(self._builtin_factories())
         # 6. Listeners (opened by start()).
@@ -208,7 +214,17 @@ class IVRServer:
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
+            _SUPERVISOR: lambda: self.wallboard,
         }
+
+    def _wallboard(self) -> Wallboard | None:
+        """The supervisor's wallboard: needs sessions ([http] session_secret), off with the built-in."""
+        settings = self.settings
+        if _SUPERVISOR in self.plugins.disabled or not settings.http.session_secret:
+            return None
+        report = settings.report
+        return Wallboard(self.ami, self.engine, self.clock, self.hours.zone, report.service_level_seconds,
+                         settings.routing.queues, report.wallboard_interval)
 
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
@@ -235,6 +251,10 @@ class IVRServer:
             web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock, self.hours.zone,
                                         settings.routing.region))
             web.add("/recordings", Recordings(self.engine, sessions, Path(settings.recordings.folder)))
+            if self.wallboard is not None:
+                actions = QueueActions(self.ami, self.engine, settings.routing.queues)
+                web.add("/supervisor", SupervisorPage(self.wallboard, actions, sessions, self.engine,
+                                                      self.clock, self.hours.zone, settings.hours.timezone))
         if self.dialer is not None:
             web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions))
         web.add("/metrics", MetricsPage(registry_of(self._metric_sources())))
@@ -246,6 +266,8 @@ class IVRServer:
             sources.append(self.dispatcher.metrics)
         if self.ami is not None:
             sources.append(self._ami_metrics)
+        if self.wallboard is not None:
+            sources.append(self.wallboard.metrics)
         return sources
 
     def _ami_metrics(self) -> Iterator[Metric]:
@@ -268,6 +290,8 @@ class IVRServer:
             self.dispatcher.start()
         if self.pop_bridge is not None:
             self.pop_bridge.start()
+        if self.wallboard is not None:
+            self.wallboard.start()
         tcp = cast(IReactorTCP, self.reactor)
         if self.audio is not None:
             speech = self.settings.speech
@@ -295,6 +319,8 @@ class IVRServer:
                 self.dispatcher.stop()
             if self.human is not None:
                 self.human.stop()
+            if self.wallboard is not None:
+                self.wallboard.stop()
             if self.ami is not None:
                 await self.ami.stopService()
             await self.history.stop()
