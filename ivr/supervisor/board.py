@@ -41,6 +41,9 @@ QUEUE_EVENTS = ("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "Ag
                 "QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved")
 #: Seconds today's figures may be reused when no queue event came.
 FIGURES_MAX_AGE = 30.0
+#: Seconds after a queue event during which each tick reads the figures again: the contact
+#: history writes the call's outcome a moment after Asterisk's event (its writer batches).
+SETTLE_SECONDS = 5.0
 #: Seconds the agent list (the agents table) is reused.
 DIRECTORY_MAX_AGE = 60.0
 
@@ -93,7 +96,7 @@ class Wallboard:
         self._event_id = 0
         self._figures: dict[str, Any] | None = None
         self._figures_at = float("-inf")
-        self._changed = True
+        self._event_at = float("-inf")
         self._agents: list[AgentEntry] = []
         self._agents_at = float("-inf")
         self._busy = False
@@ -115,11 +118,11 @@ class Wallboard:
             unsubscribe()
 
     def _queue_event(self, message: AMIMessage) -> None:
-        self._changed = True
+        self._event_at = self.clock.seconds()
 
     def figures_changed(self) -> None:
         """Something this process did (a supervisor's action) changes what the next tick shows."""
-        self._changed = True
+        self._event_at = self.clock.seconds()
 
     # -- pages ----------------------------------------------------------------
 
@@ -154,8 +157,7 @@ class Wallboard:
     async def refresh(self) -> None:
         now = self.clock.seconds()
         live = await self._live()
-        if self._changed or now - self._figures_at >= FIGURES_MAX_AGE:
-            self._changed = False
+        if now - self._event_at <= SETTLE_SECONDS or now - self._figures_at >= FIGURES_MAX_AGE:
             moment = dt.datetime.fromtimestamp(now, dt.UTC)
             self.figure_reads += 1
             self._figures = await threads.deferToThread(today_figures, self.engine, moment, self.zone,
