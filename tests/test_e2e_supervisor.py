@@ -1,8 +1,9 @@
 """The supervisor's wallboard in a real headless Chromium, with real calls through the sandbox.
 
-Agent 1001 is the simulated phone Local/1001@test-agent in the sales queue.
+Agent 1061 (a code no other test uses: the sandbox is shared) is the simulated
+phone Local/1061@test-agent in the sales queue.
 One hotline caller presses 1 for sales and is answered; the supervisor then
-pauses 1001 from the page (Asterisk must say the member is paused: ``queue
+pauses 1061 from the page (Asterisk must say the member is paused: ``queue
 show`` and AMI ``QueueStatus``; the audit row must exist), and a second
 caller waits in vain and hangs up. The wallboard's numbers move with each
 call, the charts draw the calls (pixels on the canvas, not an empty one), the
@@ -16,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,23 +28,24 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.db import Agent, make_engine
+from ivr.db import Agent, Customer, CustomerPhone, make_engine
 from ivr.db.models import SupervisorAction
 from ivr.web.auth import hash_token
 
 pytestmark = pytest.mark.asterisk
 
-INTERFACE = "Local/1001@test-agent"
-TOKENS = {"1001": "token-of-agent-1001-0123456789abcdef", "9001": "token-of-supervisor-9001-0123456789"}
+INTERFACE = "Local/1061@test-agent"
+TOKENS = {"1061": "token-of-agent-1061-0123456789abcdef", "9001": "token-of-supervisor-9001-0123456789"}
 #: Where the Chinese screenshots go when IVR_DOCS_SCREENSHOTS names a folder (docs/ to refresh them).
 SHOTS = os.environ.get("IVR_DOCS_SCREENSHOTS", "")
+ANSWERED, ABANDONED = "13900000061", "13900000062"
 
 
 def _member(ami: AMI, present: bool) -> None:
     ami.manager.send_action({"Action": "QueueRemove", "Queue": "sales", "Interface": INTERFACE})
     if present:
         response = ami.manager.send_action({"Action": "QueueAdd", "Queue": "sales", "Interface": INTERFACE,
-                                            "MemberName": "1001"})
+                                            "MemberName": "1061"})
         assert response.get_header("Response") == "Success", response.headers
 
 
@@ -56,8 +59,11 @@ def board_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
         "IVR_CALLBACKS_DISPATCH": "false"})
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
-        session.add(Agent(code="1001", name="Ana", device=INTERFACE, skills=["sales"],
-                          api_token_hash=hash_token(TOKENS["1001"])))
+        session.add(Agent(code="1061", name="Ana", device=INTERFACE, skills=["sales"],
+                          api_token_hash=hash_token(TOKENS["1061"])))
+        for number in (ANSWERED, ABANDONED):  # known customers: no language menu before the main menu
+            session.add(Customer(name=f"Customer {number}", language="zh",
+                                 phones=[CustomerPhone(e164=f"+86{number}")]))
         session.add(Agent(code="9001", name="Zhou <b>Li</b>", device="", role="supervisor",
                           api_token_hash=hash_token(TOKENS["9001"])))
         session.commit()
@@ -66,7 +72,7 @@ def board_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
     ami.manager.send_action({"Action": "QueuePause", "Interface": INTERFACE, "Paused": "false"})
     yield server, http_port
     _member(ami, present=False)
-    ami.agent_behaves("1001")
+    ami.agent_behaves("1061")
     server.stop()
 
 
@@ -94,6 +100,24 @@ def call(ami: AMI, server: ServeProcess, number: str, post_wait: str) -> None:
                   caller_id=f'"Caller" <{number}>')
 
 
+def queue_member(ami: AMI) -> dict[str, str]:
+    """Our member of the sales queue as AMI ``QueueStatus`` reports it, over a connection of its own
+    (pyst2 sometimes hands back a list action's response before its events)."""
+    with socket.create_connection(("127.0.0.1", 5038), timeout=10) as sock:
+        sock.sendall(b"Action: Login\r\nUsername: test\r\nSecret: test\r\nEvents: off\r\n\r\n"
+                     b"Action: QueueStatus\r\nQueue: sales\r\nActionID: wallboard-test\r\n\r\n")
+        received = b""
+        while b"QueueStatusComplete" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    blocks = [dict(line.split(": ", 1) for line in block.split("\r\n") if ": " in line)
+              for block in received.decode().split("\r\n\r\n")]
+    members = [b for b in blocks if b.get("Event") == "QueueMember" and b.get("Location") == INTERFACE]
+    assert len(members) == 1, received
+    return members[0]
+
+
 def painted(page: Page, chart: str) -> int:
     """Pixels drawn on a chart's canvas (an empty ECharts canvas has none)."""
     return int(page.evaluate("""(id) => {
@@ -115,35 +139,33 @@ def test_real_calls_move_the_wallboard_and_a_pause_reaches_asterisk(
     server, port = board_server
     page = supervisor_page(browser, port, locale="zh-CN")
     expect(page.locator("header strong")).to_have_text("实时看板")  # a Chinese browser gets Chinese
-    expect(page.locator('#agents tr[data-agent="1001"] .state')).to_have_text("空闲", timeout=10_000)
-    expect(page.locator('#agents tr[data-agent="9001"] td.who')).to_have_text("9001 Zhou <b>Li</b>")  # as text
+    expect(page.locator('#agents tr[data-agent="1061"] .state')).to_have_text("空闲", timeout=10_000)
+    # Names are text, never markup:
+    expect(page.locator('#agents tr[data-agent="9001"] td.who')).to_have_text("9001 Zhou <b>Li</b>")
     assert cell(page, "sales", "offered") == "0"
     page.click("#lang")  # the switch: English from here on
     expect(page.locator("header strong")).to_have_text("Wallboard")
 
     # 1. An answered sales call.
-    ami.agent_behaves("1001", ring="2", talk="3")
+    ami.agent_behaves("1061", ring="2", talk="3")
     ami.forget_events()
-    call(ami, server, "13900000061", post_wait="20")
-    ami.wait_for(lambda e: e.get("Event") == "AgentConnect" and e.get("MemberName") == "1001", timeout=60)
-    expect(page.locator('#agents tr[data-agent="1001"] .state')).to_have_text("On a call", timeout=10_000)
-    ami.wait_for(lambda e: e.get("Event") == "AgentComplete" and e.get("MemberName") == "1001", timeout=60)
+    call(ami, server, ANSWERED, post_wait="20")
+    ami.wait_for(lambda e: e.get("Event") == "AgentConnect" and e.get("MemberName") == "1061", timeout=60)
+    expect(page.locator('#agents tr[data-agent="1061"] .state')).to_have_text("On a call", timeout=10_000)
+    ami.wait_for(lambda e: e.get("Event") == "AgentComplete" and e.get("MemberName") == "1061", timeout=60)
+    ami.forget_events()
     expect(page.locator('#queues tr[data-queue="sales"] td.answered')).to_have_text("1", timeout=15_000)
     expect(page.locator("#t-offered")).to_have_text("1")
     expect(page.locator("#t-sl")).to_have_text("100.0%")  # answered after ~2 s of ringing
 
-    # 2. The supervisor pauses 1001 from the page; Asterisk says so; the audit row is there.
-    expect(page.locator('#agents tr[data-agent="1001"] .state')).to_have_text("Free", timeout=15_000)
-    page.click('#agents tr[data-agent="1001"] button.toggle-pause')
+    # 2. The supervisor pauses 1061 from the page; Asterisk says so; the audit row is there.
+    expect(page.locator('#agents tr[data-agent="1061"] .state')).to_have_text("Free", timeout=15_000)
+    page.click('#agents tr[data-agent="1061"] button.toggle-pause')
     expect(page.locator("#acted")).to_have_text("done", timeout=10_000)
-    assert re.search(r"Local/1001@test-agent.*\(paused", sandbox.rx("queue show sales")), \
+    assert re.search(r"Local/1061@test-agent.*\(paused", sandbox.rx("queue show sales")), \
         sandbox.rx("queue show sales")
-    ami.forget_events()
-    ami.manager.send_action({"Action": "QueueStatus", "Queue": "sales"})
-    member = ami.wait_for(lambda e: e.get("Event") == "QueueMember" and e.get("Queue") == "sales"
-                          and e.get("Location") == INTERFACE, timeout=10)
-    assert member["Paused"] == "1"
-    expect(page.locator('#agents tr[data-agent="1001"] .state')).to_have_text("Paused", timeout=10_000)
+    assert queue_member(ami)["Paused"] == "1"  # AMI QueueStatus says so too
+    expect(page.locator('#agents tr[data-agent="1061"] .state')).to_have_text("Paused", timeout=10_000)
     expect(page.locator('#queues tr[data-queue="sales"] td.paused')).to_have_text("1")
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
@@ -151,14 +173,15 @@ def test_real_calls_move_the_wallboard_and_a_pause_reaches_asterisk(
                                        SupervisorAction.agent, SupervisorAction.interface,
                                        SupervisorAction.result)).all()
     engine.dispose()
-    assert [tuple(row) for row in audit] == [("9001", "pause", "1001", INTERFACE, "ok")]
+    assert [tuple(row) for row in audit] == [("9001", "pause", "1061", INTERFACE, "ok")]
 
     # 3. A caller nobody answers (the only agent is paused) gives up: abandoned.
-    call(ami, server, "13900000062", post_wait="14")
-    ami.wait_for(lambda e: e.get("Event") == "QueueCallerJoin" and e.get("CallerIDNum") == "13900000062",
+    call(ami, server, ABANDONED, post_wait="14")
+    ami.wait_for(lambda e: e.get("Event") == "QueueCallerJoin" and e.get("CallerIDNum") == ABANDONED,
                  timeout=60)
     expect(page.locator('#queues tr[data-queue="sales"] td.waiting')).to_have_text("1", timeout=10_000)
-    ami.wait_for(lambda e: e.get("Event") == "QueueCallerAbandon", timeout=60)
+    ami.wait_for(lambda e: e.get("Event") == "QueueCallerAbandon" and e.get("CallerIDNum") == ABANDONED,
+                 timeout=60)
     expect(page.locator('#queues tr[data-queue="sales"] td.abandoned')).to_have_text("1", timeout=15_000)
     expect(page.locator("#t-offered")).to_have_text("2")
     expect(page.locator("#t-abandoned")).to_have_text("1")
@@ -169,7 +192,8 @@ def test_real_calls_move_the_wallboard_and_a_pause_reaches_asterisk(
     page.select_option("#c-range", "7d")
     page.select_option("#c-range", "today")
     expect(page.locator("#charts")).to_have_attribute("data-loaded", "today", timeout=10_000)
-    page.wait_for_function("""() => { const c = echarts.getInstanceByDom(document.getElementById('chart-calls'));
+    page.wait_for_function("""() => {
+        const c = echarts.getInstanceByDom(document.getElementById('chart-calls'));
         return c && c.getOption().series[1].data.some((v) => v > 0); }""", timeout=15_000)
     assert (series_total(page, "chart-calls", 0), series_total(page, "chart-calls", 1)) == (1, 1)
     assert series_total(page, "chart-waits", 0) + series_total(page, "chart-waits", 1) == 2
@@ -179,9 +203,9 @@ def test_real_calls_move_the_wallboard_and_a_pause_reaches_asterisk(
     assert page.errors == []  # type: ignore[attr-defined]  # nothing refused by the CSP, no script error
 
     # Unpause from the page: Asterisk agrees.
-    page.click('#agents tr[data-agent="1001"] button.toggle-pause')
-    expect(page.locator('#agents tr[data-agent="1001"] .state')).to_have_text("Free", timeout=10_000)
-    assert "(paused" not in sandbox.rx("queue show sales")
+    page.click('#agents tr[data-agent="1061"] button.toggle-pause')
+    expect(page.locator('#agents tr[data-agent="1061"] .state')).to_have_text("Free", timeout=10_000)
+    assert queue_member(ami)["Paused"] == "0"
     if SHOTS:  # docs/supervisor-wallboard.png and docs/supervisor-chart.png, in Chinese
         page.click("#lang")
         expect(page.locator("header strong")).to_have_text("实时看板")
@@ -207,8 +231,8 @@ def test_an_agents_session_gets_403_on_every_supervisor_url(
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"http://127.0.0.1:{port}/agent")
-    page.fill("input[name=agent]", "1001")
-    page.fill("input[name=token]", TOKENS["1001"])
+    page.fill("input[name=agent]", "1061")
+    page.fill("input[name=token]", TOKENS["1061"])
     page.click("button[type=submit]")
     expect(page.locator("#link")).to_have_text("live", timeout=10_000)
     answer = page.goto(f"http://127.0.0.1:{port}/supervisor")
@@ -220,26 +244,27 @@ def test_an_agents_session_gets_403_on_every_supervisor_url(
     assert token is not None
     for method, path, body in (("GET", "/supervisor/events", None), ("GET", "/supervisor/api/charts", None),
                                ("POST", "/supervisor/api/act",
-                                json.dumps({"action": "pause", "agent": "1001"}).encode())):
+                                json.dumps({"action": "pause", "agent": "1061"}).encode())):
         status, reply = request(port, method, path, cookie, body,
                                 {"X-CSRF-Token": token.group(1), "Content-Type": "application/json"})
         assert status == 403, (path, reply)
         assert json.loads(reply) == {"error": "supervisors only"}
     assert request(port, "GET", "/supervisor/api/charts")[0] == 401  # no session at all
     # The agent's own token does not open the supervisor's login either.
-    login = context.new_page()
+    login = browser.new_context().new_page()  # no session yet
     login.goto(f"http://127.0.0.1:{port}/supervisor")
-    login.fill("input[name=supervisor]", "1001")
-    login.fill("input[name=token]", TOKENS["1001"])
+    login.fill("input[name=supervisor]", "1061")
+    login.fill("input[name=token]", TOKENS["1061"])
     login.click("button[type=submit]")
     expect(login.locator("p.error")).to_have_text("This account is not a supervisor.")
 
 
-def test_supervisor_writes_need_the_csrf_token(board_server: tuple[ServeProcess, int], browser: Browser) -> None:
+def test_supervisor_writes_need_the_csrf_token(board_server: tuple[ServeProcess, int],
+                                               browser: Browser) -> None:
     _, port = board_server
     page = supervisor_page(browser, port)
     status = page.evaluate("""async () => (await fetch('/supervisor/api/act', {method: 'POST',
-        headers: {'Content-Type': 'application/json'}, body: JSON.stringify({action: 'pause', agent: '1001'})
+        headers: {'Content-Type': 'application/json'}, body: JSON.stringify({action: 'pause', agent: '1061'})
         })).status""")
     assert status == 403
     headers = request(port, "GET", "/supervisor/app.js")
