@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.db import Agent, Customer, CustomerPhone, make_engine
+from ivr.db import Agent, Contact, Customer, CustomerPhone, make_engine
 from ivr.db.models import SupervisorAction
 from ivr.web.auth import hash_token
 
@@ -59,12 +59,12 @@ def board_server(sandbox: Sandbox, ami: AMI) -> Iterator[tuple[ServeProcess, int
         "IVR_CALLBACKS_DISPATCH": "false"})
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
-        session.add(Agent(code="1061", name="Ana", device=INTERFACE, skills=["sales"],
+        session.add(Agent(code="1061", name="Ana <b>Li</b>", device=INTERFACE, skills=["sales"],
                           api_token_hash=hash_token(TOKENS["1061"])))
         for number in (ANSWERED, ABANDONED):  # known customers: no language menu before the main menu
             session.add(Customer(name=f"Customer {number}", language="zh",
                                  phones=[CustomerPhone(e164=f"+86{number}")]))
-        session.add(Agent(code="9001", name="Zhou <b>Li</b>", device="", role="supervisor",
+        session.add(Agent(code="9001", name="Zhou", device="", role="supervisor",  # no phone: not listed
                           api_token_hash=hash_token(TOKENS["9001"])))
         session.commit()
     engine.dispose()
@@ -141,7 +141,8 @@ def test_real_calls_move_the_wallboard_and_a_pause_reaches_asterisk(
     expect(page.locator("header strong")).to_have_text("实时看板")  # a Chinese browser gets Chinese
     expect(page.locator('#agents tr[data-agent="1061"] .state')).to_have_text("空闲", timeout=10_000)
     # Names are text, never markup:
-    expect(page.locator('#agents tr[data-agent="9001"] td.who')).to_have_text("9001 Zhou <b>Li</b>")
+    expect(page.locator('#agents tr[data-agent="1061"] td.who')).to_have_text("1061 Ana <b>Li</b>")
+    expect(page.locator('#agents tr[data-agent="9001"]')).to_have_count(0)
     assert cell(page, "sales", "offered") == "0"
     page.click("#lang")  # the switch: English from here on
     expect(page.locator("header strong")).to_have_text("Wallboard")
@@ -187,6 +188,10 @@ def test_real_calls_move_the_wallboard_and_a_pause_reaches_asterisk(
     expect(page.locator("#t-abandoned")).to_have_text("1")
     expect(page.locator("#t-sl")).to_have_text("50.0%")
     expect(page.locator('#queues tr[data-queue="sales"] td.waiting')).to_have_text("0")
+    engine = make_engine(f"sqlite:///{server.database}")
+    with Session(engine) as session:  # nobody answered: no agent (not the supervisor without a phone)
+        assert session.scalar(select(Contact.agent_id).where(Contact.caller_number == ABANDONED)) is None
+    engine.dispose()
 
     # 4. The charts draw the two calls (reloaded by choosing the range again).
     page.select_option("#c-range", "7d")

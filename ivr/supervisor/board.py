@@ -69,10 +69,10 @@ class AgentEntry:
 
 
 def load_agents(engine: Engine) -> list[AgentEntry]:
-    """The active agents (blocking: call on a worker thread)."""
+    """The active agents with a phone (blocking: call on a worker thread)."""
     with engine.connect() as connection:
-        rows = connection.execute(select(Agent.code, Agent.name, Agent.device).where(Agent.active)
-                                  .order_by(Agent.code)).all()
+        rows = connection.execute(select(Agent.code, Agent.name, Agent.device)
+                                  .where(Agent.active, Agent.device != "").order_by(Agent.code)).all()
     return [AgentEntry(code, name or "", device or "") for code, name, device in rows]
 
 

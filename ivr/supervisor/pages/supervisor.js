@@ -6,7 +6,7 @@ const zone = document.querySelector('meta[name="desk-zone"]').content;
 const WORDS = {
   en: {title: "Wallboard", supervisor: "Supervisor", waiting: "Waiting", longest: "longest",
     offered: "Offered today", answered: "Answered", abandoned: "Abandoned", service_level: "Service level",
-    within: "within", mean_wait: "Mean wait", mean_talk: "Mean talk", followups_due: "Follow-ups due today",
+    within: "answered within {n} s", mean_wait: "Mean wait", mean_talk: "Mean talk", followups_due: "Follow-ups due today",
     overdue: "overdue", satisfaction: "Satisfaction", complaints: "Complaints open", queues: "Queues",
     queue: "Queue", free: "Free", ringing: "Ringing", on_call: "On a call", paused: "Paused",
     logged_out: "Logged out", agents: "Agents", agent: "Agent", state: "State", in_queues: "Queues",
@@ -21,7 +21,7 @@ const WORDS = {
     abandon_rate: "of offered", none: "-"},
   zh: {title: "实时看板", supervisor: "主管", waiting: "排队中", longest: "最长",
     offered: "今日来电", answered: "已接听", abandoned: "放弃", service_level: "服务水平",
-    within: "秒内接听", mean_wait: "平均等待", mean_talk: "平均通话", followups_due: "今日待跟进",
+    within: "{n} 秒内接听", mean_wait: "平均等待", mean_talk: "平均通话", followups_due: "今日待跟进",
     overdue: "已逾期", satisfaction: "满意度", complaints: "未结投诉", queues: "队列",
     queue: "队列", free: "空闲", ringing: "振铃", on_call: "通话中", paused: "暂停",
     logged_out: "未登录", agents: "坐席", agent: "坐席", state: "状态", in_queues: "所在队列",
@@ -79,7 +79,7 @@ function render(b) {
   text("t-waiting", b.ami ? waiting : "-"); text("t-longest", b.ami && longest != null ? secs(longest) : "-");
   text("t-offered", today.offered); text("t-answered", today.answered); text("t-abandoned", today.abandoned);
   text("t-abandon-rate", today.offered ? (100 * today.abandoned / today.offered).toFixed(1) + "% " + t("abandon_rate") : "");
-  text("t-sl", pct(today.service_level)); text("t-sl-seconds", b.service_level_seconds);
+  text("t-sl", pct(today.service_level)); text("t-sl-within", t("within").replace("{n}", b.service_level_seconds));
   text("t-wait", secs(today.mean_wait)); text("t-talk", secs(today.mean_talk));
   text("t-due", b.followups ? b.followups.due_today : null); text("t-overdue", b.followups ? b.followups.overdue : null);
   text("t-sat", b.satisfaction ? pct(b.satisfaction.satisfied_pct) : null);
@@ -137,7 +137,9 @@ async function act(body) {
   const answer = await fetch("/supervisor/api/act", {method: "POST", credentials: "same-origin",
     headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify(body)});
   const reply = await answer.json();
-  text("acted", answer.ok ? t("done") : reply.error);
+  const acted = document.getElementById("acted");
+  if (answer.ok) acted.dataset.i18n = "done"; else delete acted.dataset.i18n;
+  acted.textContent = answer.ok ? t("done") : reply.error;
 }
 document.getElementById("member").addEventListener("submit", (event) => {
   event.preventDefault();
