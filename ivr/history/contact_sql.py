@@ -149,7 +149,8 @@ class DriverSQL:
 
         # NULLIF: no agent ("", an abandoned call) must not match an agent whose device is "".
         found = (f"(SELECT {agents.c.id.name} FROM {agents.name} "
-                 f"WHERE {agents.c.code.name} = NULLIF({mark}, '') OR {agents.c.device.name} = NULLIF({mark}, '') "
+                 f"WHERE {agents.c.code.name} = NULLIF({mark}, '') "
+                 f"OR {agents.c.device.name} = NULLIF({mark}, '') "
                  f"ORDER BY {agents.c.id.name} LIMIT 1)")
         self.update_human = (
             f"UPDATE {_contacts.name} SET {keep_empty(c.queue_outcome)}, {keep_empty(c.queue)}, "
