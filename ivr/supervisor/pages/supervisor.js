@@ -16,6 +16,7 @@ const WORDS = {
     chart_waits: "How long callers waited", chart_agents: "Calls per agent",
     chart_followups: "Follow-ups on time and late", chart_survey: "Survey scores",
     not_yet: "Not recorded yet (surveys arrive with a later release).", on_time: "on time", late: "late",
+    overdue_open: "overdue",
     unanswered: "not answered", made: "made", live: "live", reconnecting: "reconnecting...",
     connecting: "connecting...", done: "done", ami_down: "Asterisk not connected", seconds: "s",
     abandon_rate: "of offered", none: "-"},
@@ -30,7 +31,8 @@ const WORDS = {
     chart_calls: "接听与放弃的来电", chart_sl: "服务水平（%）",
     chart_waits: "来电等待时长分布", chart_agents: "各坐席通话量",
     chart_followups: "按时与逾期的跟进", chart_survey: "满意度评分",
-    not_yet: "尚无数据（满意度调查将在后续版本提供）。", on_time: "按时", late: "逾期",
+    not_yet: "尚无数据（满意度调查将在后续版本提供）。", on_time: "按时完成", late: "逾期完成",
+    overdue_open: "逾期未完成",
     unanswered: "未接听", made: "外呼", live: "实时", reconnecting: "重新连接中…",
     connecting: "连接中…", done: "已完成", ami_down: "未连接 Asterisk", seconds: "秒",
     abandon_rate: "占来电", none: "-"},
@@ -180,7 +182,7 @@ function drawCharts(d) {
   chart("chart-agents").setOption(bars(d.agents.map((a) => a.agent), [[t("answered"), d.agents.map((a) => a.answered), "#3f6fd8"],
     [t("made"), d.agents.map((a) => a.made), "#ffb74d"]], false), true);
   chart("chart-followups").setOption(bars(d.followups.labels, [[t("on_time"), d.followups.on_time, "#4caf50"],
-    [t("late"), d.followups.late, "#e57373"], [t("overdue"), d.followups.overdue, "#9e9e9e"]], true), true);
+    [t("late"), d.followups.late, "#e57373"], [t("overdue_open"), d.followups.overdue, "#9e9e9e"]], true), true);
   document.getElementById("survey-note").hidden = !!d.survey;
   if (d.survey) chart("chart-survey").setOption(bars(["1", "2", "3", "4", "5"], [[t("chart_survey"), d.survey.scores, "#3f6fd8"]], false), true);
   document.getElementById("charts").dataset.loaded = d.range;
