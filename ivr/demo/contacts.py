@@ -8,9 +8,11 @@ after-sales, vip and ivr-fallback queues or finish in self-service; a busy
 hour has longer waits and more callers who give up; talk times are
 log-normal (median about 3 minutes); some calls are rated (``survey_score``);
 agents also call customers back (outbound contacts) and customers text
-(SMS contacts). The agents (codes ``2001``...) are added if missing.
+(SMS contacts), each text asking for a call back (a follow-up due within 2
+hours: most kept on time, some late, a few still open or expired). The
+agents (codes ``2001``...) are added if missing.
 
-Deterministic for a given ``--seed`` and ``--now``: tests generate a small
+Deterministic for a given seed and ``now`` (:func:`generate_contacts`): tests generate a small
 history and check the reports against plain SQL counts of the same rows.
 """
 
@@ -29,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, insert, select
 
-from ivr.db.models import Agent, Contact
+from ivr.db.models import Agent, CallbackRequest, Contact
 from ivr.db.sql import utc_now
 
 __all__ = ["GeneratedHistory", "generate_contacts", "main"]
@@ -103,6 +105,7 @@ def _contact(rng: random.Random, number: int, started: dt.datetime, agents: list
     if roll < 0.05:  # an SMS
         row.update(channel="sms", kind="sms", route="", outcome="received")
         row["ended_at"], row["duration_seconds"] = started, 0.0
+        row["followup"] = _followup(rng, number, started, row["caller_e164"], prefix)
         return row
     if roll < 0.17:  # an agent calls a customer (click-to-call or a callback)
         agent = rng.choice(agents)
@@ -144,6 +147,17 @@ def _contact(rng: random.Random, number: int, started: dt.datetime, agents: list
     return row
 
 
+def _followup(rng: random.Random, number: int, asked: dt.datetime, e164: str, prefix: str) -> dict[str, Any]:
+    """The callback an SMS asked for: due 2 h later; done (on time or late), open, or expired."""
+    due = asked + dt.timedelta(hours=2)
+    roll = rng.random()
+    status = "done" if roll < 0.85 else "pending" if roll < 0.95 else "expired"
+    updated = asked + dt.timedelta(seconds=rng.expovariate(1 / 4000)) if status == "done" else asked
+    return {"source": "sms", "message_id": f"{prefix}sms-{number}", "e164": e164, "reason": "sms",
+            "skill": "sales", "status": status, "due_at": due, "next_attempt_at": asked, "attempts": 1,
+            "created_at": asked, "updated_at": updated}
+
+
 def _rows(rng: random.Random, times: list[dt.datetime], agents: list[int], zone: dt.tzinfo,
           prefix: str) -> Iterator[dict[str, Any]]:
     peak = max(HOURLY)
@@ -163,19 +177,27 @@ def generate_contacts(engine: Engine, contacts: int, days: int = 180, *, now: dt
     ids = _agents(engine, agents)
     times = _arrivals(rng, contacts, days, now, zone)
     batch: list[dict[str, Any]] = []
+    followups: list[dict[str, Any]] = []
     written = 0
     with engine.begin() as connection:
         for row in _rows(rng, times, ids, zone, prefix):
+            followup = row.pop("followup", None)
+            if followup is not None:
+                followups.append(followup)
             batch.append(row)
             if len(batch) == BATCH:
                 connection.execute(insert(Contact), batch)
+                if followups:
+                    connection.execute(insert(CallbackRequest), followups)
                 written += len(batch)
-                batch = []
+                batch, followups = [], []
                 if progress and written % 100_000 == 0:
                     print(f"{written:,} contacts ({time.perf_counter() - began:.0f} s)", file=sys.stderr)
         if batch:
             connection.execute(insert(Contact), batch)
             written += len(batch)
+        if followups:
+            connection.execute(insert(CallbackRequest), followups)
     return GeneratedHistory(written, len(ids), time.perf_counter() - began)
 
 
