@@ -8,14 +8,13 @@ that agent, answered when the customer picked up.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
 from ivr.db.models import Agent, Contact
 from ivr.db.sql import utc
-from ivr.reports.calls import ANSWERED, bucket_seconds, local_buckets, local_key, utc_bucket
+from ivr.reports.calls import ANSWERED, bucket_seconds, bucket_start, local_buckets, local_key, utc_bucket
 from ivr.reports.table import Period, Report
 
 __all__ = ["AGENT_GROUPINGS", "agent_figures", "agents_report"]
@@ -68,7 +67,7 @@ def agent_figures(connection: Connection, period: Period, by: str = "agent",
     query = select(a.code, bucket, *_sums()).select_from(source).where(*where).group_by(a.code, bucket)
     sums: dict[tuple[str, str], list[float]] = {}
     for row in connection.execute(query).all():
-        day = local_key(dt.datetime.fromtimestamp(int(row[1]) * size, dt.UTC), period.zone, "day")
+        day = local_key(bucket_start(row[1], size), period.zone, "day")
         kept = sums.setdefault((row[0], day), [0.0] * 7)
         for index, value in enumerate(row[2:]):
             kept[index] += float(value or 0)

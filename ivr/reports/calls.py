@@ -14,7 +14,7 @@ the human part, :mod:`ivr.history.human_part`): inbound voice contacts only.
 * mean wait: over every call with a known wait; mean talk: over answered calls.
 
 Hours and days are the desk's (``Period.zone``). The database groups by UTC
-buckets (an hour, or 15 minutes in a zone whose offset is not whole hours);
+buckets (an hour, or 15 minutes in a zone whose offset is not whole hours, e.g. India);
 Python folds the buckets into local hours or days, so the same code is right
 on SQLite and PostgreSQL and in every time zone, DST changes included.
 """
@@ -26,13 +26,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, and_, case, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, String, and_, case, cast, func, select
 
 from ivr.db.models import Agent, Contact
 from ivr.db.sql import utc
 from ivr.reports.table import Period, Report
 
 __all__ = ["ANSWERED", "CALL_GROUPINGS", "CallFigures", "Scope", "WAIT_BANDS", "WaitBands", "bucket_seconds",
+           "bucket_start",
            "call_figures", "calls_report", "local_buckets", "local_key", "offered_calls", "utc_bucket",
            "wait_distribution"]
 
@@ -141,10 +142,29 @@ def bucket_seconds(period: Period) -> int:
 
 
 def utc_bucket(connection: Connection, column: Any, seconds: int) -> Any:
-    """``column`` (a UTC timestamp) as whole ``seconds``-long buckets since the epoch, in SQL."""
+    """``column`` (a UTC timestamp) as an SQL expression naming its ``seconds``-long bucket (an hour or a
+    quarter of one); :func:`bucket_start` reads the values back.
+
+    PostgreSQL: whole buckets since the epoch. SQLite keeps UTC as text (``YYYY-MM-DD HH:MM:SS.ffffff``,
+    written by SQLAlchemy and the history's writer alike): the hour is its first 13 characters, a
+    plain prefix (a date function per row made a 30-day report ten times slower).
+    """
     if connection.dialect.name == "postgresql":
         return cast(func.floor(func.extract("epoch", column) / seconds), BigInteger)
-    return cast(func.strftime("%s", column), Integer) / seconds  # SQLite keeps UTC text; integer division
+    hour = func.substr(column, 1, 13)
+    if seconds == 3600:
+        return hour
+    quarter = cast(func.substr(column, 15, 2), Integer) // (seconds // 60)
+    return hour.concat(":").concat(cast(quarter, String))
+
+
+def bucket_start(value: Any, seconds: int) -> dt.datetime:
+    """The UTC start of a bucket named by :func:`utc_bucket`."""
+    if isinstance(value, str):
+        hour, _, part = value.partition(":")
+        start = dt.datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=dt.UTC)
+        return start + dt.timedelta(seconds=int(part or 0) * seconds)
+    return dt.datetime.fromtimestamp(int(value) * seconds, dt.UTC)
 
 
 def local_buckets(period: Period, by: str) -> list[str]:
@@ -179,7 +199,7 @@ def call_figures(connection: Connection, period: Period, by: str,
         rows = connection.execute(select(bucket, *_sums(period)).where(*where).group_by(bucket)).all()
         grouped = {key: CallFigures() for key in local_buckets(period, by)}
         for row in rows:
-            moment = dt.datetime.fromtimestamp(int(row[0]) * size, dt.UTC)
+            moment = bucket_start(row[0], size)
             grouped.setdefault(local_key(moment, period.zone, by), CallFigures()).add(_figures(row[1:]))
         return list(grouped.items())
     if by == "total":

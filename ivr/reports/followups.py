@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Subquery, case, func, select
 
 from ivr.db.models import CallbackRequest
 from ivr.db.sql import utc
-from ivr.reports.calls import bucket_seconds, local_buckets, local_key, utc_bucket
+from ivr.reports.calls import bucket_seconds, bucket_start, local_buckets, local_key, utc_bucket
 from ivr.reports.table import Period, Report
 
 __all__ = ["FOLLOWUP_GROUPINGS", "FollowUpsNow", "followup_rows", "followups_now", "followups_report"]
@@ -78,7 +78,7 @@ def followups_report(connection: Connection, period: Period, by: str,
     bucket = utc_bucket(connection, f.created_at, size).label("bucket")
     days: dict[str, list[int]] = {day: [0] * 6 for day in local_buckets(period, "day")}
     for row in connection.execute(select(bucket, *sums).where(*where).group_by(bucket)).all():
-        day = local_key(dt.datetime.fromtimestamp(int(row[0]) * size, dt.UTC), period.zone, "day")
+        day = local_key(bucket_start(row[0], size), period.zone, "day")
         kept = days.setdefault(day, [0] * 6)
         for index, value in enumerate(row[1:]):
             kept[index] += int(value or 0)
