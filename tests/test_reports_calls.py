@@ -184,3 +184,19 @@ def test_followups_on_time_late_open_and_overdue(engine: Engine) -> None:
 def test_unknown_grouping_is_refused(history: Engine) -> None:
     with history.connect() as connection, pytest.raises(ValueError, match="grouped by one of"):
         call_figures(connection, Period(NOW - dt.timedelta(days=1), NOW), "week")
+
+
+def test_agents_by_day_add_up_to_agents_by_agent_and_print_as_csv(
+        history: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    period = Period(NOW - dt.timedelta(days=6), NOW, SHANGHAI)
+    with history.connect() as connection:
+        by_agent = {row[0]: row for row in agent_figures(connection, period, "agent")}
+        by_day = agent_figures(connection, period, "day")
+    for code, row in by_agent.items():
+        days = [r for r in by_day if r[0] == code]
+        assert sum(r[2] for r in days) == row[1] and sum(r[6] for r in days) == row[5]  # answered, made
+        assert len({r[1] for r in days}) == len(days)  # one row per local day
+    rows = report_json(history, tmp_path, capsys, "agents", "--by", "day", "--since", "2026-11-21")
+    assert {r["agent"] for r in rows} == set(by_agent)
+    assert list(rows[0]) == ["agent", "day", "answered", "mean_wait_s", "talk_minutes", "mean_talk_s", "made",
+                             "made_answered"]
