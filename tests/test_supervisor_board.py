@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
@@ -50,6 +53,13 @@ STATUS = [
     event("QueueParams", Queue="someone-elses", Calls="9"),
     event("QueueEntry", Queue="someone-elses", Position="1", Wait="999"),
 ]
+
+
+def scratch(test: unittest.TestCase) -> Path:
+    """A temporary folder removed after ``test`` (trial's mktemp() would write into the checkout)."""
+    folder = Path(tempfile.mkdtemp(prefix="ivr-wallboard-"))
+    test.addCleanup(shutil.rmtree, folder, True)
+    return folder
 
 
 class FakeAMI:
@@ -118,7 +128,7 @@ def seed(engine: Engine, now: dt.datetime) -> None:
 
 class WallboardTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.engine = make_engine(f"sqlite:///{self.mktemp()}.db")
+        self.engine = make_engine(f"sqlite:///{scratch(self)}/ivr.db")
         upgrade(self.engine)
         self.addCleanup(self.engine.dispose)
         self.now = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)  # the clock the board reads
@@ -200,7 +210,7 @@ def _wait_idle(board: Wallboard) -> defer.Deferred[None]:
 
 class QueueActionTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.engine = make_engine(f"sqlite:///{self.mktemp()}.db")
+        self.engine = make_engine(f"sqlite:///{scratch(self)}/ivr.db")
         upgrade(self.engine)
         self.addCleanup(self.engine.dispose)
         seed(self.engine, dt.datetime.now(dt.UTC))
