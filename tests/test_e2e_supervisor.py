@@ -272,5 +272,11 @@ def test_supervisor_writes_need_the_csrf_token(board_server: tuple[ServeProcess,
         headers: {'Content-Type': 'application/json'}, body: JSON.stringify({action: 'pause', agent: '1061'})
         })).status""")
     assert status == 403
-    headers = request(port, "GET", "/supervisor/app.js")
-    assert headers[0] == 200
+    # Hostile chart filters are values, never SQL; a range outside the list is refused.
+    hostile = page.evaluate("""async () => { const q = new URLSearchParams({range: '30d',
+        queue: "sales' OR '1'='1", agent: "x'); DROP TABLE contacts; --"});
+        const r = await fetch('/supervisor/api/charts?' + q); return [r.status, await r.json()]; }""")
+    assert hostile[0] == 200 and sum(hostile[1]["calls"]["answered"]) == 0 and hostile[1]["agents"] == []
+    bad = page.evaluate("async () => (await fetch('/supervisor/api/charts?range=forever')).status")
+    assert bad == 400
+    assert request(port, "GET", "/supervisor/app.js")[0] == 200
