@@ -20,8 +20,8 @@ from typing import Any, get_type_hints
 
 from ivr.errors import ConfigError
 
-__all__ = ["AGISettings", "LogSettings", "RecordingSettings", "RoutingSettings", "ServerSettings", "Settings",
-           "SipSmsSettings", "load_settings"]
+__all__ = ["AGISettings", "LogSettings", "RecordingSettings", "ReportSettings", "RoutingSettings",
+           "ServerSettings", "Settings", "SipSmsSettings", "load_settings"]
 
 
 def _positive(value: float) -> str | None:
@@ -366,6 +366,18 @@ class RecordingSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """What the supervisor's wallboard, charts and ``ivr report`` count by."""
+
+    service_level_seconds: float = _setting(20.0, _positive,
+                                            "a call answered within this many seconds of waiting counts "
+                                            "towards the service level")
+    wallboard_interval: float = _setting(2.0, lambda v: None if 0.5 <= v <= 2.0 else "from 0.5 to 2",
+                                         "seconds between the wallboard's refreshes (one computation "
+                                         "for every open page)")
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = _setting("text", _choice("text", "json"), "log output format")
     level: str = _setting("info", _choice("debug", "info", "warn", "error", "critical"),
@@ -398,6 +410,7 @@ class Settings:
     followups: FollowUpSettings = field(default_factory=FollowUpSettings)
     sip_sms: SipSmsSettings = field(default_factory=SipSmsSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
     source: str = "defaults"
 
 
@@ -409,7 +422,7 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "speech": SpeechSettings, "ami": AMISettings, "dialing": DialingSettings,
                               "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings,
                               "followups": FollowUpSettings, "sip_sms": SipSmsSettings,
-                              "recordings": RecordingSettings}
+                              "recordings": RecordingSettings, "report": ReportSettings}
 
 
 def _describe(kind: Any) -> str:

@@ -69,6 +69,9 @@ from ivr.screenpop.cards import CardBuilder
 from ivr.screenpop.hub import PopHub
 from ivr.screenpop.watcher import ScreenPop
 from ivr.speech.service import PromptAudio, SpeechService
+from ivr.supervisor.actions import QueueActions
+from ivr.supervisor.board import Wallboard
+from ivr.supervisor.page import SupervisorPage
 from ivr.voices import DEFAULT_BUILD_DIR, available
 from ivr.web.metrics import MetricSource, MetricsPage, registry_of
 from ivr.web.sessions import SessionSigner
@@ -85,6 +88,8 @@ _SCREENPOP = "ivr.screenpop"
 _FOLLOWUPS = "ivr.callbacks.service"
 #: Seconds a plugin may take when ivr itself calls it outside a call (an SMS confirmation, a disposition).
 SMS_DEADLINE = 10.0
+#: The built-in behind /supervisor (the wallboard).
+_SUPERVISOR = "ivr.supervisor"
 
 
 class IVRServer:
@@ -129,6 +134,7 @@ class IVRServer:
         self.sms_desk = SmsDesk(self.callbacks, settings.sms, settings.routing.region,
                                 number_check(settings, self.dialer))
         self.sip_sms: SipSms | None = None
+        self.wallboard = self._wallboard()
         # 5. The built-ins that need these services.
         self.plugins.start_builtins(self._builtin_factories())
         # 6. Listeners (opened by start()).
@@ -234,6 +240,7 @@ class IVRServer:
             _FOLLOWUPS: lambda: self.followups,
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
+            _SUPERVISOR: lambda: self.wallboard,
         }
 
     def _sip_sms(self) -> SipSms | None:
@@ -247,6 +254,14 @@ class IVRServer:
         self.sip_sms = build_sip_sms(settings.sip_sms, self.engine, self.ami, self.clock, self.instance,
                                      self.sms_desk, self.plugins.hook)
         return self.sip_sms
+    def _wallboard(self) -> Wallboard | None:
+        """The supervisor's wallboard: needs sessions ([http] session_secret), off with the built-in."""
+        settings = self.settings
+        if _SUPERVISOR in self.plugins.disabled or not settings.http.session_secret:
+            return None
+        report = settings.report
+        return Wallboard(self.ami, self.engine, self.clock, self.hours.zone, report.service_level_seconds,
+                         settings.routing.queues, report.wallboard_interval)
 
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
@@ -270,6 +285,10 @@ class IVRServer:
             web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock, self.hours.zone,
                                         settings.routing.region, self._disposed))
             web.add("/recordings", Recordings(self.engine, sessions, Path(settings.recordings.folder)))
+            if self.wallboard is not None:
+                actions = QueueActions(self.ami, self.engine, settings.routing.queues)
+                web.add("/supervisor", SupervisorPage(self.wallboard, actions, sessions, self.engine,
+                                                      self.clock, self.hours.zone, settings.hours.timezone))
         if self.dialer is not None:
             web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions,
                                               settings.routing.region))
@@ -292,6 +311,8 @@ class IVRServer:
             sources.append(self.sip_sms.metrics)
         if self.ami is not None:
             sources.append(self._ami_metrics)
+        if self.wallboard is not None:
+            sources.append(self.wallboard.metrics)
         return sources
 
     def _ami_metrics(self) -> Iterator[Metric]:
@@ -318,6 +339,8 @@ class IVRServer:
             self.sip_sms.start(self.ami)
         if self.pop_bridge is not None:
             self.pop_bridge.start()
+        if self.wallboard is not None:
+            self.wallboard.start()
         tcp = cast(IReactorTCP, self.reactor)
         if self.audio is not None:
             speech = self.settings.speech
@@ -348,6 +371,8 @@ class IVRServer:
                 self.sip_sms.stop()
             if self.human is not None:
                 self.human.stop()
+            if self.wallboard is not None:
+                self.wallboard.stop()
             if self.ami is not None:
                 await self.ami.stopService()
             await self.history.stop()

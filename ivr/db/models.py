@@ -28,8 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ivr.db.sql import utc_now
 
-__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "FollowUp",
-           "CustomerPhone", "OptOut", "SmsMessage", "SmsOutbox"]
+__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerPhone", "FollowUp",
+           "OptOut", "SmsMessage", "SmsOutbox", "SupervisorAction"]
 
 #: Constraint names that are the same on SQLite and PostgreSQL, so migrations can name them.
 NAMING = {
@@ -363,3 +363,29 @@ class ActiveCall(Base):
     instance: Mapped[str] = mapped_column(String(200), default="")
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class SupervisorAction(Base):
+    """What a supervisor did to the queues from the wallboard (pause, add, remove), and how it went.
+
+    Written before the AMI action is sent and completed with its result, so an
+    action whose answer never came still shows who asked for it.
+    """
+
+    __tablename__ = "supervisor_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    #: The supervisor's agent code (from the session).
+    supervisor: Mapped[str] = mapped_column(String(64))
+    #: pause, unpause, add or remove
+    action: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str] = mapped_column(String(100), default="")
+    #: The agent acted on (code) and the queue interface it stands for.
+    agent: Mapped[str] = mapped_column(String(64), default="")
+    interface: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    #: pending until Asterisk answered, then ok or failed
+    result: Mapped[str] = mapped_column(String(16), default="pending")
+    #: Asterisk's message when it refused.
+    detail: Mapped[str] = mapped_column(Text, default="")

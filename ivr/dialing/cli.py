@@ -202,7 +202,8 @@ def _register_agents(subparsers: CommandGroups) -> None:
     add.add_argument("--skills", help="comma-separated, e.g. sales,after-sales")
     add.add_argument("--inactive", action="store_true", help="takes no calls for now")
     add.add_argument("--role", choices=ROLES,
-                     help="agent (default for a new one) or supervisor (also hears every call's recording)")
+                     help="agent (default for a new one) or supervisor (also hears every call's recording "
+                          "and uses the wallboard at /supervisor)")
     token = commands.add_parser("token", help="a new API token for an agent (shown once)")
     token.add_argument("code")
     listing = commands.add_parser("list", help="every agent")

@@ -56,4 +56,6 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
                   "vosk speech recognition for the languages in [speech] models"),
     BuiltinPlugin("ivr.screenpop", "ivr.screenpop.watcher:ScreenPop",
                   "cards on the agents' pages when their phone rings"),
+    BuiltinPlugin("ivr.supervisor", "ivr.supervisor.board:Wallboard",
+                  "the supervisor's live wallboard, charts and queue actions (/supervisor)"),
 )

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from ivr.console import CommandGroups, database_options, open_database, parse_when, run_safely
+from ivr.reports.agents import AGENT_GROUPINGS, agents_report
+from ivr.reports.calls import CALL_GROUPINGS, calls_report
+from ivr.reports.followups import FOLLOWUP_GROUPINGS, followups_report
 from ivr.reports.table import FORMATS, Period, Report, render
 from ivr.routing.hours import BusinessHours
 
@@ -36,7 +39,14 @@ class ReportKind:
 
 
 #: Every report kind, in ``ivr report --help`` order.
-REPORT_KINDS: tuple[ReportKind, ...] = ()
+REPORT_KINDS: tuple[ReportKind, ...] = (
+    ReportKind("calls", "calls handed to people: offered, answered, abandoned, service level, waits, talk",
+               CALL_GROUPINGS, calls_report),
+    ReportKind("agents", "per agent: calls answered and made, wait before answer, talk", AGENT_GROUPINGS,
+               agents_report),
+    ReportKind("followups", "follow-ups made: done on time or late, open, overdue", FOLLOWUP_GROUPINGS,
+               followups_report),
+)
 
 
 def register_cli(commands: CommandGroups) -> None:
@@ -62,7 +72,8 @@ def _runner(kind: ReportKind) -> Callable[[argparse.Namespace], int]:
             until = (parse_when(args.until, "--until", end_of_day=True, zone=zone) if args.until
                      else dt.datetime.now(dt.UTC))
             with engine.connect() as connection:
-                report = kind.build(connection, Period(since, until, zone), args.by)
+                period = Period(since, until, zone, settings.report.service_level_seconds)
+                report = kind.build(connection, period, args.by)
         finally:
             engine.dispose()
         print(render(report, args.format))

@@ -21,11 +21,13 @@ Cell = str | int | float | None
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """From ``since`` (inclusive) to ``until`` (exclusive), aware datetimes; ``zone`` for hours and days."""
+    """From ``since`` (inclusive) to ``until`` (exclusive), aware datetimes; ``zone`` for hours and
+    days; ``service_level``: seconds of waiting an answer counts within ([report] service_level_seconds)."""
 
     since: dt.datetime
     until: dt.datetime
     zone: dt.tzinfo = dt.UTC
+    service_level: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
