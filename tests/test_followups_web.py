@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.db import Customer, CustomerPhone, make_engine
-from ivr.db.models import Agent, FollowUp, SmsOutbox
+from ivr.db.models import Agent, CustomerChange, FollowUp, SmsOutbox
 from ivr.db.sql import utc
 from ivr.web.sessions import SessionSigner
 
@@ -149,3 +149,10 @@ def test_an_agent_sets_the_preferred_channel_and_do_not_call_only_a_supervisor_c
     assert (status, state["no_contact_before"]) == (200, "2026-11-30T16:00:00+00:00")  # Shanghai midnight
     assert api.request("POST", "/agent/customer", {"customer": 99999, "preferred_channel": "sms"},
                        agent="2001")[0] == 404
+    with Session(engine) as session:  # the audit trail: who changed what, from what, and why
+        changes = [(c.agent, c.field, c.old, c.new, c.reason) for c in session.scalars(
+            select(CustomerChange).where(CustomerChange.customer_id == wang).order_by(CustomerChange.id))]
+    assert changes == [("2001", "preferred_channel", "voice", "sms", ""),
+                       ("2001", "do_not_call", "false", "true", "asked on the phone"),
+                       ("9001", "do_not_call", "true", "false", ""),
+                       ("2001", "no_contact_before", "", "2026-11-30T16:00:00+00:00", "")]

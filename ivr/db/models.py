@@ -28,7 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ivr.db.sql import utc_now
 
-__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerPhone", "FollowUp",
+__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerChange", "CustomerPhone",
+           "FollowUp",
            "OptOut", "SmsMessage", "SmsOutbox", "SupervisorAction"]
 
 #: Constraint names that are the same on SQLite and PostgreSQL, so migrations can name them.
@@ -271,6 +272,27 @@ class FollowUp(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
                                                     onupdate=utc_now)
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerChange(Base):
+    """Who changed what on a customer from the agent page, and why: the do-not-call audit trail.
+
+    Rows are only ever added, so a do-not-call cleared by a supervisor still
+    shows who set it, when and why.
+    """
+
+    __tablename__ = "customer_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    #: The agent's code (from the session).
+    agent: Mapped[str] = mapped_column(String(64))
+    #: do_not_call, preferred_channel or no_contact_before
+    field: Mapped[str] = mapped_column(String(32))
+    old: Mapped[str] = mapped_column(Text, default="")
+    new: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
 
 
 class SmsMessage(Base):

@@ -3,8 +3,10 @@
 ``{"customer": 42, "preferred_channel": "sms"}`` sets how the customer
 likes to be reached (confirmations and reminders use it);
 ``{"customer": 42, "do_not_call": true, "reason": "asked on the phone"}``
-marks them do-not-call with the agent's reason, kept with who did it and
-when; only a supervisor may clear it (``"do_not_call": false``).
+marks them do-not-call with the agent's reason; only a supervisor may clear
+it (``"do_not_call": false``, a reason is kept too). Every change adds a
+``customer_changes`` row (who, when, old and new value, why): the audit
+trail.
 ``{"customer": 42, "no_contact_before": "2026-12-01"}`` (desk date; null
 clears it): no call or SMS of ours reaches them before that day. Session and
 ``X-CSRF-Token`` as every POST of the page; answers the customer's new state.
@@ -15,13 +17,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.web import server
 
-from ivr.db.models import Agent, Customer
+from ivr.db.models import Agent, Customer, CustomerChange
 from ivr.db.sql import iso, utc_now
 from ivr.errors import WebRequestError
 from ivr.web.resources import JsonResource, read_json_object
@@ -33,6 +35,14 @@ log = Logger(namespace="ivr.web")
 
 #: How a customer may prefer to be reached.
 CHANNELS = ("voice", "sms")
+#: What each change leaves a ``customer_changes`` row for.
+_AUDITED = ("do_not_call", "preferred_channel", "no_contact_before")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return iso(value) or ""
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 _MAX_REASON = 200
 
 
@@ -68,7 +78,9 @@ class CustomerEdit(JsonResource):
         if not values:
             raise WebRequestError(400, "nothing to change: give preferred_channel, do_not_call or "
                                        "no_contact_before")
-        return 200, await threads.deferToThread(self._save, customer, session.agent, values)
+        reason = body.get("reason", "")
+        return 200, await threads.deferToThread(self._save, customer, session.agent, values,
+                                                reason.strip() if isinstance(reason, str) else "")
 
     def _date(self, value: object) -> dt.datetime | None:
         """A desk date (``YYYY-MM-DD``) as the UTC moment that day starts; None clears it."""
@@ -93,23 +105,32 @@ class CustomerEdit(JsonResource):
         return {"do_not_call": wanted,
                 "do_not_call_reason": f"{reason.strip()} (agent {agent}, {stamp})" if wanted else ""}
 
-    def _save(self, customer_id: int, agent: str, values: dict[str, Any]) -> dict[str, object]:
+    def _save(self, customer_id: int, agent: str, values: dict[str, Any],
+              reason: str) -> dict[str, object]:
+        """Change the customer and add one ``customer_changes`` row per field changed, in one transaction."""
         with Session(self.engine) as session:
             role = session.scalar(select(Agent.role).where(Agent.code == agent, Agent.active))
             if role is None:
                 raise WebRequestError(403, "this agent is not active")
             if values.get("do_not_call") is False and role != "supervisor":
                 raise WebRequestError(403, "only a supervisor may clear a do-not-call")
-            found = session.execute(update(Customer).where(Customer.id == customer_id)
-                                    .values(updated_at=dt.datetime.now(dt.UTC), **values)
-                                    .returning(Customer.preferred_channel, Customer.do_not_call,
-                                               Customer.do_not_call_reason,
-                                               Customer.no_contact_before)).first()
-            if found is None:
+            customer = session.get(Customer, customer_id, with_for_update=True)
+            if customer is None:
                 raise WebRequestError(404, "no such customer")
+            now = dt.datetime.now(dt.UTC)
+            for field in _AUDITED:
+                if field in values and _text(getattr(customer, field)) != _text(values[field]):
+                    session.add(CustomerChange(customer_id=customer_id, at=now, agent=agent, field=field,
+                                               old=_text(getattr(customer, field)), new=_text(values[field]),
+                                               reason=reason))
+            for field, value in values.items():
+                setattr(customer, field, value)
+            customer.updated_at = now
+            state: dict[str, object] = {
+                "customer": customer_id, "preferred_channel": customer.preferred_channel,
+                "do_not_call": customer.do_not_call, "do_not_call_reason": customer.do_not_call_reason,
+                "no_contact_before": iso(customer.no_contact_before)}
             session.commit()
         log.info("agent {agent} changed customer {customer}: {changes}", agent=agent, customer=customer_id,
                  changes=", ".join(f"{k}={v!r}" for k, v in sorted(values.items())))
-        return {"customer": customer_id, "preferred_channel": found.preferred_channel,
-                "do_not_call": found.do_not_call, "do_not_call_reason": found.do_not_call_reason,
-                "no_contact_before": iso(found.no_contact_before)}
+        return state

@@ -9,7 +9,8 @@ again: nothing expires silently any more; done and failed are done, reached
 or unreached; the customer's account owner becomes the owner) and dropped;
 ``sms_messages.callback_id`` and ``contacts.callback_request_id`` become
 ``followup_id``. Agents can be away; customers carry why they must not be
-called and a date before which they are not contacted.
+called and a date before which they are not contacted; ``customer_changes``
+keeps who changed that from the agent page, and why.
 """
 
 from __future__ import annotations
@@ -138,9 +139,26 @@ def upgrade() -> None:
     with op.batch_alter_table("customers", schema=None, recreate="never") as batch_op:
         batch_op.add_column(sa.Column("do_not_call_reason", sa.Text(), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("no_contact_before", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "customer_changes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("agent", sa.String(length=64), nullable=False),
+        sa.Column("field", sa.String(length=32), nullable=False),
+        sa.Column("old", sa.Text(), nullable=False),
+        sa.Column("new", sa.Text(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"],
+                                name=op.f("fk_customer_changes_customer_id_customers"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_changes")),
+    )
+    with op.batch_alter_table("customer_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_customer_changes_customer_id"), ["customer_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("customer_changes")
     with op.batch_alter_table("customers", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("no_contact_before")
         batch_op.drop_column("do_not_call_reason")
