@@ -28,8 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ivr.db.sql import utc_now
 
-__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerChange", "CustomerPhone",
-           "FollowUp",
+__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerChange",
+           "CustomerPhone", "FollowUp",
            "OptOut", "SmsMessage", "SmsOutbox", "SupervisorAction"]
 
 #: Constraint names that are the same on SQLite and PostgreSQL, so migrations can name them.
