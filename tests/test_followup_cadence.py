@@ -187,3 +187,25 @@ def test_cadence_text_is_checked() -> None:
 def test_a_wrong_cadence_in_the_settings_is_a_config_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="followups.cadence"):
         FollowUpStore(engine, HOURS, CallbackSettings(), FollowUpSettings(cadence={"leads": "2bh"}))
+
+
+def test_the_cli_lists_plans_and_closes_a_follow_up(store: FollowUpStore, engine: Engine,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from ivr.cli import main
+
+    url = ["--url", engine.url.render_as_string(hide_password=False)]
+    owned_customer(engine)
+    followup = lead(store, reason="web lead\x1b[2J")
+    assert main(["followups", "list", "--owner", "1001", *url]) == 0
+    listed = capsys.readouterr().out
+    assert f"#{followup.id}  open" in listed and "lead  step 1" in listed and "\x1b" not in listed
+    assert main(["followups", "list", "--owner", "9999", *url]) == 2
+    assert "no agent '9999'" in capsys.readouterr().err
+    assert main(["followups", "plan", str(followup.id), *url]) == 0
+    planned = capsys.readouterr().out.splitlines()
+    assert len(planned) == 5 and planned[1].startswith("  step 2: from ") and "step 5" in planned[4]
+    assert main(["followups", "close", str(followup.id), *url]) == 0
+    assert "done (closed)" in capsys.readouterr().out
+    assert main(["followups", "close", str(followup.id), *url]) == 2
+    assert "already done" in capsys.readouterr().err
+    assert main(["followups", "plan", "999", *url]) == 2

@@ -15,8 +15,10 @@ drive the admin's terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 from sqlalchemy import select
@@ -94,21 +96,21 @@ def print_followups(store: FollowUpStore, which: Which, limit: int, out: TextIO 
     return len(followups)
 
 
-def _open(args: argparse.Namespace) -> FollowUpStore:
+@contextlib.contextmanager
+def _opened(args: argparse.Namespace) -> Iterator[FollowUpStore]:
+    """The follow-ups of ``--config``/``--url``'s database, closed after the command."""
     settings, engine = open_database(args.config, args.url)
     try:
         hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly, settings.hours.holidays,
                                     settings.source)
-        return FollowUpStore(engine, hours, settings.callbacks, settings.followups, source=settings.source)
-    except BaseException:
+        yield FollowUpStore(engine, hours, settings.callbacks, settings.followups, source=settings.source)
+    finally:
         engine.dispose()
-        raise
 
 
 @run_safely
 def _cli_list(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         owner = None
         if args.owner is not None:
             with store.engine.connect() as connection:
@@ -117,15 +119,12 @@ def _cli_list(args: argparse.Namespace) -> int:
                 raise ConfigError("command line", "--owner", f"no agent {printable(args.owner)!r}",
                                   "give an agent code from `ivr agents list`")
         print_followups(store, args.which, args.limit, owner_agent_id=owner)
-    finally:
-        store.engine.dispose()
     return 0
 
 
 @run_safely
 def _cli_plan(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         followup = store.get(args.id)
         if followup is None:
             raise ConfigError("command line", "ID", f"there is no follow-up {args.id}",
@@ -136,22 +135,17 @@ def _cli_plan(args: argparse.Namespace) -> int:
             print(f"  step {number}: from {_local(times.start, zone)}, due {_local(times.due, zone)}")
         if followup.is_open and not store.planned(followup):
             print("  (the last step: done after it)")
-    finally:
-        store.engine.dispose()
     return 0
 
 
 @run_safely
 def _cli_close(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _opened(args) as store:
         try:
             closed = store.close(args.id)
         except CallbackError as exc:
             raise ConfigError("command line", "ID", str(exc), "see `ivr followups list --all`") from None
         print(describe(closed, store.now(), store.hours.zone))
-    finally:
-        store.engine.dispose()
     return 0
 
 
