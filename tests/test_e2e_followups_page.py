@@ -25,7 +25,8 @@ from ivr.web.auth import hash_token
 from ivr.web.sessions import SessionSigner
 
 ADMIN = "followups-page-admin-key-0123456789"
-TOKENS = {"1001": "token-of-owner-1001-0123456789abcdef", "2001": "token-of-agent-2001-0123456789abcdef"}
+TOKENS = {"1001": "token-of-owner-1001-0123456789abcdef", "2001": "token-of-agent-2001-0123456789abcdef",
+          "9001": "token-of-supervisor-9001-0123456789ab"}
 OWNED = "+8613800000555"
 SESSIONS = "followups-page-session-secret-012345"
 
@@ -44,7 +45,7 @@ def served() -> Iterator[tuple[ServeProcess, int]]:
     with Session(engine) as session:
         owner = Agent(code="1001", name="Owner", api_token_hash=hash_token(TOKENS["1001"]))
         session.add_all([owner, Agent(code="2001", api_token_hash=hash_token(TOKENS["2001"])),
-                         Agent(code="9001", role="supervisor")])
+                         Agent(code="9001", role="supervisor", api_token_hash=hash_token(TOKENS["9001"]))])
         session.flush()
         session.add(Customer(name="Zhao", owner_agent_id=owner.id, phones=[CustomerPhone(e164=OWNED)]))
         session.commit()
@@ -100,6 +101,17 @@ def test_an_overdue_lead_escalates_shows_on_its_owners_page_and_is_closed_there(
     connection.close()
     assert [(f["id"], f["owner"], f["overdue"], f["escalated"]) for f in escalated] == [
         (followup_id, "1001", True, True)]
+
+    board = browser.new_context(locale="zh-CN").new_page()  # the supervisor's wallboard lists it too
+    board.goto(f"http://127.0.0.1:{port}/supervisor")
+    board.fill("input[name=supervisor]", "9001")
+    board.fill("input[name=token]", TOKENS["9001"])
+    board.click("button[type=submit]")
+    late = board.locator("#late-followups tr.escalated")
+    expect(late).to_have_count(1, timeout=10_000)
+    expect(late).to_contain_text(OWNED)
+    expect(late).to_contain_text("已上报")  # escalated, in the browser's language
+    expect(late.locator("td").nth(3)).to_have_text("1001")
 
     owner, other = log_in(browser, port, "1001"), log_in(browser, port, "2001")
     item = owner.locator(f"#followup-list li[data-id='{followup_id}']")

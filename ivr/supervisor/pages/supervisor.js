@@ -19,7 +19,9 @@ const WORDS = {
     overdue_open: "overdue",
     unanswered: "not answered", made: "made", live: "live", reconnecting: "reconnecting...",
     connecting: "connecting...", done: "done", ami_down: "Asterisk not connected", seconds: "s",
-    abandon_rate: "of offered", none: "-"},
+    abandon_rate: "of offered", none: "-", late_followups: "Overdue follow-ups", number: "Number",
+    origin: "Origin", owner: "Owner", due: "Due", reason: "Reason", escalated: "escalated",
+    nothing_late: "Nothing overdue."},
   zh: {title: "实时看板", supervisor: "主管", waiting: "排队中", longest: "最长",
     offered: "今日来电", answered: "已接听", abandoned: "放弃", service_level: "服务水平",
     within: "{n} 秒内接听", mean_wait: "平均等待", mean_talk: "平均通话", followups_due: "今日待跟进",
@@ -35,7 +37,8 @@ const WORDS = {
     overdue_open: "逾期未完成",
     unanswered: "未接听", made: "外呼", live: "实时", reconnecting: "重新连接中…",
     connecting: "连接中…", done: "已完成", ami_down: "未连接 Asterisk", seconds: "秒",
-    abandon_rate: "占来电", none: "-"},
+    abandon_rate: "占来电", none: "-", late_followups: "逾期的跟进", number: "号码", origin: "来源",
+    owner: "负责人", due: "应完成", reason: "原因", escalated: "已上报", nothing_late: "没有逾期的跟进。"},
 };
 let lang = localStorage.getItem("ivr-lang") || ((navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
 let board = null;
@@ -197,5 +200,23 @@ async function loadCharts() {
 }
 for (const id of ["c-range", "c-queue", "c-agent"]) document.getElementById(id).addEventListener("change", loadCharts);
 window.addEventListener("resize", () => { for (const c of Object.values(charts)) c.resize(); });
-applyLanguage(); tick(); listen(); loadCharts();
+// Overdue follow-ups, soonest due first (the follow-up API; a supervisor sees every agent's).
+async function loadLate() {
+  const answer = await fetch("/api/followups?which=overdue", {credentials: "same-origin"});
+  if (!answer.ok) return;
+  const rows = (await answer.json()).followups.map((f) => {
+    const row = el("tr", f.escalated ? "escalated" : "");
+    const due = new Date(f.due_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", {timeZone: zone});
+    for (const v of ["#" + f.id, f.number, f.origin, f.owner || "-",
+      due + (f.escalated ? " (" + t("escalated") + ")" : ""), [f.reason, f.text].filter(Boolean).join(": ")]) {
+      row.appendChild(el("td", "", v));
+    }
+    return row;
+  });
+  if (!rows.length) { const row = el("tr"); const cell = el("td", "", t("nothing_late")); cell.colSpan = 6;
+    row.appendChild(cell); rows.push(row); }
+  document.getElementById("late-followups").replaceChildren(...rows);
+}
+applyLanguage(); tick(); listen(); loadCharts(); loadLate();
 setInterval(loadCharts, 60000);
+setInterval(loadLate, 30000);
