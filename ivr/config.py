@@ -19,8 +19,9 @@ from typing import Any, get_type_hints
 
 from ivr.errors import ConfigError
 
-__all__ = ["AGISettings", "LogSettings", "RecordingSettings", "RoutingSettings", "ServerSettings", "Settings",
-           "load_settings"]
+__all__ = ["AGISettings", "ComplaintSettings", "LogSettings", "RecordingSettings", "RoutingSettings",
+           "ServerSettings", "Settings",
+           "SurveySettings", "load_settings"]
 
 
 def _positive(value: float) -> str | None:
@@ -256,6 +257,44 @@ class CallbackSettings:
     dispatch_interval: float = _setting(2.0, _positive, "seconds between looks for due callbacks")
 
 
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value <= 1 else "a fraction from 0 (never) to 1 (every eligible call)"
+
+
+def _file_or_empty(value: str) -> str | None:
+    if value and not Path(value).is_file():
+        return f"an existing TOML file ({value!r} is not one), or \"\" for the built-in questions"
+    return None
+
+
+@dataclass(frozen=True)
+class SurveySettings:
+    """The post-call satisfaction survey (:mod:`ivr.survey`): who is asked, and what."""
+
+    rate: float = _setting(0.0, _fraction, "fraction of eligible calls whose caller is asked to stay for the "
+                           "survey (0: no surveys)")
+    min_days: float = _setting(30.0, _not_negative,
+                               "days before the same customer (or number) is asked again")
+    questions: str = _setting("", _file_or_empty, "TOML file of survey questions and prompts (empty: the "
+                              "built-in satisfaction, buy-again and recommend questions)")
+    recovery_hours: float = _setting(2.0, _positive, "business hours within which a score of 4 or 5 "
+                                     "(dissatisfied) must be followed up")
+    timeout: float = _setting(6.0, _positive, "seconds the caller has to answer each question")
+
+
+@dataclass(frozen=True)
+class ComplaintSettings:
+    """Complaint cases (:mod:`ivr.complaints`): how fast they are answered, the SMS words that open one."""
+
+    response_hours: float = _setting(2.0, _positive, "business hours within which a complaint is answered")
+    priority: int = _setting(10, None, "priority of a complaint's case, follow-up and queue call "
+                             "(higher goes first)")
+    skill: str = _setting("complaints", lambda v: None if v else "a skill name",
+                          "skill of the people who call complainants back")
+    sms_keywords: list[str] = _setting(["投诉", "complaint"], lambda v: None if all(w.strip() for w in v)
+                                       else "words, none empty", "SMS words (any case) that open a complaint")
+
+
 def _absolute(value: str) -> str | None:
     return None if Path(value).is_absolute() else f"an absolute path (not {value!r})"
 
@@ -312,6 +351,8 @@ class Settings:
     sms: SmsSettings = field(default_factory=SmsSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
+    survey: SurveySettings = field(default_factory=SurveySettings)
+    complaints: ComplaintSettings = field(default_factory=ComplaintSettings)
     source: str = "defaults"
 
 
@@ -322,7 +363,8 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "server": ServerSettings,
                               "speech": SpeechSettings, "ami": AMISettings, "dialing": DialingSettings,
                               "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings,
-                              "recordings": RecordingSettings}
+                              "recordings": RecordingSettings, "survey": SurveySettings,
+                              "complaints": ComplaintSettings}
 
 
 def _describe(kind: Any) -> str:

@@ -53,6 +53,7 @@ from ivr.history.recorder import ContactRecorder
 from ivr.history.recording_refs import RECORDING_NOTICE, RecordingRefs
 from ivr.history.recordings import Recordings
 from ivr.phone import normalise_number
+from ivr.plugins.feedback import SurveyQuestion
 from ivr.plugins.manager import Plugins, load_plugins
 from ivr.plugins.vosk_speech import VoskPlugin
 from ivr.routing.customers import CustomerLookup
@@ -65,6 +66,8 @@ from ivr.screenpop.cards import CardBuilder
 from ivr.screenpop.hub import PopHub
 from ivr.screenpop.watcher import ScreenPop
 from ivr.speech.service import PromptAudio, SpeechService
+from ivr.survey.plugin import SurveyPlugin
+from ivr.survey.questions import choose_questions, grammar
 from ivr.voices import DEFAULT_BUILD_DIR, available
 from ivr.web.metrics import MetricSource, MetricsPage, registry_of
 from ivr.web.sessions import SessionSigner
@@ -78,6 +81,7 @@ log = Logger(namespace="ivr.server")
 _HOOKS_AFTER_CLOSE = 5.0
 #: The built-in plugin (ivr/plugins/builtins.py) whose presence turns on the screen pop's AMI feed.
 _SCREENPOP = "ivr.screenpop"
+_SURVEY = "ivr.survey"
 
 
 class IVRServer:
@@ -96,6 +100,7 @@ class IVRServer:
         self.hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly,
                                          settings.hours.holidays, settings.source)
         self.routing = build_routing(settings, self.clock, self.plugins, self.hours)
+        self.survey_questions = self._survey_questions()
         # 2. Speech and the router.
         agi = settings.agi
         self.peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
@@ -115,8 +120,9 @@ class IVRServer:
         self.pop_bridge = self._pop_bridge()
         self.callbacks = CallbackStore(self.engine, self.hours, settings.callbacks)
         self.dispatcher = self._dispatcher()
-        # 5. The built-ins that need these services.
-        self.plugins.start_builtins(self._builtin_factories())
+        # 5. The built-ins that need these services (and the routes they serve).
+        for route in self.plugins.start_builtins(self._builtin_factories()):
+            self.router.add(route, "built-in plugin")
         # 6. Listeners (opened by start()).
         self.web = self._web()
         limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
@@ -129,7 +135,16 @@ class IVRServer:
 
     def _speech_wanted(self) -> bool:
         menus = self.plugins.menus.menus.values()
-        return bool(self.settings.speech.models) or any(m.speech_languages() for m in menus)
+        return (bool(self.settings.speech.models) or any(m.speech_languages() for m in menus)
+                or any(q.speech for q in self.survey_questions))
+
+    def _survey_questions(self) -> tuple[SurveyQuestion, ...]:
+        """The survey's questions, checked now like menus (none when the survey plugin is disabled)."""
+        if _SURVEY in self.plugins.disabled:
+            return ()
+        offered = self.plugins.hook.ivr_survey_questions()
+        return choose_questions(offered, self.settings.survey.questions, self.settings.source,
+                                prompt_checker(self.settings))
 
     def _router(self) -> Router:
         """The router with every route: plugins', ``[routing] routes``, and the menu routes."""
@@ -155,6 +170,9 @@ class IVRServer:
         for menu in self.plugins.menus.menus.values():
             for language in menu.speech_languages():
                 prompts.pcm(menu.prompt, language)
+        for question in self.survey_questions:
+            for language in question.speech:
+                prompts.pcm(question.prompt, language)
         return SpeechService(audio, speech.host, speech.port, self.clock,
                              lambda language, grammar: hook(language=language, grammar=grammar), prompts)
 
@@ -208,7 +226,14 @@ class IVRServer:
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
+            _SURVEY: self._survey,
         }
+
+    def _survey(self) -> SurveyPlugin:
+        settings = self.settings
+        return SurveyPlugin(self.engine, settings.survey, self.survey_questions, self.hours,
+                            self.plugins.hook, self.clock, self.instance,
+                            settings.dialing.max_attempts_per_day)
 
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
@@ -216,7 +241,9 @@ class IVRServer:
         if not speech.models:
             return None
         vosk = VoskPlugin(speech.models, self.settings.source, speech.threads)
-        vosk.load(self.plugins.menus.menus.values())
+        survey = [g for q in self.survey_questions for language in q.speech
+                  if (g := grammar(q, language)) is not None]
+        vosk.load(self.plugins.menus.menus.values(), survey)
         return vosk
 
     def _web(self) -> WebSite:

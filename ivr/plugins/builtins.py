@@ -52,4 +52,6 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
                   "vosk speech recognition for the languages in [speech] models"),
     BuiltinPlugin("ivr.screenpop", "ivr.screenpop.watcher:ScreenPop",
                   "cards on the agents' pages when their phone rings"),
+    BuiltinPlugin("ivr.survey", "ivr.survey.plugin:SurveyPlugin",
+                  "the post-call satisfaction survey ([survey] rate) and recovery of unhappy customers"),
 )

@@ -52,7 +52,8 @@ def upgrade() -> None:
     with op.batch_alter_table("surveys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_surveys_agent_id"), ["agent_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_surveys_started_at"), ["started_at"], unique=False)
-        batch_op.create_index("ix_surveys_customer_id_started_at", ["customer_id", "started_at"], unique=False)
+        batch_op.create_index("ix_surveys_customer_id_started_at", ["customer_id", "started_at"],
+                              unique=False)
         batch_op.create_index("ix_surveys_e164_started_at", ["e164", "started_at"], unique=False)
 
     op.create_table(
@@ -82,7 +83,8 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["owner_agent_id"], ["agents.id"],
                                 name=op.f("fk_complaint_cases_owner_agent_id_agents")),
         sa.ForeignKeyConstraint(["source_contact_id"], ["contacts.id"],
-                                name=op.f("fk_complaint_cases_source_contact_id_contacts"), ondelete="SET NULL"),
+                                name=op.f("fk_complaint_cases_source_contact_id_contacts"),
+                                ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_complaint_cases")),
         sa.UniqueConstraint("key", name=op.f("uq_complaint_cases_key")),
     )
