@@ -1,0 +1,211 @@
+"""The post-call survey through the real Asterisk: a queue call, the agent hangs up, the caller answers.
+
+A known customer rings the hotline and presses 1 (sales); the simulated agent
+Local/1001@test-agent answers, talks a few seconds and hangs up first. With
+``[survey] rate = 1`` the caller continues (app_queue's ``c`` option) into
+[ivr-survey] and answers by key. What a supervisor checks: one survey linked
+to that call, agent and queue, the score on the call itself, the answers in
+the customer's timeline, a recovery follow-up for a 5, and no survey at all
+when the rate is 0 or the customer was surveyed yesterday.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from asterisk_harness import AMI, Sandbox
+from conftest import ROOT, TESTS, ServeProcess, free_port
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ivr.db import Agent, Contact, Customer, CustomerPhone, make_engine
+from ivr.db.models import Survey
+
+pytestmark = pytest.mark.asterisk
+
+INTERFACE = "Local/1001@test-agent"
+#: The caller presses 1 (sales) during the greeting, waits through the queue and the agent's
+#: 3 s of talk, then answers during the survey's prompts (a key cuts a prompt short).
+TO_SURVEY = "1" + "W" * 16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def survey_dialplan(sandbox: Sandbox) -> None:
+    """The sandbox is shared: load this tree's dialplan if the running one has no [ivr-survey]."""
+    if "/survey)" not in sandbox.rx("dialplan show ivr-survey"):
+        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
+                       capture_output=True, timeout=300)
+    assert "AGI(${IVR_AGI_BASE}/survey)" in sandbox.rx("dialplan show ivr-survey")
+
+
+def _serve(tmp: Path, rate: str) -> ServeProcess:
+    return ServeProcess(free_port(), {"IVR_SERVER_INSTANCE": "survey-test", "IVR_SURVEY_RATE": rate,
+                                      "IVR_PLUGINS_FOLDER": str(TESTS / "e2e_survey"),
+                                      "IVR_TEST_FOLLOWUPS": str(tmp / "followups.jsonl")})
+
+
+@pytest.fixture
+def server(ami: AMI, tmp_path: Path) -> Iterator[ServeProcess]:
+    served = _serve(tmp_path, "1")
+    ami.forget_events()
+    _member(ami, True)
+    ami.agent_behaves("1001", ring="1", talk="3")
+    yield served
+    _member(ami, False)
+    ami.agent_behaves("1001")
+    served.stop()
+
+
+def _member(ami: AMI, present: bool) -> None:
+    ami.manager.send_action({"Action": "QueueRemove", "Queue": "sales", "Interface": INTERFACE})
+    if present:
+        response = ami.manager.send_action({"Action": "QueueAdd", "Queue": "sales", "Interface": INTERFACE,
+                                            "MemberName": "1001"})
+        assert response.get_header("Response") == "Success", response.headers
+
+
+def _seed(server: ServeProcess, number: str, surveyed_days_ago: float | None = None) -> dict[str, int]:
+    """Agent 1001, the account owner 1009 (no phone) and a customer calling from ``number``; their ids."""
+    engine = make_engine(f"sqlite:///{server.database}")
+    with Session(engine) as session:
+        agent = Agent(code="1001", name="Ana", device=INTERFACE, skills=["sales"])
+        owner = Agent(code="1009", name="Owen")  # no phone: the call goes to the queue
+        customer = Customer(name="Wang Fang", language="zh", owner=owner,
+                            phones=[CustomerPhone(e164=f"+86{number}")])
+        session.add_all([agent, owner, customer])
+        session.flush()
+        if surveyed_days_ago is not None:
+            then = dt.datetime.now(dt.UTC) - dt.timedelta(days=surveyed_days_ago)
+            old = Contact(uniqueid=f"old-{number}", caller_e164=f"+86{number}", customer_id=customer.id,
+                          started_at=then, status="final")
+            session.add(old)
+            session.flush()
+            session.add(Survey(rated_contact_id=old.id, customer_id=customer.id, e164=f"+86{number}",
+                               started_at=then, score=1, status="complete"))
+        session.commit()
+        ids = {"agent": agent.id, "owner": owner.id, "customer": customer.id}
+    engine.dispose()
+    return ids
+
+
+def _call(ami: AMI, server: ServeProcess, number: str, digits: str, post_wait: str) -> None:
+    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                  {"IVR_AGI_PORT": str(server.port), "DIGITS": digits, "PRE_WAIT": "2",
+                   "POST_WAIT": post_wait}, caller_id=f'"Wang Fang" <{number}>')
+
+
+def _caller_gone(ami: AMI, number: str) -> None:
+    """Wait until the caller's channel into the hotline hung up (the dialplan's IvrHangup)."""
+    ami.wait_for(lambda e: e.get("UserEvent") == "IvrHangup" and e.get("CallerIDNum") == number, timeout=120)
+
+
+def _rows(server: ServeProcess, number: str) -> tuple[Contact, list[Survey], list[Contact]]:
+    """The hotline contact (final, answered), its surveys and the survey contacts of ``number``."""
+    engine = make_engine(f"sqlite:///{server.database}")
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            with Session(engine) as session:
+                call = session.scalars(select(Contact).where(Contact.caller_number == number,
+                                                             Contact.kind == "hotline")).first()
+                if call is not None and call.status == "final" and call.queue_outcome == "answered":
+                    surveys = list(session.scalars(select(Survey).where(Survey.rated_contact_id == call.id)))
+                    own = list(session.scalars(select(Contact).where(Contact.kind == "survey",
+                                                                     Contact.caller_e164 == f"+86{number}")))
+                    session.expunge_all()
+                    if all(c.status == "final" for c in own):
+                        return call, surveys, own
+            assert time.monotonic() < deadline, server.output()[-3000:]
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def _timeline(server: ServeProcess, number: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "ivr.cli", "history", f"+86{number}",
+                             "--url", f"sqlite:///{server.database}"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+    return result.stdout
+
+
+def test_the_caller_answers_by_key_after_the_agent_hangs_up(server: ServeProcess, ami: AMI) -> None:
+    number = "13900000141"
+    ids = _seed(server, number)
+    _call(ami, server, number, TO_SURVEY + "2" + "WWW" + "1" + "WWW" + "1", post_wait="15")
+    _caller_gone(ami, number)
+    call, surveys, own = _rows(server, number)
+    # The call itself is as the contact history ended it, and now carries the score.
+    assert (call.agent_id, call.queue, call.hangup_by, call.outcome) == (ids["agent"], "sales", "agent",
+                                                                         "completed")
+    assert call.survey_score == 2
+    (survey,) = surveys
+    assert (survey.score, survey.buy_again, survey.recommend, survey.status) == (2, True, True, "complete")
+    assert (survey.agent_id, survey.queue, survey.customer_id, survey.rated_kind) == (
+        ids["agent"], "sales", ids["customer"], "hotline")
+    assert survey.followup_id is None  # a 2 needs no recovery
+    (contact,) = own
+    assert contact.id == survey.contact_id and contact.outcome == "complete"
+    timeline = _timeline(server, number)
+    assert "inbound survey" in timeline
+    assert "score 2 (satisfied), buy again yes, recommend yes" in timeline
+    assert "rates agent 1001, queue sales" in timeline
+
+
+def test_a_caller_who_hangs_up_after_question_one_keeps_the_score_and_a_5_opens_a_recovery(
+        server: ServeProcess, ami: AMI, tmp_path: Path) -> None:
+    number = "13900000142"
+    ids = _seed(server, number)
+    _call(ami, server, number, TO_SURVEY + "5", post_wait="2")  # hangs up during question 2
+    _caller_gone(ami, number)
+    call, (survey,), (contact,) = _rows(server, number)
+    assert call.survey_score == 5
+    assert (survey.score, survey.buy_again, survey.recommend, survey.status) == (5, None, None, "partial")
+    assert contact.outcome == "partial-hangup"
+    (request,) = [json.loads(line) for line in (tmp_path / "followups.jsonl").read_text().splitlines()]
+    assert (request["origin"], request["e164"], request["customer_id"], request["owner_agent_id"],
+            request["contact_id"]) == ("survey", f"+86{number}", ids["customer"], ids["owner"], call.id)
+    # The desk is open around the clock here: due exactly 2 hours after the answer.
+    due = dt.datetime.fromisoformat(request["due_at"])
+    answered = survey.updated_at.replace(tzinfo=dt.UTC)
+    assert answered <= due <= answered + dt.timedelta(hours=2, seconds=5)
+    assert due >= survey.started_at.replace(tzinfo=dt.UTC) + dt.timedelta(hours=2)
+    assert survey.followup_id == 4001
+
+
+def test_no_survey_for_a_customer_surveyed_yesterday(server: ServeProcess, ami: AMI) -> None:
+    number = "13900000143"
+    _seed(server, number, surveyed_days_ago=1)
+    _call(ami, server, number, TO_SURVEY + "1", post_wait="15")
+    _caller_gone(ami, number)
+    call, surveys, own = _rows(server, number)
+    assert call.queue_outcome == "answered" and surveys == [] and own == []
+    assert call.survey_score is None
+    assert "no survey for" in server.output() and "surveyed-recently" in server.output()
+
+
+def test_no_survey_at_rate_0(ami: AMI, tmp_path: Path) -> None:
+    served = _serve(tmp_path, "0")
+    try:
+        _member(ami, True)
+        ami.agent_behaves("1001", ring="1", talk="3")
+        number = "13900000144"
+        _seed(served, number)
+        ami.forget_events()
+        _call(ami, served, number, TO_SURVEY + "1", post_wait="15")
+        agent_gone = ami.wait_for(lambda e: e.get("Event") == "AgentComplete" and e.get("MemberName") == "1001",
+                                  timeout=90)
+        _caller_gone(ami, number)
+        call, surveys, own = _rows(served, number)
+        assert agent_gone["Reason"] == "agent" and surveys == [] and own == []
+        assert "survey" not in [e.get("Script") for e in ami.events if e.get("UserEvent") == "IvrAgiDone"]
+    finally:
+        _member(ami, False)
+        ami.agent_behaves("1001")
+        served.stop()
