@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from ivr.console import CommandGroups, database_options, open_database, parse_when, run_safely
+from ivr.reports.survey import GROUPINGS as SURVEY_GROUPINGS
+from ivr.reports.survey import survey_report
 from ivr.reports.table import FORMATS, Period, Report, render
 from ivr.routing.hours import BusinessHours
 
@@ -36,7 +38,10 @@ class ReportKind:
 
 
 #: Every report kind, in ``ivr report --help`` order.
-REPORT_KINDS: tuple[ReportKind, ...] = ()
+REPORT_KINDS: tuple[ReportKind, ...] = (
+    ReportKind("survey", "satisfaction surveys: responses, the five levels, mean, satisfied and "
+               "dissatisfied shares, buy-again and recommend rates", SURVEY_GROUPINGS, survey_report),
+)
 
 
 def register_cli(commands: CommandGroups) -> None:
