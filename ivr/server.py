@@ -40,6 +40,7 @@ from ivr.callbacks.outbox import SmsOutbox
 from ivr.callbacks.sms import SmsDesk
 from ivr.callbacks.store import CallbackStore
 from ivr.callbacks.webhook import SmsWebhook
+from ivr.complaints.plugin import Complaints
 from ivr.config import Settings
 from ivr.customers.plugin import CustomerDirectory
 from ivr.db.schema import current_revision, head_revision, make_engine, upgrade
@@ -227,6 +228,8 @@ class IVRServer:
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
             _SURVEY: self._survey,
+            "ivr.complaints": lambda: Complaints(self.engine, self.settings.complaints, self.hours,
+                                                 self.plugins.hook, self.clock, region),
         }
 
     def _survey(self) -> SurveyPlugin:
@@ -438,7 +441,8 @@ def build_routing(settings: Settings, clock: IReactorTime, plugins: Plugins,
                           "also served by a plugin's ivr_routes", "rename the menu route")
     prompt_exists = prompt_checker(settings)
     menus.validate(routing.queues, prompt_exists,
-                   callbacks=plugins.implements("ivr_request_callback"), agents=routing.agents)
+                   callbacks=plugins.implements("ivr_request_callback"), agents=routing.agents,
+                   complaints=plugins.implements("ivr_caller_complains"))
     check_recordings(settings, prompt_exists)
     hook = plugins.hook
     lookup = CustomerLookup(clock, lambda phone: hook.ivr_lookup_customer(phone=phone),

@@ -20,6 +20,7 @@ database is unavailable (the gateway should retry: it is idempotent).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +34,10 @@ from twisted.web import server
 
 from ivr.callbacks.sms import InboundSms, SmsDesk, SmsResult
 from ivr.errors import WebRequestError
-from ivr.routing.router import await_hook
+from ivr.history.sms import sms_uniqueid
+from ivr.phone import normalise_number
+from ivr.plugins.feedback import SmsReceived
+from ivr.routing.router import await_hook, notify
 from ivr.web.resources import JsonResource, read_body
 from ivr.web.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
@@ -162,6 +166,11 @@ class SmsWebhook(JsonResource):
             raise WebRequestError(503, "the message could not be stored; retry later") from None
         if result.reply_to and result.reply_text and not result.duplicate:
             await self._reply(result.reply_to, result.reply_text)
+        if not result.duplicate:  # e.g. the complaints service looks for its keywords
+            await notify(self.hooks, "ivr_sms_received", self.clock, REPLY_DEADLINE, message=SmsReceived(
+                message.message_id, normalise_number(message.from_number, self.desk.region), message.text,
+                dt.datetime.fromtimestamp(self.now(), dt.UTC), result.action,
+                contact_uniqueid=sms_uniqueid("inbound", message.message_id)))
         return 200, result.to_dict()
 
     async def _reply(self, to: str, text: str) -> None:

@@ -54,4 +54,6 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
                   "cards on the agents' pages when their phone rings"),
     BuiltinPlugin("ivr.survey", "ivr.survey.plugin:SurveyPlugin",
                   "the post-call satisfaction survey ([survey] rate) and recovery of unhappy customers"),
+    BuiltinPlugin("ivr.complaints", "ivr.complaints.plugin:Complaints",
+                  "complaint cases from menus, SMS keywords and agents' dispositions"),
 )

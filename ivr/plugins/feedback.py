@@ -64,6 +64,9 @@ class SmsReceived:
     from_e164: str | None
     text: str
     received_at: dt.datetime
-    #: Its contact row in the timeline, and the customer owning the number, if known.
+    #: What the SMS desk did with it (callback, opt-out, rate-limited, invalid-number ...).
+    action: str = ""
+    #: Its contact row in the timeline (by id or uniqueid), and the customer owning the number.
     contact_id: int | None = None
+    contact_uniqueid: str = ""
     customer_id: int | None = None
