@@ -41,6 +41,7 @@ from ivr.callbacks.sms import SmsDesk
 from ivr.callbacks.store import CallbackStore
 from ivr.callbacks.webhook import SmsWebhook
 from ivr.complaints.plugin import Complaints
+from ivr.complaints.web import SupervisorComplaints
 from ivr.config import Settings
 from ivr.customers.plugin import CustomerDirectory
 from ivr.db.schema import current_revision, head_revision, make_engine, upgrade
@@ -265,6 +266,7 @@ class IVRServer:
             web.add("/agent", AgentPage(self.pops, sessions, self.engine, self.clock, self.hours.zone,
                                         settings.routing.region))
             web.add("/recordings", Recordings(self.engine, sessions, Path(settings.recordings.folder)))
+            web.add("/supervisor/complaints", SupervisorComplaints(self.engine, sessions))
         if self.dialer is not None:
             web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions))
         web.add("/metrics", MetricsPage(registry_of(self._metric_sources())))

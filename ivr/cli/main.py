@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from ivr import voices
 from ivr.callbacks import cli as callbacks_cli
 from ivr.cli import server_commands
+from ivr.complaints import cli as complaints_cli
 from ivr.customers import cli as customers_cli
 from ivr.dialing import cli as dialing_cli
 from ivr.errors import ConfigError, PluginError
@@ -31,6 +32,7 @@ COMMAND_GROUPS = (
     customers_cli.register_cli,  # customers
     dialing_cli.register_cli,  # call, agents
     callbacks_cli.register_cli,  # callbacks
+    complaints_cli.register_cli,  # complaints
     reports_cli.register_cli,  # report
     voices.register_cli,  # voices
 )
