@@ -101,7 +101,7 @@ class RoutingSettings:
                            "region for caller IDs written without a country code")
     lookup_deadline: float = _setting(0.3, _positive, "seconds the customer lookup may take")
     lookup_ttl: float = _setting(60.0, _positive, "seconds a customer lookup is cached")
-    queues: list[str] = _setting(["sales", "after-sales", "vip", "ivr-fallback"], None,
+    queues: list[str] = _setting(["sales", "after-sales", "vip", "ivr-fallback", "complaints"], None,
                                  "queues menus may transfer to (as in Asterisk's queues.conf)")
     agents: dict[str, str] = _setting({}, None, "agent id = dial string, e.g. 1001 = \"PJSIP/1001\"")
     owner_ring_seconds: int = _setting(20, _positive, "seconds the account owner rings before the queue")

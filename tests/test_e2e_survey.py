@@ -48,7 +48,7 @@ def survey_dialplan(sandbox: Sandbox) -> None:
 
 def _serve(tmp: Path, rate: str) -> ServeProcess:
     return ServeProcess(free_port(), {"IVR_SERVER_INSTANCE": "survey-test", "IVR_SURVEY_RATE": rate,
-                                      "IVR_PLUGINS_FOLDER": str(TESTS / "e2e_survey"),
+                                      "IVR_PLUGINS_FOLDER": str(TESTS / "e2e_aftersales"),
                                       "IVR_TEST_FOLLOWUPS": str(tmp / "followups.jsonl")})
 
 
