@@ -60,7 +60,8 @@ def test_a_case_is_in_the_customers_timeline_and_follows_its_status(engine: Engi
     out = io.StringIO()
     timeline(engine, "+8613800138000", "CN", out=out)
     text = out.getvalue()
-    assert "inbound complaint" in text and f"complaint #{case.id} open, answer due 2026-11-27 04:00 UTC" in text
+    assert "inbound complaint" in text
+    assert f"complaint #{case.id} open, answer due 2026-11-27 04:00 UTC" in text
     update_case(engine, case.id, "answered", "called back, replacement sent", NOW + dt.timedelta(hours=1))
     out = io.StringIO()
     timeline(engine, "+8613800138000", "CN", out=out)

@@ -1,4 +1,4 @@
-"""Complaints through real parts: "press 9" on a real call, an SMS "投诉" at the webhook, the supervisors' list.
+"""Complaints through real parts: "press 9" on a real call, an SMS "投诉", the supervisors' list.
 
 The caller is a Local channel into the route ``complaint-hotline`` of
 tests/e2e_aftersales (``"9" = { complaint = "complaints" }``); the SMS is a
@@ -94,8 +94,8 @@ def _sms(port: int, fields: dict[str, str]) -> tuple[int, Any]:
 
 def _history(server: ServeProcess) -> str:
     return subprocess.run([sys.executable, "-m", "ivr.cli", "history", f"+86{NUMBER}", "--url",
-                           f"sqlite:///{server.database}"], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          check=True).stdout
+                           f"sqlite:///{server.database}"], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT, check=True).stdout
 
 
 def test_an_sms_complaint_opens_a_case_for_supervisors_only(server: tuple[ServeProcess, int, Path]) -> None:
@@ -113,13 +113,14 @@ def test_an_sms_complaint_opens_a_case_for_supervisors_only(server: tuple[ServeP
     assert "inbound complaint" in _history(served)
     signer = SessionSigner(SESSION_SECRET)
     assert _get(port, "/supervisor/complaints")[0] == 401
-    assert _get(port, "/supervisor/complaints", signer.make("1009")[0])[0] == 403  # an agent, not a supervisor
-    status, listing = _get(port, "/supervisor/complaints", signer.make("2001")[0])
+    agent, supervisor = signer.make("1009")[0], signer.make("2001")[0]
+    assert _get(port, "/supervisor/complaints", agent)[0] == 403  # an agent, not a supervisor
+    status, listing = _get(port, "/supervisor/complaints", supervisor)
     assert status == 200 and listing["overdue"] == 0
     (shown,) = listing["cases"]
     assert (shown["id"], shown["text"], shown["owner"], shown["customer"]) == (case.id, text, "1009",
                                                                                "Wang Fang")
-    assert _get(port, "/supervisor/complaints?overdue=1", signer.make("2001")[0])[1]["cases"] == []
+    assert _get(port, "/supervisor/complaints?overdue=1", supervisor)[1]["cases"] == []
 
 
 @pytest.mark.asterisk
@@ -127,8 +128,8 @@ def test_press_9_opens_a_case_and_queues_the_caller_for_complaints(
         sandbox: Sandbox, ami: AMI, server: tuple[ServeProcess, int, Path]) -> None:
     served, _, followups = server
     if "complaints has" not in sandbox.rx("queue show complaints"):  # another tree's queues.conf is loaded
-        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True, capture_output=True,
-                       timeout=300)
+        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
+                       capture_output=True, timeout=300)
     ami.forget_events()
     ami.originate("Local/complaint-hotline@test-route", "test-caller", "dtmf",
                   {"IVR_AGI_PORT": str(served.port), "DIGITS": "9", "PRE_WAIT": "2", "POST_WAIT": "12"},
@@ -144,6 +145,7 @@ def test_press_9_opens_a_case_and_queues_the_caller_for_complaints(
     assert (case.origin, case.e164, case.source_contact_id, case.key) == ("menu", f"+86{NUMBER}", call.id,
                                                                         f"call:{call.uniqueid}")
     (request,) = [json.loads(line) for line in followups.read_text().splitlines()]
-    assert (request["origin"], request["skill"], request["contact_id"]) == ("complaint", "complaints", call.id)
+    assert (request["origin"], request["skill"], request["contact_id"]) == ("complaint", "complaints",
+                                                                            call.id)
     history = _history(served)
     assert "inbound complaint" in history and "queue complaints" in history

@@ -208,8 +208,8 @@ def test_no_survey_at_rate_0(ami: AMI, tmp_path: Path) -> None:
         _seed(served, number)
         ami.forget_events()
         _call(ami, served, number, TO_SURVEY + "1", post_wait="15")
-        agent_gone = ami.wait_for(lambda e: e.get("Event") == "AgentComplete" and e.get("MemberName") == "1001",
-                                  timeout=90)
+        agent_gone = ami.wait_for(
+            lambda e: e.get("Event") == "AgentComplete" and e.get("MemberName") == "1001", timeout=90)
         _caller_gone(ami, number)
         call, surveys, own = _rows(served, number)
         assert agent_gone["Reason"] == "agent" and surveys == [] and own == []

@@ -38,7 +38,7 @@ def history(engine: Engine) -> Engine:
             rated = Contact(uniqueid=f"1762700000.{n}", started_at=when)
             session.add(rated)
             session.flush()
-            session.add(Survey(rated_contact_id=rated.id, agent_id=agents[code].id if code else None, queue=queue,
+            session.add(Survey(rated_contact_id=rated.id, agent_id=agents[code].id, queue=queue,
                                started_at=when, score=score, buy_again=buy, recommend=recommend))
         session.commit()
     return engine

@@ -81,8 +81,8 @@ def test_not_twice_within_min_days_and_not_over_the_daily_contacts(calls: Engine
     assert _why(calls, "a.1", min_days=28) is None
     with Session(calls) as session:
         for n in range(2):
-            session.add(Contact(uniqueid=f"out.{n}", caller_e164=NUMBER, direction="outbound", kind="callback",
-                                started_at=NOW - dt.timedelta(hours=n + 1)))
+            session.add(Contact(uniqueid=f"out.{n}", caller_e164=NUMBER, direction="outbound",
+                                kind="callback", started_at=NOW - dt.timedelta(hours=n + 1)))
         session.commit()
     assert _why(calls, "a.1", min_days=28, cap=3) is None
     assert _why(calls, "a.1", min_days=28, cap=2) == "frequency-cap"
@@ -105,7 +105,8 @@ def test_answers_are_kept_one_by_one_and_the_call_gets_the_score(calls: Engine) 
     with Session(calls) as session:
         own = session.get(Contact, ids.contact_id)
         assert own is not None
-        assert (own.kind, own.status, own.outcome, own.duration_seconds) == ("survey", "final", "complete", 40)
+        assert (own.kind, own.status, own.outcome) == ("survey", "final", "complete")
+        assert own.duration_seconds == 40
         assert own.notes == "score 4 (somewhat dissatisfied), buy again no, recommend yes"
         assert own.outcome_reason == "rates agent 1001, queue sales"
 
@@ -117,7 +118,8 @@ def test_the_built_in_questions_are_valid_and_bad_ones_are_refused(tmp_path: Pat
         ([SurveyQuestion("buy_again", "p", yes_no)], "first question must be"),
         ([BUILTIN_QUESTIONS[0], SurveyQuestion("mood", "p", yes_no)], "unknown question"),
         ([SurveyQuestion("score", "p", {"1": "1", "2": "2", "3": "3", "4": "4"})], "must give each of"),
-        ([SurveyQuestion("score", "p", {"1": "1", "2": "2", "3": "3", "4": "4", "x": "5"})], "not one phone key"),
+        ([SurveyQuestion("score", "p", {"1": "1", "2": "2", "3": "3", "4": "4", "x": "5"})],
+         "not one phone key"),
         ([BUILTIN_QUESTIONS[0], BUILTIN_QUESTIONS[0]], "asked twice"),
         ([BUILTIN_QUESTIONS[0], SurveyQuestion("recommend", "p", yes_no, {"ko": {"3": ("예",)}})],
          "keys of answers"),
