@@ -1,8 +1,8 @@
 """The post-call survey through the real Asterisk: a queue call, the agent hangs up, the caller answers.
 
-A known customer rings the hotline and presses 1 (sales); the simulated agent
-Local/1001@test-agent answers, talks a few seconds and hangs up first. With
-``[survey] rate = 1`` the caller continues (app_queue's ``c`` option) into
+A known customer rings the survey tests' hotline (tests/e2e_aftersales) and presses 1
+for their own queue; the simulated agent Local/1401@test-agent answers, talks a few
+seconds and hangs up first. With ``[survey] rate = 1`` the caller continues (app_queue's ``c`` option) into
 [ivr-survey] and answers by key. What a supervisor checks: one survey linked
 to that call, agent and queue, the score on the call itself, the answers in
 the customer's timeline, a recovery follow-up for a 5, and no survey at all
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from asterisk_harness import AMI, Sandbox
 from conftest import ROOT, TESTS, ServeProcess, free_port
+from speech_audio import phone_line
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,11 @@ from ivr.db.models import Survey
 
 pytestmark = pytest.mark.asterisk
 
-INTERFACE = "Local/1001@test-agent"
+INTERFACE = "Local/1401@test-agent"
+AGENT = "1401"
+QUEUE = "survey-test"
+#: Queues the servers know: the defaults and the survey tests' own.
+QUEUES = "sales,after-sales,vip,ivr-fallback,complaints,survey-test"
 #: The caller presses 1 (sales) during the greeting, waits through the queue and the agent's
 #: 3 s of talk, then answers during the survey's prompts (a key cuts a prompt short).
 TO_SURVEY = "1" + "W" * 16
@@ -39,17 +44,19 @@ TO_SURVEY = "1" + "W" * 16
 @pytest.fixture(autouse=True)
 def survey_dialplan(sandbox: Sandbox) -> None:
     """The sandbox is shared (another tree may have loaded its own dialplan since the last test):
-    load this tree's if the running one has no [ivr-survey]."""
-    if "/survey)" not in sandbox.rx("dialplan show ivr-survey"):
+    load this tree's if the running one has no [ivr-survey] or no survey-test queue."""
+    if "/survey)" not in sandbox.rx("dialplan show ivr-survey") or \
+            "survey-test has" not in sandbox.rx("queue show survey-test"):
         subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
                        capture_output=True, timeout=300)
     assert "AGI(${IVR_AGI_BASE}/survey)" in sandbox.rx("dialplan show ivr-survey")
 
 
-def _serve(tmp: Path, rate: str) -> ServeProcess:
+def _serve(tmp: Path, rate: str, **more: str) -> ServeProcess:
     return ServeProcess(free_port(), {"IVR_SERVER_INSTANCE": "survey-test", "IVR_SURVEY_RATE": rate,
                                       "IVR_PLUGINS_FOLDER": str(TESTS / "e2e_aftersales"),
-                                      "IVR_TEST_FOLLOWUPS": str(tmp / "followups.jsonl")})
+                                      "IVR_TEST_FOLLOWUPS": str(tmp / "followups.jsonl"),
+                                      "IVR_ROUTING_QUEUES": QUEUES, **more})
 
 
 @pytest.fixture
@@ -57,28 +64,29 @@ def server(ami: AMI, tmp_path: Path) -> Iterator[ServeProcess]:
     served = _serve(tmp_path, "1")
     ami.forget_events()
     _member(ami, True)
-    ami.agent_behaves("1001", ring="1", talk="3")
+    ami.agent_behaves(AGENT, ring="1", talk="3")
     yield served
     _member(ami, False)
-    ami.agent_behaves("1001")
+    ami.agent_behaves(AGENT)
     served.stop()
 
 
 def _member(ami: AMI, present: bool) -> None:
-    ami.manager.send_action({"Action": "QueueRemove", "Queue": "sales", "Interface": INTERFACE})
+    ami.manager.send_action({"Action": "QueueRemove", "Queue": QUEUE, "Interface": INTERFACE})
     if present:
-        response = ami.manager.send_action({"Action": "QueueAdd", "Queue": "sales", "Interface": INTERFACE,
-                                            "MemberName": "1001"})
+        response = ami.manager.send_action({"Action": "QueueAdd", "Queue": QUEUE, "Interface": INTERFACE,
+                                            "MemberName": AGENT})
         assert response.get_header("Response") == "Success", response.headers
 
 
-def _seed(server: ServeProcess, number: str, surveyed_days_ago: float | None = None) -> dict[str, int]:
-    """Agent 1001, the account owner 1009 (no phone) and a customer calling from ``number``; their ids."""
+def _seed(server: ServeProcess, number: str, surveyed_days_ago: float | None = None,
+          language: str = "zh") -> dict[str, int]:
+    """Agent 1401, the account owner 1409 (no phone) and a customer calling from ``number``; their ids."""
     engine = make_engine(f"sqlite:///{server.database}")
     with Session(engine) as session:
-        agent = Agent(code="1001", name="Ana", device=INTERFACE, skills=["sales"])
-        owner = Agent(code="1009", name="Owen")  # no phone: the call goes to the queue
-        customer = Customer(name="Wang Fang", language="zh", owner=owner,
+        agent = Agent(code=AGENT, name="Ana", device=INTERFACE, skills=["sales"])
+        owner = Agent(code="1409", name="Owen")  # no phone: the call goes to the queue
+        customer = Customer(name="Wang Fang", language=language, owner=owner,
                             phones=[CustomerPhone(e164=f"+86{number}")])
         session.add_all([agent, owner, customer])
         session.flush()
@@ -96,10 +104,10 @@ def _seed(server: ServeProcess, number: str, surveyed_days_ago: float | None = N
     return ids
 
 
-def _call(ami: AMI, server: ServeProcess, number: str, digits: str, post_wait: str) -> None:
-    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+def _call(ami: AMI, server: ServeProcess, number: str, digits: str, post_wait: str, **more: str) -> None:
+    ami.originate("Local/survey-hotline@test-route", "test-caller", "dtmf",
                   {"IVR_AGI_PORT": str(server.port), "DIGITS": digits, "PRE_WAIT": "2",
-                   "POST_WAIT": post_wait}, caller_id=f'"Wang Fang" <{number}>')
+                   "POST_WAIT": post_wait, **more}, caller_id=f'"Wang Fang" <{number}>')
 
 
 def _entered_survey(ami: AMI, number: str) -> bool:
@@ -149,20 +157,20 @@ def test_the_caller_answers_by_key_after_the_agent_hangs_up(server: ServeProcess
     _caller_gone(ami, number)
     call, surveys, own = _rows(server, number)
     # The call itself is as the contact history ended it, and now carries the score.
-    assert (call.agent_id, call.queue, call.hangup_by, call.outcome) == (ids["agent"], "sales", "agent",
+    assert (call.agent_id, call.queue, call.hangup_by, call.outcome) == (ids["agent"], QUEUE, "agent",
                                                                          "completed")
     assert call.survey_score == 2
     (survey,) = surveys
     assert (survey.score, survey.buy_again, survey.recommend, survey.status) == (2, True, True, "complete")
     assert (survey.agent_id, survey.queue, survey.customer_id, survey.rated_kind) == (
-        ids["agent"], "sales", ids["customer"], "hotline")
+        ids["agent"], QUEUE, ids["customer"], "hotline")
     assert survey.followup_id is None  # a 2 needs no recovery
     (contact,) = own
     assert contact.id == survey.contact_id and contact.outcome == "complete"
     timeline = _timeline(server, number)
     assert "inbound survey" in timeline
     assert "score 2 (satisfied), buy again yes, recommend yes" in timeline
-    assert "rates agent 1001, queue sales" in timeline
+    assert f"rates agent {AGENT}, queue {QUEUE}" in timeline
     assert _entered_survey(ami, number)
 
 
@@ -203,18 +211,42 @@ def test_no_survey_at_rate_0(ami: AMI, tmp_path: Path) -> None:
     served = _serve(tmp_path, "0")
     try:
         _member(ami, True)
-        ami.agent_behaves("1001", ring="1", talk="3")
+        ami.agent_behaves(AGENT, ring="1", talk="3")
         number = "13900000144"
         _seed(served, number)
         ami.forget_events()
         _call(ami, served, number, TO_SURVEY + "1", post_wait="15")
         agent_gone = ami.wait_for(
-            lambda e: e.get("Event") == "AgentComplete" and e.get("MemberName") == "1001", timeout=90)
+            lambda e: e.get("Event") == "AgentComplete" and e.get("MemberName") == AGENT, timeout=90)
         _caller_gone(ami, number)
         call, surveys, own = _rows(served, number)
         assert agent_gone["Reason"] == "agent" and surveys == [] and own == []
         assert not _entered_survey(ami, number)  # not even asked for: the call was not sampled
     finally:
         _member(ami, False)
-        ami.agent_behaves("1001")
+        ami.agent_behaves(AGENT)
+        served.stop()
+
+
+def test_a_korean_caller_answers_by_key_then_by_speech(sandbox: Sandbox, ami: AMI, tmp_path: Path) -> None:
+    """A speech survey (vosk's Korean model, phrases from a questions file) still takes keys."""
+    served = _serve(tmp_path, "1", IVR_SPEECH_MODELS="ko=package", IVR_SPEECH_PORT=str(free_port()),
+                    IVR_SURVEY_QUESTIONS=str(TESTS / "survey_questions_ko.toml"))
+    try:
+        _member(ami, True)
+        ami.agent_behaves(AGENT, ring="1", talk="3")
+        number = "13900000145"
+        _seed(served, number, language="ko")
+        ami.forget_events()
+        yes = phone_line("좋아요", sandbox.host_path("/tmp"), "ko", 150)
+        # Key 2 for question 1 ("satisfied"), then "좋아요" (yes) said to question 2; question 3 gets silence.
+        _call(ami, served, number, TO_SURVEY + "2WWW", post_wait="45", THEN_FILE=f"/tmp/{yes.stem}")
+        _caller_gone(ami, number)
+        call, (survey,), (contact,) = _rows(served, number)
+        assert (survey.score, survey.buy_again, survey.recommend, survey.language) == (2, True, None, "ko")
+        assert call.survey_score == 2 and contact.outcome in ("partial", "partial-hangup")
+        assert contact.transcript in ("좋아요", "예", "네")  # what was said, as the recogniser heard it
+    finally:
+        _member(ami, False)
+        ami.agent_behaves(AGENT)
         served.stop()

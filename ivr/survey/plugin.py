@@ -108,13 +108,15 @@ class SurveyPlugin:
         try:
             first = await call.play("ivr-survey-intro", "".join(self.questions[0].answers))
             for question in self.questions:
+                heard = len(call.heard)
                 value = await self._ask(call, question, first)
                 first = None
                 if value is None:
                     break
                 answered += 1
+                said = " | ".join(a.transcript for a in call.heard[heard:] if a.transcript)
                 await threads.deferToThread(store.save_answer, self.engine, ids.survey_id, question.name,
-                                            value, answered == len(self.questions), self.now())
+                                            value, answered == len(self.questions), self.now(), said)
                 if question.name == SCORE and int(value) >= 4:
                     self._recover(rated, ids.survey_id, int(value))
             await call.play("ivr-survey-thanks")

@@ -153,8 +153,9 @@ def summary(score: int | None, buy_again: bool | None, recommend: bool | None) -
 
 
 def save_answer(engine: Engine, survey_id: int, name: str, value: str, complete: bool,
-                now: dt.datetime) -> None:
-    """Store one answer now (and the score on the rated call and the survey's contact)."""
+                now: dt.datetime, said: str = "") -> None:
+    """Store one answer now (and the score on the rated call and the survey's contact); ``said`` is
+    what the caller said to answer it, if they spoke (kept in the survey contact's transcript)."""
     if name == SCORE:
         stored: int | bool = int(value)
     elif name in _YES_NO:
@@ -173,8 +174,12 @@ def save_answer(engine: Engine, survey_id: int, name: str, value: str, complete:
             connection.execute(update(_contacts).where(_contacts.c.id.in_([rated, own]))
                                .values(survey_score=stored))
         if own is not None:
-            connection.execute(update(_contacts).where(_contacts.c.id == own)
-                               .values(notes=summary(score, buy_again, recommend)))
+            values: dict[str, object] = {"notes": summary(score, buy_again, recommend)}
+            if said:
+                before = connection.execute(select(_contacts.c.transcript)
+                                            .where(_contacts.c.id == own)).scalar()
+                values["transcript"] = " | ".join(part for part in (before, said) if part)
+            connection.execute(update(_contacts).where(_contacts.c.id == own).values(values))
 
 
 def finish(engine: Engine, survey_id: int, outcome: str, now: dt.datetime) -> None:
