@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,7 +46,8 @@ TO_SURVEY = "1" + "W" * 16
 def survey_dialplan(sandbox: Sandbox) -> None:
     """The sandbox is shared (another tree may have loaded its own dialplan since the last test):
     load this tree's if the running one has no [ivr-survey] or no survey-test queue."""
-    if "/survey)" not in sandbox.rx("dialplan show ivr-survey") or \
+    if "/survey)" not in sandbox.rx("dialplan show ivr-survey-outbound") or \
+            "/survey)" not in sandbox.rx("dialplan show ivr-survey") or \
             "survey-test has" not in sandbox.rx("queue show survey-test"):
         subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
                        capture_output=True, timeout=300)
@@ -249,4 +251,63 @@ def test_a_korean_caller_answers_by_key_then_by_speech(sandbox: Sandbox, ami: AM
     finally:
         _member(ami, False)
         ami.agent_behaves(AGENT)
+        served.stop()
+
+
+OUTBOUND = {"IVR_DIALING_TRUNK": "loop", "IVR_DIALING_CUSTOMER_RING_SECONDS": "10",
+            "IVR_AMI_ORIGINATE_TIMEOUT": "10", "IVR_DIALING_MAX_ATTEMPTS_PER_DAY": "50"}
+
+
+def test_after_a_click_to_call_the_customer_answers_once_the_agent_hangs_up(
+        sandbox: Sandbox, ami: AMI, tmp_path: Path) -> None:
+    """The agent hangs up first: the customer's leg (Dial's F option) runs the survey on its own channel."""
+    served = _serve(tmp_path, "1", **OUTBOUND)
+    number, agent = "13900000146", "1402"
+    digits = f"86{number}"
+    try:
+        engine = make_engine(f"sqlite:///{served.database}")
+        with Session(engine) as session:
+            owner = Agent(code="1409", name="Owen")
+            session.add_all([Agent(code=agent, name="Bo", device=f"Local/{agent}@test-agent"),
+                             Customer(name="Wang Fang", language="zh", owner=owner,
+                                      phones=[CustomerPhone(e164=f"+{digits}")])])
+            session.commit()
+            owner_id = owner.id
+        engine.dispose()
+        ami.agent_behaves(agent, ring="1", talk="8")  # from the agent's answer: whisper, ring, ~4 s of talk
+        ami.set_global(f"TEST_CUSTOMER_{digits}", "answer")
+        ami.set_global(f"TEST_CUSTOMER_{digits}_PRE_WAIT", "1")
+        ami.set_global(f"TEST_CUSTOMER_{digits}_DIGITS", "W" * 10 + "4" + "WWW" + "2" + "WWW" + "2")
+        ami.set_global(f"TEST_CUSTOMER_{digits}_POST_WAIT", "30")
+        env = {**os.environ, **OUTBOUND, "IVR_AGI_PORT": str(served.port),
+               "IVR_DATABASE_URL": f"sqlite:///{served.database}",
+               "IVR_DATABASE_JOURNAL": str(served.journal)}
+        placed = subprocess.run([sys.executable, "-m", "ivr.cli", "call", agent, f"+{digits}"], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert placed.returncode == 0, placed.stdout + placed.stderr
+        engine = make_engine(f"sqlite:///{served.database}")
+        deadline = time.monotonic() + 90
+        try:
+            while True:
+                with Session(engine) as session:
+                    survey = session.scalars(select(Survey)).first()
+                    if survey is not None and survey.status == "complete":
+                        rated = session.get(Contact, survey.rated_contact_id)
+                        agent_id = session.scalars(select(Agent.id).where(Agent.code == agent)).one()
+                        break
+                assert time.monotonic() < deadline, served.output()[-3000:]
+                time.sleep(0.3)
+        finally:
+            engine.dispose()
+        assert rated is not None and (rated.kind, rated.direction, rated.survey_score) == (
+            "click-to-call", "outbound", 4)
+        assert (survey.score, survey.buy_again, survey.recommend) == (4, False, False)
+        assert (survey.agent_id, survey.queue, survey.rated_kind, survey.language) == (
+            agent_id, "", "click-to-call", "zh")
+        (request,) = [json.loads(line) for line in (tmp_path / "followups.jsonl").read_text().splitlines()]
+        assert (request["origin"], request["owner_agent_id"], request["contact_id"]) == (
+            "survey", owner_id, rated.id)
+    finally:
+        ami.agent_behaves(agent)
+        ami.set_global(f"TEST_CUSTOMER_{digits}_DIGITS", "")
         served.stop()

@@ -147,8 +147,12 @@ class DriverSQL:
         def keep_none(column: Column[Any]) -> str:
             return f"{column.name} = COALESCE({mark}, {column.name})"
 
-        found = (f"(SELECT {agents.c.id.name} FROM {agents.name} WHERE {agents.c.code.name} = {mark} "
-                 f"OR {agents.c.device.name} = {mark} ORDER BY {agents.c.id.name} LIMIT 1)")
+        # NULLIF: an empty agent (a record that only adds times) must not match an agent whose
+        # code or device is empty.
+        found = (f"(SELECT {agents.c.id.name} FROM {agents.name} "
+                 f"WHERE {agents.c.code.name} = NULLIF({mark}, '') "
+                 f"OR {agents.c.device.name} = NULLIF({mark}, '') "
+                 f"ORDER BY {agents.c.id.name} LIMIT 1)")
         self.update_human = (
             f"UPDATE {_contacts.name} SET {keep_empty(c.queue_outcome)}, {keep_empty(c.queue)}, "
             f"{c.agent_id.name} = COALESCE({found}, {c.agent_id.name}), "

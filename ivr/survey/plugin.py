@@ -38,13 +38,15 @@ from ivr.routing.router import CallStep, Route, await_hook
 from ivr.survey import store
 from ivr.survey.questions import LEVELS, grammar
 
-__all__ = ["SURVEY_ROUTE", "SURVEY_VARIABLE", "SurveyPlugin"]
+__all__ = ["RATED_VARIABLE", "SURVEY_ROUTE", "SURVEY_VARIABLE", "SurveyPlugin"]
 
 log = Logger(namespace="ivr.survey")
 
 #: The AGI script [ivr-survey] runs, and the channel variable that asks for it.
 SURVEY_ROUTE = "survey"
 SURVEY_VARIABLE = "IVR_SURVEY"
+#: On an outbound call's customer leg: the uniqueid of the call it rates (the agent leg's).
+RATED_VARIABLE = "IVR_RATED"
 #: Seconds the whole survey may take.
 _DEADLINE = 300.0
 
@@ -76,33 +78,49 @@ class SurveyPlugin:
 
     @hookimpl
     def ivr_call_step(self, call: Call, step: CallStep) -> defer.Deferred[None] | None:
-        """Mark a sample of calls handed to a person: the dialplan surveys them once the agent hangs up."""
-        if step.kind != "transfer" or not step.value.startswith(("queue:", "agent:")):
+        """Mark a sample of calls handed to a person (a queue, an agent) or of outbound calls about
+        to dial the customer: the dialplan surveys them once the agent hangs up."""
+        inbound = step.kind == "transfer" and step.value.startswith(("queue:", "agent:"))
+        if not (inbound or step.kind == "dial"):
             return None
         if self.settings.rate <= 0 or self.sample() >= self.settings.rate:
             return None
-        return defer.Deferred.fromCoroutine(call.set_variable(SURVEY_VARIABLE, "1"))
+        marking = call.set_variable(SURVEY_VARIABLE, "1") if inbound else self._mark_outbound(call)
+        return defer.Deferred.fromCoroutine(marking)
+
+    @staticmethod
+    async def _mark_outbound(call: Call) -> None:
+        """The customer's leg inherits these (``__``): it runs the survey on its own channel."""
+        base = await call.get_variable("IVR_AGI_BASE")
+        if not base:
+            return
+        await call.set_variable(f"__{RATED_VARIABLE}", call.uniqueid)
+        await call.set_variable("__IVR_AGI_BASE", base)
+        await call.set_variable(f"__{SURVEY_VARIABLE}", "1")
 
     # -- the survey route ----------------------------------------------------
 
     async def serve(self, call: Call) -> None:
         """Ask the questions of one survey; every answer is stored the moment it is given."""
         now = self.now()
-        rated = await threads.deferToThread(store.rated_call, self.engine, call.uniqueid)
+        uniqueid = await call.get_variable(RATED_VARIABLE) or call.uniqueid
+        rated = await threads.deferToThread(store.rated_call, self.engine, uniqueid[:64])
         if rated is None:
-            log.warn("survey for {uniqueid}: no such call in the contact history", uniqueid=call.uniqueid)
+            log.warn("survey for {uniqueid}: no such call in the contact history", uniqueid=uniqueid[:64])
             return
         why_not = await threads.deferToThread(store.ineligible, self.engine, rated, now,
                                               self.settings.min_days, self.max_contacts_per_day)
         if why_not is not None:
             log.info("no survey for {uniqueid}: {reason}", uniqueid=call.uniqueid, reason=why_not)
             return
+        if rated.language and rated.language != call.language:  # a customer's leg of an outbound call
+            await call.set_language(rated.language)
         ids = await threads.deferToThread(store.open_survey, self.engine, rated, call.language,
                                           self.instance, now)
         if ids is None:
             return  # this call was rated already (a repeated AGI)
         log.info("survey {survey} of call {uniqueid} (agent {agent}, queue {queue})", survey=ids.survey_id,
-                 uniqueid=call.uniqueid, agent=rated.agent_code, queue=rated.queue)
+                 uniqueid=rated.uniqueid, agent=rated.agent_code, queue=rated.queue)
         answered = 0
         hung_up = False
         try:

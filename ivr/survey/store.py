@@ -50,6 +50,8 @@ class RatedCall:
     queue_outcome: str
     #: The customer's account owner (recovery goes to them first), if any.
     owner_agent_id: int | None
+    #: The customer's language ("" if unknown).
+    language: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ def rated_call(engine: Engine, uniqueid: str) -> RatedCall | None:
     """The contact of the call ``uniqueid`` with its agent and the customer's owner, or None."""
     query = (select(Contact.id, Contact.uniqueid, Contact.kind, Contact.direction, Contact.caller_e164,
                     Contact.customer_id, Contact.agent_id, Agent.code, Contact.queue, Contact.queue_outcome,
-                    Customer.owner_agent_id)
+                    Customer.owner_agent_id, Customer.language)
              .outerjoin(Agent, Contact.agent_id == Agent.id)
              .outerjoin(Customer, Contact.customer_id == Customer.id)
              .where(Contact.uniqueid == uniqueid))
@@ -75,7 +77,7 @@ def rated_call(engine: Engine, uniqueid: str) -> RatedCall | None:
     if row is None:
         return None
     return RatedCall(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7] or "", row[8], row[9],
-                     row[10])
+                     row[10], row[11] or "")
 
 
 def ineligible(engine: Engine, rated: RatedCall, now: dt.datetime, min_days: float,
