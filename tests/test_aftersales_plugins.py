@@ -35,8 +35,8 @@ from ivr.survey.store import rated_call
 FRIDAY_1730 = dt.datetime(2026, 11, 27, 9, 30, tzinfo=dt.UTC)
 #: Monday 10:30 in Shanghai: 2 business hours after Friday 17:30 (30 min Friday, 90 min Monday from 09:00).
 MONDAY_1030 = dt.datetime(2026, 11, 30, 2, 30, tzinfo=dt.UTC)
-HOURS = BusinessHours.parse("Asia/Shanghai", {d: "09:00-12:00 13:00-18:00" for d in ("mon", "tue", "wed", "thu",
-                                                                                    "fri")}, [], "test")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
+HOURS = BusinessHours.parse("Asia/Shanghai", {d: "09:00-12:00 13:00-18:00" for d in WEEKDAYS}, [], "test")
 
 
 class FollowUps:
