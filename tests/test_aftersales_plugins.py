@@ -86,10 +86,10 @@ class AfterSalesTests(unittest.TestCase):
             assert rated is not None
             yield defer.Deferred.fromCoroutine(plugin._open_followup(rated, 1, 5))
         owned, orphan = self.followups.requests
-        self.assertEqual((owned.origin, owned.owner_agent_id, owned.due_at, owned.key),
-                         ("survey", self.owner, MONDAY_1030, "survey:1"))
-        self.assertIsNone(orphan.owner_agent_id)  # no account owner: a supervisor picks someone
-        self.assertIn("very dissatisfied", owned.reason)
+        assert (owned.origin, owned.owner_agent_id, owned.due_at, owned.key) == (
+            "survey", self.owner, MONDAY_1030, "survey:1")
+        assert orphan.owner_agent_id is None  # no account owner: a supervisor picks someone
+        assert "very dissatisfied" in owned.reason
 
     @defer.inlineCallbacks
     def test_an_agents_complaint_disposition_opens_a_case_and_its_follow_up(self) -> Any:
@@ -104,12 +104,12 @@ class AfterSalesTests(unittest.TestCase):
         yield defer.DeferredList(list(service.pending))
         with Session(self.engine) as session:
             (case,) = session.scalars(select(ComplaintCase)).all()
-        self.assertEqual((case.origin, case.source_contact_id, case.e164, case.owner_agent_id, case.text),
-                         ("disposition", contact.id, "+8613800000001", self.owner, "wants a refund; angry"))
-        self.assertEqual(case.response_due_at.replace(tzinfo=dt.UTC), MONDAY_1030)
+        assert (case.origin, case.source_contact_id, case.e164, case.owner_agent_id, case.text) == (
+            "disposition", contact.id, "+8613800000001", self.owner, "wants a refund; angry")
+        assert case.response_due_at.replace(tzinfo=dt.UTC) == MONDAY_1030
         (request,) = self.followups.requests
-        self.assertEqual((request.origin, request.skill, request.due_at, request.priority, case.followup_id),
-                         ("complaint", "complaints", MONDAY_1030, 10, 701))
+        assert (request.origin, request.skill, request.due_at, request.priority, case.followup_id) == (
+            "complaint", "complaints", MONDAY_1030, 10, 701)
 
 
 def test_sms_keywords_match_in_any_case_and_width() -> None:
