@@ -41,7 +41,7 @@ def server(tmp_path: Path) -> Iterator[tuple[ServeProcess, int, Path]]:
         "IVR_PLUGINS_FOLDER": str(TESTS / "e2e_aftersales"), "IVR_TEST_FOLLOWUPS": str(followups),
         "IVR_HTTP_ENABLED": "true", "IVR_HTTP_PORT": str(http_port), "IVR_HTTP_SMS_SECRET": SMS_SECRET,
         "IVR_HTTP_SESSION_SECRET": SESSION_SECRET, "IVR_SERVER_INSTANCE": "complaints-test",
-        "IVR_ROUTING_QUEUES": "sales,complaints,survey-test"})
+        "IVR_ROUTING_QUEUES": "sales,after-sales,vip,ivr-fallback,complaints,survey-test"})
     engine = make_engine(f"sqlite:///{served.database}")
     with Session(engine) as session:
         owner = Agent(code="1009", name="Owen")
