@@ -172,8 +172,7 @@ class SurveyPlugin:
         assert rated.e164 is not None  # ineligible() refuses calls without a number
         request = FollowUpRequest(
             e164=rated.e164, origin=FollowUpOrigin.SURVEY, customer_id=rated.customer_id,
-            reason=f"survey score {score} ({LEVELS[score]}) for {store.summary(score, None, None)}"
-                   f"; {rated.agent_code and 'agent ' + rated.agent_code or 'no agent'}",
+            reason=f"survey: {LEVELS[score]} ({score}) after a call with agent {rated.agent_code or '?'}",
             due_at=due, owner_agent_id=rated.owner_agent_id, contact_id=rated.contact_id,
             key=f"survey:{survey_id}")
         followup = await await_hook(self.hooks.ivr_open_followup(request=request), self.clock,
