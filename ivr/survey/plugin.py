@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -101,7 +102,17 @@ class SurveyPlugin:
     # -- the survey route ----------------------------------------------------
 
     async def serve(self, call: Call) -> None:
-        """Ask the questions of one survey; every answer is stored the moment it is given."""
+        """Ask the questions of one survey; every answer is stored the moment it is given.
+
+        A database that fails ends the survey quietly (the answers so far are kept): a
+        caller who stayed to rate a call is never sent to the fallback queue for it.
+        """
+        try:
+            await self._survey(call)
+        except SQLAlchemyError:
+            log.failure("survey on call {uniqueid} stopped: the database failed", uniqueid=call.uniqueid)
+
+    async def _survey(self, call: Call) -> None:
         now = self.now()
         uniqueid = await call.get_variable(RATED_VARIABLE) or call.uniqueid
         rated = await threads.deferToThread(store.rated_call, self.engine, uniqueid[:64])
