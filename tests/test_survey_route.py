@@ -82,7 +82,7 @@ class SurveyRouteTests(unittest.TestCase):
                 connection.execute(text("DROP TABLE surveys"))
 
         yield threads.deferToThread(break_surveys)
-        self.flushLoggedErrors()
+        self.flushLoggedErrors()  # type: ignore[no-untyped-call]
         last = yield threads.deferToThread(_survey_call, self.port, {})
         assert last.endswith(b"SET VARIABLE IVR_RESULT done")  # not SET CONTEXT ivr-fallback
-        assert self.flushLoggedErrors()  # the failure is logged
+        assert self.flushLoggedErrors()  # type: ignore[no-untyped-call]  # the failure is logged
