@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from ivr.cli.main import main
 from ivr.complaints.cli import print_cases
 from ivr.complaints.store import list_cases, open_case, update_case
 from ivr.db import Agent, Contact, Customer, CustomerPhone
@@ -89,3 +90,16 @@ def test_the_supervisors_list_shows_open_cases_by_due_time_and_what_is_overdue(
     lines = out.getvalue().splitlines()
     assert lines[0] == "1 complaint case, 1 overdue (times in UTC)"
     assert lines[1].startswith(f"#{late.id}  open  due 2026-11-27 04:00 OVERDUE 0h30m  priority 10")
+
+
+def test_the_update_command_moves_a_case_on(engine: Engine, world: dict[str, int],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    case = open_case(engine, ComplaintRequest(key="k", origin="sms", e164="+8613800138000"), DUE, 10, NOW)
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["complaints", "update", str(case.id), "--status", "resolved", "--note", "refund paid",
+                 "--url", url]) == 0
+    assert f"complaint #{case.id} is resolved" in capsys.readouterr().out
+    assert main(["complaints", "update", "999", "--status", "answered", "--url", url]) == 2
+    assert "no complaint case #999" in capsys.readouterr().err
+    (shown,) = list_cases(engine, NOW, include_resolved=True)
+    assert (shown.status, shown.notes) == ("resolved", "refund paid")

@@ -108,6 +108,7 @@ def test_answers_are_kept_one_by_one_and_the_call_gets_the_score(calls: Engine) 
         assert (own.kind, own.status, own.outcome) == ("survey", "final", "complete")
         assert own.duration_seconds == 40
         assert own.notes == "score 4 (somewhat dissatisfied), buy again no, recommend yes"
+        assert own.survey_score is None  # the score belongs to the rated call, counted once
         assert own.outcome_reason == "rates agent 1001, queue sales"
 
 

@@ -156,8 +156,10 @@ def summary(score: int | None, buy_again: bool | None, recommend: bool | None) -
 
 def save_answer(engine: Engine, survey_id: int, name: str, value: str, complete: bool,
                 now: dt.datetime, said: str = "") -> None:
-    """Store one answer now (and the score on the rated call and the survey's contact); ``said`` is
-    what the caller said to answer it, if they spoke (kept in the survey contact's transcript)."""
+    """Store one answer now (and the score on the rated call; the survey's contact gets a summary).
+
+    ``said`` is what the caller said to answer it, if they spoke (kept in the survey contact's
+    transcript)."""
     if name == SCORE:
         stored: int | bool = int(value)
     elif name in _YES_NO:
@@ -172,9 +174,8 @@ def save_answer(engine: Engine, survey_id: int, name: str, value: str, complete:
                                         _surveys.c.buy_again, _surveys.c.recommend)
                                  .where(_surveys.c.id == survey_id)).one()
         rated, own, score, buy_again, recommend = row
-        if name == SCORE:
-            connection.execute(update(_contacts).where(_contacts.c.id.in_([rated, own]))
-                               .values(survey_score=stored))
+        if name == SCORE:  # on the rated call only: a mean over contacts must not count it twice
+            connection.execute(update(_contacts).where(_contacts.c.id == rated).values(survey_score=stored))
         if own is not None:
             values: dict[str, object] = {"notes": summary(score, buy_again, recommend)}
             if said:
