@@ -41,7 +41,8 @@ def page_server() -> Iterator[tuple[ServeProcess, int]]:
         session.flush()
         session.add(Contact(uniqueid="1763625600.1", started_at=CALL, caller_number="13800138000",
                             caller_e164="+8613800138000", customer_id=customer.id, agent_id=agent.id,
-                            queue="after-sales", queue_outcome="answered", status="final", outcome="completed"))
+                            queue="after-sales", queue_outcome="answered", status="final",
+                            outcome="completed"))
         session.commit()
     rated = store.rated_call(engine, "1763625600.1")
     assert rated is not None
