@@ -84,6 +84,9 @@ _HOOKS_AFTER_CLOSE = 5.0
 #: The built-in plugin (ivr/plugins/builtins.py) whose presence turns on the screen pop's AMI feed.
 _SCREENPOP = "ivr.screenpop"
 _SURVEY = "ivr.survey"
+_COMPLAINTS = "ivr.complaints"
+#: Built-ins whose ``pending`` Deferreds (work started beside a call) a shutdown waits for.
+_WORK_BESIDE_CALLS = (_SURVEY, _COMPLAINTS)
 
 
 class IVRServer:
@@ -229,7 +232,7 @@ class IVRServer:
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
             _SURVEY: self._survey,
-            "ivr.complaints": lambda: Complaints(self.engine, self.settings.complaints, self.hours,
+            _COMPLAINTS: lambda: Complaints(self.engine, self.settings.complaints, self.hours,
                                                  self.plugins.hook, self.clock, region),
         }
 
@@ -323,6 +326,10 @@ class IVRServer:
         try:
             await self._drain_calls(grace)
         finally:
+            # Survey recoveries and complaints being opened beside calls: let them reach the database.
+            await _all_done([_observe(d) for name in _WORK_BESIDE_CALLS
+                             for d in list(getattr(self.plugins.manager.get_plugin(name), "pending", ()))],
+                            _HOOKS_AFTER_CLOSE, self.clock)
             if self.dispatcher is not None:
                 self.dispatcher.stop()
             if self.human is not None:
