@@ -69,7 +69,7 @@ from ivr.screenpop.hub import PopHub
 from ivr.screenpop.watcher import ScreenPop
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.survey.plugin import SurveyPlugin
-from ivr.survey.questions import choose_questions, grammar
+from ivr.survey.questions import choose_questions, grammars
 from ivr.voices import DEFAULT_BUILD_DIR, available
 from ivr.web.metrics import MetricSource, MetricsPage, registry_of
 from ivr.web.sessions import SessionSigner
@@ -83,8 +83,7 @@ log = Logger(namespace="ivr.server")
 _HOOKS_AFTER_CLOSE = 5.0
 #: The built-in plugin (ivr/plugins/builtins.py) whose presence turns on the screen pop's AMI feed.
 _SCREENPOP = "ivr.screenpop"
-_SURVEY = "ivr.survey"
-_COMPLAINTS = "ivr.complaints"
+_SURVEY, _COMPLAINTS = "ivr.survey", "ivr.complaints"
 #: Built-ins whose ``pending`` Deferreds (work started beside a call) a shutdown waits for.
 _WORK_BESIDE_CALLS = (_SURVEY, _COMPLAINTS)
 
@@ -231,16 +230,12 @@ class IVRServer:
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
-            _SURVEY: self._survey,
+            _SURVEY: lambda: SurveyPlugin(self.engine, self.settings.survey, self.survey_questions,
+                                          self.hours, self.plugins.hook, self.clock, self.instance,
+                                          self.settings.dialing.max_attempts_per_day),
             _COMPLAINTS: lambda: Complaints(self.engine, self.settings.complaints, self.hours,
                                                  self.plugins.hook, self.clock, region),
         }
-
-    def _survey(self) -> SurveyPlugin:
-        settings = self.settings
-        return SurveyPlugin(self.engine, settings.survey, self.survey_questions, self.hours,
-                            self.plugins.hook, self.clock, self.instance,
-                            settings.dialing.max_attempts_per_day)
 
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
@@ -248,9 +243,7 @@ class IVRServer:
         if not speech.models:
             return None
         vosk = VoskPlugin(speech.models, self.settings.source, speech.threads)
-        survey = [g for q in self.survey_questions for language in q.speech
-                  if (g := grammar(q, language)) is not None]
-        vosk.load(self.plugins.menus.menus.values(), survey)
+        vosk.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return vosk
 
     def _web(self) -> WebSite:

@@ -28,8 +28,8 @@ from ivr.errors import ConfigError
 from ivr.plugins.feedback import SCORE, SurveyQuestion
 from ivr.speech.grammar import SpeechGrammar
 
-__all__ = ["BUILTIN_QUESTIONS", "LEVELS", "PROMPTS", "choose_questions", "grammar", "load_questions_file",
-           "prompts", "validate"]
+__all__ = ["BUILTIN_QUESTIONS", "LEVELS", "PROMPTS", "choose_questions", "grammar", "grammars",
+           "load_questions_file", "prompts", "validate"]
 
 #: The five levels, as the after-sales practice names them (1 best, 5 worst).
 LEVELS: dict[int, str] = {1: "very satisfied", 2: "satisfied", 3: "no opinion",
@@ -54,6 +54,11 @@ def grammar(question: SurveyQuestion, language: str, source: str = "survey") -> 
     if not phrases:
         return None
     return SpeechGrammar.build(f"survey-{question.name}", language, phrases, source)
+
+
+def grammars(questions: Iterable[SurveyQuestion]) -> list[SpeechGrammar]:
+    """Every question's grammar in every language it has phrases for (to check against the models)."""
+    return [g for q in questions for language in q.speech if (g := grammar(q, language)) is not None]
 
 
 def prompts(questions: Iterable[SurveyQuestion]) -> set[str]:
