@@ -20,8 +20,9 @@ from typing import Any, get_type_hints
 
 from ivr.errors import ConfigError
 
-__all__ = ["AGISettings", "LogSettings", "RecordingSettings", "ReportSettings", "RoutingSettings",
-           "ServerSettings", "Settings", "SipSmsSettings", "load_settings"]
+__all__ = ["AGISettings", "ComplaintSettings", "LogSettings", "RecordingSettings", "ReportSettings",
+           "RoutingSettings", "ServerSettings", "Settings", "SipSmsSettings", "SurveySettings",
+           "load_settings"]
 
 
 def _positive(value: float) -> str | None:
@@ -101,7 +102,7 @@ class RoutingSettings:
                            "region for caller IDs written without a country code")
     lookup_deadline: float = _setting(0.3, _positive, "seconds the customer lookup may take")
     lookup_ttl: float = _setting(60.0, _positive, "seconds a customer lookup is cached")
-    queues: list[str] = _setting(["sales", "after-sales", "vip", "ivr-fallback"], None,
+    queues: list[str] = _setting(["sales", "after-sales", "vip", "ivr-fallback", "complaints"], None,
                                  "queues menus may transfer to (as in Asterisk's queues.conf)")
     agents: dict[str, str] = _setting({}, None, "agent id = dial string, e.g. 1001 = \"PJSIP/1001\"")
     owner_ring_seconds: int = _setting(20, _positive, "seconds the account owner rings before the queue")
@@ -239,6 +240,9 @@ class SmsSettings:
                                "reply to an opt-out (STOP)")
     reply_start: str = _setting("Welcome back: we may call you again.", _template,
                                 "reply to an opt-in (START)")
+    reply_complaint: str = _setting("We are sorry. The person in charge of complaints will call you back.",
+                                    _template,
+                                    "reply to an SMS with a complaint word ([complaints] sms_keywords)")
 
 
 def _sip_destination(value: str) -> str | None:
@@ -320,6 +324,16 @@ def _cadences(value: dict[str, str]) -> str | None:
     return None
 
 
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value <= 1 else "a fraction from 0 (never) to 1 (every eligible call)"
+
+
+def _file_or_empty(value: str) -> str | None:
+    if value and not Path(value).is_file():
+        return f"an existing TOML file ({value!r} is not one), or \"\" for the built-in questions"
+    return None
+
+
 @dataclass(frozen=True)
 class FollowUpSettings:
     """Follow-ups: their cadence per origin, the owner's head start, when overdue ones escalate."""
@@ -338,6 +352,34 @@ class FollowUpSettings:
     escalate_after: float = _setting(1800.0, _not_negative,
                                      "seconds a follow-up may be overdue before it escalates to supervisors")
     check_interval: float = _setting(30.0, _positive, "seconds between looks for follow-ups to escalate")
+
+
+@dataclass(frozen=True)
+class SurveySettings:
+    """The post-call satisfaction survey (:mod:`ivr.survey`): who is asked, and what."""
+
+    rate: float = _setting(0.0, _fraction, "fraction of eligible calls whose caller is asked to stay for the "
+                           "survey (0: no surveys)")
+    min_days: float = _setting(30.0, _not_negative,
+                               "days before the same customer (or number) is asked again")
+    questions: str = _setting("", _file_or_empty, "TOML file of survey questions and prompts (empty: the "
+                              "built-in satisfaction, buy-again and recommend questions)")
+    recovery_hours: float = _setting(2.0, _positive, "business hours within which a score of 4 or 5 "
+                                     "(dissatisfied) must be followed up")
+    timeout: float = _setting(6.0, _positive, "seconds the caller has to answer each question")
+
+
+@dataclass(frozen=True)
+class ComplaintSettings:
+    """Complaint cases (:mod:`ivr.complaints`): how fast they are answered, the SMS words that open one."""
+
+    response_hours: float = _setting(2.0, _positive, "business hours within which a complaint is answered")
+    priority: int = _setting(10, None, "priority of a complaint's case, follow-up and queue call "
+                             "(higher goes first)")
+    skill: str = _setting("complaints", lambda v: None if v else "a skill name",
+                          "skill of the people who call complainants back")
+    sms_keywords: list[str] = _setting(["投诉", "complaint"], lambda v: None if all(w.strip() for w in v)
+                                       else "words, none empty", "SMS words (any case) that open a complaint")
 
 
 def _absolute(value: str) -> str | None:
@@ -411,6 +453,8 @@ class Settings:
     sip_sms: SipSmsSettings = field(default_factory=SipSmsSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+    survey: SurveySettings = field(default_factory=SurveySettings)
+    complaints: ComplaintSettings = field(default_factory=ComplaintSettings)
     source: str = "defaults"
 
 
@@ -422,7 +466,8 @@ _SECTIONS: dict[str, type] = {"agi": AGISettings, "routing": RoutingSettings,
                               "speech": SpeechSettings, "ami": AMISettings, "dialing": DialingSettings,
                               "http": HTTPSettings, "sms": SmsSettings, "callbacks": CallbackSettings,
                               "followups": FollowUpSettings, "sip_sms": SipSmsSettings,
-                              "recordings": RecordingSettings, "report": ReportSettings}
+                              "recordings": RecordingSettings, "report": ReportSettings,
+                              "survey": SurveySettings, "complaints": ComplaintSettings}
 
 
 def _describe(kind: Any) -> str:

@@ -43,6 +43,8 @@ from ivr.callbacks.sms import SmsDesk
 from ivr.callbacks.store import FollowUpStore
 from ivr.callbacks.web import FollowUpsApi, Leads
 from ivr.callbacks.webhook import SmsWebhook
+from ivr.complaints.plugin import Complaints
+from ivr.complaints.web import SupervisorComplaints
 from ivr.config import Settings
 from ivr.customers.plugin import CustomerDirectory
 from ivr.db.schema import current_revision, head_revision, make_engine, upgrade
@@ -56,6 +58,7 @@ from ivr.history.recorder import ContactRecorder
 from ivr.history.recording_refs import RECORDING_NOTICE, RecordingRefs
 from ivr.history.recordings import Recordings
 from ivr.phone import normalise_number
+from ivr.plugins.feedback import SurveyQuestion
 from ivr.plugins.manager import Plugins, load_plugins
 from ivr.plugins.requests import Disposition
 from ivr.plugins.vosk_speech import VoskPlugin
@@ -72,6 +75,8 @@ from ivr.speech.service import PromptAudio, SpeechService
 from ivr.supervisor.actions import QueueActions
 from ivr.supervisor.board import Wallboard
 from ivr.supervisor.page import SupervisorPage
+from ivr.survey.plugin import SurveyPlugin
+from ivr.survey.questions import choose_questions, grammars
 from ivr.voices import DEFAULT_BUILD_DIR, available
 from ivr.web.metrics import MetricSource, MetricsPage, registry_of
 from ivr.web.sessions import SessionSigner
@@ -90,6 +95,9 @@ _FOLLOWUPS = "ivr.callbacks.service"
 SMS_DEADLINE = 10.0
 #: The built-in behind /supervisor (the wallboard).
 _SUPERVISOR = "ivr.supervisor"
+_SURVEY, _COMPLAINTS = "ivr.survey", "ivr.complaints"
+#: Built-ins whose ``pending`` Deferreds (work started beside a call) a shutdown waits for.
+_WORK_BESIDE_CALLS = (_SURVEY, _COMPLAINTS)
 
 
 class IVRServer:
@@ -108,6 +116,7 @@ class IVRServer:
         self.hours = BusinessHours.parse(settings.hours.timezone, settings.hours.weekly,
                                          settings.hours.holidays, settings.source)
         self.routing = build_routing(settings, self.clock, self.plugins, self.hours)
+        self.survey_questions = self._survey_questions()
         # 2. Speech and the router.
         agi = settings.agi
         self.peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
@@ -131,12 +140,14 @@ class IVRServer:
                                          settings.sms.reply_callback)
         self.dispatcher = self._dispatcher()
         # SMS from the webhook and over SIP: one desk (numbers the dial policy refuses get no callback).
+        complaint_words = () if _COMPLAINTS in self.plugins.disabled else settings.complaints.sms_keywords
         self.sms_desk = SmsDesk(self.callbacks, settings.sms, settings.routing.region,
-                                number_check(settings, self.dialer))
+                                number_check(settings, self.dialer), complaint_words)
         self.sip_sms: SipSms | None = None
         self.wallboard = self._wallboard()
-        # 5. The built-ins that need these services.
-        self.plugins.start_builtins(self._builtin_factories())
+        # 5. The built-ins that need these services (and the routes they serve).
+        for route in self.plugins.start_builtins(self._builtin_factories()):
+            self.router.add(route, "built-in plugin")
         # 6. Listeners (opened by start()).
         self.web = self._web()
         limits = AGILimits(max_line_bytes=agi.max_line_bytes, env_timeout=agi.env_timeout,
@@ -149,7 +160,16 @@ class IVRServer:
 
     def _speech_wanted(self) -> bool:
         menus = self.plugins.menus.menus.values()
-        return bool(self.settings.speech.models) or any(m.speech_languages() for m in menus)
+        return (bool(self.settings.speech.models) or any(m.speech_languages() for m in menus)
+                or any(q.speech for q in self.survey_questions))
+
+    def _survey_questions(self) -> tuple[SurveyQuestion, ...]:
+        """The survey's questions, checked now like menus (none when the survey plugin is disabled)."""
+        if _SURVEY in self.plugins.disabled:
+            return ()
+        offered = self.plugins.hook.ivr_survey_questions()
+        return choose_questions(offered, self.settings.survey.questions, self.settings.source,
+                                prompt_checker(self.settings))
 
     def _router(self) -> Router:
         """The router with every route: plugins', ``[routing] routes``, and the menu routes."""
@@ -175,6 +195,9 @@ class IVRServer:
         for menu in self.plugins.menus.menus.values():
             for language in menu.speech_languages():
                 prompts.pcm(menu.prompt, language)
+        for question in self.survey_questions:
+            for language in question.speech:
+                prompts.pcm(question.prompt, language)
         return SpeechService(audio, speech.host, speech.port, self.clock,
                              lambda language, grammar: hook(language=language, grammar=grammar), prompts)
 
@@ -241,6 +264,11 @@ class IVRServer:
             "ivr.plugins.vosk_speech": self._vosk,
             _SCREENPOP: lambda: self.screenpop,
             _SUPERVISOR: lambda: self.wallboard,
+            _SURVEY: lambda: SurveyPlugin(self.engine, self.settings.survey, self.survey_questions,
+                                          self.hours, self.plugins.hook, self.clock, self.instance,
+                                          self.settings.dialing.max_attempts_per_day),
+            _COMPLAINTS: lambda: Complaints(self.engine, self.settings.complaints, self.hours,
+                                                 self.plugins.hook, self.clock, region),
         }
 
     def _sip_sms(self) -> SipSms | None:
@@ -269,7 +297,7 @@ class IVRServer:
         if not speech.models:
             return None
         vosk = VoskPlugin(speech.models, self.settings.source, speech.threads)
-        vosk.load(self.plugins.menus.menus.values())
+        vosk.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return vosk
 
     def _web(self) -> WebSite:
@@ -289,6 +317,7 @@ class IVRServer:
                 actions = QueueActions(self.ami, self.engine, settings.routing.queues)
                 web.add("/supervisor", SupervisorPage(self.wallboard, actions, sessions, self.engine,
                                                       self.clock, self.hours.zone, settings.hours.timezone))
+            web.add("/supervisor/complaints", SupervisorComplaints(self.engine, sessions))
         if self.dialer is not None:
             web.add("/api/calls", ClickToCall(self.dialer, self.engine, http.admin_key, sessions,
                                               settings.routing.region))
@@ -364,6 +393,10 @@ class IVRServer:
         try:
             await self._drain_calls(grace)
         finally:
+            # Survey recoveries and complaints being opened beside calls: let them reach the database.
+            await _all_done([_observe(d) for name in _WORK_BESIDE_CALLS
+                             for d in list(getattr(self.plugins.manager.get_plugin(name), "pending", ()))],
+                            _HOOKS_AFTER_CLOSE, self.clock)
             if self.dispatcher is not None:
                 self.dispatcher.stop()
             self.followups.stop()
@@ -489,7 +522,8 @@ def build_routing(settings: Settings, clock: IReactorTime, plugins: Plugins,
                           "also served by a plugin's ivr_routes", "rename the menu route")
     prompt_exists = prompt_checker(settings)
     menus.validate(routing.queues, prompt_exists,
-                   callbacks=plugins.implements("ivr_request_callback"), agents=routing.agents)
+                   callbacks=plugins.implements("ivr_request_callback"), agents=routing.agents,
+                   complaints=plugins.implements("ivr_caller_complains"))
     check_recordings(settings, prompt_exists)
     hook = plugins.hook
     lookup = CustomerLookup(clock, lambda phone: hook.ivr_lookup_customer(phone=phone),

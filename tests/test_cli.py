@@ -11,8 +11,8 @@ import pytest
 
 from ivr.cli import build_parser, main
 
-GROUPS = ("serve", "plugins", "db", "history", "customers", "call", "agents", "followups", "sms", "report",
-          "voices")
+GROUPS = ("serve", "plugins", "db", "history", "customers", "call", "agents", "followups", "sms",
+          "complaints", "report", "voices")
 
 
 def test_python_m_ivr_cli_help_lists_every_command_group() -> None:

@@ -108,6 +108,18 @@ class InProcessServerTests(unittest.TestCase):
         self.assertIn("sip_sms.enabled", str(raised.exception))
         self.assertIn("[ami] enabled = true", str(raised.exception))
 
+    def test_the_survey_route_is_served_and_bad_survey_questions_stop_start_up(self) -> None:
+        server = self._server()
+        assert not server.router.routes["survey"].contact  # the call's contact is left as it was
+        questions = self.folder / "survey.toml"
+        questions.write_text('[[questions]]\nname = "recommend"\nprompt = "ivr-survey-recommend"\n'
+                             'answers = { "1" = "yes", "2" = "no" }\n')
+        (self.folder / "other" / "no-plugins").mkdir(parents=True)
+        with self.assertRaises(ConfigError) as raised:
+            IVRServer(_settings(self.folder / "other", IVR_SURVEY_QUESTIONS=str(questions)), reactor)
+        assert str(questions) in str(raised.exception) and "five-level" in str(raised.exception)
+        assert not (self.folder / "other" / "ivr.db").exists()  # refused before the database
+
     async def _serve_one_call(self) -> IVRServer:
         server = self._server()
         port = server.start().getHost().port  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ help). Each outcome also goes onto the message's contact row, so the
 customer's timeline shows queued -> sent or failed.
 
 Several ``ivr serve`` may share one database, as for callbacks
-(:meth:`ivr.callbacks.store.CallbackStore.claim_due`): ``SELECT ... FOR UPDATE
+(:meth:`ivr.callbacks.store.FollowUpStore.claim_due`): ``SELECT ... FOR UPDATE
 SKIP LOCKED`` on PostgreSQL, one writer (``BEGIN IMMEDIATE``) on SQLite; a
 message left ``sending`` longer than ``lock_timeout`` (its instance died) is
 taken again. Blocking: call from a worker thread.

@@ -39,7 +39,7 @@ log = Logger(namespace="ivr.sms")
 _messages = cast(Table, SmsMessage.__table__)
 
 #: Actions that count against the sender's rate limits (what was acted on).
-ACTED_ON = ("callback", "already-pending", "opt-out", "opt-in")
+ACTED_ON = ("callback", "already-pending", "opt-out", "opt-in", "complaint")
 
 _EDGE = " \t\r\n.,;:!?'\"()[]{}<>-_~。，；：！？、“”‘’（）【】《》"
 _WORDS = re.compile(r"[\s.,;:!?。，；：！？、]+")
@@ -118,7 +118,8 @@ class SmsDesk:
     """Turns inbound SMS into follow-ups, opt-outs and opt-ins, within the rate limits."""
 
     def __init__(self, store: FollowUpStore, settings: SmsSettings, region: str,
-                 number_allowed: Callable[[str], bool] | None = None) -> None:
+                 number_allowed: Callable[[str], bool] | None = None,
+                 complaint_words: Sequence[str] = ()) -> None:
         self.store = store
         self.settings = settings
         self.region = region
@@ -127,6 +128,10 @@ class SmsDesk:
         #: The dial policy's number check (premium-rate, foreign ...): a callback to a number it
         #: refuses is never created, and no reply is sent there.
         self.number_allowed = number_allowed
+        #: Words that make a message a complaint (``[complaints] sms_keywords``): the complaints
+        #: service opens its case and its own follow-up (``ivr_sms_received``), so the desk makes none.
+        self.complaint_words = tuple(unicodedata.normalize("NFKC", w).casefold().strip()
+                                     for w in complaint_words if w.strip())
 
     def receive(self, message: InboundSms) -> SmsResult:
         """Store ``message`` and act on it, once per message id."""
@@ -192,6 +197,10 @@ class SmsDesk:
         limited = self._over_limit(connection, e164, now)
         if limited:
             return SmsResult("rate-limited", detail=limited, skill=intent.skill)
+        folded = unicodedata.normalize("NFKC", message.text).casefold()
+        if any(word in folded for word in self.complaint_words):
+            return self._reply(SmsResult("complaint", detail="a complaint: the complaints service takes it"),
+                               e164, self.settings.reply_complaint)
         existing = self.store.open_for_number(connection, e164)
         if existing is not None:
             pending = SmsResult("already-pending", detail="a follow-up of this number is already open",

@@ -17,6 +17,7 @@ from ivr import voices
 from ivr.callbacks import cli as callbacks_cli
 from ivr.callbacks import sms_cli
 from ivr.cli import server_commands
+from ivr.complaints import cli as complaints_cli
 from ivr.customers import cli as customers_cli
 from ivr.dialing import cli as dialing_cli
 from ivr.errors import ConfigError, PluginError
@@ -33,6 +34,7 @@ COMMAND_GROUPS = (
     dialing_cli.register_cli,  # call, agents
     callbacks_cli.register_cli,  # callbacks
     sms_cli.register_cli,  # sms
+    complaints_cli.register_cli,  # complaints
     reports_cli.register_cli,  # report
     voices.register_cli,  # voices
 )

@@ -28,9 +28,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ivr.db.sql import utc_now
 
-__all__ = ["ActiveCall", "Agent", "Base", "Contact", "ContactEvent", "Customer", "CustomerChange",
-           "CustomerPhone", "FollowUp",
-           "OptOut", "SmsMessage", "SmsOutbox", "SupervisorAction"]
+__all__ = ["ActiveCall", "Agent", "Base", "ComplaintCase", "Contact", "ContactEvent", "Customer",
+           "CustomerChange", "CustomerPhone", "FollowUp", "OptOut", "SmsMessage", "SmsOutbox",
+           "SupervisorAction", "Survey"]
 
 #: Constraint names that are the same on SQLite and PostgreSQL, so migrations can name them.
 NAMING = {
@@ -411,3 +411,89 @@ class SupervisorAction(Base):
     result: Mapped[str] = mapped_column(String(16), default="pending")
     #: Asterisk's message when it refused.
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Survey(Base):
+    """A post-call satisfaction survey: the call it rates and the answers given so far.
+
+    One per rated call (unique ``rated_contact_id``). Each answer is written as
+    soon as it is given, so a caller who hangs up keeps what they answered.
+    The survey is also a contact of its own (``contact_id``, kind survey) in
+    the customer's timeline; the rated call's ``contacts.survey_score`` carries
+    the score.
+    """
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        UniqueConstraint("rated_contact_id"),
+        #: "surveyed within min_days": a customer's and a number's surveys by time.
+        Index("ix_surveys_customer_id_started_at", "customer_id", "started_at"),
+        Index("ix_surveys_e164_started_at", "e164", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The call being rated, and the survey's own contact row (its timeline entry).
+    rated_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    e164: Mapped[str | None] = mapped_column(String(20))
+    #: Who and what is rated: the agent, the queue ("" for none) and the rated call's kind
+    #: (hotline, click-to-call, callback).
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    queue: Mapped[str] = mapped_column(String(100), default="")
+    rated_kind: Mapped[str] = mapped_column(String(32), default="")
+    language: Mapped[str] = mapped_column(String(16), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    #: 1 very satisfied ... 5 very dissatisfied; None: not answered.
+    score: Mapped[int | None] = mapped_column(SmallInteger)
+    buy_again: Mapped[bool | None] = mapped_column(Boolean)
+    recommend: Mapped[bool | None] = mapped_column(Boolean)
+    #: offered (no answer yet), partial, complete
+    status: Mapped[str] = mapped_column(String(16), default="offered")
+    #: The recovery follow-up a score of 4 or 5 opened (its id from ivr_open_followup).
+    followup_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
+                                                    onupdate=utc_now)
+
+
+class ComplaintCase(Base):
+    """A customer's complaint: who owns it, by when it must be answered, and where it stands.
+
+    Opened from a menu option, an SMS keyword or an agent's ``complaint``
+    disposition; ``key`` (unique) makes opening idempotent (the SMS's message
+    id, the disposed call's uniqueid). The case is also a contact row
+    (``contact_id``, kind complaint) in the customer's timeline.
+    """
+
+    __tablename__ = "complaint_cases"
+    __table_args__ = (
+        UniqueConstraint("key"),
+        #: The supervisors' list: open cases by due time.
+        Index("ix_complaint_cases_status_response_due_at", "status", "response_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    #: menu, sms, disposition, api
+    origin: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    e164: Mapped[str | None] = mapped_column(String(20))
+    #: The contact the complaint came from (the call, the SMS).
+    source_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    #: The case's own row in the customer's timeline.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    #: Higher goes first.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    #: open, answered, resolved
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    response_due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    #: What the customer wrote or the agent noted, literally.
+    text: Mapped[str] = mapped_column(Text, default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    followup_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
+                                                    onupdate=utc_now)

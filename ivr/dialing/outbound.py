@@ -48,6 +48,8 @@ log = Logger(namespace="ivr.dialing")
 
 #: The AGI script [ivr-callback] runs on the agent's channel once it answers.
 CALLBACK_SCRIPT = "callback"
+#: Where the customer's leg goes when the agent hangs up first (Dial's F option: context^exten^priority).
+AFTER_AGENT = "ivr-survey-outbound^s^1"
 
 #: Dial's DIALSTATUS -> the contact's outcome for the customer leg.
 _CUSTOMER_OUTCOMES = {
@@ -317,8 +319,10 @@ class OutboundDialer:
             await call.play(f"ivr-whisper-{'callback' if kind == 'callback' else 'click-to-call'}")
             await self._step(call, "dial", e164)
             await self._record(call)
+            # g: the agent's leg carries on when the customer hangs up; F: when the agent hangs up
+            # first, the customer's leg goes on to [ivr-survey-outbound] (a survey, if ivr marked one).
             await call.exec("Dial", f"PJSIP/{e164}@{self.trunk}", str(self.customer_ring_seconds),
-                            "g")  # g: the agent's leg carries on when the customer hangs up
+                            f"gF({AFTER_AGENT})")
             status = (await call.get_variable("DIALSTATUS") or "").upper()
             outcome = _CUSTOMER_OUTCOMES.get(status, "dial-failed")
             await self._step(call, "customer-leg", outcome)

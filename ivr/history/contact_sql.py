@@ -147,7 +147,8 @@ class DriverSQL:
         def keep_none(column: Column[Any]) -> str:
             return f"{column.name} = COALESCE({mark}, {column.name})"
 
-        # NULLIF: no agent ("", an abandoned call) must not match an agent whose device is "".
+        # NULLIF: an empty agent (a record that only adds times) must not match an agent whose
+        # code or device is empty.
         found = (f"(SELECT {agents.c.id.name} FROM {agents.name} "
                  f"WHERE {agents.c.code.name} = NULLIF({mark}, '') "
                  f"OR {agents.c.device.name} = NULLIF({mark}, '') "

@@ -58,4 +58,8 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
                   "cards on the agents' pages when their phone rings"),
     BuiltinPlugin("ivr.supervisor", "ivr.supervisor.board:Wallboard",
                   "the supervisor's live wallboard, charts and queue actions (/supervisor)"),
+    BuiltinPlugin("ivr.survey", "ivr.survey.plugin:SurveyPlugin",
+                  "the post-call satisfaction survey ([survey] rate) and recovery of unhappy customers"),
+    BuiltinPlugin("ivr.complaints", "ivr.complaints.plugin:Complaints",
+                  "complaint cases from menus, SMS keywords and agents' dispositions"),
 )

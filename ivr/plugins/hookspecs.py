@@ -9,13 +9,14 @@ can do what they do.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from ivr.call import Call
+    from ivr.plugins.feedback import ComplaintRequest, SmsReceived, SurveyQuestion
     from ivr.plugins.requests import Disposition, FollowUpRequest
     from ivr.routing.customers import Customer
     from ivr.routing.menu_engine import RouteDecision
@@ -45,8 +46,9 @@ def ivr_call_started(call: Call) -> Awaitable[None] | None:
     """Called when a FastAGI session is ready, before its route's handler runs.
 
     ``call`` is the live :class:`~ivr.Call`; subscribers (the contact history,
-    metrics) record it. Return an awaitable to do I/O; an exception is logged
-    and never reaches the caller.
+    metrics) record it. Not called for a route with ``contact=False`` (one that
+    continues a call already recorded, such as the post-call survey). Return an
+    awaitable to do I/O; an exception is logged and never reaches the caller.
     """
 
 
@@ -175,4 +177,45 @@ def ivr_contact_disposed(disposition: Disposition) -> Awaitable[None] | None:
     The follow-up service plans the next contact of a ``follow-up`` or
     ``callback-scheduled`` with a date; the complaints service opens a case
     for ``complaint``. Every implementation is called.
+    """
+
+
+@hookspec(firstresult=True)
+def ivr_survey_questions() -> Sequence[SurveyQuestion] | None:
+    """The post-call survey's questions, in the order they are asked; None leaves it to the next.
+
+    The first plugin to return a list wins; without one, ``[survey] questions``
+    (a TOML file) or the built-in three (satisfaction 1-5, buy again,
+    recommend). Checked at start-up like menus: known names, phone keys, the
+    five levels, prompts that exist in every language, speech phrases.
+    """
+
+
+@hookspec(firstresult=True)
+def ivr_open_complaint(request: ComplaintRequest) -> Awaitable[int | None] | int | None:
+    """Open a complaint case (owner, priority, response due) and return its id.
+
+    The SMS keyword (投诉 / complaint) and other features ask through this hook;
+    the built-in complaints service answers it and asks for a follow-up by
+    someone with the complaints skill. The same ``request.key`` twice gives the
+    first case's id. Return None to leave it to the next plugin.
+    """
+
+
+@hookspec
+def ivr_caller_complains(call: Call, customer: Customer, queue: str, reason: str) -> Awaitable[None] | None:
+    """A caller chose a menu option of kind ``complaint``; they go to ``queue`` next.
+
+    The complaints service opens a case for the call here. Menus may only
+    offer ``complaint`` options when some plugin implements this hook. An
+    exception is logged and never reaches the caller.
+    """
+
+
+@hookspec
+def ivr_sms_received(message: SmsReceived) -> Awaitable[None] | None:
+    """An SMS reached the webhook and the SMS desk stored it (and acted on it: callback, STOP ...).
+
+    Every implementation is called (the complaints service looks for its
+    keywords). ``message.text`` is what a stranger wrote: data only.
     """

@@ -71,16 +71,18 @@ class Plugins:
         """The names in ``disable`` that no plugin has (a misspelt ``[plugins] disable``)."""
         return [name for name in disable if name not in self.disabled]
 
-    def start_builtins(self, factories: Mapping[str, Callable[[], object | None]]) -> None:
+    def start_builtins(self, factories: Mapping[str, Callable[[], object | None]]) -> list[Route]:
         """Register the awaiting built-ins, each built by its factory (the composition root's).
 
         A factory may return None when the feature has nothing to do (no speech
-        model configured): the plugin is then listed as not in use.
+        model configured): the plugin is then listed as not in use. Returns the
+        routes these built-ins serve (their ``ivr_routes``), for the router.
         """
         missing = [b.name for b in self.awaiting if b.name not in factories]
         if missing:
             raise PluginError(missing[0], "built-in", "ivr serve has no way to build this plugin")
         info = {i.name: i for i in self.info}
+        started: list[Route] = []
         for builtin in self.awaiting:
             plugin = factories[builtin.name]()
             if plugin is None:
@@ -91,7 +93,27 @@ class Plugins:
                 self.manager.register(plugin, name=builtin.name)
             except pluggy.PluginValidationError as exc:
                 raise PluginError(builtin.name, "built-in", str(exc)) from None
+            started.extend(self._routes_of(plugin, info[builtin.name]))
         self.awaiting = []
+        return started
+
+    def _routes_of(self, plugin: object, about: PluginInfo) -> list[Route]:
+        """The routes a late-registered built-in offers, checked like every plugin's."""
+        offer = getattr(plugin, "ivr_routes", None)
+        if offer is None or not hasattr(offer, "ivr_impl"):
+            return []
+        taken = {route.name for route in self.routes}
+        routes = []
+        for route in cast(Iterable[object], offer()):
+            if not isinstance(route, Route):
+                raise PluginError(about.name, about.source,
+                                  f"ivr_routes() must return Route objects, not {route!r}")
+            if route.name in taken:
+                raise PluginError(about.name, about.source, f"route {route.name!r} is already served")
+            about.routes.append(route.name)
+            self.routes.append(route)
+            routes.append(route)
+        return routes
 
 
 def _import_file(path: Path) -> ModuleType:

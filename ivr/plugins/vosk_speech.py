@@ -41,14 +41,18 @@ class VoskPlugin:
                 folders[language] = Path(folder)
         self.engine = VoskSpeech(folders, source=source, key="speech.models", threads=threads)
 
-    def load(self, menus: Iterable[Menu]) -> None:
-        """Load the models and check every speech menu against them (blocking: start-up only)."""
+    def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
+        """Load the models and check every speech menu (and other ``grammars``, such as the
+        survey's questions) against them (blocking: start-up only)."""
         self.engine.load()
         for menu in menus:
             for language in sorted(menu.speech_languages() & set(self.engine.models)):
                 grammar = menu.grammar(language)
                 if grammar is not None:
                     self.engine.check(grammar)
+        for grammar in grammars:
+            if grammar.language in self.engine.models:
+                self.engine.check(grammar)
 
     @hookimpl(trylast=True)
     def ivr_recognizer(self, language: str, grammar: SpeechGrammar) -> Recognizer | None:

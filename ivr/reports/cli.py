@@ -22,6 +22,8 @@ from ivr.console import CommandGroups, database_options, open_database, parse_wh
 from ivr.reports.agents import AGENT_GROUPINGS, agents_report
 from ivr.reports.calls import CALL_GROUPINGS, calls_report
 from ivr.reports.followups import FOLLOWUP_GROUPINGS, followups_report
+from ivr.reports.survey import GROUPINGS as SURVEY_GROUPINGS
+from ivr.reports.survey import survey_report
 from ivr.reports.table import FORMATS, Period, Report, render
 from ivr.routing.hours import BusinessHours
 
@@ -46,6 +48,8 @@ REPORT_KINDS: tuple[ReportKind, ...] = (
                agents_report),
     ReportKind("followups", "follow-ups made: done on time or late, open, overdue", FOLLOWUP_GROUPINGS,
                followups_report),
+    ReportKind("survey", "satisfaction surveys: responses, the five levels, mean, satisfied and "
+               "dissatisfied shares, buy-again and recommend rates", SURVEY_GROUPINGS, survey_report),
 )
 
 

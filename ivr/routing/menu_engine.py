@@ -21,7 +21,7 @@ from ivr.config import RecordingSettings, RoutingSettings
 from ivr.errors import FallbackRequested
 from ivr.routing.customers import Customer, CustomerLookup
 from ivr.routing.hours import BusinessHours
-from ivr.routing.menus import MenuRoute, MenuSet, Option
+from ivr.routing.menus import COMPLAINT_PROMPT, MenuRoute, MenuSet, Option
 from ivr.routing.path import NAVIGATION, IvrPath
 from ivr.routing.router import CallStep, await_hook, notify
 
@@ -210,6 +210,9 @@ class MenuRouteHandler:
             elif option.kind in ("queue", "agent"):
                 await self._transfer(walk, option)
                 return
+            elif option.kind == "complaint":
+                await self._complaint(walk, option)
+                return
             else:
                 await self._callback(walk, option)
                 return
@@ -226,6 +229,15 @@ class MenuRouteHandler:
         await call.play("ivr-callback-confirmed")
         await call.play("ivr-goodbye")
         await call.hangup()
+
+    async def _complaint(self, walk: _Walk, option: Option) -> None:
+        """The caller complains: the complaints service opens a case, then a person takes the call."""
+        call, services = walk.call, self.services
+        await walk.step(CallStep("complaint", value=option.target))
+        await notify(services.hooks, "ivr_caller_complains", services.lookup.clock, services.hook_deadline,
+                     call=call, customer=walk.customer, queue=option.target, reason=walk.path_text)
+        await call.play(COMPLAINT_PROMPT)
+        await self._transfer(walk, Option("queue", option.target))
 
     async def _transfer(self, walk: _Walk, option: Option) -> None:
         call, customer, decision = walk.call, walk.customer, walk.decision

@@ -35,12 +35,16 @@ __all__ = [
     "callback",
     "hangup",
     "action",
+    "complaint",
 ]
 
-OptionKind = Literal["submenu", "play", "queue", "agent", "callback", "hangup", "action"]
-_KINDS: tuple[OptionKind, ...] = ("submenu", "play", "queue", "agent", "callback", "hangup", "action")
+OptionKind = Literal["submenu", "play", "queue", "agent", "callback", "hangup", "action", "complaint"]
+_KINDS: tuple[OptionKind, ...] = ("submenu", "play", "queue", "agent", "callback", "hangup", "action",
+                                  "complaint")
 #: Options after which the caller has left the menus.
-TERMINAL: frozenset[str] = frozenset({"queue", "agent", "callback", "hangup", "action"})
+TERMINAL: frozenset[str] = frozenset({"queue", "agent", "callback", "hangup", "action", "complaint"})
+#: What a caller who complains hears before the complaints queue.
+COMPLAINT_PROMPT = "ivr-complaint-taken"
 _KEY = re.compile(r"[0-9*#]\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Za-z0-9]{2,8})?\Z")
@@ -86,6 +90,11 @@ def action(name: str) -> Option:
     return Option("action", name)
 
 
+def complaint(queue: str) -> Option:
+    """Open a complaint case for the caller, then put them in ``queue`` (e.g. "complaints")."""
+    return Option("complaint", queue)
+
+
 @dataclass(frozen=True, slots=True)
 class Menu:
     """One voice menu. ``source`` names where it was declared, for error messages."""
@@ -119,6 +128,8 @@ class Menu:
         """Every prompt this menu may play."""
         found = {self.prompt, self.invalid_prompt, self.timeout_prompt}
         found |= {o.target for o in self.options.values() if o.kind == "play"}
+        if any(o.kind == "complaint" for o in self.options.values()):
+            found.add(COMPLAINT_PROMPT)
         return {p for p in found if p}
 
 
@@ -167,18 +178,20 @@ class MenuSet:
         self.routes[route.name] = route
 
     def validate(self, queues: Iterable[str], prompt_exists: Callable[[str], bool] | None,
-                 callbacks: bool = False, agents: Iterable[str] | None = None) -> None:
+                 callbacks: bool = False, agents: Iterable[str] | None = None,
+                 complaints: bool = False) -> None:
         """Raise ConfigError for the first thing that would strand a caller.
 
         ``callbacks`` says whether a plugin takes callback requests; without
         one, a ``callback`` option would promise something nobody delivers.
+        ``complaints`` likewise for ``complaint`` options (``ivr_caller_complains``).
         """
         known_queues = set(queues)
         known_agents = None if agents is None else set(agents)
         for menu in self.menus.values():
             self._check_menu(menu, known_queues)
             for key, option in menu.options.items():
-                self._check_option(menu, key, option, known_queues, known_agents, callbacks)
+                self._check_option(menu, key, option, known_queues, known_agents, callbacks, complaints)
             if prompt_exists is not None:
                 _check_prompts(menu.source, f"menu {menu.name!r}", menu.prompts(), prompt_exists)
         for route in self.routes.values():
@@ -218,7 +231,7 @@ class MenuSet:
             menu.grammar(language)  # a ConfigError names the menu and the phrase
 
     def _check_option(self, menu: Menu, key: str, option: Option, known_queues: set[str],
-                      known_agents: set[str] | None, callbacks: bool) -> None:
+                      known_agents: set[str] | None, callbacks: bool, complaints: bool = False) -> None:
         """One key of a menu: a phone key, not taken, leading somewhere that exists."""
         item = f"menu {menu.name!r} key {key!r}"
         if not _KEY.match(key):
@@ -230,7 +243,10 @@ class MenuSet:
         if option.kind == "submenu" and option.target not in self.menus:
             raise ConfigError(menu.source, item, f"unknown submenu {option.target!r}",
                               "define that menu or fix the name")
-        if option.kind == "queue" and option.target not in known_queues:
+        if option.kind == "complaint" and not complaints:
+            raise ConfigError(menu.source, item, "no plugin takes complaints",
+                              "enable the ivr.complaints plugin (or one implementing ivr_caller_complains)")
+        if option.kind in ("queue", "complaint") and option.target not in known_queues:
             raise ConfigError(menu.source, item, f"unknown queue {option.target!r}",
                               "add it to [routing] queues (and to Asterisk's queues.conf)")
         if option.kind == "agent" and known_agents is not None and option.target not in known_agents:
@@ -295,11 +311,11 @@ def _option_from_toml(value: object, source: str, item: str) -> Option:
     kinds = [k for k in value if k not in ("sensitive", "speech")]
     if len(kinds) != 1:
         raise ConfigError(source, item, "needs exactly one action", "menu, play, queue, agent, callback, "
-                          "hangup or action")
+                          "hangup, action or complaint")
     kind = "submenu" if kinds[0] == "menu" else kinds[0]
     if kind not in _KINDS:
         raise ConfigError(source, item, f"unknown action {kinds[0]!r}",
-                          "use menu, play, queue, agent, callback, hangup or action")
+                          "use menu, play, queue, agent, callback, hangup, action or complaint")
     target = value[kinds[0]]
     if kind == "hangup":
         target = ""

@@ -46,6 +46,11 @@ class Route:
     handler: Handler
     #: Seconds the whole call may take in this route; None uses the router's.
     deadline: float | None = None
+    #: False for a route that continues a call another route already made a contact of (the
+    #: survey after the queue, on the same channel and uniqueid): the call hooks
+    #: (``ivr_call_started`` ...) are not called, so the contact history does not end that
+    #: contact a second time; the route records what it does itself.
+    contact: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +204,9 @@ class Router:
         return served
 
     async def _serve(self, call: Call, route: Route | None, state: _Deadline) -> None:
+        if route is not None and not route.contact:
+            await self._run(call, route, state)
+            return
         outcome = CallOutcome("broken", "internal-error")
         try:
             await self._notify("ivr_call_started", call=call)

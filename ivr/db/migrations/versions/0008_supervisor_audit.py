@@ -1,7 +1,7 @@
 """supervisor audit: who paused, added or removed a queue member from the wallboard
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 
 Issue #16: the supervisor's wallboard acts on Asterisk's queues (AMI QueuePause,
 QueueAdd, QueueRemove); each action is recorded with who asked, what and how
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
