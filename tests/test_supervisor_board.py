@@ -190,7 +190,8 @@ class WallboardTests(unittest.TestCase):
                                   "1005": "logged_out"})  # 1005 is in no queue
         self.assertEqual(snapshot["states"], {"free": 1, "ringing": 1, "on_call": 1, "paused": 0,
                                               "logged_out": 2})
-        self.assertIsNone(snapshot["satisfaction"])  # surveys (#14) not recorded yet: shown as such
+        self.assertEqual(snapshot["satisfaction"], {"answers": 0, "satisfied_pct": None})  # no survey today
+        self.assertEqual(snapshot["complaints_open"], 0)
 
     def settle(self) -> defer.Deferred[None]:
         """Let the worker threads' results come back (the board's reads run on them)."""

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ivr.reports import Period
+from ivr.reports.aftersales import complaints_open, satisfaction, satisfaction_by_agent, survey_scores
 from ivr.reports.agents import agent_figures
-from ivr.reports.awaiting import complaints_open, satisfaction, satisfaction_by_agent, survey_scores
 from ivr.reports.calls import Scope, call_figures, wait_distribution
 from ivr.reports.followups import followups_now, followups_report
 

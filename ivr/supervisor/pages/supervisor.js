@@ -15,7 +15,7 @@ const WORDS = {
     chart_calls: "Calls answered and abandoned", chart_sl: "Service level (%)",
     chart_waits: "How long callers waited", chart_agents: "Calls per agent",
     chart_followups: "Follow-ups on time and late", chart_survey: "Survey scores",
-    not_yet: "Not recorded yet (surveys arrive with a later release).", on_time: "on time", late: "late",
+    answers: "answers", chart_satisfaction: "Satisfied (1-2) per agent, %", on_time: "on time", late: "late",
     overdue_open: "overdue",
     unanswered: "not answered", made: "made", live: "live", reconnecting: "reconnecting...",
     connecting: "connecting...", done: "done", ami_down: "Asterisk not connected", seconds: "s",
@@ -33,7 +33,7 @@ const WORDS = {
     chart_calls: "接听与放弃的来电", chart_sl: "服务水平（%）",
     chart_waits: "来电等待时长分布", chart_agents: "各坐席通话量",
     chart_followups: "按时与逾期的跟进", chart_survey: "满意度评分",
-    not_yet: "尚无数据（满意度调查将在后续版本提供）。", on_time: "按时完成", late: "逾期完成",
+    answers: "份回答", chart_satisfaction: "各坐席满意率（1-2 分，%）", on_time: "按时完成", late: "逾期完成",
     overdue_open: "逾期未完成",
     unanswered: "未接听", made: "外呼", live: "实时", reconnecting: "重新连接中…",
     connecting: "连接中…", done: "已完成", ami_down: "未连接 Asterisk", seconds: "秒",
@@ -88,7 +88,7 @@ function render(b) {
   text("t-wait", secs(today.mean_wait)); text("t-talk", secs(today.mean_talk));
   text("t-due", b.followups ? b.followups.due_today : null); text("t-overdue", b.followups ? b.followups.overdue : null);
   text("t-sat", b.satisfaction ? pct(b.satisfaction.satisfied_pct) : null);
-  text("t-sat-note", b.satisfaction ? "" : t("not_yet"));
+  text("t-sat-note", b.satisfaction ? b.satisfaction.answers + " " + t("answers") : null);
   text("t-complaints", b.complaints_open);
   const rows = document.getElementById("queues"); rows.replaceChildren();
   for (const q of b.queues) {
@@ -186,8 +186,12 @@ function drawCharts(d) {
     [t("made"), d.agents.map((a) => a.made), "#ffb74d"]], false), true);
   chart("chart-followups").setOption(bars(d.followups.labels, [[t("on_time"), d.followups.on_time, "#4caf50"],
     [t("late"), d.followups.late, "#e57373"], [t("overdue_open"), d.followups.overdue, "#9e9e9e"]], true), true);
-  document.getElementById("survey-note").hidden = !!d.survey;
-  if (d.survey) chart("chart-survey").setOption(bars(["1", "2", "3", "4", "5"], [[t("chart_survey"), d.survey.scores, "#3f6fd8"]], false), true);
+  chart("chart-survey").setOption(bars(["1", "2", "3", "4", "5"], [[t("chart_survey"), d.survey.scores, "#3f6fd8"]], false), true);
+  const rated = d.survey.per_agent;
+  chart("chart-satisfaction").setOption({tooltip: {trigger: "axis"}, legend: {type: "scroll"}, grid: {left: 40, right: 16, bottom: 24},
+    xAxis: {type: "category", data: rated.days.map((day) => day.slice(5))}, yAxis: {type: "value", min: 0, max: 100},
+    series: Object.entries(rated.agents).map(([agent, values]) => ({name: agent, type: "line", data: values,
+      connectNulls: true}))}, true);
   document.getElementById("charts").dataset.loaded = d.range;
 }
 async function loadCharts() {
