@@ -8,6 +8,7 @@ the page.
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import re
@@ -20,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session
 
 from ivr.db import Customer, CustomerPhone, make_engine
-from ivr.db.models import Agent, FollowUp
+from ivr.db.models import Agent, ComplaintCase, FollowUp
 from ivr.web.auth import hash_token
 from ivr.web.sessions import SessionSigner
 
@@ -29,6 +30,7 @@ TOKENS = {"1001": "token-of-owner-1001-0123456789abcdef", "2001": "token-of-agen
           "9001": "token-of-supervisor-9001-0123456789ab"}
 OWNED = "+8613800000555"
 SESSIONS = "followups-page-session-secret-012345"
+COMPLAINT = "投诉 <b>the repair never came</b>"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,12 @@ def served() -> Iterator[tuple[ServeProcess, int]]:
         session.add_all([owner, Agent(code="2001", api_token_hash=hash_token(TOKENS["2001"])),
                          Agent(code="9001", role="supervisor", api_token_hash=hash_token(TOKENS["9001"]))])
         session.flush()
-        session.add(Customer(name="Zhao", owner_agent_id=owner.id, phones=[CustomerPhone(e164=OWNED)]))
+        zhao = Customer(name="Zhao", owner_agent_id=owner.id, phones=[CustomerPhone(e164=OWNED)])
+        session.add(zhao)
+        session.flush()
+        session.add(ComplaintCase(key="sms:c1", origin="sms", customer_id=zhao.id, e164=OWNED,
+                                  owner_agent_id=owner.id, text=COMPLAINT,
+                                  response_due_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)))
         session.commit()
     engine.dispose()
     yield server, http_port
@@ -112,6 +119,11 @@ def test_an_overdue_lead_escalates_shows_on_its_owners_page_and_is_closed_there(
     expect(late).to_contain_text(OWNED)
     expect(late).to_contain_text("已上报")  # escalated, in the browser's language
     expect(late.locator("td").nth(3)).to_have_text("1001")
+    case = board.locator("#complaint-cases tr.escalated")  # past its answer time
+    expect(case).to_have_count(1)
+    expect(case.locator("td").nth(6)).to_have_text(COMPLAINT)  # as text, not markup
+    assert board.locator("#complaint-cases b").count() == 0
+    expect(case).to_contain_text("Zhao")
 
     owner, other = log_in(browser, port, "1001"), log_in(browser, port, "2001")
     item = owner.locator(f"#followup-list li[data-id='{followup_id}']")

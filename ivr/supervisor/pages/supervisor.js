@@ -21,7 +21,9 @@ const WORDS = {
     connecting: "connecting...", done: "done", ami_down: "Asterisk not connected", seconds: "s",
     abandon_rate: "of offered", none: "-", late_followups: "Overdue follow-ups", number: "Number",
     origin: "Origin", owner: "Owner", due: "Due", reason: "Reason", escalated: "escalated",
-    nothing_late: "Nothing overdue."},
+    nothing_late: "Nothing overdue.", complaint_cases: "Complaints not yet resolved", customer: "Customer",
+    answer_due: "Answer due", what: "What they said", no_complaints: "No open complaints.",
+    open: "open", answered_case: "answered"},
   zh: {title: "实时看板", supervisor: "主管", waiting: "排队中", longest: "最长",
     offered: "今日来电", answered: "已接听", abandoned: "放弃", service_level: "服务水平",
     within: "{n} 秒内接听", mean_wait: "平均等待", mean_talk: "平均通话", followups_due: "今日待跟进",
@@ -38,7 +40,9 @@ const WORDS = {
     unanswered: "未接听", made: "外呼", live: "实时", reconnecting: "重新连接中…",
     connecting: "连接中…", done: "已完成", ami_down: "未连接 Asterisk", seconds: "秒",
     abandon_rate: "占来电", none: "-", late_followups: "逾期的跟进", number: "号码", origin: "来源",
-    owner: "负责人", due: "应完成", reason: "原因", escalated: "已上报", nothing_late: "没有逾期的跟进。"},
+    owner: "负责人", due: "应完成", reason: "原因", escalated: "已上报", nothing_late: "没有逾期的跟进。",
+    complaint_cases: "未解决的投诉", customer: "客户", answer_due: "应答复", what: "客户原话",
+    no_complaints: "没有未结投诉。", open: "待处理", answered_case: "已答复"},
 };
 let lang = localStorage.getItem("ivr-lang") || ((navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
 let board = null;
@@ -221,6 +225,25 @@ async function loadLate() {
     row.appendChild(cell); rows.push(row); }
   document.getElementById("late-followups").replaceChildren(...rows);
 }
-applyLanguage(); tick(); listen(); loadCharts(); loadLate();
+// Complaints not yet resolved, overdue ones marked (the complaints service's list for supervisors).
+async function loadComplaints() {
+  const answer = await fetch("/supervisor/complaints", {credentials: "same-origin"});
+  if (!answer.ok) return;
+  const rows = (await answer.json()).cases.map((c) => {
+    const row = el("tr", c.overdue ? "escalated" : "");
+    const due = new Date(c.response_due_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", {timeZone: zone});
+    for (const v of ["#" + c.id, c.customer || c.e164 || "-", c.origin, c.owner || "-",
+      due + (c.overdue ? " (" + t("overdue") + ")" : ""), c.status === "answered" ? t("answered_case") : t("open"),
+      c.text]) {
+      row.appendChild(el("td", "", v));
+    }
+    return row;
+  });
+  if (!rows.length) { const row = el("tr"); const cell = el("td", "", t("no_complaints")); cell.colSpan = 7;
+    row.appendChild(cell); rows.push(row); }
+  document.getElementById("complaint-cases").replaceChildren(...rows);
+}
+applyLanguage(); tick(); listen(); loadCharts(); loadLate(); loadComplaints();
+setInterval(loadComplaints, 30000);
 setInterval(loadCharts, 60000);
 setInterval(loadLate, 30000);
