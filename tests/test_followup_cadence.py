@@ -209,3 +209,14 @@ def test_the_cli_lists_plans_and_closes_a_follow_up(store: FollowUpStore, engine
     assert main(["followups", "close", str(followup.id), *url]) == 2
     assert "already done" in capsys.readouterr().err
     assert main(["followups", "plan", "999", *url]) == 2
+
+
+def test_overdue_follow_ups_are_counted_by_owner_and_skill(store: FollowUpStore, engine: Engine,
+                                                           clock: Clock) -> None:
+    owned_customer(engine)
+    store.create(FollowUpRequest(NUMBER, FollowUpOrigin.SMS, skill="sales", key="owned"))
+    store.create(FollowUpRequest("+8613900139000", FollowUpOrigin.SMS, skill="sales", key="pool-1"))
+    store.create(FollowUpRequest("+8613700137000", FollowUpOrigin.API, skill="", key="pool-2"))
+    assert store.overdue_by_owner() == []  # due in 2 business hours
+    clock.value = local(24, 10)
+    assert sorted(store.overdue_by_owner()) == [("", "", 1), ("", "sales", 1), ("1001", "sales", 1)]

@@ -363,12 +363,13 @@ class FollowUpStore:
     def overdue_by_owner(self) -> list[tuple[str, str, int]]:
         """(owner's agent code or "", skill, how many) of the overdue open follow-ups: for /metrics."""
         c = _followups.c
-        query = (select(func.coalesce(_agents.c.code, ""), c.skill, func.count())
+        # Grouped by the plain columns: PostgreSQL would see two COALESCE(..., $n) as different.
+        query = (select(_agents.c.code, c.skill, func.count())
                  .select_from(_followups.outerjoin(_agents, _agents.c.id == c.owner_agent_id))
                  .where(c.state == "open", c.due_at < self.now())
-                 .group_by(func.coalesce(_agents.c.code, ""), c.skill))
+                 .group_by(_agents.c.code, c.skill))
         with self.engine.connect() as connection:
-            return [(str(code), str(skill), int(count)) for code, skill, count in connection.execute(query)]
+            return [(code or "", str(skill), int(count)) for code, skill, count in connection.execute(query)]
 
     def open_for_number(self, connection: Connection, e164: str) -> FollowUp | None:
         """The oldest open follow-up for ``e164``, if any."""
