@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -41,6 +42,9 @@ pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
 
 NAMES = ("ivr-a", "ivr-b")
 SERVICE = "ivr.test"
+#: A name whose SRV targets all refuse, and one with no SRV records at all.
+DOWN = f"down.{SERVICE}"
+NOWHERE = f"nowhere.{SERVICE}"
 #: Calls of the first run, before anything is killed. The records alternate (dnsmasq rotates its
 #: answer, Asterisk takes the first of equal weights), so each instance gets about half. Even if
 #: the choice were a fair coin per call, all 16 on one instance would have odds 2 * 2**-16 (3e-5).
@@ -69,8 +73,11 @@ def ports() -> dict[str, int]:
 
 @pytest.fixture
 def dns(sandbox: Sandbox, ports: dict[str, int], tmp_path: Path) -> Iterator[SandboxDNS]:
-    """``_agi._tcp.ivr.test``: both instances at priority 10, weight 50; their names -> 127.0.0.1."""
+    """``_agi._tcp.ivr.test``: both instances at priority 10, weight 50; their names -> 127.0.0.1.
+    ``_agi._tcp.down.ivr.test``: two targets where nothing listens."""
     records = [SRV(f"_agi._tcp.{SERVICE}", f"{name}.{SERVICE}", port) for name, port in ports.items()]
+    records += [SRV(f"_agi._tcp.{DOWN}", f"{name}.{SERVICE}", free_port(), priority)
+                for priority, name in enumerate(NAMES)]
     with SandboxDNS(sandbox.path, records, {f"{name}.{SERVICE}": "127.0.0.1" for name in NAMES},
                     tmp_path) as server:
         yield server
@@ -196,3 +203,23 @@ def test_hagi_spreads_calls_over_two_instances_and_a_kill_sends_its_callers_to_t
     finally:
         for server in [*servers.values(), *([restarted] if restarted else [])]:
             server.stop()
+
+
+@pytest.mark.parametrize("name", [DOWN, NOWHERE])
+def test_when_no_target_takes_the_call_the_caller_hears_the_fallback(
+        ami: AMI, sandbox: Sandbox, dns: SandboxDNS, name: str) -> None:
+    """Every target refuses, or the name has no SRV records: AGISTATUS is FAILURE, never dead air."""
+    number = caller_number()
+    ami.originate("Local/4000@ivr-hotline", "test-caller", "dtmf",
+                  {"IVR_AGI_BASE": f"hagi://{name}", "POST_WAIT": "3"}, caller_id=f'"Hagi" <{number}>')
+    fallback = ami.wait_for(user_event("IvrFallback", {number}), timeout=30)
+    assert fallback["Reason"] == "FAILURE"
+    assert f"query[SRV] _agi._tcp.{name}" in dns.queries()
+    if name == DOWN:  # both targets were tried, in priority order
+        lines = sandbox.host_path("/var/log/asterisk/messages.log").read_text(errors="replace").splitlines()
+        # The log names the call by its call id ([C-...]), found on the lines naming the channel.
+        call_ids = {found[0] for line in lines if fallback["Channel"] in line
+                    if (found := re.findall(r"\[(C-[0-9a-f]+)\]", line))}
+        tried = [re.findall(r"\((\S+):\d+\)$", line)[0] for line in lines
+                 if f"AGI request failed for host '{name}'" in line and any(c in line for c in call_ids)]
+        assert tried == [f"{n}.{SERVICE}" for n in NAMES], (tried, call_ids)
