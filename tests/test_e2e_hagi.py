@@ -223,3 +223,44 @@ def test_when_no_target_takes_the_call_the_caller_hears_the_fallback(
         tried = [re.findall(r"\((\S+):\d+\)$", line)[0] for line in lines
                  if f"AGI request failed for host '{name}'" in line and any(c in line for c in call_ids)]
         assert tried == [f"{n}.{SERVICE}" for n in NAMES], (tried, call_ids)
+
+
+def test_a_stopped_instance_lets_its_callers_finish_while_new_calls_go_to_the_other(
+        ami: AMI, sandbox: Sandbox, dns: SandboxDNS, ports: dict[str, int],
+        database: tuple[str, Engine]) -> None:
+    """A planned stop (SIGTERM, ``systemctl stop``: an upgrade one instance at a time): the
+    instance closes its listener first, so new calls go to the other, while its own callers
+    stay in their menus until they hang up, and none of them hears the fallback."""
+    url, engine = database
+    servers = {name: serve(name, port, url) for name, port in ports.items()}
+    try:
+        live = ring(ami, LIVE_CALLS, post_wait="12")
+        on = rows_of(engine, live)
+        while min(Counter(on.values()).get(name, 0) for name in NAMES) < 1:  # rarely: two more
+            assert len(live) < 2 * LIVE_CALLS, ("the calls do not spread", Counter(on.values()))
+            live |= ring(ami, 2, post_wait="12")
+            on = rows_of(engine, live)
+        stopped, survivor = NAMES
+        inside = {number for number, uid in live.items() if on[uid] == stopped}
+        servers[stopped].process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10  # a hang guard only
+        while "draining" not in servers[stopped].output():
+            assert time.monotonic() < deadline, servers[stopped].output()[-2000:]
+            time.sleep(0.05)
+        later = ring(ami, LATER_CALLS, post_wait="1")  # while the stopped one still has callers
+        assert servers[stopped].process.poll() is None  # it was still draining: they had a choice
+        done = ami.wait_for_all(user_event("IvrAgiDone", set(live) | set(later)), len(live) + len(later),
+                                timeout=60)
+        assert {d["Status"] for d in done} == {"HANGUP"}  # every caller left on their own
+        assert servers[stopped].process.wait(60) == 0, servers[stopped].output()[-3000:]  # its own exit
+        everyone = live | later
+        assert set(rows_of(engine, later).values()) == {survivor}
+        with Session(engine) as session:
+            rows = session.execute(select(Contact.uniqueid, Contact.handled_by, Contact.status)).all()
+        assert sorted(row.uniqueid for row in rows) == sorted(everyone.values())  # each exactly once
+        assert {(row.handled_by, row.status) for row in rows if row.uniqueid in
+                {live[n] for n in inside}} == {(stopped, "final")}
+        assert not [e for e in ami.events if user_event("IvrFallback", set(everyone))(e)]
+    finally:
+        for server in servers.values():
+            server.stop()
