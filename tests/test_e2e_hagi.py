@@ -7,7 +7,9 @@ instances share one PostgreSQL database. Callers ring the real ``[ivr-hotline]``
 language menu and stay in the main menu. Then one instance gets SIGKILL while callers are
 inside both: its callers must reach ``[ivr-fallback]`` within 2 s, new calls must go to the
 survivor, and once the operator restarts the dead one (it replays its journal), every call
-is in the contact history exactly once.
+is in the contact history exactly once. Also: a planned stop (SIGTERM) lets its callers finish
+while new calls go to the other, and a name with no target that takes the call (all refuse,
+or no SRV records) sends the caller to the fallback.
 
 How Asterisk 22 picks a target (main/srv.c): records are sorted by priority; among equal
 priorities ``process_weights`` draws a random number in 1..sum of weights but compares it
