@@ -47,6 +47,7 @@ class SandboxDNS:
         self.process: subprocess.Popen[str] | None = None
         #: The sandbox's own resolv.conf (None: it had none), put back when the test ends.
         self._saved: bytes | None = None
+        self._mode = 0o644
         self._swapped = False
         self._lock: IO[str] | None = None
         self._log: IO[str] | None = None
@@ -72,7 +73,8 @@ class SandboxDNS:
                 self.__exit__(None, None, None)
                 raise RuntimeError(f"dnsmasq did not start:\n{self.log_path.read_text()}")
             time.sleep(0.05)
-        self._saved = self.resolv_conf.read_bytes() if self.resolv_conf.exists() else None
+        if self.resolv_conf.exists():
+            self._saved, self._mode = self.resolv_conf.read_bytes(), self.resolv_conf.stat().st_mode & 0o7777
         # One try, one second: a lookup the test server cannot answer fails fast.
         ours = f"# written by tests/dns_harness.py while a test runs\nnameserver {DNS_ADDRESS}\n" \
                "options timeout:1 attempts:1\n"
@@ -95,6 +97,7 @@ class SandboxDNS:
                 self.resolv_conf.unlink()
             else:
                 self.resolv_conf.write_bytes(self._saved)
+                self.resolv_conf.chmod(self._mode)
             self._swapped = False
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
