@@ -153,7 +153,8 @@ def test_the_agent_page_speaks_the_browsers_language_and_switches(served: tuple[
     expect(page.locator("#link")).to_have_text("实时")
     expect(page.locator("#followups-count")).to_contain_text("待办")
     expect(page.locator("#disposition button[type=submit]")).to_have_text("保存")
-    assert page.locator("#outcome").evaluate("select => select.options[1].value") == "follow-up"  # values stay
+    # The options' values stay what the server takes.
+    assert page.locator("#outcome").evaluate("select => select.options[1].value") == "follow-up"
     page.click("#lang")
     expect(page.locator("#followups h2")).to_have_text("My follow-ups")
     expect(page.locator("#followups-count")).to_contain_text("open")
