@@ -72,13 +72,13 @@ def request(port: int, method: str, path: str, body: object = None) -> tuple[int
         connection.close()
 
 
-def log_in(browser: Browser, port: int, agent: str) -> Page:
-    page = browser.new_context().new_page()
+def log_in(browser: Browser, port: int, agent: str, locale: str = "en-US") -> Page:
+    page = browser.new_context(locale=locale).new_page()
     page.goto(f"http://127.0.0.1:{port}/agent")
     page.fill("input[name=agent]", agent)
     page.fill("input[name=token]", TOKENS[agent])
     page.click("button[type=submit]")
-    expect(page.locator("#link")).to_have_text("live", timeout=10_000)
+    expect(page.locator("#link")).to_have_attribute("data-state", "live", timeout=10_000)
     return page
 
 
@@ -142,3 +142,21 @@ def test_an_overdue_lead_escalates_shows_on_its_owners_page_and_is_closed_there(
             assert row is not None and (row.state, row.outcome) == ("done", "closed")
     finally:
         engine.dispose()
+
+
+def test_the_agent_page_speaks_the_browsers_language_and_switches(served: tuple[ServeProcess, int],
+                                                                  browser: Browser) -> None:
+    _, port = served
+    assert request(port, "POST", "/api/leads", {"phone": OWNED, "lead_id": "page-zh"})[0] == 201
+    page = log_in(browser, port, "1001", locale="zh-CN")
+    expect(page.locator("#followups h2")).to_have_text("我的跟进")
+    expect(page.locator("#link")).to_have_text("实时")
+    expect(page.locator("#followups-count")).to_contain_text("待办")
+    expect(page.locator("#disposition button[type=submit]")).to_have_text("保存")
+    # The options' values stay what the server takes.
+    assert page.locator("#outcome").evaluate("select => select.options[1].value") == "follow-up"
+    page.click("#lang")
+    expect(page.locator("#followups h2")).to_have_text("My follow-ups")
+    expect(page.locator("#followups-count")).to_contain_text("open")
+    page.reload()  # the choice is remembered
+    expect(page.locator("#followups h2")).to_have_text("My follow-ups")

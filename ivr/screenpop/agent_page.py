@@ -91,6 +91,8 @@ class AgentPage(resource.Resource):
         self.hub = hub
         self.signer = signer
         self.engine = engine
+        #: The desk's IANA zone name: the page shows follow-up times in it.
+        self.zone_name = str(getattr(zone, "key", "UTC"))
         self.putChild(b"", self)
         self.putChild(b"app.js", _Script())  # type: ignore[no-untyped-call]
         self.putChild(b"login", _Login(self))
@@ -108,7 +110,8 @@ class AgentPage(resource.Resource):
         if session is None:
             return self.login_form(request, "")
         return PAGE.replace("{agent}", html.escape(session.agent)) \
-            .replace("{csrf}", html.escape(session.csrf)).encode("utf-8")
+            .replace("{csrf}", html.escape(session.csrf)).replace("{zone}", html.escape(self.zone_name)) \
+            .encode("utf-8")
 
     def login_form(self, request: server.Request, error: str) -> bytes:
         token = secrets.token_urlsafe(24)
