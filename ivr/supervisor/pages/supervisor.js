@@ -67,6 +67,7 @@ function applyLanguage() {
   const link = document.getElementById("link"); link.textContent = t(link.dataset.state);
   if (board) render(board);
   if (chartData) drawCharts(chartData);
+  loadLate(); loadComplaints();  // their rows are built in the language of the moment
 }
 document.getElementById("lang").addEventListener("click", () => {
   lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("ivr-lang", lang); applyLanguage();
@@ -243,7 +244,7 @@ async function loadComplaints() {
     row.appendChild(cell); rows.push(row); }
   document.getElementById("complaint-cases").replaceChildren(...rows);
 }
-applyLanguage(); tick(); listen(); loadCharts(); loadLate(); loadComplaints();
+applyLanguage(); tick(); listen(); loadCharts();
 setInterval(loadComplaints, 30000);
 setInterval(loadCharts, 60000);
 setInterval(loadLate, 30000);
