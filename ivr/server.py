@@ -54,6 +54,7 @@ from ivr.history.recording_refs import RECORDING_NOTICE, RecordingRefs
 from ivr.history.recordings import Recordings
 from ivr.phone import normalise_number
 from ivr.plugins.manager import Plugins, load_plugins
+from ivr.plugins.sphinx_speech import SphinxPlugin
 from ivr.plugins.vosk_speech import VoskPlugin
 from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
@@ -65,6 +66,7 @@ from ivr.screenpop.cards import CardBuilder
 from ivr.screenpop.hub import PopHub
 from ivr.screenpop.watcher import ScreenPop
 from ivr.speech.service import PromptAudio, SpeechService
+from ivr.speech.sphinx_backend import ENGINE as SPHINX
 from ivr.voices import DEFAULT_BUILD_DIR, available
 from ivr.web.metrics import MetricSource, MetricsPage, registry_of
 from ivr.web.sessions import SessionSigner
@@ -207,17 +209,28 @@ class IVRServer:
             "ivr.callbacks.outbox": lambda: SmsOutbox(self.engine),
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
             "ivr.plugins.vosk_speech": self._vosk,
+            "ivr.plugins.sphinx_speech": self._sphinx,
             _SCREENPOP: lambda: self.screenpop,
         }
 
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
         speech = self.settings.speech
-        if not speech.models:
+        models = {language: model for language, model in speech.models.items() if model != SPHINX}
+        if not models:
             return None
-        vosk = VoskPlugin(speech.models, self.settings.source, speech.threads)
+        vosk = VoskPlugin(models, self.settings.source, speech.threads)
         vosk.load(self.plugins.menus.menus.values())
         return vosk
+
+    def _sphinx(self) -> SphinxPlugin | None:
+        """Load pocketsphinx for the languages ``[speech] models`` gives it (and check their menus)."""
+        speech = self.settings.speech
+        if SPHINX not in speech.models.values():
+            return None
+        sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty)
+        sphinx.load(self.plugins.menus.menus.values())
+        return sphinx
 
     def _web(self) -> WebSite:
         """The HTTP site (listening in start()): the SMS webhook, click-to-call, the agent page, metrics."""
