@@ -11,14 +11,14 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
 from ivr.phone import is_dial_string
-from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.grammar import SpeechGrammar, confirm_grammar
 from ivr.speech.turn import SpeechAnswer
 
 __all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording", "is_recording_name", "recording_name"]
@@ -111,6 +111,8 @@ class _Heard:
     rejected: bool = False
     #: No speech here (no AudioSocket, no recogniser): keypad only from now on.
     failed: bool = False
+    #: A phrase heard but not surely: the option key to confirm with the caller.
+    unsure: str | None = None
 
 
 class Call:
@@ -401,7 +403,9 @@ class Call:
         also listens: a phrase answers like its key; speech off the menu plays
         ``invalid_prompt``. After ``speech_tries`` such misses the menu returns
         ``speech_exhausted`` if given (to hand the caller to a person), else
-        goes on with the keypad only, as it does when speech fails.
+        goes on with the keypad only, as it does when speech fails. A phrase
+        the recogniser is unsure of is confirmed first (:meth:`confirm`); a
+        "no" or no answer counts as a miss.
         """
         used = repeats = misses = 0
         while used < tries:
@@ -410,6 +414,10 @@ class Call:
                 heard = await self._speech_try(prompt, speech, timeout, choices)
                 if heard.choice is not None:
                     return heard.choice
+                if heard.unsure is not None:
+                    if await self.confirm(heard.unsure, speech.language, timeout):
+                        return choices[heard.unsure]
+                    heard = _Heard(rejected=True)
                 if heard.failed:
                     misses = speech_tries  # keypad only from now on, without using a try
                     continue
@@ -445,11 +453,37 @@ class Call:
         answer = await self.ask(prompt, grammar, timeout)
         if answer.via == "speech" and answer.choice is not None and answer.choice in choices:
             return _Heard(choice=choices[answer.choice])
+        if answer.via == "unsure" and answer.choice is not None and answer.choice in choices:
+            return _Heard(unsure=answer.choice)
         if answer.via == "error":
             return _Heard(failed=True)
         if answer.via == "rejected":
             return _Heard(rejected=True)
         return _Heard(key=answer.choice if answer.via == "dtmf" else None)
+
+    async def confirm(self, key: str, language: str, timeout: float = 5.0) -> bool:
+        """Ask "Did you choose option <key>? Say yes or press 1, say no or press 2": True for yes.
+
+        The question names the option's key (Asterisk says the digit), so it
+        works for every menu without a prompt per option. The answer is
+        spoken (the yes/no grammar of :func:`~ivr.speech.grammar.confirm_grammar`)
+        or keyed; it goes into :attr:`heard` with ``confirming`` set, so the
+        call's steps and history show the question and its answer.
+        """
+        await self.play("ivr-confirm-option", ALL_DIGITS)
+        await self.say_digits(key)
+        grammar = confirm_grammar(language)
+        answer = SpeechAnswer("error")
+        before = len(self.heard)
+        if grammar is not None and self.speech is not None:
+            answer = await self.ask("ivr-confirm-yes-no", grammar, timeout)
+            del self.heard[before:]  # recorded once, below, as the answer to this question
+        if answer.via == "error":  # no speech here: the keypad alone
+            digit = await self.play("ivr-confirm-yes-no", ALL_DIGITS) or await self.wait_for_digit(timeout)
+            answer = SpeechAnswer("dtmf", digit) if digit else SpeechAnswer("timeout")
+        answer = replace(answer, confirming=key)
+        self.heard.append(answer)
+        return answer.via in ("speech", "dtmf") and answer.choice == "1"
 
     @property
     def recording_name(self) -> str | None:

@@ -175,6 +175,10 @@ class SpeechSettings:
     garbage_penalty: float = _setting(10.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
                                       "pocketsphinx rejection: decades the off-menu (phone-loop) path is "
                                       "penalised; lower rejects more off-menu speech and more right answers")
+    confirm_penalty: float = _setting(0.0, lambda v: None if v == 0 or 1 <= v <= 50 else "0 (off) or 1 to 50",
+                                      "pocketsphinx: phrases found only with this (higher) penalty are "
+                                      "confirmed with the caller (\"did you choose option 2?\"); "
+                                      "0: never ask")
 
 
 @dataclass(frozen=True)

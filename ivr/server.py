@@ -228,7 +228,8 @@ class IVRServer:
         speech = self.settings.speech
         if SPHINX not in speech.models.values():
             return None
-        sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty)
+        sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty,
+                              speech.confirm_penalty)
         sphinx.load(self.plugins.menus.menus.values())
         return sphinx
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.menus import Menu
-from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.grammar import SpeechGrammar, confirm_grammar
 from ivr.speech.recognizer import Recognizer
 from ivr.speech.sphinx_backend import SphinxRejection, SphinxSpeech, engine_languages
 
@@ -25,9 +25,10 @@ class SphinxPlugin:
     """The pocketsphinx engine behind the ``ivr_recognizer`` hook."""
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
-                 garbage_penalty: float = 10.0) -> None:
+                 garbage_penalty: float = 10.0, confirm_penalty: float = 0.0) -> None:
+        rejection = SphinxRejection(penalty=garbage_penalty, confirm_penalty=confirm_penalty or None)
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
-                                   threads=threads, rejection=SphinxRejection(penalty=garbage_penalty))
+                                   threads=threads, rejection=rejection)
 
     def load(self, menus: Iterable[Menu]) -> None:
         """Load the model and check every speech menu in its languages (blocking: start-up only)."""
@@ -37,6 +38,10 @@ class SphinxPlugin:
                 grammar = menu.grammar(language)
                 if grammar is not None:
                     self.engine.check(grammar)
+        for language in self.engine.languages:  # the yes/no answers of a confirmation question
+            confirm = confirm_grammar(language)
+            if confirm is not None:
+                self.engine.check(confirm)
 
     @hookimpl(trylast=True)
     def ivr_recognizer(self, language: str, grammar: SpeechGrammar) -> Recognizer | None:

@@ -17,6 +17,12 @@ one option's phrases is accepted, anything through the garbage path rejected.
 The penalty is the rejection strength: lower rejects more (off-menu speech
 and right answers alike), higher accepts more.
 
+Three outcomes: with ``confirm_penalty`` above ``penalty`` the turn is decoded
+with the lenient grammar (``confirm_penalty``); a phrase it finds is decoded
+again, whole, with the strict one (``penalty``, ~0.03 s of CPU a second of
+speech, only for those turns). Found by both: ``match``; by the lenient one
+only: ``unsure`` (the menu asks "did you choose option 2?"); else ``rejected``.
+
 Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
 the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
 image of the voice (zero-stuffing, which suits vosk's model, misleads this one).
@@ -62,6 +68,8 @@ class SphinxRejection:
     """
 
     penalty: float = 10.0
+    #: Lenient penalty whose phrases are confirmed with the caller (None, or not above ``penalty``: off).
+    confirm_penalty: float | None = None
     beam: float = 1e-20
     wbeam: float = 1e-15
     pbeam: float = 1e-20
@@ -86,6 +94,8 @@ class SphinxHypothesis:
 
     words: tuple[str, ...]
     posterior: float
+    #: False when only the lenient (confirmation) grammar found these words.
+    sure: bool = True
 
 
 def conclude(grammar: SpeechGrammar, heard: SphinxHypothesis,
@@ -105,6 +115,9 @@ def conclude(grammar: SpeechGrammar, heard: SphinxHypothesis,
     if choice is None:
         return SpeechResult(None, transcript, heard.posterior, "rejected", start, end,
                             "not one option's phrases")
+    if not heard.sure:
+        return SpeechResult(choice, transcript, heard.posterior, "unsure", start, end,
+                            "found only by the lenient grammar: confirm")
     return SpeechResult(choice, transcript, heard.posterior, "match", start, end)
 
 
@@ -134,19 +147,19 @@ class _Engine:
     def knows(self, word: str) -> bool:
         return word not in _GARBAGE and self.decoder.lookup_word(word) is not None
 
-    def use(self, grammar: SpeechGrammar) -> None:
+    def use(self, grammar: SpeechGrammar, penalty: float) -> None:
         """Make ``grammar`` (plus the garbage path) the active search, compiling it once per decoder."""
-        key = (grammar.menu, grammar.language, tuple(grammar.options.items()))
+        key = (grammar.menu, grammar.language, tuple(grammar.options.items()), penalty)
         name = self._compiled.get(key)
         if name is None:
             name = f"g{len(self._compiled)}"
-            self.decoder.add_fsg(name, self._fsg(name, grammar))
+            self.decoder.add_fsg(name, self._fsg(name, grammar, penalty))
             self._compiled[key] = name
         self.decoder.activate_search(name)
 
-    def _fsg(self, name: str, grammar: SpeechGrammar) -> Any:
+    def _fsg(self, name: str, grammar: SpeechGrammar, penalty: float) -> Any:
         """States: 0 start, 1 final, 2 the phone loop, 3... inside multi-word phrases."""
-        garbage = 10.0 ** -self.rejection.penalty
+        garbage = 10.0 ** -penalty
         phrases = grammar.phrases
         transitions: list[tuple[Any, ...]] = []
         state = 3
@@ -175,6 +188,13 @@ class _TurnDecoder:
         self.speech = speech
         self.grammar = grammar
         self.engine: _Engine | None = None
+        rejection = speech.rejection
+        confirm = rejection.confirm_penalty
+        #: The penalty the turn streams with; with confirmation, the strict one re-decodes a found phrase.
+        self.penalty = confirm if confirm is not None and confirm > rejection.penalty else rejection.penalty
+        self.strict = rejection.penalty
+        #: The utterance so far (16 kHz), kept only when it may be decoded again.
+        self.audio: list[bytes] = []
 
     def accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
         if rate == 8000:
@@ -184,12 +204,14 @@ class _TurnDecoder:
         engine = self.engine
         if engine is None:
             engine = self.engine = self.speech.lease(self.grammar.language)
-            engine.use(self.grammar)
+            engine.use(self.grammar, self.penalty)
             engine.decoder.reinit_feat()  # noise removal would otherwise carry the last caller's state
             engine.decoder.start_utt()
         decoder = engine.decoder
         if pcm:
             decoder.process_raw(pcm, False, False)
+            if self.penalty != self.strict:
+                self.audio.append(pcm)
         if not final:
             hyp = decoder.hyp()
             text = hyp.hypstr if hyp is not None else ""
@@ -201,14 +223,25 @@ class _TurnDecoder:
             posterior = float(decoder.get_prob()) if words else 0.0
         except (RuntimeError, ValueError):
             posterior = 0.0
+        sure = True
+        if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
+            engine.use(self.grammar, self.strict)  # found leniently: does the strict grammar agree?
+            decoder.start_utt()
+            decoder.process_raw(b"".join(self.audio), False, True)
+            decoder.end_utt()
+            strict = decoder.hyp()
+            sure = strict is not None and tuple(strict.hypstr.split()) == words
+        self.audio = []
         self.engine = None
         self.speech.give_back(self.grammar.language, engine)
-        return SphinxHypothesis(words, min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0)))
+        posterior = min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0))
+        return SphinxHypothesis(words, posterior, sure)
 
     def holds_resources(self) -> bool:
         return self.engine is not None
 
     def release(self) -> None:
+        self.audio = []
         engine, self.engine = self.engine, None
         if engine is not None:
             try:
