@@ -79,6 +79,14 @@ def feed(recognizer: Any, path: Path) -> SpeechResult:
 
 
 def tally(count: Counter[str], expected: str | None, result: SpeechResult) -> None:
+    if result.reason == "unsure":  # the menu asks "did you choose option N?"
+        if expected is None:
+            count["confirm asked off-menu"] += 1
+        elif result.choice == expected:
+            count["right after confirm"] += 1
+        else:
+            count["confirm declined"] += 1  # the caller says no and is asked again
+        return
     if expected is None:
         count["false accept" if result.choice else "rejected off-menu"] += 1
     elif result.choice == expected:
@@ -140,15 +148,21 @@ def korean(corpus: Path, markdown: bool) -> dict[str, Any]:
     return {f"{setup}/{condition}": dict(c) for (setup, condition), c in counts.items()}
 
 
-def english(corpus: Path, penalties: list[float], markdown: bool) -> dict[str, Any]:
+def setting(text: str) -> SphinxRejection:
+    """``10`` (accept or reject) or ``10/14`` (accept at 10, confirm what only 14 finds)."""
+    penalty, _, confirm = text.partition("/")
+    return SphinxRejection(penalty=float(penalty), confirm_penalty=float(confirm) if confirm else None)
+
+
+def english(corpus: Path, penalties: list[str], markdown: bool) -> dict[str, Any]:
     utterances = speech_corpus_en.build(corpus)
     grammars = {menu: SpeechGrammar.build(menu, "en", speech_corpus_en.menu_phrases(menu))
                 for menu in speech_corpus_en.MENUS}
-    counts: dict[tuple[float, str, str], Counter[str]] = {}
-    cpu: dict[float, float] = {}
+    counts: dict[tuple[str, str, str], Counter[str]] = {}
+    cpu: dict[str, float] = {}
     audio = 0.0
     for penalty in penalties:
-        speech = SphinxSpeech(["en"], rejection=SphinxRejection(penalty=penalty), run=inline)
+        speech = SphinxSpeech(["en"], rejection=setting(penalty), run=inline)
         speech.load()
         for grammar in grammars.values():
             speech.check(grammar)
@@ -162,22 +176,25 @@ def english(corpus: Path, penalties: list[float], markdown: bool) -> dict[str, A
                 with wave.open(str(corpus / utterance.path), "rb") as reader:
                     audio += reader.getnframes() / reader.getframerate()
         cpu[penalty] = time.process_time() - started
-    header = ["penalty", "menu", "condition", "right", "wrong", "false reject", "false accept"]
+    header = ["penalty", "menu", "condition", "right", "+ after confirm", "wrong", "false reject",
+              "false accept", "confirm asked off-menu"]
     rows = []
     for penalty in penalties:
         for menu in speech_corpus_en.MENUS:
             for condition in speech_corpus_en.CONDITIONS:
                 c = counts[(penalty, menu, condition)]
-                ins = c["right"] + c["wrong"] + c["false reject"]
-                offs = c["false accept"] + c["rejected off-menu"]
+                ins = sum(c[k] for k in ("right", "wrong", "false reject", "right after confirm",
+                                         "confirm declined"))
+                offs = c["false accept"] + c["rejected off-menu"] + c["confirm asked off-menu"]
                 share = 100 * c["false accept"] / offs
-                rows.append([f"{penalty:g}", menu, condition, f"{c['right']}/{ins}", str(c["wrong"]),
-                             str(c["false reject"]), f"{c['false accept']}/{offs} ({share:.1f} %)"])
+                rows.append([penalty, menu, condition, f"{c['right']}/{ins}", str(c["right after confirm"]),
+                             str(c["wrong"]), str(c["false reject"] + c["confirm declined"]),
+                             f"{c['false accept']}/{offs} ({share:.1f} %)", str(c["confirm asked off-menu"])])
     print("English (Asterisk's human recordings), pocketsphinx, per rejection penalty:\n")
     print_table(header, rows, markdown)
     print(f"{len(utterances)} utterances per penalty, {audio:.0f} s of audio; CPU per penalty: "
-          + ", ".join(f"{p:g}: {c:.0f} s ({c / audio:.3f} s per audio s)" for p, c in cpu.items()) + "\n")
-    return {f"{p:g}/{m}/{c}": dict(v) for (p, m, c), v in counts.items()}
+          + ", ".join(f"{p}: {c:.0f} s ({c / audio:.3f} s per audio s)" for p, c in cpu.items()) + "\n")
+    return {f"{p}|{m}|{c}": dict(v) for (p, m, c), v in counts.items()}
 
 
 def main() -> None:
@@ -187,15 +204,16 @@ def main() -> None:
                         help="the Korean corpus folder")
     parser.add_argument("--corpus-en", type=Path, default=speech_corpus_en.DEFAULT_OUT,
                         help="the English corpus folder")
-    parser.add_argument("--penalties", default="4,6,8,10,12,99",
-                        help="pocketsphinx garbage-path penalties to try (decades)")
+    parser.add_argument("--penalties", default="4,7,10,13,99",
+                        help="pocketsphinx garbage-path penalties to try (decades); P/C: accept at P, "
+                             "confirm what only C finds")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
     sets = args.sets.split(",")
     results: dict[str, Any] = {}
     if "en" in sets:
-        results["en"] = english(args.corpus_en, [float(p) for p in args.penalties.split(",")], args.markdown)
+        results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown)
     if "ko" in sets:
         results["ko"] = korean(args.corpus, args.markdown)
     if args.json:
