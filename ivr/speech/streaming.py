@@ -74,6 +74,8 @@ class StreamingRecognizer:
         #: The option the partial transcript already matches whole (for an early end), or None.
         self._partial_key: str | None = None
         self._decided: SpeechResult | None = None
+        #: The decoder of a turn closed while one of its jobs ran.
+        self._closed_decoder: Decoder | None = None
         self._started_waiters: list[defer.Deferred[float]] = []
         self._result_waiters: list[defer.Deferred[SpeechResult]] = []
 
@@ -141,7 +143,9 @@ class StreamingRecognizer:
         spoke = self._vad is not None and self._vad.started is not None
         self._decide(SpeechResult(None, "", 0.0, "rejected" if spoke else "silence", detail="closed"))
         decoder, self._decoder = self._decoder, None
-        if decoder is not None and not self._busy and decoder.holds_resources():
+        if decoder is not None and self._busy:
+            self._closed_decoder = decoder  # released when its job is done
+        elif decoder is not None and decoder.holds_resources():
             self._run(decoder.release)  # free the C decoder on a decoding thread, not the reactor
 
     # -- decoding -------------------------------------------------------------
@@ -172,6 +176,9 @@ class StreamingRecognizer:
         self._busy = False
         if self._decided is not None:
             self._decoder = None
+            closed, self._closed_decoder = self._closed_decoder, None
+            if closed is not None and closed.holds_resources():
+                self._run(closed.release)  # the turn was closed mid-job: free it off the reactor now
             return
         if isinstance(result, str):
             self._partial_key = self._whole_phrase(result)
