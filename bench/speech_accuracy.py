@@ -154,8 +154,10 @@ def setting(text: str) -> SphinxRejection:
     return SphinxRejection(penalty=float(penalty), confirm_penalty=float(confirm) if confirm else None)
 
 
-def english(corpus: Path, penalties: list[str], markdown: bool) -> dict[str, Any]:
-    utterances = speech_corpus_en.build(corpus)
+def english(corpus: Path, penalties: list[str], markdown: bool,
+            conditions: list[str] | None = None) -> dict[str, Any]:
+    utterances = [u for u in speech_corpus_en.build(corpus)
+                  if conditions is None or u.condition in conditions]
     grammars = {menu: SpeechGrammar.build(menu, "en", speech_corpus_en.menu_phrases(menu))
                 for menu in speech_corpus_en.MENUS}
     counts: dict[tuple[str, str, str], Counter[str]] = {}
@@ -181,7 +183,7 @@ def english(corpus: Path, penalties: list[str], markdown: bool) -> dict[str, Any
     rows = []
     for penalty in penalties:
         for menu in speech_corpus_en.MENUS:
-            for condition in speech_corpus_en.CONDITIONS:
+            for condition in conditions or speech_corpus_en.CONDITIONS:
                 c = counts[(penalty, menu, condition)]
                 ins = sum(c[k] for k in ("right", "wrong", "false reject", "right after confirm",
                                          "confirm declined"))
@@ -207,13 +209,15 @@ def main() -> None:
     parser.add_argument("--penalties", default="4,7,10,13,99",
                         help="pocketsphinx garbage-path penalties to try (decades); P/C: accept at P, "
                              "confirm what only C finds")
+    parser.add_argument("--conditions", default="", help="English conditions to run (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
     sets = args.sets.split(",")
     results: dict[str, Any] = {}
     if "en" in sets:
-        results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown)
+        conditions = args.conditions.split(",") if args.conditions else None
+        results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown, conditions)
     if "ko" in sets:
         results["ko"] = korean(args.corpus, args.markdown)
     if args.json:

@@ -39,7 +39,7 @@ def run_menu(answers: list[SpeechAnswer], replies: list[str], **menu: object) ->
     seen: list[Call] = []
 
     async def handler(call: Call) -> None:
-        call.speech = speech  # type: ignore[assignment]
+        call.speech = speech
         seen.append(call)
         answer = await call.menu("ivr-speech-menu", CHOICES, speech=GRAMMAR, **menu)  # type: ignore[arg-type]
         result.append(answer)
@@ -114,7 +114,7 @@ def run_en_menu(answers: list[SpeechAnswer], replies: list[str]) -> tuple[
     seen: list[Call] = []
 
     async def handler(call: Call) -> None:
-        call.speech = speech  # type: ignore[assignment]
+        call.speech = speech
         seen.append(call)
         result.append(await call.menu("ivr-speech-menu", CHOICES, speech=EN_GRAMMAR))
 
@@ -170,7 +170,7 @@ def test_a_language_without_yes_no_phrases_confirms_on_the_keypad() -> None:
     result: list[object] = []
 
     async def handler(call: Call) -> None:
-        call.speech = speech  # type: ignore[assignment]
+        call.speech = speech
         result.append(await call.menu("ivr-speech-menu", CHOICES, speech=GRAMMAR))
 
     routers: list[Router] = []

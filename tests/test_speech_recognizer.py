@@ -283,7 +283,7 @@ def test_a_turn_closed_mid_job_frees_its_decoder_off_the_reactor_once_the_job_en
 
     rec, _, pool, results, _ = recognizer()
     holding = Holding(REPAIR)
-    rec._decoder = holding  # type: ignore[assignment]
+    rec._decoder = holding
     for chunk in frames(tone(0.3)):
         rec.feed(chunk, RATE)
     assert len(pool.jobs) == 1  # a decoding job in flight
