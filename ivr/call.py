@@ -470,12 +470,11 @@ class Call:
         or keyed; it goes into :attr:`heard` with ``confirming`` set, so the
         call's steps and history show the question and its answer.
         """
-        await self.play("ivr-confirm-option", ALL_DIGITS)
-        await self.say_digits(key)
+        early = await self.play("ivr-confirm-option", ALL_DIGITS) or await self.say_digits(key, ALL_DIGITS)
         grammar = confirm_grammar(language)
-        answer = SpeechAnswer("error")
+        answer = SpeechAnswer("dtmf", early) if early else SpeechAnswer("error")
         before = len(self.heard)
-        if grammar is not None and self.speech is not None:
+        if early is None and grammar is not None and self.speech is not None:
             answer = await self.ask("ivr-confirm-yes-no", grammar, timeout)
             del self.heard[before:]  # recorded once, below, as the answer to this question
         if answer.via == "error":  # no speech here: the keypad alone

@@ -134,7 +134,7 @@ def test_an_unsure_phrase_is_confirmed_by_a_spoken_yes() -> None:
     answers = [SpeechAnswer("unsure", "2", "after sales", 0.5), SpeechAnswer("speech", "1", "yes", 0.9)]
     result, commands, speech, call = run_en_menu(answers, ["200 result=0 endpos=100", "200 result=0"])
     assert played(commands) == [("ivr-confirm-option", "0123456789*#")]
-    assert ["SAY", "DIGITS", "2", ""] in commands  # "Did you choose option" ... "two"
+    assert ["SAY", "DIGITS", "2", "0123456789*#"] in commands  # "Did you choose option" ... "two"
     assert speech.prompts == ["ivr-speech-menu", "ivr-confirm-yes-no"]
     assert result == ["booking"]
     assert call is not None
@@ -198,3 +198,11 @@ def test_the_question_and_its_answer_are_steps_of_the_path() -> None:
         path.add(_heard_step("main", answer))
     assert path.text(">") == "main:said:2>main:confirm:2:yes>main:confirm:1:no>main:confirm:1:-"
     assert all(step["key"] == "" for step in path.to_json()[1:])  # an answer is not a key of the menu
+
+
+def test_a_key_during_the_question_answers_it() -> None:
+    result, commands, speech, call = run_en_menu([SpeechAnswer("unsure", "2", "after sales", 0.5)],
+                                                 ["200 result=49 endpos=100"])
+    assert result == ["booking"] and speech.prompts == ["ivr-speech-menu"]  # no yes/no turn needed
+    assert not any(c[:2] == ["SAY", "DIGITS"] for c in commands)
+    assert call is not None and (call.heard[-1].via, call.heard[-1].confirming) == ("dtmf", "2")

@@ -25,7 +25,7 @@ class SphinxPlugin:
     """The pocketsphinx engine behind the ``ivr_recognizer`` hook."""
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
-                 garbage_penalty: float = 7.0, confirm_penalty: float = 0.0) -> None:
+                 garbage_penalty: float = 4.0, confirm_penalty: float = 10.0) -> None:
         rejection = SphinxRejection(penalty=garbage_penalty, confirm_penalty=confirm_penalty or None)
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
                                    threads=threads, rejection=rejection)

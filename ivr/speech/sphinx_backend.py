@@ -67,7 +67,7 @@ class SphinxRejection:
     audio at these values, ten times less than pocketsphinx's defaults).
     """
 
-    penalty: float = 7.0
+    penalty: float = 4.0
     #: Lenient penalty whose phrases are confirmed with the caller (None, or not above ``penalty``: off).
     confirm_penalty: float | None = None
     beam: float = 1e-20
