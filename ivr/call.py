@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from twisted.logger import Logger
+
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
@@ -22,6 +24,8 @@ from ivr.speech.grammar import SpeechGrammar, confirm_grammar
 from ivr.speech.turn import SpeechAnswer
 
 __all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording", "is_recording_name", "recording_name"]
+
+log = Logger(namespace="ivr.call")
 
 #: Every DTMF key a caller can press, for ``escape_digits``.
 ALL_DIGITS = "0123456789*#"
@@ -470,7 +474,14 @@ class Call:
         or keyed; it goes into :attr:`heard` with ``confirming`` set, so the
         call's steps and history show the question and its answer.
         """
-        early = await self.play("ivr-confirm-option", ALL_DIGITS) or await self.say_digits(key, ALL_DIGITS)
+        try:
+            early = (await self.play("ivr-confirm-option", ALL_DIGITS)
+                     or await self.say_digits(key, ALL_DIGITS))
+        except CommandFailed:  # the prompt is not installed (run `ivr voices build`): ask nothing, reprompt
+            log.warn("call {uniqueid}: cannot ask to confirm option {key} (is ivr-confirm-option installed?)",
+                     uniqueid=self.uniqueid, key=key)
+            self.heard.append(SpeechAnswer("error", confirming=key))
+            return False
         grammar = confirm_grammar(language)
         answer = SpeechAnswer("dtmf", early) if early else SpeechAnswer("error")
         before = len(self.heard)

@@ -97,3 +97,17 @@ def test_human_speech_off_the_menu_is_reprompted_and_the_keypad_still_works(
     event = queued(ami, number)
     assert event["Queue"] == "sales"
     assert event["Path"].startswith("main:said:?>") and event["Path"].endswith("main:0")
+
+
+def test_a_phrase_heard_but_not_surely_is_confirmed_before_it_routes(
+        sandbox: Sandbox, ami: AMI, english_server: ServeProcess) -> None:
+    # "three" is found by the lenient grammar only (confirm_penalty): ivr asks "Did you choose
+    # option three?" and the caller presses 1 (yes) while it asks.
+    number = call(ami, english_server, 3, FILE=said(sandbox, "digits/3"), DIGITS="WWWW1")
+    choice = ami.wait_for(lambda e: e.get("UserEvent") == "IvrMenuChoice" and e.get("CallerIDNum") == number
+                          and e.get("Menu") == "main", timeout=45)
+    assert choice["Digit"] == "3"
+    assert choice["Path"] == "main:said:3>main:confirm:3:yes>main:3"
+    row = contact(english_server, number, timeout=60)
+    assert [step["kind"] for step in row.ivr_path][:3] == ["speech", "confirm", "menu"]
+    assert row.ivr_path[1]["value"] == "3:yes" and row.transcript.startswith("three")

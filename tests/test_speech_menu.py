@@ -206,3 +206,12 @@ def test_a_key_during_the_question_answers_it() -> None:
     assert result == ["booking"] and speech.prompts == ["ivr-speech-menu"]  # no yes/no turn needed
     assert not any(c[:2] == ["SAY", "DIGITS"] for c in commands)
     assert call is not None and (call.heard[-1].via, call.heard[-1].confirming) == ("dtmf", "2")
+
+
+def test_a_missing_question_prompt_asks_nothing_and_reprompts() -> None:
+    answers = [SpeechAnswer("unsure", "2", "after sales", 0.5), SpeechAnswer("speech", "1", "sales", 0.9)]
+    # STREAM FILE ivr-confirm-option fails (-1), CHANNEL STATUS says the line is up, invalid plays
+    result, commands, speech, call = run_en_menu(
+        answers, ["200 result=-1 endpos=0", "200 result=6", "200 result=0 endpos=100"])
+    assert result == ["agent"] and speech.prompts == ["ivr-speech-menu", "ivr-speech-menu"]
+    assert call is not None and (call.heard[1].via, call.heard[1].confirming) == ("error", "2")
