@@ -11,21 +11,18 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
-
-from twisted.logger import Logger
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
 from ivr.phone import is_dial_string
-from ivr.speech.grammar import SpeechGrammar, confirm_grammar
+from ivr.speech.confirm import ask_to_confirm
+from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.turn import SpeechAnswer
 
 __all__ = ["ALL_DIGITS", "Call", "ChannelStatus", "Recording", "is_recording_name", "recording_name"]
-
-log = Logger(namespace="ivr.call")
 
 #: Every DTMF key a caller can press, for ``escape_digits``.
 ALL_DIGITS = "0123456789*#"
@@ -466,34 +463,13 @@ class Call:
         return _Heard(key=answer.choice if answer.via == "dtmf" else None)
 
     async def confirm(self, key: str, language: str, timeout: float = 5.0) -> bool:
-        """Ask "Did you choose option <key>? Say yes or press 1, say no or press 2": True for yes.
+        """Ask "Did you choose option <key>? Say yes or press 1": True for yes (:mod:`ivr.speech.confirm`)."""
+        return await ask_to_confirm(self, key, language, timeout)
 
-        The question names the option's key (Asterisk says the digit), so it
-        works for every menu without a prompt per option. The answer is
-        spoken (the yes/no grammar of :func:`~ivr.speech.grammar.confirm_grammar`)
-        or keyed; it goes into :attr:`heard` with ``confirming`` set, so the
-        call's steps and history show the question and its answer.
-        """
-        try:
-            early = (await self.play("ivr-confirm-option", ALL_DIGITS)
-                     or await self.say_digits(key, ALL_DIGITS))
-        except CommandFailed:  # the prompt is not installed (run `ivr voices build`): ask nothing, reprompt
-            log.warn("call {uniqueid}: cannot ask to confirm option {key} (is ivr-confirm-option installed?)",
-                     uniqueid=self.uniqueid, key=key)
-            self.heard.append(SpeechAnswer("error", confirming=key))
-            return False
-        grammar = confirm_grammar(language)
-        answer = SpeechAnswer("dtmf", early) if early else SpeechAnswer("error")
-        before = len(self.heard)
-        if early is None and grammar is not None and self.speech is not None:
-            answer = await self.ask("ivr-confirm-yes-no", grammar, timeout)
-            del self.heard[before:]  # recorded once, below, as the answer to this question
-        if answer.via == "error":  # no speech here: the keypad alone
-            digit = await self.play("ivr-confirm-yes-no", ALL_DIGITS) or await self.wait_for_digit(timeout)
-            answer = SpeechAnswer("dtmf", digit) if digit else SpeechAnswer("timeout")
-        answer = replace(answer, confirming=key)
-        self.heard.append(answer)
-        return answer.via in ("speech", "dtmf") and answer.choice == "1"
+    @property
+    def listening(self) -> bool:
+        """True when speech turns are possible on this call (the server has speech)."""
+        return self.speech is not None
 
     @property
     def recording_name(self) -> str | None:
