@@ -18,6 +18,7 @@ from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
 from ivr.agi.replies import AGIReply
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
 from ivr.phone import is_dial_string
+from ivr.speech.confirm import ask_to_confirm
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.turn import SpeechAnswer
 
@@ -111,6 +112,8 @@ class _Heard:
     rejected: bool = False
     #: No speech here (no AudioSocket, no recogniser): keypad only from now on.
     failed: bool = False
+    #: A phrase heard but not surely: the option key to confirm with the caller.
+    unsure: str | None = None
 
 
 class Call:
@@ -401,7 +404,9 @@ class Call:
         also listens: a phrase answers like its key; speech off the menu plays
         ``invalid_prompt``. After ``speech_tries`` such misses the menu returns
         ``speech_exhausted`` if given (to hand the caller to a person), else
-        goes on with the keypad only, as it does when speech fails.
+        goes on with the keypad only, as it does when speech fails. A phrase
+        the recogniser is unsure of is confirmed first (:meth:`confirm`); a
+        "no" or no answer counts as a miss.
         """
         used = repeats = misses = 0
         while used < tries:
@@ -410,6 +415,10 @@ class Call:
                 heard = await self._speech_try(prompt, speech, timeout, choices)
                 if heard.choice is not None:
                     return heard.choice
+                if heard.unsure is not None:
+                    if await self.confirm(heard.unsure, speech.language, timeout):
+                        return choices[heard.unsure]
+                    heard = _Heard(rejected=True)
                 if heard.failed:
                     misses = speech_tries  # keypad only from now on, without using a try
                     continue
@@ -445,11 +454,22 @@ class Call:
         answer = await self.ask(prompt, grammar, timeout)
         if answer.via == "speech" and answer.choice is not None and answer.choice in choices:
             return _Heard(choice=choices[answer.choice])
+        if answer.via == "unsure" and answer.choice is not None and answer.choice in choices:
+            return _Heard(unsure=answer.choice)
         if answer.via == "error":
             return _Heard(failed=True)
         if answer.via == "rejected":
             return _Heard(rejected=True)
         return _Heard(key=answer.choice if answer.via == "dtmf" else None)
+
+    async def confirm(self, key: str, language: str, timeout: float = 5.0) -> bool:
+        """Ask "Did you choose option <key>? Say yes or press 1": True for yes (:mod:`ivr.speech.confirm`)."""
+        return await ask_to_confirm(self, key, language, timeout)
+
+    @property
+    def listening(self) -> bool:
+        """True when speech turns are possible on this call (the server has speech)."""
+        return self.speech is not None
 
     @property
     def recording_name(self) -> str | None:

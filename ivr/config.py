@@ -169,10 +169,19 @@ def _not_negative(value: float) -> str | None:
 @dataclass(frozen=True)
 class SpeechSettings:
     models: dict[str, str] = _setting({}, None, "language = vosk model folder, e.g. ko = \"/srv/vosk/ko\" "
-                                      "(\"package\": the model of the vosk-model-<lang> package)")
+                                      "(\"package\": the model of the vosk-model-<lang> package; "
+                                      "\"pocketsphinx\": pocketsphinx's bundled model, en only)")
     host: str = _setting("127.0.0.1", None, "address the AudioSocket server listens on (Asterisk connects)")
     port: int = _setting(4574, _port, "AudioSocket TCP port")
-    threads: int = _setting(2, _positive, "decoding threads (vosk)")
+    threads: int = _setting(2, _positive, "decoding threads (per engine)")
+    garbage_penalty: float = _setting(4.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
+                                      "pocketsphinx rejection: decades the off-menu (phone-loop) path is "
+                                      "penalised; lower rejects more off-menu speech and more right answers")
+    confirm_penalty: float = _setting(10.0, lambda v: None if v == 0 or 1 <= v <= 50 else
+                                      "0 (off) or 1 to 50",
+                                      "pocketsphinx: phrases found only with this (higher) penalty are "
+                                      "confirmed with the caller (\"did you choose option 2?\"); "
+                                      "0: never ask")
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from ivr.phone import normalise_number
 from ivr.plugins.feedback import SurveyQuestion
 from ivr.plugins.manager import Plugins, load_plugins
 from ivr.plugins.requests import Disposition
+from ivr.plugins.sphinx_speech import SphinxPlugin
 from ivr.plugins.vosk_speech import VoskPlugin
 from ivr.routing.customers import CustomerLookup
 from ivr.routing.hours import BusinessHours
@@ -72,6 +73,7 @@ from ivr.screenpop.cards import CardBuilder
 from ivr.screenpop.hub import PopHub
 from ivr.screenpop.watcher import ScreenPop
 from ivr.speech.service import PromptAudio, SpeechService
+from ivr.speech.sphinx_backend import ENGINE as SPHINX
 from ivr.supervisor.actions import QueueActions
 from ivr.supervisor.board import Wallboard
 from ivr.supervisor.page import SupervisorPage
@@ -262,6 +264,7 @@ class IVRServer:
             "ivr.callbacks.caller_requests": lambda: CallerCallbacks(self.callbacks, region),
             _FOLLOWUPS: lambda: self.followups,
             "ivr.plugins.vosk_speech": self._vosk,
+            "ivr.plugins.sphinx_speech": self._sphinx,
             _SCREENPOP: lambda: self.screenpop,
             _SUPERVISOR: lambda: self.wallboard,
             _SURVEY: lambda: SurveyPlugin(self.engine, self.settings.survey, self.survey_questions,
@@ -294,11 +297,22 @@ class IVRServer:
     def _vosk(self) -> VoskPlugin | None:
         """Load the vosk models (checking every speech menu against them), or None without models."""
         speech = self.settings.speech
-        if not speech.models:
+        models = {language: model for language, model in speech.models.items() if model != SPHINX}
+        if not models:
             return None
-        vosk = VoskPlugin(speech.models, self.settings.source, speech.threads)
+        vosk = VoskPlugin(models, self.settings.source, speech.threads)
         vosk.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return vosk
+
+    def _sphinx(self) -> SphinxPlugin | None:
+        """Load pocketsphinx for the languages ``[speech] models`` gives it (and check their menus)."""
+        speech = self.settings.speech
+        if SPHINX not in speech.models.values():
+            return None
+        sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty,
+                              speech.confirm_penalty)
+        sphinx.load(self.plugins.menus.menus.values())
+        return sphinx
 
     def _web(self) -> WebSite:
         """The HTTP site (listening in start()): the SMS webhook, click-to-call, the agent page, metrics."""

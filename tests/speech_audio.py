@@ -1,4 +1,4 @@
-"""Test utterances: Korean spoken by espeak-ng, then put through a phone line with sox."""
+"""Test utterances as a phone line carries them: Korean by espeak-ng, and Asterisk's human English."""
 
 from __future__ import annotations
 
@@ -19,4 +19,37 @@ def phone_line(text: str, folder: Path, voice: str = "ko", speed: int = 175) -> 
     subprocess.run(["sox", str(law), "-e", "signed-integer", "-b", "16", str(out)], check=True)
     raw.unlink()
     law.unlink()
+    return out
+
+
+def sandbox_sounds() -> Path:
+    """Asterisk's English core sounds (human recordings, 8 kHz) in the scripts/asterisk-sandbox folder."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "asterisk-sandbox"
+    root = subprocess.run([str(script), "path"], check=True, capture_output=True, text=True).stdout.strip()
+    folder = Path(root) / "usr/share/asterisk/sounds/en_US_f_Allison"
+    if not (folder / "digits" / "1.wav").is_file():
+        raise RuntimeError(f"no Asterisk English sounds in {folder}: run scripts/asterisk-sandbox start once")
+    return folder
+
+
+def human_line(recording: str, folder: Path, rate: int = 8000, ulaw: bool = True) -> Path:
+    """A human English recording of the sandbox (e.g. ``digits/7``) as a call delivers it.
+
+    Padded with 0.3 s of silence before and 0.6 s after; ``ulaw`` sends it
+    through G.711 u-law and back (a narrowband call); ``rate`` 16000 gives
+    what a wideband (slin16) AudioSocket carries.
+    """
+    source = sandbox_sounds() / f"{recording}.wav"
+    name = recording.replace("/", "_")
+    law, out = folder / f"{name}.law.wav", folder / f"{name}-{rate}{'-ulaw' if ulaw else ''}.wav"
+    padded = folder / f"{name}.padded.wav"
+    subprocess.run(["sox", str(source), "-r", str(rate), "-e", "signed-integer", "-b", "16", str(padded),
+                    "pad", "0.3", "0.6"], check=True)
+    if ulaw:
+        subprocess.run(["sox", str(padded), "-e", "u-law", "-b", "8", str(law)], check=True)
+        subprocess.run(["sox", str(law), "-e", "signed-integer", "-b", "16", str(out)], check=True)
+        law.unlink()
+        padded.unlink()
+    else:
+        padded.replace(out)
     return out

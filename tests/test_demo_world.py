@@ -87,7 +87,7 @@ def test_python_m_ivr_demo_history_on_a_missing_database_is_one_line(
     assert err.startswith("ivr: ") and err.count("\n") == 1 and "mkdir -p" in err
 
 
-def test_the_demos_hotline_is_the_built_in_one_key_for_key_plus_korean_speech() -> None:
+def test_the_demos_hotline_is_the_built_in_one_key_for_key_plus_speech() -> None:
     built_in = demo_hotline.ivr_menus()
     menus, routes = load_menu_file(PLUGINS / "hotline.toml")
     assert [p.name for p in sorted(PLUGINS.iterdir())] == ["hotline.toml"]  # nothing else loads with it
@@ -100,5 +100,6 @@ def test_the_demos_hotline_is_the_built_in_one_key_for_key_plus_korean_speech() 
     assert [(r.name, r.start, dict(r.languages), r.greeting) for r in routes] == [
         (route.name, route.start, dict(route.languages), route.greeting)]
     main = next(m for m in menus if m.name == "main")
-    assert main.speech_languages() == {"ko"}
+    assert main.speech_languages() == {"en", "ko"}
     assert main.options["0"].speech["ko"] == ("상담원", "직원")  # what scripts/demo-call speech says
+    assert main.options["1"].speech["en"] == ("sales", "one")  # what tests/test_e2e_speech_en.py says

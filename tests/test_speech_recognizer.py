@@ -269,3 +269,25 @@ def test_a_partial_that_is_no_whole_phrase_waits_for_the_full_pause() -> None:
     fake.partial = "상담"
     at = feed_until_decided(rec, pool, silence(0.3) + tone(0.6) + silence(1.0))
     assert at is not None and at >= 0.3 + 0.6 + 0.4 - 0.02
+
+
+def test_a_turn_closed_mid_job_frees_its_decoder_off_the_reactor_once_the_job_ends() -> None:
+    class Holding(FakeDecoder):
+        released = 0
+
+        def holds_resources(self) -> bool:
+            return self.released == 0
+
+        def release(self) -> None:
+            self.released += 1
+
+    rec, _, pool, results, _ = recognizer()
+    holding = Holding(REPAIR)
+    rec._decoder = holding
+    for chunk in frames(tone(0.3)):
+        rec.feed(chunk, RATE)
+    assert len(pool.jobs) == 1  # a decoding job in flight
+    rec.close()  # DTMF won
+    assert results[0].reason == "rejected" and holding.released == 0
+    pool.run_all()  # the job ends, then the release runs as a job of its own
+    assert holding.released == 1

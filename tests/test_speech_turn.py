@@ -132,3 +132,10 @@ def test_a_caller_who_hangs_up_ends_the_turn() -> None:
     assert turn.transport.disconnecting
     turn.session.connectionLost(None)  # what the real transport does next
     assert [a.via for a in turn.answers] == ["hangup"] and turn.recognizer.closed
+
+
+def test_a_phrase_heard_but_not_surely_keeps_its_choice_for_the_confirmation() -> None:
+    turn = Turn()
+    turn.clock.pump([0.02] * 120)
+    turn.recognizer.say(SpeechResult("2", "예약", 0.5, "unsure"))
+    assert turn.answers == [SpeechAnswer("unsure", "2", "예약", 0.5)] and turn.hung_up()

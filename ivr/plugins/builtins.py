@@ -54,6 +54,8 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
                   "opens follow-ups for other features, plans dated dispositions, escalates overdue ones"),
     BuiltinPlugin("ivr.plugins.vosk_speech", "ivr.plugins.vosk_speech:VoskPlugin",
                   "vosk speech recognition for the languages in [speech] models"),
+    BuiltinPlugin("ivr.plugins.sphinx_speech", "ivr.plugins.sphinx_speech:SphinxPlugin",
+                  "pocketsphinx English speech recognition ([speech] models en = \"pocketsphinx\")"),
     BuiltinPlugin("ivr.screenpop", "ivr.screenpop.watcher:ScreenPop",
                   "cards on the agents' pages when their phone rings"),
     BuiltinPlugin("ivr.supervisor", "ivr.supervisor.board:Wallboard",

@@ -149,8 +149,9 @@ def ivr_recognizer(language: str, grammar: SpeechGrammar) -> Recognizer | None:
     """A fresh speech recogniser for one menu turn in ``language``, limited to ``grammar``.
 
     Return None when the plugin has no model for ``language``: the menu then
-    takes keys only. The built-in ``ivr.plugins.vosk_speech`` answers last,
-    for the languages with a model in ``[speech] models``; a plugin for a
+    takes keys only. The built-ins ``ivr.plugins.vosk_speech`` and
+    ``ivr.plugins.sphinx_speech`` (pocketsphinx, English) answer last, for
+    the languages ``[speech] models`` gives them; a plugin for a
     cloud or another offline engine answers first. See
     :class:`~ivr.speech.recognizer.Recognizer` for the rules it must keep
     (never block the reactor; one result, never an error; off-menu speech is

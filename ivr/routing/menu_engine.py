@@ -24,6 +24,7 @@ from ivr.routing.hours import BusinessHours
 from ivr.routing.menus import COMPLAINT_PROMPT, MenuRoute, MenuSet, Option
 from ivr.routing.path import NAVIGATION, IvrPath
 from ivr.routing.router import CallStep, await_hook, notify
+from ivr.speech.turn import SpeechAnswer
 
 __all__ = ["MenuRouteHandler", "RouteDecision", "RoutingServices", "default_decision"]
 
@@ -97,6 +98,16 @@ class _Walk:
 
 #: What Call.menu answers when speech kept missing and the menu hands such callers to a person.
 _NO_MATCH = "speech-no-match"
+
+
+def _heard_step(menu: str, answer: SpeechAnswer) -> CallStep:
+    """A speech turn as a step: what was said (``main:said:2``), or the answer to "did you choose
+    option 2?" (``main:confirm:2:yes``; ``no``, or ``-`` for no answer)."""
+    if answer.confirming is not None:
+        verdict = {"1": "yes", "2": "no"}.get(answer.choice or "", "-") if answer.via in ("speech", "dtmf") \
+            else "-"
+        return CallStep("confirm", menu, "", f"{answer.confirming}:{verdict}", answer.confidence)
+    return CallStep("speech", menu, answer.choice or "", answer.transcript, answer.confidence)
 
 
 class MenuRouteHandler:
@@ -176,8 +187,7 @@ class MenuRouteHandler:
                                       speech_exhausted=exhausted)
             finally:  # what was said goes into the path and the history, even if the caller hung up
                 for answer in call.heard[heard:]:
-                    await walk.step(CallStep("speech", menu.name, answer.choice or "", answer.transcript,
-                                             answer.confidence))
+                    await walk.step(_heard_step(menu.name, answer))
             early_key = None
             if key == _NO_MATCH:
                 await walk.step(CallStep("speech-fallback", menu.name, value=menu.speech_fallback))

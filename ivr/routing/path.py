@@ -19,7 +19,7 @@ __all__ = ["MAX_PATH_STEPS", "NAVIGATION", "IvrPath", "step_label"]
 #: Steps kept: a caller bouncing between menus must not grow a channel variable without end.
 MAX_PATH_STEPS = 30
 #: The kinds of step that move a caller through the menus (what IVR_PATH shows).
-NAVIGATION = frozenset({"menu", "language", "speech", "back", "exhausted", "closed"})
+NAVIGATION = frozenset({"menu", "language", "speech", "confirm", "back", "exhausted", "closed"})
 #: The fields of a step stored in ``contacts.ivr_path``.
 _STORED = ("kind", "menu", "key", "value")
 
@@ -32,6 +32,8 @@ def step_label(step: CallStep) -> str:
         return f"language:{step.value}"
     if step.kind == "speech":
         return f"{step.menu}:said:{step.key or '?'}"
+    if step.kind == "confirm":
+        return f"{step.menu}:confirm:{step.value}"
     if step.kind in ("back", "exhausted") and step.menu:
         return f"{step.menu}:{step.kind}"
     return ":".join(part for part in (step.kind, step.menu, step.key, step.value) if part) or "?"

@@ -68,8 +68,10 @@ class CallOutcome:
 class CallStep:
     """One step of a caller's way through ivr, for the ``ivr_call_step`` hook.
 
-    ``kind`` is ``language``, ``menu``, ``speech``, ``back``, ``exhausted``,
-    ``closed``, ``transfer`` or ``callback`` (outbound calls add their legs);
+    ``kind`` is ``language``, ``menu``, ``speech``, ``confirm`` (the answer to
+    "did you choose option 2?": ``value`` ``2:yes``, ``2:no`` or ``2:-``),
+    ``back``, ``exhausted``, ``closed``, ``transfer`` or ``callback`` (outbound
+    calls add their legs);
     ``menu`` names where it happened; ``key`` is the key pressed ("*" when the
     option is sensitive) or the option a phrase chose; ``value`` what it chose
     (a language, a queue ...) or, for ``speech``, what the caller said.

@@ -17,11 +17,24 @@ from dataclasses import dataclass, field
 
 from ivr.errors import ConfigError
 
-__all__ = ["SpeechGrammar", "normalise"]
+__all__ = ["CONFIRM_PHRASES", "SpeechGrammar", "confirm_grammar", "normalise"]
 
 _SPACE = re.compile(r"\s+")
 #: Longest phrase accepted, in words (menus name things; they do not take dictation).
 _MAX_WORDS = 8
+
+
+#: "Did you choose option 2? Say yes or press 1, say no or press 2": the answers per language
+#: (key 1 yes, key 2 no). A language missing here confirms by keypad only.
+CONFIRM_PHRASES: dict[str, dict[str, list[str]]] = {
+    "en": {"1": ["yes", "yeah", "yes please", "correct", "right"], "2": ["no", "no thanks", "wrong"]},
+}
+
+
+def confirm_grammar(language: str) -> SpeechGrammar | None:
+    """The yes/no grammar of a confirmation question in ``language``, or None (keypad only)."""
+    phrases = CONFIRM_PHRASES.get(language)
+    return SpeechGrammar.build("confirm", language, phrases, "built-in") if phrases else None
 
 
 def normalise(text: str) -> str:

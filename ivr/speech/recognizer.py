@@ -15,7 +15,9 @@ Rules every implementation keeps, because the menu relies on them:
   with an error: a broken engine gives ``SpeechResult(None, ..., reason="error")``
   so the caller carries on with the keypad;
 * ``choice`` is an option key of the grammar or None; off-menu speech is None
-  (``reason="rejected"``), never the nearest phrase.
+  (``reason="rejected"``), never the nearest phrase; a phrase heard but not
+  surely may come as ``reason="unsure"`` with its ``choice``, which the menu
+  then confirms with the caller before acting on it.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from ivr.speech.grammar import SpeechGrammar
 __all__ = ["Outcome", "Recognizer", "SpeechResult"]
 
 #: Why a result is what it is:
-#: ``match`` a phrase was recognised and accepted; ``rejected`` speech was heard but
-#: is not (confidently) on the menu; ``silence`` nobody spoke; ``error`` the engine failed.
-Outcome = Literal["match", "rejected", "silence", "error"]
+#: ``match`` a phrase was recognised and accepted; ``unsure`` a phrase was recognised but
+#: not surely (``choice`` is set: the menu asks the caller to confirm it); ``rejected``
+#: speech was heard but is not (confidently) on the menu; ``silence`` nobody spoke;
+#: ``error`` the engine failed.
+Outcome = Literal["match", "unsure", "rejected", "silence", "error"]
 
 
 @dataclass(frozen=True, slots=True)

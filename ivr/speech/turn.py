@@ -26,8 +26,9 @@ __all__ = ["SpeechAnswer", "SpeechTurn"]
 
 log = Logger(namespace="ivr.speech")
 
-#: How a turn ended: a phrase matched, a key was pressed, speech off the menu, nothing, or a failure.
-Via = Literal["speech", "dtmf", "rejected", "timeout", "error", "hangup"]
+#: How a turn ended: a phrase matched, one matched but not surely (to confirm), a key was
+#: pressed, speech off the menu, nothing, or a failure.
+Via = Literal["speech", "unsure", "dtmf", "rejected", "timeout", "error", "hangup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class SpeechAnswer:
     transcript: str = ""
     confidence: float | None = None
     barged_in: bool = False
+    #: For the answer to a confirmation question: the option key it confirms (or not).
+    confirming: str | None = None
 
 
 class SpeechTurn:
@@ -120,9 +123,10 @@ class SpeechTurn:
     def _recognised(self, result: SpeechResult) -> None:
         if self._answer.called:
             return
-        via: Via = {"match": "speech", "rejected": "rejected", "silence": "timeout"}.get(
+        via: Via = {"match": "speech", "unsure": "unsure", "rejected": "rejected", "silence": "timeout"}.get(
             result.reason, "error")  # type: ignore[assignment]
-        self._settle(SpeechAnswer(via, result.choice if via == "speech" else None, result.transcript,
+        chosen = result.choice if via in ("speech", "unsure") else None
+        self._settle(SpeechAnswer(via, chosen, result.transcript,
                                   result.confidence if result.transcript else None,
                                   barged_in=self._barged_in))
 

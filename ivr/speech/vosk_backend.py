@@ -32,10 +32,11 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from ivr.errors import ConfigError, RecognizerError
+from ivr.errors import ConfigError
 from ivr.speech.grammar import SpeechGrammar, normalise
 from ivr.speech.recognizer import SpeechResult
-from ivr.speech.vad import EnergyVAD, VADSettings
+from ivr.speech.streaming import Runner, StreamingRecognizer
+from ivr.speech.vad import VADSettings
 
 __all__ = [
     "KO_COMPETITORS",
@@ -49,9 +50,7 @@ __all__ = [
 
 log = Logger(namespace="ivr.speech")
 T = TypeVar("T")
-#: Runs a blocking function off the reactor thread; its Deferred fires on the reactor thread.
 _VAD = VADSettings()
-Runner = Callable[[Callable[[], T]], "defer.Deferred[T]"]
 
 #: Generic Korean words that compete with menu phrases in the grammar (a "garbage model"):
 #: everyday words, numbers and answers, chosen without looking at the benchmark's
@@ -250,174 +249,21 @@ class _Decoder:
         self.kaldi = None  # free the C recogniser on this thread, not in the reactor's GC
         return result
 
+    def holds_resources(self) -> bool:
+        return self.kaldi is not None
+
     def release(self) -> None:
         self.kaldi = None
 
 
-class VoskRecognizer:
-    """One menu turn with vosk: see :class:`ivr.speech.recognizer.Recognizer` for the contract.
-
-    Speech start and end come from :class:`EnergyVAD` on the reactor thread (so
-    barge-in never waits for the decoder). Audio before speech is not decoded,
-    except the last ``preroll`` seconds, which hold the first syllable's onset.
-    """
-
-    preroll = 0.3
-    #: Seconds of audio per decoding job while the caller talks: one job per 20 ms frame
-    #: cost more in thread hand-offs than in decoding (bench/speech_load.py).
-    batch = 0.1
+class VoskRecognizer(StreamingRecognizer):
+    """One menu turn with vosk: see :class:`ivr.speech.streaming.StreamingRecognizer`."""
 
     def __init__(self, model: Any, grammar: SpeechGrammar, run: Runner[Any], rejection: Rejection,
                  vad: VADSettings = _VAD, competitors: Iterable[str] = ()) -> None:
-        self._grammar = grammar
-        self._run = run
+        super().__init__(grammar, _Decoder(model, grammar.vosk_grammar(competitors)), run,
+                         lambda result, speech: decide(grammar, result, rejection, speech), vad)
         self._rejection = rejection
-        self._vad_settings = vad
-        self._decoder: _Decoder | None = _Decoder(model, grammar.vosk_grammar(competitors))
-        self._rate: int | None = None
-        self._vad: EnergyVAD | None = None
-        self._before: list[bytes] = []
-        self._before_bytes = 0
-        self._queue: list[bytes] = []
-        self._busy = False
-        self._final = False
-        #: The option the partial transcript already matches whole (for an early end), or None.
-        self._partial_key: str | None = None
-        self._decided: SpeechResult | None = None
-        self._started_waiters: list[defer.Deferred[float]] = []
-        self._result_waiters: list[defer.Deferred[SpeechResult]] = []
-
-    @property
-    def grammar(self) -> SpeechGrammar:
-        return self._grammar
-
-    # -- the menu's side ----------------------------------------------------
-
-    def feed(self, pcm: bytes, sample_rate: int) -> None:
-        if self._decided is not None or self._final:
-            return
-        if self._rate is None:
-            self._rate = sample_rate
-            self._vad = EnergyVAD(sample_rate, self._vad_settings)
-        elif sample_rate != self._rate:
-            raise RecognizerError(f"audio rate changed from {self._rate} to {sample_rate} Hz")
-        vad = self._vad
-        assert vad is not None
-        was_speaking = vad.started is not None
-        vad.feed(pcm)
-        if vad.started is None:
-            self._keep_preroll(pcm)
-            return
-        if not was_speaking:
-            self._queue.extend(self._before)
-            self._before = []
-            waiters, self._started_waiters = self._started_waiters, []
-            for waiter in waiters:
-                waiter.callback(vad.started)
-        self._queue.append(pcm)
-        if vad.ended is not None or (self._partial_key is not None
-                                     and vad.quiet_seconds >= self._vad_settings.early_end_seconds):
-            self._final = True
-        self._pump()
-
-    def speech_started(self) -> defer.Deferred[float]:
-        if self._vad is not None and self._vad.started is not None:
-            return defer.succeed(self._vad.started)
-        waiter: defer.Deferred[float] = defer.Deferred()
-        self._started_waiters.append(waiter)
-        return waiter
-
-    def result(self) -> defer.Deferred[SpeechResult]:
-        if self._decided is not None:
-            return defer.succeed(self._decided)
-        waiter: defer.Deferred[SpeechResult] = defer.Deferred()
-        self._result_waiters.append(waiter)
-        return waiter
-
-    def finish(self) -> None:
-        if self._decided is not None or self._final:
-            return
-        self._final = True
-        if self._vad is None or self._vad.started is None:
-            self._decide(SpeechResult(None, "", 0.0, "silence"))
-            return
-        self._pump()
-
-    def close(self) -> None:
-        if self._decided is not None:
-            return
-        self._final = True
-        self._queue = []
-        spoke = self._vad is not None and self._vad.started is not None
-        self._decide(SpeechResult(None, "", 0.0, "rejected" if spoke else "silence", detail="closed"))
-        decoder, self._decoder = self._decoder, None
-        if decoder is not None and not self._busy and decoder.kaldi is not None:
-            self._run(decoder.release)  # free the C recogniser on a decoding thread, not the reactor
-
-    # -- decoding -------------------------------------------------------------
-
-    def _keep_preroll(self, pcm: bytes) -> None:
-        assert self._rate is not None
-        self._before.append(pcm)
-        self._before_bytes += len(pcm)
-        limit = int(self.preroll * self._rate) * 2
-        while self._before and self._before_bytes - len(self._before[0]) >= limit:
-            self._before_bytes -= len(self._before.pop(0))
-
-    def _pump(self) -> None:
-        if self._busy or self._decoder is None or self._decided is not None:
-            return
-        if not self._final and sum(map(len, self._queue)) < int(self.batch * (self._rate or 8000)) * 2:
-            return
-        chunk = b"".join(self._queue)
-        self._queue = []
-        final = self._final
-        decoder, rate = self._decoder, self._rate
-        assert rate is not None
-        self._busy = True
-        job: defer.Deferred[dict[str, Any] | str] = self._run(lambda: decoder.accept(chunk, rate, final))
-        job.addCallbacks(self._job_done, self._job_failed)
-
-    def _job_done(self, result: dict[str, Any] | str) -> None:
-        self._busy = False
-        if self._decided is not None:
-            self._decoder = None
-            return
-        if isinstance(result, str):
-            self._partial_key = self._whole_phrase(result)
-        else:
-            vad = self._vad
-            speech = (vad.started, vad.ended) if vad is not None else (None, None)
-            self._decoder = None
-            self._decide(decide(self._grammar, result, self._rejection, speech))
-            return
-        self._pump()
-
-    def _whole_phrase(self, partial: str) -> str | None:
-        """The option ``partial`` already says in full, unless another option's phrase goes on from it
-        (then the caller may not be done: 예약 could still become 예약 취소)."""
-        key = self._grammar.match(partial) if partial else None
-        if key is None:
-            return None
-        said = normalise(partial)
-        for other, phrases in self._grammar.options.items():
-            if other != key and any(phrase.startswith(said + " ") for phrase in phrases):
-                return None
-        return key
-
-    def _job_failed(self, failure: Any) -> None:
-        self._busy = False
-        self._decoder = None
-        log.failure("speech decoding failed for menu {menu}", failure, menu=self._grammar.menu)
-        self._decide(SpeechResult(None, "", 0.0, "error", detail=str(failure.value)))
-
-    def _decide(self, result: SpeechResult) -> None:
-        if self._decided is not None:
-            return
-        self._decided = result
-        waiters, self._result_waiters = self._result_waiters, []
-        for waiter in waiters:
-            waiter.callback(result)
 
 
 if sys.byteorder != "little":  # pragma: no cover - AudioSocket PCM is little-endian, as every host we use

@@ -1,0 +1,338 @@
+"""The English recogniser: pocketsphinx, offline, a menu's phrases beside a phone-loop garbage path.
+
+The PyPI ``pocketsphinx`` wheel bundles a US-English acoustic model (16 kHz)
+and the CMU pronouncing dictionary, so English speech menus need nothing
+else. Each menu turn leases a decoder from a shared pool (creating one costs
+~0.1 s and ~40 MB, so they are kept) and decodes on :class:`DecodingPool`
+threads, never on the reactor thread.
+
+Rejection (measured on Asterisk's human English recordings, docs/benchmarks.md
+"English speech"): a plain grammar maps every sound to some menu phrase and
+accepts most off-menu speech. Beside the phrases the grammar offers a
+*garbage path*: any sequence of the model's 39 phones, entered with prior
+probability ``10 ** -penalty`` (:class:`SphinxRejection`). Off-menu speech
+fits the phone loop better than any phrase; a phrase said by the caller fits
+the phrase better even after the garbage path's prior. A hypothesis that is
+one option's phrases is accepted, anything through the garbage path rejected.
+The penalty is the rejection strength: lower rejects more (off-menu speech
+and right answers alike), higher accepts more.
+
+Three outcomes: with ``confirm_penalty`` above ``penalty`` the turn is decoded
+with the lenient grammar (``confirm_penalty``); a phrase it finds is decoded
+again, whole, with the strict one (``penalty``, ~0.03 s of CPU a second of
+speech, only for those turns). Found by both: ``match``; by the lenient one
+only: ``unsure`` (the menu asks "did you choose option 2?"); else ``rejected``.
+
+Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
+the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
+image of the voice (zero-stuffing, which suits vosk's model, misleads this one).
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ivr.errors import ConfigError, RecognizerError
+from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.recognizer import SpeechResult
+from ivr.speech.streaming import DecodingPool, Runner, StreamingRecognizer
+from ivr.speech.vad import VADSettings
+
+__all__ = ["PHONES", "SphinxRejection", "SphinxSpeech", "conclude", "upsample"]
+
+#: The phones of the bundled US-English model (CMU ARPAbet, stress removed).
+PHONES: tuple[str, ...] = tuple(
+    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z "
+    "ZH".split())
+#: The pseudo-words of the garbage path: one per phone; never a real dictionary word.
+_GARBAGE = {f"+{phone.lower()}+": phone for phone in PHONES}
+#: The value of ``[speech] models`` that chooses this engine.
+ENGINE = "pocketsphinx"
+_LANGUAGES = {"en": "en-us"}
+_VAD = VADSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class SphinxRejection:
+    """How strongly off-menu speech is rejected (see the module docstring).
+
+    ``penalty``: the garbage path's prior is ``10 ** -penalty``. The beams
+    prune the search: narrower is faster (0.03-0.04 s of CPU per second of
+    audio at these values, ten times less than pocketsphinx's defaults).
+    """
+
+    penalty: float = 4.0
+    #: Lenient penalty whose phrases are confirmed with the caller (None, or not above ``penalty``: off).
+    confirm_penalty: float | None = None
+    beam: float = 1e-20
+    wbeam: float = 1e-15
+    pbeam: float = 1e-20
+
+
+def upsample(pcm: bytes) -> bytes:
+    """8 kHz 16-bit PCM as 16 kHz: each new sample halfway between its neighbours."""
+    samples = array.array("h", pcm)
+    if not samples:
+        return b""
+    wide = array.array("h", bytes(len(pcm) * 2))
+    wide[0::2] = samples
+    following = samples[1:]
+    following.append(samples[-1])
+    wide[1::2] = array.array("h", [(a + b) >> 1 for a, b in zip(samples, following, strict=True)])
+    return wide.tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class SphinxHypothesis:
+    """What a final decode found: its words (garbage included) and the posterior of the best path."""
+
+    words: tuple[str, ...]
+    posterior: float
+    #: False when only the lenient (confirmation) grammar found these words.
+    sure: bool = True
+
+
+def conclude(grammar: SpeechGrammar, heard: SphinxHypothesis,
+             speech: tuple[float | None, float | None] = (None, None)) -> SpeechResult:
+    """The menu's decision from a final hypothesis: one option's phrases, or rejected."""
+    start, end = speech
+    spoken = [w for w in heard.words if w not in _GARBAGE]
+    garbage = len(heard.words) - len(spoken)
+    transcript = " ".join(spoken)
+    if not heard.words:
+        return SpeechResult(None, "", 0.0, "rejected", start, end, "no words")
+    if garbage:
+        phones = " ".join(_GARBAGE[w] for w in heard.words if w in _GARBAGE)
+        return SpeechResult(None, transcript, 0.0, "rejected", start, end,
+                            f"garbage path ({garbage} phones: {phones})")
+    choice = grammar.match(transcript)
+    if choice is None:
+        return SpeechResult(None, transcript, heard.posterior, "rejected", start, end,
+                            "not one option's phrases")
+    if not heard.sure:
+        return SpeechResult(choice, transcript, heard.posterior, "unsure", start, end,
+                            "found only by the lenient grammar: confirm")
+    return SpeechResult(choice, transcript, heard.posterior, "match", start, end)
+
+
+def _model_folder(language: str) -> str:
+    import pocketsphinx
+
+    return str(pocketsphinx.get_model_path(_LANGUAGES[language]))
+
+
+class _Engine:
+    """One pocketsphinx decoder with the garbage words, and the menu grammars it has compiled."""
+
+    def __init__(self, language: str, rejection: SphinxRejection) -> None:
+        from pocketsphinx import Decoder
+
+        folder = _model_folder(language)
+        self.decoder: Any = Decoder(hmm=f"{folder}/{_LANGUAGES[language]}",
+                                    dict=f"{folder}/cmudict-en-us.dict", lm=None, samprate=16000,
+                                    loglevel="FATAL", beam=rejection.beam, wbeam=rejection.wbeam,
+                                    pbeam=rejection.pbeam)
+        last = len(_GARBAGE) - 1
+        for index, (word, phone) in enumerate(_GARBAGE.items()):
+            self.decoder.add_word(word, phone, index == last)
+        self.rejection = rejection
+        self._compiled: dict[tuple[object, ...], str] = {}
+
+    def knows(self, word: str) -> bool:
+        return word not in _GARBAGE and self.decoder.lookup_word(word) is not None
+
+    def use(self, grammar: SpeechGrammar, penalty: float) -> None:
+        """Make ``grammar`` (plus the garbage path) the active search, compiling it once per decoder."""
+        key = (grammar.menu, grammar.language, tuple(grammar.options.items()), penalty)
+        name = self._compiled.get(key)
+        if name is None:
+            name = f"g{len(self._compiled)}"
+            self.decoder.add_fsg(name, self._fsg(name, grammar, penalty))
+            self._compiled[key] = name
+        self.decoder.activate_search(name)
+
+    def _fsg(self, name: str, grammar: SpeechGrammar, penalty: float) -> Any:
+        """States: 0 start, 1 final, 2 the phone loop, 3... inside multi-word phrases."""
+        garbage = 10.0 ** -penalty
+        phrases = grammar.phrases
+        transitions: list[tuple[Any, ...]] = []
+        state = 3
+        for phrase in phrases:
+            words = phrase.split()
+            previous = 0
+            for index, word in enumerate(words):
+                last = index == len(words) - 1
+                following = 1 if last else state
+                if not last:
+                    state += 1
+                transitions.append((previous, following, (1 - garbage) / len(phrases) if index == 0 else 1.0,
+                                    word))
+                previous = following
+        transitions.append((0, 2, garbage))
+        for word in _GARBAGE:
+            transitions.append((2, 2, 0.5 / len(_GARBAGE), word))
+        transitions.append((2, 1, 0.5))
+        return self.decoder.create_fsg(name, 0, 1, transitions)
+
+
+class _TurnDecoder:
+    """One turn's decoding: leases an engine at its first audio, gives it back at the end."""
+
+    def __init__(self, speech: SphinxSpeech, grammar: SpeechGrammar) -> None:
+        self.speech = speech
+        self.grammar = grammar
+        self.engine: _Engine | None = None
+        rejection = speech.rejection
+        confirm = rejection.confirm_penalty
+        #: The penalty the turn streams with; with confirmation, the strict one re-decodes a found phrase.
+        self.penalty = confirm if confirm is not None and confirm > rejection.penalty else rejection.penalty
+        self.strict = rejection.penalty
+        #: The utterance so far (16 kHz), kept only when it may be decoded again.
+        self.audio: list[bytes] = []
+
+    def accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
+        if rate == 8000:
+            pcm = upsample(pcm)
+        elif rate != 16000:
+            raise RecognizerError(f"pocketsphinx decodes 8 or 16 kHz audio, not {rate} Hz")
+        engine = self.engine
+        if engine is None:
+            engine = self.engine = self.speech.lease(self.grammar.language)
+            engine.use(self.grammar, self.penalty)
+            engine.decoder.reinit_feat()  # noise removal would otherwise carry the last caller's state
+            engine.decoder.start_utt()
+        decoder = engine.decoder
+        if pcm:
+            decoder.process_raw(pcm, False, False)
+            if self.penalty != self.strict:
+                self.audio.append(pcm)
+        if not final:
+            hyp = decoder.hyp()
+            text = hyp.hypstr if hyp is not None else ""
+            return "" if any(w in _GARBAGE for w in text.split()) else text
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        words = tuple(hyp.hypstr.split()) if hyp is not None else ()
+        try:
+            posterior = float(decoder.get_prob()) if words else 0.0
+        except (RuntimeError, ValueError):
+            posterior = 0.0
+        sure = True
+        if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
+            engine.use(self.grammar, self.strict)  # found leniently: does the strict grammar agree?
+            decoder.start_utt()
+            decoder.process_raw(b"".join(self.audio), False, True)
+            decoder.end_utt()
+            strict = decoder.hyp()
+            sure = strict is not None and tuple(strict.hypstr.split()) == words
+        self.audio = []
+        self.engine = None
+        self.speech.give_back(self.grammar.language, engine)
+        posterior = min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0))
+        return SphinxHypothesis(words, posterior, sure)
+
+    def holds_resources(self) -> bool:
+        return self.engine is not None
+
+    def release(self) -> None:
+        self.audio = []
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            try:
+                engine.decoder.end_utt()
+            except RuntimeError:
+                pass
+            self.speech.give_back(self.grammar.language, engine)
+
+
+class SphinxSpeech:
+    """The pocketsphinx engine: decoders per language, kept in a pool; recognisers per turn.
+
+    ``languages`` are the languages of ``[speech] models`` set to ``"pocketsphinx"``;
+    only ``en`` has a bundled model. :meth:`load` at start-up raises ConfigError
+    for anything else, so a call never finds out first.
+    """
+
+    def __init__(self, languages: list[str], *, source: str = "config", key: str = "speech.models",
+                 threads: int = 2, rejection: SphinxRejection = SphinxRejection(), vad: VADSettings = _VAD,
+                 run: Runner[Any] | None = None) -> None:
+        self.languages = list(languages)
+        self.source = source
+        self.key = key
+        self.rejection = rejection
+        self.vad = vad
+        self.pool = DecodingPool(threads, "ivr-sphinx")
+        #: Runs decoding jobs (the pool's threads; a benchmark may decode inline).
+        self.run: Runner[Any] = run if run is not None else self.pool.run
+        self._loaded: dict[str, _Engine] = {}
+        self._idle: dict[str, list[_Engine]] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Check the model and build one decoder per language (blocking: start-up only)."""
+        for language in self.languages:
+            if language in self._loaded:
+                continue
+            if language not in _LANGUAGES:
+                raise ConfigError(self.source, f"{self.key}.{language}",
+                                  f"pocketsphinx has no bundled model for {language!r}",
+                                  "use pocketsphinx for en only, or a vosk model folder for this language")
+            try:
+                engine = _Engine(language, self.rejection)
+            except ImportError:
+                raise ConfigError(self.source, f"{self.key}.{language}",
+                                  "the pocketsphinx package is not installed",
+                                  "pip install pocketsphinx (run scripts/bootstrap)") from None
+            except (RuntimeError, ValueError) as exc:
+                raise ConfigError(self.source, f"{self.key}.{language}",
+                                  f"the pocketsphinx model could not be loaded ({exc})",
+                                  "reinstall the pocketsphinx package") from None
+            self._loaded[language] = engine
+            self._idle[language] = [engine]
+
+    def knows(self, language: str, word: str) -> bool:
+        """Whether the dictionary has ``word`` (start-up only: before any call decodes)."""
+        engine = self._loaded.get(language)
+        return engine is not None and engine.knows(word)
+
+    def check(self, grammar: SpeechGrammar) -> None:
+        """Start-up check: the grammar's language is loaded and its dictionary has every word."""
+        if grammar.language not in self._loaded:
+            raise ConfigError(grammar.source, f"menu {grammar.menu!r} speech ({grammar.language})",
+                              f"no speech model for language {grammar.language!r}",
+                              f"add {self.key}.{grammar.language} = \"{ENGINE}\" to the config")
+        grammar.check_vocabulary(lambda word: self.knows(grammar.language, word))
+
+    def lease(self, language: str) -> _Engine:
+        """An idle decoder, or a new one (called on decoding threads only)."""
+        with self._lock:
+            idle = self._idle.setdefault(language, [])
+            if idle:
+                return idle.pop()
+        return _Engine(language, self.rejection)
+
+    def give_back(self, language: str, engine: _Engine) -> None:
+        with self._lock:
+            self._idle.setdefault(language, []).append(engine)
+
+    def recognizer(self, language: str, grammar: SpeechGrammar) -> StreamingRecognizer | None:
+        """A recogniser for one menu turn, or None when ``language`` is not this engine's."""
+        if language not in self._loaded:
+            return None
+        return StreamingRecognizer(grammar, _TurnDecoder(self, grammar), self.run,
+                                   lambda heard, speech: conclude(grammar, heard, speech), self.vad)
+
+
+def engine_languages(models: Mapping[str, str]) -> list[str]:
+    """The languages ``[speech] models`` gives to pocketsphinx."""
+    return sorted(language for language, value in models.items() if value == ENGINE)
+
+
+if sys.byteorder != "little":  # pragma: no cover - AudioSocket PCM is little-endian, as every host we use
+    raise ImportError("ivr.speech.sphinx_backend assumes a little-endian host")
