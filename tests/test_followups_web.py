@@ -65,7 +65,9 @@ def served() -> Iterator[tuple[Api, Engine]]:
         session.add_all([Customer(name="Wang", owner_agent_id=owner.id,
                                   phones=[CustomerPhone(e164="+8613800138000")]),
                          Customer(name="Texter", preferred_channel="sms",
-                                  phones=[CustomerPhone(e164="+8613800138009")])])
+                                  phones=[CustomerPhone(e164="+8613800138009")]),
+                         Customer(name="Stopped", preferred_channel="sms", do_not_call=True,
+                                  phones=[CustomerPhone(e164="+8613800138008")])])
         session.commit()
     yield Api(http_port), engine
     engine.dispose()
@@ -120,6 +122,9 @@ def test_a_new_lead_makes_a_customer_and_one_who_prefers_sms_is_told_when(served
     with Session(engine) as session:
         texts = session.scalars(select(SmsOutbox.text).where(SmsOutbox.to_number == "+8613800138009")).all()
     assert len(texts) == 1 and texts[0].startswith("Thank you, we will call you back by ")
+    assert api.request("POST", "/api/leads", {"phone": "13800138008"}, admin=True)[0] == 201
+    with Session(engine) as session:  # who must not be contacted gets no SMS of ours either
+        assert session.scalars(select(SmsOutbox).where(SmsOutbox.to_number == "+8613800138008")).all() == []
 
 
 def test_an_agent_sets_the_preferred_channel_and_do_not_call_only_a_supervisor_clears_it(
@@ -147,6 +152,8 @@ def test_an_agent_sets_the_preferred_channel_and_do_not_call_only_a_supervisor_c
     status, state = api.request("POST", "/agent/customer",
                                 {"customer": wang, "no_contact_before": "2026-12-01"}, agent="2001")
     assert (status, state["no_contact_before"]) == (200, "2026-11-30T16:00:00+00:00")  # Shanghai midnight
+    assert api.request("POST", "/agent/customer", {"customer": wang, "no_contact_before": None},
+                       agent="2001")[0] == 403  # only a supervisor lifts it
     assert api.request("POST", "/agent/customer", {"customer": 99999, "preferred_channel": "sms"},
                        agent="2001")[0] == 404
     with Session(engine) as session:  # the audit trail: who changed what, from what, and why

@@ -107,6 +107,13 @@ class OutboxQueue:
             if connection.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             ids = [int(value) for value in connection.execute(query).scalars()]
+            # A message left "sending" by instances that died with it every time fails for good.
+            spent = connection.execute(update(_outbox).where(
+                c.id.in_(ids), c.status == "sending", c.attempts >= self.policy.max_attempts)
+                .values(status="failed", locked_by=None, locked_at=None,
+                        last_error="its senders stopped while sending it, every time")
+                .returning(c.id)).scalars().all()
+            ids = [i for i in ids if i not in set(spent)]
             if not ids:
                 return []
             connection.execute(update(_outbox).where(c.id.in_(ids)).values(

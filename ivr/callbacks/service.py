@@ -29,6 +29,8 @@ from twisted.logger import Logger
 from ivr.callbacks.followup import FollowUp
 from ivr.callbacks.store import FollowUpStore
 from ivr.db.models import Agent, Contact, Customer
+from ivr.db.sql import utc
+from ivr.dialing.consent import must_not_call
 from ivr.plugins.hookspecs import hookimpl
 from ivr.plugins.requests import Disposition, FollowUpOrigin, FollowUpRequest
 
@@ -84,19 +86,22 @@ class FollowUpService:
         log.info("follow-up {id} ({origin}) for {number}, due {due}", id=followup.id, origin=followup.origin,
                  number=followup.e164, due=followup.due_at.isoformat())
         if created and request.origin is not FollowUpOrigin.SMS and self.send_sms is not None:
-            prefers_sms = await threads.deferToThread(self._prefers_sms, followup.customer_id)
+            prefers_sms = await threads.deferToThread(self._prefers_sms, followup.customer_id, followup.e164)
             if prefers_sms:
                 due = followup.due_at.astimezone(self.store.hours.zone).strftime("%Y-%m-%d %H:%M")
                 await self.send_sms(followup.e164, self.confirmation.format(due=due))
         return followup, created
 
-    def _prefers_sms(self, customer_id: int | None) -> bool:
+    def _prefers_sms(self, customer_id: int | None, e164: str) -> bool:
+        """The customer wants SMS, and may be sent one now (not opted out, not held off by a date)."""
         if customer_id is None:
             return False
         with self.store.engine.connect() as connection:
-            channel = connection.execute(select(_customers.c.preferred_channel)
-                                         .where(_customers.c.id == customer_id)).scalar()
-        return channel == "sms"
+            row = connection.execute(select(_customers.c.preferred_channel, _customers.c.no_contact_before)
+                                     .where(_customers.c.id == customer_id)).first()
+            if row is None or row.preferred_channel != "sms" or must_not_call(connection, e164):
+                return False
+        return row.no_contact_before is None or utc(row.no_contact_before) <= self.store.now()
 
     @hookimpl
     def ivr_contact_disposed(self, disposition: Disposition) -> defer.Deferred[FollowUp | None] | None:

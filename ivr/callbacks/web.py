@@ -11,8 +11,8 @@ refuses.
 
 ``GET /api/followups`` with the agent page's session: the agent's own open
 follow-ups, soonest due first, each with ``overdue`` and what is planned
-next; a supervisor may add ``?which=overdue|escalated|open`` and sees every
-agent's. ``POST /api/followups`` ``{"close": ID}`` (session + ``X-CSRF-Token``)
+next; a supervisor may add ``?which=overdue`` or ``?which=escalated`` and
+sees every agent's. ``POST /api/followups`` ``{"close": ID}`` (session + ``X-CSRF-Token``)
 closes one of the agent's own (a supervisor's: any).
 """
 
@@ -121,21 +121,25 @@ class FollowUpsApi(JsonResource):
         self.service = service
         self.sessions = sessions
 
-    def _who(self, request: server.Request, post: bool) -> tuple[int, str, bool]:
+    async def _who(self, request: server.Request, post: bool) -> tuple[int, str, bool]:
+        """(agent id, code, is a supervisor) of the request's session; 401/403 otherwise."""
         session = self.sessions.of_request(request)
         if session is None:
             raise WebRequestError(401, "log in on the agent page first")
         if post and not self.sessions.csrf_ok(request, session):
             raise WebRequestError(403, "missing or wrong CSRF token")
-        with self.service.store.engine.connect() as connection:
-            row = connection.execute(select(_agents.c.id, _agents.c.role)
-                                     .where(_agents.c.code == session.agent, _agents.c.active)).first()
+        row = await threads.deferToThread(self._agent, session.agent)
         if row is None:
             raise WebRequestError(403, "this agent is not active")
         return int(row.id), session.agent, row.role == "supervisor"
 
+    def _agent(self, code: str) -> Any:
+        with self.service.store.engine.connect() as connection:
+            return connection.execute(select(_agents.c.id, _agents.c.role)
+                                      .where(_agents.c.code == code, _agents.c.active)).first()
+
     async def handle_GET(self, request: server.Request) -> tuple[int, object]:
-        agent_id, _code, supervisor = await threads.deferToThread(self._who, request, False)
+        agent_id, _code, supervisor = await self._who(request, False)
         args: Any = request.args or {}
         which = (args.get(b"which") or [b"open"])[0].decode("ascii", "replace")
         if which not in ("open", "overdue", "escalated"):
@@ -160,7 +164,7 @@ class FollowUpsApi(JsonResource):
             for f in followups]}
 
     async def handle_POST(self, request: server.Request) -> tuple[int, object]:
-        agent_id, code, supervisor = await threads.deferToThread(self._who, request, True)
+        agent_id, code, supervisor = await self._who(request, True)
         body = read_json_object(request)
         followup_id = body.get("close")
         if not isinstance(followup_id, int) or isinstance(followup_id, bool):

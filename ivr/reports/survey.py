@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, select
 
 from ivr.db.models import Agent, Survey
+from ivr.db.sql import utc
 from ivr.reports.table import Cell, Period, Report
 
 __all__ = ["COLUMNS", "GROUPINGS", "survey_report"]
@@ -66,7 +67,7 @@ def survey_report(connection: Connection, period: Period, by: str) -> Report:
         raise ValueError(f"survey report by {by!r}: use one of {', '.join(GROUPINGS)}")
     query = (select(Agent.code, Survey.queue, Survey.score, Survey.buy_again, Survey.recommend)
              .outerjoin(Agent, Survey.agent_id == Agent.id)
-             .where(Survey.started_at >= period.since, Survey.started_at < period.until))
+             .where(Survey.started_at >= utc(period.since), Survey.started_at < utc(period.until)))
     groups: dict[str, _Tally] = {}
     total = _Tally()
     for code, queue, score, buy_again, recommend in connection.execute(query):
@@ -76,5 +77,6 @@ def survey_report(connection: Connection, period: Period, by: str) -> Report:
     rows: Iterable[tuple[Cell, ...]] = [groups[name].row(name) for name in sorted(groups)]
     if groups:
         rows = [*rows, total.row(_TOTAL)]
-    return Report(f"Surveys by {by}, {period.since:%Y-%m-%d %H:%M} to {period.until:%Y-%m-%d %H:%M} UTC",
+    since, until = period.since.astimezone(period.zone), period.until.astimezone(period.zone)
+    return Report(f"Surveys by {by}, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} ({period.zone})",
                   (by, *COLUMNS), list(rows))

@@ -7,8 +7,9 @@ marks them do-not-call with the agent's reason; only a supervisor may clear
 it (``"do_not_call": false``, a reason is kept too). Every change adds a
 ``customer_changes`` row (who, when, old and new value, why): the audit
 trail.
-``{"customer": 42, "no_contact_before": "2026-12-01"}`` (desk date; null
-clears it): no call or SMS of ours reaches them before that day. Session and
+``{"customer": 42, "no_contact_before": "2026-12-01"}`` (desk date; only a
+supervisor clears it with null): no call we place and no SMS we start
+(confirmations) reaches them before that day; a reply to their own SMS still does. Session and
 ``X-CSRF-Token`` as every POST of the page; answers the customer's new state.
 """
 
@@ -114,6 +115,8 @@ class CustomerEdit(JsonResource):
                 raise WebRequestError(403, "this agent is not active")
             if values.get("do_not_call") is False and role != "supervisor":
                 raise WebRequestError(403, "only a supervisor may clear a do-not-call")
+            if "no_contact_before" in values and values["no_contact_before"] is None and role != "supervisor":
+                raise WebRequestError(403, "only a supervisor may clear a do-not-contact-before date")
             customer = session.get(Customer, customer_id, with_for_update=True)
             if customer is None:
                 raise WebRequestError(404, "no such customer")
@@ -123,6 +126,8 @@ class CustomerEdit(JsonResource):
                     session.add(CustomerChange(customer_id=customer_id, at=now, agent=agent, field=field,
                                                old=_text(getattr(customer, field)), new=_text(values[field]),
                                                reason=reason))
+            if values.get("do_not_call") is True and customer.do_not_call:
+                values = {k: v for k, v in values.items() if k != "do_not_call_reason"}  # keep the first why
             for field, value in values.items():
                 setattr(customer, field, value)
             customer.updated_at = now

@@ -92,7 +92,7 @@ def waits_chart(engine: Engine, request: ChartRequest, now: dt.datetime, zone: d
 
 def agents_chart(engine: Engine, request: ChartRequest, now: dt.datetime, zone: dt.tzinfo,
                  service_level: float) -> dict[str, Any]:
-    """Calls per agent; survey scores and satisfaction per agent once surveys exist (#14)."""
+    """Calls per agent; survey scores and the satisfied share per agent."""
     period, _, _ = _scope(request, now, zone, service_level)
     with engine.connect() as connection:
         agents = agent_figures(connection, period, "agent", request.agent)
