@@ -49,6 +49,7 @@ __all__ = [
     "connect_database",
     "database_options",
     "database_source",
+    "listing_options",
     "open_database",
     "parse_when",
     "positive_int",
@@ -185,6 +186,18 @@ def database_options(parser: argparse.ArgumentParser) -> None:
     """``--config`` and ``--url``: the options of every command that opens the database."""
     parser.add_argument("--config", metavar="FILE", help="settings file (default: ./ivr.toml if present)")
     parser.add_argument("--url", metavar="URL", help="database URL (overrides [database] url)")
+
+
+def listing_options(parser: argparse.ArgumentParser, filters: dict[str, str]) -> None:
+    """The options of a ``list`` command: one of ``filters`` (``--NAME``: its help; ``args.which`` is
+    NAME, or ``open`` without one), ``--limit N`` and the database options."""
+    which = parser.add_mutually_exclusive_group()
+    for name, text in filters.items():
+        which.add_argument(f"--{name}", dest="which", action="store_const", const=name, help=text)
+    parser.set_defaults(which="open")
+    parser.add_argument("--limit", type=positive_int, default=100, metavar="N",
+                        help="show at most N (default: %(default)s)")
+    database_options(parser)
 
 
 # ------------------------------------------------------------------ running a command

@@ -28,6 +28,7 @@ from ivr.callbacks.store import FollowUpStore, Which
 from ivr.console import (
     CommandGroups,
     database_options,
+    listing_options,
     open_database,
     positive_int,
     printable,
@@ -159,18 +160,10 @@ def register_cli(subparsers: CommandGroups) -> None:
         description="Open follow-ups, soonest due first, with OVERDUE (and ESCALATED) marking those past "
                     "their due time; --overdue or --escalated shows only those, --all also done and "
                     "cancelled ones.")
-    which = listing.add_mutually_exclusive_group()
-    which.add_argument("--overdue", dest="which", action="store_const", const="overdue",
-                       help="only follow-ups past their due time")
-    which.add_argument("--escalated", dest="which", action="store_const", const="escalated",
-                       help="only those escalated to supervisors")
-    which.add_argument("--all", dest="which", action="store_const", const="all",
-                       help="every follow-up, whatever its state")
-    listing.set_defaults(which="open")
     listing.add_argument("--owner", metavar="CODE", help="only those of this agent (e.g. 1001)")
-    listing.add_argument("--limit", type=positive_int, default=100, metavar="N",
-                         help="show at most N (default: %(default)s)")
-    database_options(listing)
+    listing_options(listing, {"overdue": "only follow-ups past their due time",
+                              "escalated": "only those escalated to supervisors",
+                              "all": "every follow-up, whatever its state"})
     listing.set_defaults(run=_cli_list)
     for name, run, text in (("plan", _cli_plan, "the steps still planned for one follow-up"),
                             ("close", _cli_close, "close one follow-up: nothing more is planned")):

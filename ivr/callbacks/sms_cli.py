@@ -19,7 +19,7 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from ivr.callbacks.outbox_queue import OutboxEntry, OutboxQueue
-from ivr.console import CommandGroups, database_options, open_database, positive_int, printable, run_safely
+from ivr.console import CommandGroups, listing_options, open_database, printable, run_safely
 
 __all__ = ["describe_sms", "print_outbox", "register_cli"]
 
@@ -81,13 +81,6 @@ def register_cli(subparsers: CommandGroups) -> None:
         description="SMS in the outbox, newest first: queued (with the next try after a failed one), "
                     "being sent, sent, or failed after the last attempt (with Asterisk's error). "
                     "Without an option: those still to be sent.")
-    which = listing.add_mutually_exclusive_group()
-    which.add_argument("--failed", dest="which", action="store_const", const="failed",
-                       help="only messages that failed for good")
-    which.add_argument("--sent", dest="which", action="store_const", const="sent", help="only sent messages")
-    which.add_argument("--all", dest="which", action="store_const", const="all", help="every message")
-    listing.set_defaults(which="open")
-    listing.add_argument("--limit", type=positive_int, default=100, metavar="N",
-                         help="show at most N (default: %(default)s)")
-    database_options(listing)
+    listing_options(listing, {"failed": "only messages that failed for good", "sent": "only sent messages",
+                              "all": "every message"})
     listing.set_defaults(run=_cli_outbox)

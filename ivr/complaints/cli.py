@@ -20,7 +20,15 @@ from sqlalchemy import Engine
 
 from ivr.complaints.store import STATUSES, CaseView, list_cases, update_case
 from ivr.config import Settings
-from ivr.console import CommandGroups, database_options, open_database, positive_int, printable, run_safely
+from ivr.console import (
+    CommandGroups,
+    database_options,
+    listing_options,
+    open_database,
+    positive_int,
+    printable,
+    run_safely,
+)
 from ivr.db.sql import utc_now
 from ivr.routing.hours import BusinessHours
 
@@ -95,14 +103,8 @@ def register_cli(subparsers: CommandGroups) -> None:
         description="Complaint cases not yet resolved, open ones first and soonest due first, with "
                     "OVERDUE marking open cases past their response time; --overdue shows only those, "
                     "--all also resolved ones.")
-    which = listing.add_mutually_exclusive_group()
-    which.add_argument("--overdue", dest="which", action="store_const", const="overdue",
-                       help="only open cases past their response time")
-    which.add_argument("--all", dest="which", action="store_const", const="all", help="resolved ones too")
-    listing.set_defaults(which="open")
-    listing.add_argument("--limit", type=positive_int, default=100, metavar="N",
-                         help="show at most N (default: %(default)s)")
-    database_options(listing)
+    listing_options(listing, {"overdue": "only open cases past their response time",
+                              "all": "resolved ones too"})
     listing.set_defaults(run=_cli_list)
     moving = commands.add_parser("update", help="mark a case answered or resolved, with a note")
     moving.add_argument("case", type=positive_int, metavar="CASE", help="the case id (#N in the list)")
