@@ -38,7 +38,8 @@ def register_cli(subparsers: CommandGroups) -> None:
         "import", help="create or update customers from a CSV file",
         description="CSV (UTF-8, BOM allowed) with a header: external_id,name,phones"
                     "[,language,vip_tier,owner,do_not_call,preferred_channel]. phones: one or more "
-                    "numbers separated by ; or |. preferred_channel: voice or sms. vip_tier: empty, vip or hot-lead. owner: code of an existing agent. "
+                    "numbers separated by ; or |. preferred_channel: voice or sms. vip_tier: empty, vip "
+                    "or hot-lead. owner: code of an existing agent. "
                     "do_not_call: true/false, yes/no, 1/0 (empty: false). Lines are upserted by "
                     "external_id; a customer's phones become exactly those of its line; a column left "
                     "out of the header is left as it is on existing customers. Bad lines are reported "
