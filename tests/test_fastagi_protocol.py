@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import Session
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -167,8 +169,34 @@ def test_replies_in_time_cancel_their_deadline(session: Session) -> None:
     session.start()
     d = session.protocol.send_command("ANSWER", timeout=2.0)
     session.feed(b"200 result=0\n")
-    assert session.clock.getDelayedCalls() == []
     assert success_of(d) == AGIReply("0")
+    session.clock.advance(AGILimits().command_timeout + 1)  # past every deadline there was
+    assert not session.transport.disconnecting
+    assert session.clock.getDelayedCalls() == []  # nothing in flight: no timer left behind
+
+
+def test_one_timer_watches_every_command_of_a_session(session: Session) -> None:
+    session.start()
+    first = session.protocol.send_command("ANSWER")
+    session.feed(b"200 result=0\n")
+    later = [session.protocol.send_command("GET VARIABLE", "X") for _ in range(3)]
+    assert len(session.clock.getDelayedCalls()) == 1
+    session.clock.advance(AGILimits().command_timeout - 0.5)
+    session.feed(b"200 result=1 (a)\n200 result=1 (b)\n")
+    session.clock.advance(1.0)  # the third is now overdue, though the first two were answered
+    assert success_of(first) == AGIReply("0")
+    assert [success_of(d).data for d in later[:2]] == ["a", "b"]
+    assert isinstance(failure_of(later[2]), CommandTimeout)
+    assert session.transport.disconnecting
+
+
+def test_a_sooner_deadline_is_watched_for_before_a_later_one(session: Session) -> None:
+    session.start()
+    slow = session.protocol.send_command("STREAM FILE", "x", "", timeout=60.0)
+    quick = session.protocol.send_command("ANSWER", timeout=1.0)
+    session.clock.advance(1.1)
+    assert isinstance(failure_of(quick), CommandTimeout)
+    assert isinstance(failure_of(slow), CommandTimeout)  # the session ends: replies cannot be matched
 
 
 def test_cancelled_command_keeps_replies_aligned(session: Session) -> None:
@@ -310,3 +338,38 @@ def test_the_write_fast_path_relies_on_twisteds_tcp_connection_as_it_is() -> Non
     finally:
         ours.close()
         theirs.close()
+
+
+_KEYS = st.sampled_from(["channel", "callerid", "calleridname", "arg_1", "uniqueid", "x", "a" * 65])
+#: An environment as Asterisk writes it (agi_request first, each key once, values with any
+#: bytes: CR, NUL, bad UTF-8), now and then with one line that is anything at all.
+_ENV = st.tuples(st.binary(max_size=20), st.dictionaries(_KEYS, st.binary(max_size=40)), st.integers(0, 8),
+                 st.none() | st.binary(max_size=30)).map(
+    lambda t: _lines({"request": t[0], **t[1]}, t[2], t[3]))
+
+
+def _lines(env: dict[str, bytes], where: int, odd: bytes | None) -> list[bytes]:
+    lines = [b"agi_" + key.encode() + b": " + value for key, value in env.items()]
+    return lines if odd is None else [*lines[:where], odd, *lines[where:]]
+
+
+def _read(chunks: list[bytes], limits: AGILimits) -> tuple[dict[str, str] | None, bool, bytes]:
+    session = Session(limits=limits)
+    for chunk in chunks:
+        session.feed(chunk)
+    ready = dict(session.protocol.environment) if session.ready else None
+    return ready, session.transport.disconnecting, session.transport.value()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ENV, st.binary(max_size=20),
+       st.sampled_from([AGILimits(), AGILimits(max_env_lines=5),
+                        AGILimits(max_env_bytes=120, max_line_bytes=60)]))
+def test_an_environment_in_one_segment_reads_as_it_does_line_by_line(
+        lines: list[bytes], after: bytes, limits: AGILimits) -> None:
+    """The one-search fast path and the line-by-line reader agree on every input."""
+    lines = [line.replace(b"\n", b" ") for line in lines]
+    data = b"".join(line + b"\n" for line in lines) + b"\n" + after
+    whole = _read([data], limits)
+    bytewise = _read([data[i:i + 1] for i in range(len(data))], limits)
+    assert whole == bytewise

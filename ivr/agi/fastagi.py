@@ -12,7 +12,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from twisted.internet import defer, tcp
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -43,8 +43,11 @@ __all__ = [
 ]
 
 log = Logger(namespace="ivr.agi")
+_T = TypeVar("_T")
 
 _ENV_KEY = re.compile(rb"agi_[a-z0-9_]{1,64}\Z")
+#: A whole environment line as Asterisk writes it (the fast path reads them all in one search).
+_ENV_LINE = re.compile(r"^agi_([a-z0-9_]{1,64}): (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,19 @@ class AGIEnvironment(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         return self._values[key]
 
+    @overload
+    def get(self, key: str, /) -> str | None: ...
+
+    @overload
+    def get(self, key: str, /, default: str | _T) -> str | _T: ...
+
+    def get(self, key: str, /, default: object = None) -> object:
+        """The dict's own ``get``: Mapping's costs two more calls (a call reads a dozen keys)."""
+        return self._values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
     def __iter__(self) -> Any:
         return iter(self._values)
 
@@ -112,21 +128,20 @@ class AGIEnvironment(Mapping[str, str]):
 class _Pending:
     """One command sent and not yet answered."""
 
-    __slots__ = ("command", "deferred", "timer", "digits", "abandoned")
+    __slots__ = ("command", "deferred", "due", "timeout", "digits", "abandoned")
 
-    def __init__(self, command: bytes, digits: bool) -> None:
+    def __init__(self, command: bytes, digits: bool, due: float, timeout: float) -> None:
         self.command = command
         self.deferred: defer.Deferred[AGIReply] = defer.Deferred(canceller=self.cancel)
-        self.timer: IDelayedCall | None = None
+        #: When the reply is overdue (clock seconds; 0: never).
+        self.due = due
+        self.timeout = timeout
         self.digits = digits
         self.abandoned = False
 
     def cancel(self, _: defer.Deferred[AGIReply]) -> None:
-        # Keep the slot so the late reply is matched and dropped.
+        # Keep the slot so the late reply is matched and dropped; it has no deadline any more.
         self.abandoned = True
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
 
 
 class FastAGIProtocol(LineOnlyReceiver):
@@ -155,7 +170,13 @@ class FastAGIProtocol(LineOnlyReceiver):
         self._on_ready = on_ready
         self._env: dict[str, str] | None = {}
         self._env_bytes = 0
-        self._env_timer: IDelayedCall | None = None
+        #: When the environment is overdue (clock seconds; 0 once it is complete).
+        self._env_due = 0.0
+        #: One timer per session watches every deadline (the environment's, each command's):
+        #: armed for the earliest, it looks again when it fires instead of being re-armed
+        #: for each command. Short calls then cost one timer, not one per command.
+        self._watch: IDelayedCall | None = None
+        self._watch_at = 0.0
         self._pending: deque[_Pending] = deque()
         self._usage: list[str] | None = None
         self.environment = AGIEnvironment({})
@@ -176,13 +197,14 @@ class FastAGIProtocol(LineOnlyReceiver):
             self.peer_host = getattr(peer, "host", "")
         if isinstance(self.transport, tcp.Connection) and hasattr(self.transport, "_tempDataBuffer"):
             self._tcp = self.transport
-        self._env_timer = self.clock.callLater(self.limits.env_timeout, self._env_timed_out)
+        self._env_due = self.clock.seconds() + self.limits.env_timeout
+        self._watch_until(self._env_due)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.closed = True
-        if self._env_timer is not None and self._env_timer.active():
-            self._env_timer.cancel()
-        self._env_timer = None
+        watch, self._watch = self._watch, None
+        if watch is not None and watch.active():
+            watch.cancel()
         error: AGIError = self.close_reason or CallHangup("connection closed by Asterisk")
         self._fail_pending(error)
         hook, self._on_closed = self._on_closed, None
@@ -217,8 +239,42 @@ class FastAGIProtocol(LineOnlyReceiver):
         if self.transport is not None and not self.closed:
             self.transport.loseConnection()
 
+    # -- deadlines ----------------------------------------------------------
+
+    def _watch_until(self, due: float) -> None:
+        """Make sure the watch looks at the session by ``due`` (clock seconds)."""
+        watch = self._watch
+        if watch is not None:
+            if self._watch_at <= due:
+                return
+            watch.cancel()  # rare: a deadline sooner than every other (Twisted's reset is linear)
+        self._watch_at = due
+        self._watch = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._watched)
+
+    def _watched(self) -> None:
+        """The watch went off: time out what is overdue, or look again at the next deadline."""
+        self._watch = None
+        if self.closed:
+            return
+        now = self.clock.seconds()
+        following = 0.0
+        if self._env is not None:
+            if now >= self._env_due:
+                self._env_timed_out()
+                return
+            following = self._env_due
+        for pending in self._pending:
+            if pending.abandoned or not pending.due:
+                continue
+            if now >= pending.due:
+                self._command_timed_out(pending)
+                return
+            if not following or pending.due < following:
+                following = pending.due
+        if following:
+            self._watch_until(following)
+
     def _env_timed_out(self) -> None:
-        self._env_timer = None
         log.warn("peer {peer} sent no complete AGI environment in {timeout}s; closing",
                  peer=self.peer_host, timeout=self.limits.env_timeout)
         self.abort(LimitExceeded("environment not received in time"))
@@ -230,12 +286,98 @@ class FastAGIProtocol(LineOnlyReceiver):
 
     # -- incoming ---------------------------------------------------------
 
+    def dataReceived(self, data: bytes) -> None:
+        if self._env is None:
+            self._replies(data)
+            return
+        if not self._env_bytes and self._environment_at_once(data):
+            return
+        # The environment's ~25 lines usually come in one segment: read them here, in
+        # one loop, rather than through a method call or two per line.
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        env = self._env
+        limits = self.limits
+        for index, line in enumerate(lines):
+            if self.transport.disconnecting:  # type: ignore[union-attr]
+                return
+            if len(line) > self.MAX_LENGTH:
+                self.lineLengthExceeded(line)
+                return
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                rest, self._buffer = b"\n".join([*lines[index + 1:], self._buffer]), b""
+                self._environment_complete()
+                if rest and self._env is None and self.close_reason is None:
+                    self._replies(rest)  # commands' replies cannot come yet: Asterisk's own lines
+                return
+            self._env_bytes += len(line) + 1
+            if len(env) >= limits.max_env_lines or self._env_bytes > limits.max_env_bytes:
+                log.warn("peer {peer} sent an oversized AGI environment; closing", peer=self.peer_host)
+                self.abort(LimitExceeded("AGI environment too large"))
+                return
+            key, sep, value = line.partition(b": ")
+            if not sep or _ENV_KEY.match(key) is None:
+                log.warn("ignoring malformed AGI environment line {line!r}", line=line[:80])
+                continue
+            name = key[4:].decode("ascii")
+            if name in env:
+                # Asterisk sends each key once, routing keys first; a repeat can only come
+                # from a value with an embedded newline (a caller name) trying to override.
+                log.warn("ignoring repeated AGI environment key {key}", key=name)
+                continue
+            env[name] = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        if len(self._buffer) > self.MAX_LENGTH:
+            self.lineLengthExceeded(self._buffer)
+
+    def _replies(self, data: bytes) -> None:
+        """Lines after the environment, as LineOnlyReceiver splits them (minus a call a packet)."""
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        transport = self.transport
+        for line in lines:
+            if transport.disconnecting:  # type: ignore[union-attr]
+                return  # told to close by an earlier line: the rest of the packet is disregarded
+            if len(line) > self.MAX_LENGTH:
+                self.lineLengthExceeded(line)
+                return
+            self.lineReceived(line)
+        if len(self._buffer) > self.MAX_LENGTH:
+            self.lineLengthExceeded(self._buffer)
+
+    def _environment_at_once(self, data: bytes) -> bool:
+        """The usual case, read in one search: a whole, well-formed environment in one segment.
+
+        Anything else (split across segments, a malformed or repeated line, a carriage
+        return, more than a line's or the environment's limit) returns False and is read
+        line by line with its warnings; both ways give the same environment.
+        """
+        data = self._buffer + data
+        end = data.find(b"\n\n")
+        limits = self.limits
+        if end < 0 or end >= self.MAX_LENGTH or end >= limits.max_env_bytes or b"\r" in data[:end]:
+            return False
+        block = data[:end].decode("utf-8", "replace")
+        pairs = _ENV_LINE.findall(block)
+        lines = block.count("\n") + 1
+        if len(pairs) != lines or lines > limits.max_env_lines:
+            return False
+        env = dict(pairs)
+        if len(env) != lines:
+            return False
+        if "\x00" in block:
+            env = {key: value.replace("\x00", "\ufffd") for key, value in env.items()}
+        self._env, self._env_bytes, self._buffer = env, end + 1, b""
+        self._environment_complete()
+        rest = data[end + 2:]
+        if rest and self._env is None and self.close_reason is None:
+            self._replies(rest)
+        return True
+
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
-        if self._env is not None:
-            self._environment_line(line)
-            return
         text = line.decode("utf-8", "replace")
         if self._usage is not None:
             self._usage_line(text)
@@ -268,33 +410,9 @@ class FastAGIProtocol(LineOnlyReceiver):
         else:
             self.abort(MalformedReply(f"not an AGI reply: {text[:120]!r}"))
 
-    def _environment_line(self, line: bytes) -> None:
-        assert self._env is not None
-        if not line:
-            self._environment_complete()
-            return
-        self._env_bytes += len(line) + 1
-        if len(self._env) >= self.limits.max_env_lines or self._env_bytes > self.limits.max_env_bytes:
-            log.warn("peer {peer} sent an oversized AGI environment; closing", peer=self.peer_host)
-            self.abort(LimitExceeded("AGI environment too large"))
-            return
-        key, sep, value = line.partition(b": ")
-        if not sep or _ENV_KEY.match(key) is None:
-            log.warn("ignoring malformed AGI environment line {line!r}", line=line[:80])
-            return
-        name = key[4:].decode("ascii")
-        if name in self._env:
-            # Asterisk sends each key once, routing keys first; a repeat can only come
-            # from a value with an embedded newline (a caller name) trying to override.
-            log.warn("ignoring repeated AGI environment key {key}", key=name)
-            return
-        self._env[name] = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
-
     def _environment_complete(self) -> None:
         assert self._env is not None
-        if self._env_timer is not None and self._env_timer.active():
-            self._env_timer.cancel()
-        self._env_timer = None
+        self._env_due = 0.0  # the watch finds nothing more to time out here
         self.environment = AGIEnvironment(self._env)
         self._env = None
         if "request" not in self.environment:
@@ -347,10 +465,11 @@ class FastAGIProtocol(LineOnlyReceiver):
             return defer.fail(exc)
         if len(self._pending) >= self.limits.max_pending:
             return defer.fail(LimitExceeded("too many commands in flight"))
-        pending = _Pending(line, verb == "GET DATA")
         delay = self.limits.command_timeout if timeout is None else timeout
-        if delay > 0:
-            pending.timer = self.clock.callLater(delay, self._command_timed_out, pending, delay)
+        due = self.clock.seconds() + delay if delay > 0 else 0.0
+        pending = _Pending(line, verb == "GET DATA", due, delay)
+        if due:
+            self._watch_until(due)
         self._pending.append(pending)
         self._write(line)
         return pending.deferred
@@ -387,39 +506,27 @@ class FastAGIProtocol(LineOnlyReceiver):
                 data = data[sent:]
         self.transport.write(data)  # type: ignore[union-attr]
 
-    def _command_timed_out(self, pending: _Pending, delay: float) -> None:
-        pending.timer = None
+    def _command_timed_out(self, pending: _Pending) -> None:
+        delay = pending.timeout
         verb = pending.command.decode("utf-8", "replace").split(" \"", 1)[0].strip()
         log.warn("AGI command {verb} got no reply in {delay}s; closing the session",
                  verb=verb, delay=delay)
         # Replies can no longer be matched to commands: end the session.
         self.abort(CommandTimeout(f"{verb} got no reply within {delay}s"))
 
-    def _pop(self) -> _Pending:
-        pending = self._pending.popleft()
-        if pending.timer is not None:
-            if pending.timer.active():
-                pending.timer.cancel()
-            pending.timer = None
-        return pending
-
     def _complete(self, reply: AGIReply) -> None:
-        pending = self._pop()
+        pending = self._pending.popleft()
         if not pending.abandoned:
             pending.deferred.callback(reply)
 
     def _complete_error(self, make: Callable[[str], AGIError]) -> None:
-        pending = self._pop()
+        pending = self._pending.popleft()
         if not pending.abandoned:
             verb = pending.command.decode("utf-8", "replace").rstrip("\n")
             pending.deferred.errback(make(verb))
 
     def _abandon(self, pending: _Pending, error: AGIError) -> None:
         pending.abandoned = True
-        if pending.timer is not None:
-            if pending.timer.active():
-                pending.timer.cancel()
-            pending.timer = None
         pending.deferred.errback(error)
 
     def _fail_pending(self, error: AGIError) -> None:

@@ -118,15 +118,16 @@ async def notify(hooks: Any | None, hook_name: str, clock: IReactorTime, deadlin
     """
     if hooks is None:
         return
-    call = kwargs.get("call")
     for impl in reversed(getattr(hooks, hook_name).get_hookimpls()):  # pluggy's calling order
         try:
-            await await_hook(impl.function(*(kwargs[name] for name in impl.argnames)), clock, deadline)
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if result is not None:  # most subscribers return nothing: no deadline to arm
+                await await_hook(result, clock, deadline)
         except defer.CancelledError:
             raise
         except Exception:
             log.failure("plugin {plugin} failed in {hook} on call {uniqueid}", plugin=impl.plugin_name,
-                        hook=hook_name, uniqueid=getattr(call, "uniqueid", "?"))
+                        hook=hook_name, uniqueid=getattr(kwargs.get("call"), "uniqueid", "?"))
 
 
 @dataclass(slots=True)

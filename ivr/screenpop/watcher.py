@@ -14,6 +14,7 @@ reason and the customer's SMS text.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -56,8 +57,12 @@ class ScreenPop:
         #: Which agent's card each call is on (caller uniqueid -> agent code).
         self.ringing: dict[str, str] = {}
         self._devices: dict[str, str] = {}
-        #: When each ended call's context is dropped.
-        self._expiry: dict[str, IDelayedCall] = {}
+        #: When each ended call's context is dropped (clock seconds). Every context lives
+        #: CONTEXT_TTL, so the order of ending is the order of expiry: a queue, and one timer
+        #: for its head, serve them all (a timer per call filled the reactor's heap).
+        self._expiry: dict[str, float] = {}
+        self._expiring: deque[tuple[float, str]] = deque()
+        self._sweep: IDelayedCall | None = None
 
     # -- the call hooks -----------------------------------------------------
 
@@ -84,20 +89,37 @@ class ScreenPop:
 
     @hookimpl
     def ivr_call_ended(self, call: Call, outcome: CallOutcome) -> None:
-        if call.uniqueid in self.contexts:  # kept while the caller waits for a person, then dropped
-            self._expiry[call.uniqueid] = self.clock.callLater(CONTEXT_TTL, self._forget, call.uniqueid)
+        uniqueid = call.uniqueid
+        if uniqueid in self.contexts:  # kept while the caller waits for a person, then dropped
+            expires = self.clock.seconds() + CONTEXT_TTL
+            self._expiry[uniqueid] = expires  # ended again: the earlier entry is stale
+            self._expiring.append((expires, uniqueid))
+            if self._sweep is None:
+                self._sweep = self.clock.callLater(CONTEXT_TTL, self._forget_expired)
 
-    def _forget(self, uniqueid: str) -> None:
-        self._expiry.pop(uniqueid, None)
-        self.contexts.pop(uniqueid, None)
-        self.ringing.pop(uniqueid, None)
+    def _forget_expired(self) -> None:
+        """Drop the contexts whose time is up; look again in a second at the soonest."""
+        self._sweep = None
+        now = self.clock.seconds()
+        expiring = self._expiring
+        while expiring:
+            expires, uniqueid = expiring[0]
+            if expires > now:
+                self._sweep = self.clock.callLater(max(1.0, expires - now), self._forget_expired)
+                return
+            expiring.popleft()
+            if self._expiry.get(uniqueid) == expires:
+                del self._expiry[uniqueid]
+                self.contexts.pop(uniqueid, None)
+                self.ringing.pop(uniqueid, None)
 
     def stop(self) -> None:
         """Forget every call now (server shutdown): no timer outlives the server."""
-        for timer in self._expiry.values():
-            if timer.active():
-                timer.cancel()
+        sweep, self._sweep = self._sweep, None
+        if sweep is not None and sweep.active():
+            sweep.cancel()
         self._expiry.clear()
+        self._expiring.clear()
         self.contexts.clear()
         self.ringing.clear()
 
