@@ -101,7 +101,17 @@ def history_settings() -> dict[str, str]:
             "IVR_DATABASE_JOURNAL": str(folder / "history.journal")}
 
 
-ENVIRONMENT = environment(SCRIPT, channel="PJSIP/bench-00000001", context="ivr-bench")
+#: Each call's environment has its own uniqueid, as Asterisk's calls do: the contact
+#: history then records every call as a row of its own, as it would in production.
+_ENV_HEAD, _ENV_TAIL = environment(SCRIPT, channel="PJSIP/bench-00000001", context="ivr-bench",
+                                   uniqueid="\x00").split(b"\x00")
+_CALL_NUMBERS = iter(range(1, 1 << 62))
+_RUN = f"{int(time.time())}{os.getpid() % 1000:03d}"
+
+
+def next_environment() -> bytes:
+    """The environment of a new call: a uniqueid never used before, in Asterisk's form."""
+    return b"%s%s.%d%s" % (_ENV_HEAD, _RUN.encode(), next(_CALL_NUMBERS), _ENV_TAIL)
 
 #: (command the server must send, the reply to it)
 DIALOGUE = (
@@ -305,7 +315,7 @@ class Session:
         self.sock = sock
         self.fd = sock.fileno()
         self.loop.add_reader(self.fd, self.readable)
-        self.send(ENVIRONMENT)
+        self.send(next_environment())
 
     def send(self, data: bytes) -> None:
         assert self.sock is not None

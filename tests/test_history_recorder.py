@@ -368,6 +368,29 @@ def test_the_start_insert_sets_every_column_as_the_orm_would(engine: Engine, tmp
         assert {c: getattr(raw, c) for c in columns} == {c: getattr(orm, c) for c in columns}
 
 
+def test_a_call_in_one_batch_is_the_row_its_records_make_in_separate_batches(
+        engine: Engine, tmp_path: Path) -> None:
+    """Start and end in one batch are written as one statement: the row must be the same."""
+    recorder = ContactRecorder(engine, tmp_path / "journal", Clock())
+    whole = call_records("2.1")
+    recorder._apply(whole)
+    recorder._apply([whole[0], ContactStart("2.2", NOW, "ivr-a", caller_number="13800138000")])
+    for record in call_records("2.3"):  # each record in a batch of its own
+        recorder._apply([record])
+    start, end = call_records("2.4")[0], call_records("2.4")[-1]
+    recorder._apply([start])
+    recorder._apply([start, end])  # the start was in already (a replay): the end still lands
+    with Session(engine) as session:
+        rows = {c.uniqueid: c for c in session.scalars(select(Contact))}
+        columns = [c.key for c in Contact.__table__.columns if c.key not in ("id", "uniqueid")]
+        one, separate, replayed = ({c: getattr(rows[u], c) for c in columns} for u in ("2.1", "2.3", "2.4"))
+        assert one == separate
+        assert {**one, "last_step": ""} == replayed  # no step was recorded for 2.4
+        assert rows["2.2"].status == "open"
+    recorder._apply(whole + whole)  # applied twice: nothing doubles, nothing changes
+    assert counts(engine) == (4, 4)
+
+
 def test_reconcile_marks_only_this_instances_open_calls_interrupted(engine: Engine, tmp_path: Path) -> None:
     recorder = ContactRecorder(engine, tmp_path / "journal", Clock())
     recorder._apply([ContactStart("4.1", NOW, "ivr-a"),

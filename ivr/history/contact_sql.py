@@ -106,6 +106,7 @@ class DriverSQL:
             return values
 
         self.end_row = end_row
+        self._start_and_end(mark, marks, ended, end_columns)
         self._human(mark)
 
     def _start(self, mark: str, marks: Callable[[Sequence[Column[Any]]], list[str]]) -> None:
@@ -134,6 +135,44 @@ class DriverSQL:
             f"({', '.join(c.name for c in inserted)}, {contacts.customer_id.name}) "
             f"VALUES ({', '.join(marks(inserted))}, {customer}) "
             f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO NOTHING")
+
+    def _start_and_end(self, mark: str, marks: Callable[[Sequence[Column[Any]]], list[str]],
+                       ended: Sequence[str], end_columns: Sequence[Column[Any]]) -> None:
+        """A call whose start and end are in one batch (most calls: they last less than a batch
+        takes to fill) becomes one row in one statement, as the insert then the update would
+        leave it. Should the row be there already (a batch applied twice), only what the end
+        sets is set, as the update does."""
+        contacts = _contacts.c
+        started = [contacts[n] for n in START_FIELDS]
+        set_by_end = {c.name for c in end_columns} | {contacts.status.name, contacts.last_step.name}
+        defaulted = [c for c in _contacts.columns
+                     if c.name not in START_FIELDS and c.name not in set_by_end and c.default is not None]
+        defaults = [_constant_default(c) for c in defaulted]
+        inserted = [*started, *end_columns, contacts.status, contacts.last_step, *defaulted]
+        start_values = _row(START_FIELDS, started, self.time)
+        end_values = _row(ended, end_columns, self.time)
+        no_step = _constant_default(contacts.last_step)
+        phones = cast(Table, CustomerPhone.__table__)
+        customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
+                    f"WHERE {phones.c.e164.name} = {mark})")
+        table, last_step = _contacts.name, contacts.last_step.name
+        updates = ", ".join(f"{c.name} = excluded.{c.name}" for c in end_columns)
+        self.insert_final_contact = (
+            f"INSERT INTO {table} ({', '.join(c.name for c in inserted)}, {contacts.customer_id.name}) "
+            f"VALUES ({', '.join(marks(inserted))}, {customer}) "
+            f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO UPDATE SET "
+            f"{contacts.status.name} = 'final', {updates}, "
+            f"{last_step} = COALESCE(NULLIF(excluded.{last_step}, {mark}), {table}.{last_step})")
+
+        def final_row(start: ContactStart, end: ContactEnd, described: str | None) -> list[Any]:
+            values = start_values(start)
+            values += end_values(end)
+            values += ("final", no_step if described is None else described)
+            values += defaults
+            values += (start.caller_e164, no_step)
+            return values
+
+        self.final_row = final_row
 
     def _human(self, mark: str) -> None:
         """The human part: absolute values; an empty one keeps what is stored. The agent is found

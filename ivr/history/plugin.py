@@ -24,7 +24,7 @@ from ivr.routing.router import CallOutcome, CallStep
 __all__ = ["ContactHistory"]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Open:
     started: float
     seq: int = 0

@@ -347,10 +347,14 @@ class ContactRecorder:
         them through SQLAlchemy's per-row bind processing cost ~4x the
         database's own time (bench/history_write.py).
         """
-        starts = [r for r in batch if isinstance(r, ContactStart)]
-        steps = [r for r in batch if isinstance(r, ContactStep)]
-        ends = [r for r in batch if isinstance(r, ContactEnd)]
-        humans = [r for r in batch if isinstance(r, ContactHumanPart)]
+        starts: list[ContactStart] = []
+        steps: list[ContactStep] = []
+        ends: list[ContactEnd] = []
+        humans: list[ContactHumanPart] = []
+        kinds: dict[type[Any], list[Any]] = {ContactStart: starts, ContactStep: steps, ContactEnd: ends,
+                                             ContactHumanPart: humans}
+        for record in batch:
+            kinds[type(record)].append(record)
         with self.engine.connect() as connection:
             # The driver's own cursor: SQLAlchemy's per-statement work was a third of a small batch.
             cursor = connection.connection.cursor()
@@ -378,26 +382,38 @@ class ContactRecorder:
                  ends: Sequence[ContactEnd]) -> None:
         sql, known = self._sql, self._known_starts
         start_row, time_value = sql.start_row, sql.time
+        last = {r.uniqueid: r for r in steps}  # the latest step of each call in this batch
+        ending = {r.uniqueid: r for r in ends}
+        # A call that starts and ends in this batch is one row, written whole.
+        whole = [r for r in starts if r.uniqueid in ending]
+        if whole:
+            cursor.executemany(sql.insert_final_contact, [
+                sql.final_row(r, ending[r.uniqueid],
+                              describe(last[r.uniqueid].step) if r.uniqueid in last else None)
+                for r in whole])
+            for r in whole:
+                ending.pop(r.uniqueid, None)
+            written = {r.uniqueid for r in whole}
+            starts = [r for r in starts if r.uniqueid not in written]
         if starts:
             cursor.executemany(sql.insert_contact, [start_row(r) for r in starts])
-        started = {r.uniqueid for r in starts}
-        later = [(r.uniqueid, r.at) for r in steps] + [(r.uniqueid, r.ended_at) for r in ends]
+        started = {r.uniqueid for r in starts} | {r.uniqueid for r in whole}
+        later = [(r.uniqueid, r.at) for r in steps] + [(r.uniqueid, r.ended_at) for r in ending.values()]
         unseen = {u: at for u, at in later if u not in started and u not in known}
         if unseen:
             cursor.executemany(sql.insert_contact, [
                 start_row(ContactStart(uniqueid, at, "")) for uniqueid, at in unseen.items()])
-        last = {r.uniqueid: r for r in steps}  # the latest step of each call in this batch
         if steps:
             cursor.executemany(sql.insert_event, [
                 (r.seq, time_value(r.at), r.step.kind, step_data(r.step), r.uniqueid) for r in steps])
-            ending = {r.uniqueid for r in ends}
-            still_open = [(describe(r.step), u) for u, r in last.items() if u not in ending]
+            done = {r.uniqueid for r in ends}
+            still_open = [(describe(r.step), u) for u, r in last.items() if u not in done]
             if still_open:
                 cursor.executemany(sql.update_last_step, still_open)
-        if ends:
+        if ending:
             cursor.executemany(sql.update_end, [
                 sql.end_row(r, describe(last[r.uniqueid].step) if r.uniqueid in last else None)
-                for r in ends])
+                for r in ending.values()])
 
     def metrics(self) -> Iterator[Metric]:
         """What the writer did, read when Prometheus scrapes."""
