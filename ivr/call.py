@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from functools import cached_property
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -142,8 +143,9 @@ class Call:
         """Caller ID name, or None. Hostile text: quote or escape it when used."""
         return _none_if_unknown(self.env.get("calleridname"))
 
-    @property
+    @cached_property
     def uniqueid(self) -> str:
+        # Read a dozen times a call (every hook keys its state by it); the environment is fixed.
         return self.env.get("uniqueid", "")
 
     @property
@@ -173,7 +175,7 @@ class Call:
         except ValueError:
             return 0
 
-    @property
+    @cached_property
     def script(self) -> str:
         """The route name: the path of ``agi://host:port/<script>``."""
         return self.env.network_script

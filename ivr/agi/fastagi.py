@@ -468,7 +468,7 @@ class FastAGIProtocol(LineOnlyReceiver):
         delay = self.limits.command_timeout if timeout is None else timeout
         due = self.clock.seconds() + delay if delay > 0 else 0.0
         pending = _Pending(line, verb == "GET DATA", due, delay)
-        if due:
+        if due and (self._watch is None or due < self._watch_at):  # usually watched already
             self._watch_until(due)
         self._pending.append(pending)
         self._write(line)
