@@ -135,6 +135,8 @@ class SpeechService:
                      "keypad only", uniqueid=call.uniqueid, host=self.host, port=self.port, error=exc)
             return SpeechAnswer("error")
         answer = await SpeechTurn(session, recognizer, self.clock, pcm, rate, timeout).run()
+        log.debug("call {uniqueid}: heard at {rate} Hz: {via} {choice!r}", uniqueid=call.uniqueid,
+                  rate=session.sample_rate, via=answer.via, choice=answer.choice)
         await running
         return answer
 

@@ -1,0 +1,97 @@
+"""Wideband speech through the real Asterisk: a G.722 caller is heard at 16 kHz, a G.711 one at 8 kHz.
+
+The caller is a Local channel in [test-caller] whose call to the demo hotline
+(English, pocketsphinx, as in test_e2e_speech_en.py) crosses real SIP with one
+codec: endpoint loop-g722 or loop-ulaw of the sandbox (tests/asterisk-overlay,
+[test-sip-codec]). The hotline's channel is then PJSIP/loop-g722-... (native
+format g722) or PJSIP/loop-ulaw-...; ivr reads CHANNEL(audionativeformat) and
+Dials an AudioSocket channel at slin16 for the first, EXECs the 8 kHz
+AudioSocket() application for the second. The caller says "one" (Asterisk's
+human recording), sent at 16 kHz into the G.722 leg.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from asterisk_harness import AMI, Event, Sandbox
+from conftest import ROOT, ServeProcess, free_port
+from speech_audio import human_line
+from sqlalchemy.orm import Session
+
+from ivr.db import Customer, CustomerPhone, make_engine
+
+pytestmark = pytest.mark.asterisk
+
+
+def ensure_conf(sandbox: Sandbox) -> None:
+    """The sandbox runs this checkout's codec loop (another checkout may have installed its own)."""
+    if "loop-g722" not in sandbox.rx("pjsip show endpoints") \
+            or "test-sip-in-codec" not in sandbox.rx("dialplan show test-sip-in-codec"):
+        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
+                       capture_output=True, timeout=120)
+        time.sleep(1)  # "core reload" returns before every module has re-read its file
+    assert "loop-g722" in sandbox.rx("pjsip show endpoints")
+
+
+@pytest.fixture(scope="module")
+def wideband_server(sandbox: Sandbox) -> Iterator[ServeProcess]:
+    ensure_conf(sandbox)
+    server = ServeProcess(free_port(), {"IVR_PLUGINS_FOLDER": str(ROOT / "ivr" / "demo" / "plugins"),
+                                        "IVR_PLUGINS_DISABLE": "ivr.plugins.demo_hotline",
+                                        "IVR_SPEECH_MODELS": "en=pocketsphinx",
+                                        "IVR_SPEECH_PORT": str(free_port()),
+                                        "IVR_LOG_LEVEL": "debug"})
+    engine = make_engine(f"sqlite:///{server.database}")
+    with Session(engine) as session:
+        for index in range(1, 4):
+            session.add(Customer(name=f"Wideband caller {index}", language="en",
+                                 phones=[CustomerPhone(e164=f"+861370000050{index}")]))
+        session.commit()
+    engine.dispose()
+    yield server
+    server.stop()
+
+
+def said(sandbox: Sandbox, recording: str, rate: int) -> str:
+    """Asterisk's human ``recording`` as a sound file at ``rate`` (.wav16 is Asterisk's 16 kHz WAV)."""
+    wav = human_line(recording, sandbox.host_path("/tmp"), rate=rate, ulaw=False)
+    if rate == 16000:
+        wav = wav.replace(wav.with_name(wav.stem + "-wb.wav16"))
+    return f"/tmp/{wav.name.split('.')[0]}"
+
+
+def call(ami: AMI, server: ServeProcess, caller: int, codec: str, sound: str) -> str:
+    number = f"1370000050{caller}"
+    ami.originate(f"Local/{codec}-{server.port}@test-sip-codec", "test-caller", "play",
+                  # WWWW1: "yes" by key if ivr asks to confirm (harmless in the queue otherwise)
+                  {"PRE_WAIT": "4", "POST_WAIT": "15", "FILE": sound, "DIGITS": "WWWW1"},
+                  caller_id=f'"Caller {caller}" <{number}>', codecs="slin16" if codec == "g722" else "")
+    return number
+
+
+def queued(ami: AMI, number: str) -> Event:
+    return ami.wait_for(lambda e: e.get("UserEvent") == "IvrQueue" and e.get("CallerIDNum") == number,
+                        timeout=45)
+
+
+@pytest.mark.parametrize(("caller", "codec", "rate"), [(1, "g722", 16000), (2, "ulaw", 8000)])
+def test_the_caller_is_heard_at_the_rate_their_codec_carries(
+        sandbox: Sandbox, ami: AMI, wideband_server: ServeProcess, caller: int, codec: str, rate: int,
+) -> None:
+    number = call(ami, wideband_server, caller, codec, said(sandbox, "digits/1", rate))
+    event = queued(ami, number)
+    assert event["Channel"].startswith(f"PJSIP/loop-{codec}-"), event
+    assert event["Queue"] == "sales"
+    assert event["Path"] in ("main:said:1>main:1", "main:said:1>main:confirm:1:yes>main:1")
+    uniqueid = event["Uniqueid"]
+    output = wideband_server.output()
+    assert f"call {uniqueid}: codec ({codec}), speech at {rate} Hz" in output
+    heard = "speech" if event["Path"] == "main:said:1>main:1" else "unsure"
+    assert f"call {uniqueid}: heard at {rate} Hz: {heard} '1'" in output  # the rate of Asterisk's frames
+    audiosockets = [e for e in ami.events if e.get("Event") == "DialBegin" and e.get("Uniqueid") == uniqueid
+                    and e.get("DestChannel", "").startswith("AudioSocket/")]
+    assert bool(audiosockets) == (codec == "g722")  # the channel driver only when wideband
