@@ -69,8 +69,11 @@ class AMI:
 
     def originate(self, channel: str, context: str, exten: str,
                   variables: dict[str, str] | None = None, caller_id: str = "",
-                  priority: str = "1", timeout_ms: int = 30000) -> str:
-        """Start a call asynchronously; returns the test id set as TEST_ID on it."""
+                  priority: str = "1", timeout_ms: int = 30000, codecs: str = "") -> str:
+        """Start a call asynchronously; returns the test id set as TEST_ID on it.
+
+        ``codecs`` (e.g. "slin16") are the formats of the originated channel (Asterisk's
+        default is slin, 8 kHz)."""
         test_id = uuid.uuid4().hex[:12]
         all_vars = {"TEST_ID": test_id, **(variables or {})}
         action = {
@@ -80,6 +83,8 @@ class AMI:
         }
         if caller_id:
             action["CallerID"] = caller_id
+        if codecs:
+            action["Codecs"] = codecs
         response = self.manager.send_action(action)
         assert response.get_header("Response") == "Success", response.headers
         return test_id

@@ -53,3 +53,15 @@ def human_line(recording: str, folder: Path, rate: int = 8000, ulaw: bool = True
     else:
         padded.replace(out)
     return out
+
+
+def wideband_line(text: str, folder: Path, voice: str = "en-us", speed: int = 175) -> Path:
+    """``text`` spoken by espeak-ng at 16 kHz (the whole band a G.722 call carries), as Asterisk's
+    16 kHz WAV (``.wav16``); padded like :func:`phone_line`."""
+    name = f"wb{abs(hash((text, voice, speed)))}"
+    raw, out = folder / f"{name}.tts.wav", folder / f"{name}.wav16"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-t", "wav", "-r", "16000", "-c", "1", "-e", "signed-integer",
+                    "-b", "16", str(out), "pad", "0.3", "0.6", "norm", "-3"], check=True)
+    raw.unlink()
+    return out

@@ -14,6 +14,7 @@ from twisted.internet.testing import StringTransport
 
 from ivr.agi.peers import PeerPolicy
 from ivr.audiosocket import (
+    AUDIO_KINDS,
     AudioSocketFactory,
     AudioSocketLimits,
     AudioSocketSession,
@@ -137,6 +138,16 @@ def test_slin16_audio_is_accepted_with_its_rate() -> None:
     line.feed(uuid_frame(), encode_frame(Kind.AUDIO_SLIN16, bytes(640)))
     assert line.audio == [(bytes(640), 16000)]
     assert line.session.sample_rate == 16000
+
+
+@pytest.mark.parametrize("kind", [Kind.AUDIO_SLIN12, Kind.AUDIO_SLIN24, Kind.AUDIO_SLIN32, Kind.AUDIO_SLIN44,
+                                  Kind.AUDIO_SLIN48, Kind.AUDIO_SLIN96, Kind.AUDIO_SLIN192])
+def test_rates_ivr_never_asks_for_are_refused_naming_the_rate(kind: Kind) -> None:
+    line = Line()
+    line.feed(uuid_frame(), encode_frame(kind, bytes(640)))
+    reason = line.close_reason()
+    assert line.closing and line.audio == []
+    assert isinstance(reason, ProtocolError) and f"{AUDIO_KINDS[kind]} Hz is not accepted" in str(reason)
 
 
 def test_digits_pressed_before_anyone_listens_are_kept_in_order() -> None:

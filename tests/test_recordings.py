@@ -320,14 +320,17 @@ class RecordingRefTests(unittest.TestCase):
                       _event("AgentConnect", "1700000000.2", "PJSIP/in-2"),  # not recorded
                       _event("AgentConnect", "1700000000.3", "PJSIP/in-3"),  # a hostile name
                       _event("DialEnd", "1700000000.2", "PJSIP/x", DialStatus="BUSY"),
-                      _event("DialEnd", "1700000000.2", "PJSIP/y", context="from-site", DialStatus="ANSWER")):
+                      _event("DialEnd", "1700000000.2", "PJSIP/y", context="from-site", DialStatus="ANSWER"),
+                      # a wideband speech turn Dials an AudioSocket channel: nobody answered
+                      _event("DialEnd", "1700000000.2", "PJSIP/in-2", context="ivr-hotline",
+                             DestChannel="AudioSocket/127.0.0.1:4574-4f0e5d3c", DialStatus="ANSWER")):
             for result in ami.publish(**event):
                 if result is not None:
                     yield result
         refs_now = yield threads.deferToThread(self.refs)
         self.assertEqual(refs_now, {"1700000000.1": "1700000000.1.wav", "1700000000.2": "",
                                     "1700000000.3": ""})
-        # One Getvar per answered ivr call; none for busy dials or the site's own calls.
+        # One Getvar per answered ivr call; none for busy dials, speech turns or the site's own calls.
         self.assertEqual(ami.asked, [("IVR_RECORDING", "PJSIP/in-1"), ("IVR_RECORDING", "PJSIP/in-2"),
                                      ("IVR_RECORDING", "PJSIP/in-3")])
         self.assertEqual(refs.stored, 1)

@@ -128,6 +128,9 @@ class SpeechSettings:
     host: str = _setting("127.0.0.1", None, "address the AudioSocket server listens on (Asterisk connects)")
     port: int = _setting(4574, _port, "AudioSocket TCP port")
     threads: int = _setting(2, _positive, "decoding threads (per engine)")
+    wideband: bool = _setting(True, None, "listen at 16 kHz to callers whose codec is wideband (G.722, "
+                              "Opus): an AudioSocket channel Dialled with c(slin16) instead of the "
+                              "8 kHz AudioSocket() application")
     garbage_penalty: float = _setting(4.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
                                       "pocketsphinx rejection: decades the off-menu (phone-loop) path is "
                                       "penalised; lower rejects more off-menu speech and more right answers")

@@ -68,6 +68,8 @@ class RecordingRefs:
     def _dial_end(self, event: AMIMessage) -> defer.Deferred[None] | None:
         if event.get("DialStatus", "").upper() != "ANSWER":
             return None
+        if event.get("DestChannel", "").startswith("AudioSocket/"):
+            return None  # a wideband speech turn (ivr.speech.wideband), not a person
         return self.answered(event)
 
     def answered(self, event: AMIMessage) -> defer.Deferred[None] | None:

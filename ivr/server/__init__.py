@@ -75,6 +75,7 @@ from ivr.server.startup import (
 )
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.speech.sphinx_backend import ENGINE as SPHINX
+from ivr.speech.wideband import NARROW, WIDE
 from ivr.supervisor.actions import QueueActions
 from ivr.supervisor.board import Wallboard
 from ivr.supervisor.page import SupervisorPage
@@ -195,14 +196,17 @@ class IVRServer:
         hook = self.plugins.hook.ivr_recognizer
         voices = Path(self.settings.voices.dir) if self.settings.voices.dir else DEFAULT_BUILD_DIR
         prompts = PromptAudio(voices)
-        for menu in self.plugins.menus.menus.values():
-            for language in menu.speech_languages():
-                prompts.pcm(menu.prompt, language)
-        for question in self.survey_questions:
-            for language in question.speech:
-                prompts.pcm(question.prompt, language)
+        rates = (NARROW, WIDE) if speech.wideband else (NARROW,)
+        for rate in rates:  # the 16 kHz copies too: interpolating on a call's time would hold the reactor
+            for menu in self.plugins.menus.menus.values():
+                for language in menu.speech_languages():
+                    prompts.pcm(menu.prompt, language, rate)
+            for question in self.survey_questions:
+                for language in question.speech:
+                    prompts.pcm(question.prompt, language, rate)
         return SpeechService(audio, speech.host, speech.port, self.clock,
-                             lambda language, grammar: hook(language=language, grammar=grammar), prompts)
+                             lambda language, grammar: hook(language=language, grammar=grammar), prompts,
+                             wideband=speech.wideband)
 
     def _outbound(self) -> tuple[AMIClient | None, OutboundDialer | None]:
         """The AMI client and the agent-first dialer (``[ami] enabled``), feeding the screen pop."""

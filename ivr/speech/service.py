@@ -1,10 +1,11 @@
 """What a call needs for a speech turn: the AudioSocket listener, recognisers and prompt audio.
 
 One :class:`SpeechService` per ``ivr serve``. :meth:`SpeechService.turn`
-does the AGI half of a turn (``EXEC AudioSocket`` with a fresh UUID) and the
-audio half (:class:`~ivr.speech.turn.SpeechTurn`) together: the AGI command
-only returns when the turn hangs the AudioSocket up, so the call carries on
-in the same AGI session afterwards.
+does the AGI half of a turn (``EXEC AudioSocket`` with a fresh UUID, or for a
+wideband caller ``EXEC Dial`` of an AudioSocket channel at 16 kHz: see
+:mod:`ivr.speech.wideband`) and the audio half (:class:`~ivr.speech.turn.SpeechTurn`)
+together: the AGI command only returns when the turn hangs the AudioSocket up,
+so the call carries on in the same AGI session afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ivr.errors import AudioSocketError, AudioSocketTimeout, ConfigError
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import Recognizer
 from ivr.speech.turn import SpeechAnswer, SpeechTurn
+from ivr.speech.wideband import NARROW, audiosocket_dial, call_rate, double_rate
 
 __all__ = ["PromptAudio", "SpeechCall", "SpeechService"]
 
@@ -36,9 +38,25 @@ class PromptAudio:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: dict[tuple[str, str], tuple[bytes, int]] = {}
+        self._doubled: dict[tuple[str, str], bytes] = {}
 
-    def pcm(self, name: str, language: str) -> tuple[bytes, int]:
-        """The prompt's samples and rate; a missing file is a ConfigError naming it."""
+    def pcm(self, name: str, language: str, rate: int | None = None) -> tuple[bytes, int]:
+        """The prompt's samples and rate; a missing file is a ConfigError naming it.
+
+        With ``rate`` twice the file's (a wideband turn), the samples come
+        interpolated to it, computed once; any other ``rate`` gets the file as
+        it is, and Asterisk transcodes.
+        """
+        pcm, own = self._read(name, language)
+        if rate is None or rate != 2 * own:
+            return pcm, own
+        key = (name, language)
+        doubled = self._doubled.get(key)
+        if doubled is None:
+            doubled = self._doubled[key] = double_rate(pcm)
+        return doubled, rate
+
+    def _read(self, name: str, language: str) -> tuple[bytes, int]:
         key = (name, language)
         found = self._cache.get(key)
         if found is None:
@@ -57,10 +75,12 @@ class PromptAudio:
 
 
 class SpeechCall(Protocol):
-    """What a speech turn needs of a call (:class:`ivr.Call` is one): its id, and EXEC."""
+    """What a speech turn needs of a call (:class:`ivr.Call` is one): its id, a variable, and EXEC."""
 
     @property
     def uniqueid(self) -> str: ...
+
+    async def get_variable(self, name: str) -> str | None: ...
 
     async def exec(self, application: str, *args: str) -> int: ...
 
@@ -70,7 +90,7 @@ class SpeechService:
 
     def __init__(self, factory: AudioSocketFactory, host: str, port: int, clock: IReactorTime,
                  recognizers: Callable[[str, SpeechGrammar], Recognizer | None], prompts: PromptAudio,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, wideband: bool = True) -> None:
         self.factory = factory
         self.host = host
         self.port = port
@@ -78,6 +98,8 @@ class SpeechService:
         self.recognizers = recognizers
         self.prompts = prompts
         self.connect_timeout = connect_timeout
+        #: Listen at 16 kHz to callers whose codec carries it (else always 8 kHz).
+        self.wideband = wideband
 
     def recognizer(self, grammar: SpeechGrammar) -> Recognizer | None:
         return self.recognizers(grammar.language, grammar)
@@ -88,11 +110,15 @@ class SpeechService:
         recognizer = self.recognizer(grammar)
         if recognizer is None:
             return SpeechAnswer("error")
-        pcm, rate = self.prompts.pcm(prompt, grammar.language)
+        listen = await self.rate(call)
+        pcm, rate = self.prompts.pcm(prompt, grammar.language, listen)
         ident = uuid.uuid4()
         connected = self.factory.expect(ident, timeout=self.connect_timeout)
-        address = f"{self.host}:{self.port}"
-        running = defer.Deferred.fromCoroutine(call.exec("AudioSocket", str(ident), address))
+        if listen == NARROW:
+            started = call.exec("AudioSocket", str(ident), f"{self.host}:{self.port}")
+        else:  # g: Dial returns 0 (the AGI carries on) when the turn hangs the AudioSocket channel up
+            started = call.exec("Dial", audiosocket_dial(self.host, self.port, ident, listen), "", "g")
+        running = defer.Deferred.fromCoroutine(started)
 
         def app_ended(result: object) -> object:
             if not connected.called:  # AudioSocket failed before it connected: stop waiting for it
@@ -109,5 +135,17 @@ class SpeechService:
                      "keypad only", uniqueid=call.uniqueid, host=self.host, port=self.port, error=exc)
             return SpeechAnswer("error")
         answer = await SpeechTurn(session, recognizer, self.clock, pcm, rate, timeout).run()
+        log.debug("call {uniqueid}: heard at {rate} Hz: {via} {choice!r}", uniqueid=call.uniqueid,
+                  rate=session.sample_rate, via=answer.via, choice=answer.choice)
         await running
         return answer
+
+    async def rate(self, call: SpeechCall) -> int:
+        """The rate to listen at: 16 kHz when the call's codec is wideband (and that is on), else 8 kHz."""
+        if not self.wideband:
+            return NARROW
+        formats = await call.get_variable("CHANNEL(audionativeformat)")
+        listen = call_rate(formats)
+        log.debug("call {uniqueid}: codec {formats}, speech at {rate} Hz", uniqueid=call.uniqueid,
+                  formats=formats, rate=listen)
+        return listen
