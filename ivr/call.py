@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import re
-from functools import cached_property
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
