@@ -152,6 +152,7 @@ class DriverSQL:
         start_values = _row(START_FIELDS, started, self.time)
         end_values = _row(ended, end_columns, self.time)
         no_step = _constant_default(contacts.last_step)
+        assert no_step == "", "the statement below reads an empty last_step as 'no step in this batch'"
         phones = cast(Table, CustomerPhone.__table__)
         customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
                     f"WHERE {phones.c.e164.name} = {mark})")
@@ -162,14 +163,14 @@ class DriverSQL:
             f"VALUES ({', '.join(marks(inserted))}, {customer}) "
             f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO UPDATE SET "
             f"{contacts.status.name} = 'final', {updates}, "
-            f"{last_step} = COALESCE(NULLIF(excluded.{last_step}, {mark}), {table}.{last_step})")
+            f"{last_step} = COALESCE(NULLIF(excluded.{last_step}, ''), {table}.{last_step})")
 
         def final_row(start: ContactStart, end: ContactEnd, described: str | None) -> list[Any]:
             values = start_values(start)
             values += end_values(end)
             values += ("final", no_step if described is None else described)
             values += defaults
-            values += (start.caller_e164, no_step)
+            values.append(start.caller_e164)
             return values
 
         self.final_row = final_row
