@@ -26,6 +26,7 @@ from ivr.routing.menus import Menu, Option
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import Recognizer, SpeechResult
 from ivr.speech.sphinx_backend import SphinxHypothesis, SphinxSpeech, conclude, upsample
+from ivr.survey.questions import grammars, load_questions_file
 
 #: The English demo hotline's main menu phrases (ivr/demo/plugins/hotline.toml).
 HOTLINE = {
@@ -231,3 +232,27 @@ def test_upsampling_doubles_the_rate_and_interpolates() -> None:
     wide = array.array("h", upsample(array.array("h", [0, 100, -100, 32767]).tobytes()))
     assert list(wide) == [0, 50, 100, 0, -100, 16333, 32767, 32767]
     assert upsample(b"") == b""
+
+
+SURVEY_EN = """[[questions]]
+name = "score"
+prompt = "ivr-survey-satisfaction"
+answers = { "1" = "1", "2" = "2", "3" = "3", "4" = "4", "5" = "5" }
+speech = { en = { "1" = ["very satisfied"], "5" = ["very %s"] } }
+"""
+
+
+@pytest.mark.parametrize("word", ["dissatisfied", "unsatisfiedish"])
+def test_the_plugin_checks_a_surveys_english_phrases_against_the_dictionary(tmp_path: Path,
+                                                                            word: str) -> None:
+    path = tmp_path / "survey.toml"
+    path.write_text(SURVEY_EN % word)
+    questions = load_questions_file(path)
+    plugin = SphinxPlugin({"en": "pocketsphinx"}, "ivr.toml")
+    if word == "dissatisfied":
+        plugin.load([], grammars(questions))
+        return
+    with pytest.raises(ConfigError) as caught:
+        plugin.load([], grammars(questions))
+    assert "'survey-score'" in str(caught.value) and "'unsatisfiedish'" in str(caught.value)
+

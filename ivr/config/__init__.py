@@ -136,6 +136,14 @@ class SpeechSettings:
                                       "pocketsphinx: phrases found only with this (higher) penalty are "
                                       "confirmed with the caller (\"did you choose option 2?\"); "
                                       "0: never ask")
+    sphinx_decode: str = _setting("stream", _choice("whole", "stream"),
+                                  "pocketsphinx: decode the turn whole after the end of speech (hears more, "
+                                  "no early end) or while the caller speaks")
+    sphinx_beams: str = _setting("narrow", _choice("wide", "narrow"),
+                                 "pocketsphinx search beams: wide (its defaults; rejects off-menu speech far "
+                                 "better) or narrow (a tenth of the CPU); docs/benchmarks.md has the curves")
+    sphinx_max_hmms: int = _setting(30000, _positive, "pocketsphinx: HMMs evaluated per 10 ms frame at most "
+                                    "(bounds the CPU of wide beams)")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from ivr.speech.recognizer import SpeechResult
 from ivr.speech.streaming import DecodingPool, Runner, StreamingRecognizer
 from ivr.speech.vad import VADSettings
 
-__all__ = ["PHONES", "SphinxRejection", "SphinxSpeech", "conclude", "upsample"]
+__all__ = ["BEAMS", "PHONES", "SphinxRejection", "SphinxSpeech", "conclude", "upsample"]
 
 #: The phones of the bundled US-English model (CMU ARPAbet, stress removed).
 PHONES: tuple[str, ...] = tuple(
@@ -58,21 +58,41 @@ _LANGUAGES = {"en": "en-us"}
 _VAD = VADSettings()
 
 
+#: Search beams by name (``[speech] sphinx_beams``): ivr's narrow ones, or pocketsphinx's defaults.
+BEAMS: dict[str, tuple[float, float, float]] = {
+    "narrow": (1e-20, 1e-15, 1e-20),
+    "wide": (1e-48, 7e-29, 1e-48),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class SphinxRejection:
     """How strongly off-menu speech is rejected (see the module docstring).
 
-    ``penalty``: the garbage path's prior is ``10 ** -penalty``. The beams
-    prune the search: narrower is faster (0.03-0.04 s of CPU per second of
-    audio at these values, ten times less than pocketsphinx's defaults).
+    ``penalty``: the garbage path's prior is ``10 ** -penalty``. ``whole``:
+    decode the turn once, after the end of speech, with the utterance's own
+    cepstral mean (the streaming decode starts from the model's mean and
+    mishears more). The beams prune the search: the narrow ones cost about a
+    tenth of pocketsphinx's defaults, which reject off-menu speech better.
+    ``max_hmms`` caps the HMMs evaluated per frame (pocketsphinx's
+    ``maxhmmpf``), which bounds the cost of wide beams.
     """
 
     penalty: float = 4.0
     #: Lenient penalty whose phrases are confirmed with the caller (None, or not above ``penalty``: off).
     confirm_penalty: float | None = None
-    beam: float = 1e-20
-    wbeam: float = 1e-15
-    pbeam: float = 1e-20
+    whole: bool = False
+    beam: float = BEAMS["narrow"][0]
+    wbeam: float = BEAMS["narrow"][1]
+    pbeam: float = BEAMS["narrow"][2]
+    max_hmms: int = 30000
+
+    @classmethod
+    def named(cls, penalty: float, confirm_penalty: float | None = None, decode: str = "stream",
+              beams: str = "narrow", max_hmms: int = 30000) -> SphinxRejection:
+        """From ``[speech]``'s settings: ``decode`` is stream or whole, ``beams`` a :data:`BEAMS` name."""
+        beam, wbeam, pbeam = BEAMS[beams]
+        return cls(penalty, confirm_penalty or None, decode == "whole", beam, wbeam, pbeam, max_hmms)
 
 
 def upsample(pcm: bytes) -> bytes:
@@ -137,7 +157,7 @@ class _Engine:
         self.decoder: Any = Decoder(hmm=f"{folder}/{_LANGUAGES[language]}",
                                     dict=f"{folder}/cmudict-en-us.dict", lm=None, samprate=16000,
                                     loglevel="FATAL", beam=rejection.beam, wbeam=rejection.wbeam,
-                                    pbeam=rejection.pbeam)
+                                    pbeam=rejection.pbeam, maxhmmpf=rejection.max_hmms)
         last = len(_GARBAGE) - 1
         for index, (word, phone) in enumerate(_GARBAGE.items()):
             self.decoder.add_word(word, phone, index == last)
@@ -181,6 +201,28 @@ class _Engine:
         return self.decoder.create_fsg(name, 0, 1, transitions)
 
 
+def _heard(decoder: Any) -> tuple[tuple[str, ...], float]:
+    """The ended utterance's words and the posterior of its best path (0 when unknown)."""
+    hyp = decoder.hyp()
+    words = tuple(hyp.hypstr.split()) if hyp is not None else ()
+    try:
+        posterior = float(decoder.get_prob()) if words else 0.0
+    except (RuntimeError, ValueError):
+        posterior = 0.0
+    return words, min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0))
+
+
+def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float,
+            audio: bytes) -> tuple[tuple[str, ...], float]:
+    """Decode a whole utterance (16 kHz) at ``penalty``, its cepstral mean from the utterance itself."""
+    engine.use(grammar, penalty)
+    decoder = engine.decoder
+    decoder.start_utt()
+    decoder.process_raw(audio, False, True)
+    decoder.end_utt()
+    return _heard(decoder)
+
+
 class _TurnDecoder:
     """One turn's decoding: leases an engine at its first audio, gives it back at the end."""
 
@@ -201,6 +243,8 @@ class _TurnDecoder:
             pcm = upsample(pcm)
         elif rate != 16000:
             raise RecognizerError(f"pocketsphinx decodes 8 or 16 kHz audio, not {rate} Hz")
+        if self.speech.rejection.whole:
+            return self._whole(pcm, final)
         engine = self.engine
         if engine is None:
             engine = self.engine = self.speech.lease(self.grammar.language)
@@ -217,24 +261,31 @@ class _TurnDecoder:
             text = hyp.hypstr if hyp is not None else ""
             return "" if any(w in _GARBAGE for w in text.split()) else text
         decoder.end_utt()
-        hyp = decoder.hyp()
-        words = tuple(hyp.hypstr.split()) if hyp is not None else ()
-        try:
-            posterior = float(decoder.get_prob()) if words else 0.0
-        except (RuntimeError, ValueError):
-            posterior = 0.0
+        words, posterior = _heard(decoder)
         sure = True
         if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
-            engine.use(self.grammar, self.strict)  # found leniently: does the strict grammar agree?
-            decoder.start_utt()
-            decoder.process_raw(b"".join(self.audio), False, True)
-            decoder.end_utt()
-            strict = decoder.hyp()
-            sure = strict is not None and tuple(strict.hypstr.split()) == words
+            sure = _decode(engine, self.grammar, self.strict, b"".join(self.audio))[0] == words
         self.audio = []
         self.engine = None
         self.speech.give_back(self.grammar.language, engine)
-        posterior = min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0))
+        return SphinxHypothesis(words, posterior, sure)
+
+    def _whole(self, pcm: bytes, final: bool) -> SphinxHypothesis | str:
+        """Keep the audio; at the end of speech decode it whole (lenient, then strict if a phrase was found)."""
+        if pcm:
+            self.audio.append(pcm)
+        if not final:
+            return ""  # no partial transcript: the turn ends when the VAD hears the end of speech
+        audio, self.audio = b"".join(self.audio), []
+        if not audio:
+            return SphinxHypothesis((), 0.0)
+        engine = self.engine = self.speech.lease(self.grammar.language)
+        words, posterior = _decode(engine, self.grammar, self.penalty, audio)
+        sure = True
+        if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
+            sure = _decode(engine, self.grammar, self.strict, audio)[0] == words
+        self.engine = None
+        self.speech.give_back(self.grammar.language, engine)
         return SphinxHypothesis(words, posterior, sure)
 
     def holds_resources(self) -> bool:
