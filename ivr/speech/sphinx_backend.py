@@ -271,7 +271,7 @@ class _TurnDecoder:
         return SphinxHypothesis(words, posterior, sure)
 
     def _whole(self, pcm: bytes, final: bool) -> SphinxHypothesis | str:
-        """Keep the audio; at the end of speech decode it whole (lenient, then strict if a phrase was found)."""
+        """Keep the audio; at the end of speech decode it whole: lenient, then strict if it found a phrase."""
         if pcm:
             self.audio.append(pcm)
         if not final:
