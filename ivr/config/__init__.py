@@ -136,6 +136,19 @@ class SpeechSettings:
                                       "pocketsphinx: phrases found only with this (higher) penalty are "
                                       "confirmed with the caller (\"did you choose option 2?\"); "
                                       "0: never ask")
+    vosk_competitors: bool = _setting(True, None, "vosk rejection: generic words compete with the menu's "
+                                      "phrases in the grammar (Korean)")
+    vosk_unk: bool = _setting(False, None, "vosk rejection: the [unk] filler (any other word) competes with "
+                              "the menu's phrases")
+    vosk_min_confidence: float = _setting(0.6, lambda v: None if 0 <= v <= 1 else "a number from 0 to 1",
+                                          "vosk: a result whose weakest word is less sure than this is "
+                                          "rejected")
+    vosk_confirm: bool = _setting(False, None, "vosk: also decode the plain grammar (twice the CPU) and "
+                                  "confirm with the caller what only it hears")
+    vosk_confirm_confidence: float = _setting(0.0, lambda v: None if 0 <= v <= 1 else
+                                              "a number from 0 to 1",
+                                              "vosk: how sure the plain grammar's weakest word must be "
+                                              "for a confirmation question")
     sphinx_decode: str = _setting("stream", _choice("whole", "stream"),
                                   "pocketsphinx: decode the turn whole after the end of speech (hears more, "
                                   "no early end) or while the caller speaks")

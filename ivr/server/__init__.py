@@ -75,6 +75,7 @@ from ivr.server.startup import (
 )
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.speech.sphinx_backend import ENGINE as SPHINX
+from ivr.speech.vosk_backend import Rejection
 from ivr.supervisor.actions import QueueActions
 from ivr.supervisor.board import Wallboard
 from ivr.supervisor.page import SupervisorPage
@@ -301,7 +302,10 @@ class IVRServer:
         models = {language: model for language, model in speech.models.items() if model != SPHINX}
         if not models:
             return None
-        vosk = VoskPlugin(models, self.settings.source, speech.threads)
+        rejection = Rejection(min_confidence=speech.vosk_min_confidence, unk=speech.vosk_unk,
+                              confirm=speech.vosk_confirm, confirm_confidence=speech.vosk_confirm_confidence,
+                              **({} if speech.vosk_competitors else {"competitors": {}}))
+        vosk = VoskPlugin(models, self.settings.source, speech.threads, rejection)
         vosk.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return vosk
 
