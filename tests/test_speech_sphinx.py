@@ -256,3 +256,38 @@ def test_the_plugin_checks_a_surveys_english_phrases_against_the_dictionary(tmp_
         plugin.load([], grammars(questions))
     assert "'survey-score'" in str(caught.value) and "'unsatisfiedish'" in str(caught.value)
 
+
+
+@pytest.fixture(scope="module")
+def defaults() -> SphinxSpeech:
+    """The engine as ``[speech] sphinx_decode = "whole"``, ``confirm_penalty = 20`` build it."""
+    settings = load_settings(environ={"IVR_SPEECH_SPHINX_DECODE": "whole",
+                                      "IVR_SPEECH_CONFIRM_PENALTY": "20"}).speech
+    plugin = SphinxPlugin({"en": "pocketsphinx"}, "ivr.toml", 1, settings.garbage_penalty,
+                          settings.confirm_penalty, decode=settings.sphinx_decode,
+                          beams=settings.sphinx_beams)
+    plugin.engine.run = inline
+    plugin.engine.load()
+    assert plugin.engine.rejection.whole and plugin.engine.rejection.penalty == 4
+    return plugin.engine
+
+
+@pytest.mark.parametrize(("recording", "key", "reason"), [
+    ("digits/1", "1", "match"),
+    ("digits/3", "3", "unsure"),  # heard, but only by the lenient grammar: the caller is asked
+])
+def test_the_default_whole_decode_accepts_confirms_or_rejects(
+        defaults: SphinxSpeech, tmp_path: Path, recording: str, key: str | None, reason: str) -> None:
+    grammar = SpeechGrammar.build("main", "en", HOTLINE)
+    result = hear(defaults, grammar, human_line(recording, tmp_path))
+    assert (result.choice, result.reason) == (key, reason), result
+
+
+def test_the_whole_decode_hears_phrases_the_streaming_one_misses(speech: SphinxSpeech, defaults: SphinxSpeech,
+                                                                  tmp_path: Path) -> None:
+    """'extension' through u-law: the streaming decode's garbage path takes it at penalty 4; decoded
+    whole, with the utterance's own cepstral mean, the lenient grammar hears it (docs/benchmarks.md)."""
+    wav = human_line("extension", tmp_path)
+    assert hear(speech, features(speech), wav).choice is None  # streaming, accept at 4, no confirmation
+    result = hear(defaults, features(defaults), wav)
+    assert (result.choice, result.reason) == ("6", "unsure"), result

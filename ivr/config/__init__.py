@@ -153,10 +153,8 @@ class SpeechSettings:
                                   "pocketsphinx: decode the turn whole after the end of speech (hears more, "
                                   "no early end) or while the caller speaks")
     sphinx_beams: str = _setting("narrow", _choice("wide", "narrow"),
-                                 "pocketsphinx search beams: wide (its defaults; rejects off-menu speech far "
-                                 "better) or narrow (a tenth of the CPU); docs/benchmarks.md has the curves")
-    sphinx_max_hmms: int = _setting(30000, _positive, "pocketsphinx: HMMs evaluated per 10 ms frame at most "
-                                    "(bounds the CPU of wide beams)")
+                                 "pocketsphinx search beams: narrow, or wide (its own defaults: one more "
+                                 "right answer in 21 for five times the CPU; docs/benchmarks.md)")
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ class SphinxPlugin:
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
                  garbage_penalty: float = 4.0, confirm_penalty: float = 10.0, *, decode: str = "stream",
-                 beams: str = "narrow", max_hmms: int = 30000) -> None:
-        rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams, max_hmms)
+                 beams: str = "narrow") -> None:
+        rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams)
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
                                    threads=threads, rejection=rejection)
 

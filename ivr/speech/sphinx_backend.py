@@ -19,9 +19,11 @@ and right answers alike), higher accepts more.
 
 Three outcomes: with ``confirm_penalty`` above ``penalty`` the turn is decoded
 with the lenient grammar (``confirm_penalty``); a phrase it finds is decoded
-again, whole, with the strict one (``penalty``, ~0.03 s of CPU a second of
-speech, only for those turns). Found by both: ``match``; by the lenient one
-only: ``unsure`` (the menu asks "did you choose option 2?"); else ``rejected``.
+again, whole, with the strict one (``penalty``, only for those turns). Found
+by both: ``match``; by the lenient one only: ``unsure`` (the menu asks "did
+you choose option 2?"); else ``rejected``. At 20 the lenient grammar is
+practically a plain one: the confirmation question, not the engine, then
+turns most off-menu callers away (the measured trade in docs/benchmarks.md).
 
 Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
 the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
@@ -72,10 +74,9 @@ class SphinxRejection:
     ``penalty``: the garbage path's prior is ``10 ** -penalty``. ``whole``:
     decode the turn once, after the end of speech, with the utterance's own
     cepstral mean (the streaming decode starts from the model's mean and
-    mishears more). The beams prune the search: the narrow ones cost about a
-    tenth of pocketsphinx's defaults, which reject off-menu speech better.
-    ``max_hmms`` caps the HMMs evaluated per frame (pocketsphinx's
-    ``maxhmmpf``), which bounds the cost of wide beams.
+    mishears more). The beams prune the search: pocketsphinx's defaults
+    (``wide``) hear one more right answer in 21 than ivr's ``narrow`` ones at
+    five times the CPU (docs/benchmarks.md, "English speech").
     """
 
     penalty: float = 4.0
@@ -85,14 +86,13 @@ class SphinxRejection:
     beam: float = BEAMS["narrow"][0]
     wbeam: float = BEAMS["narrow"][1]
     pbeam: float = BEAMS["narrow"][2]
-    max_hmms: int = 30000
 
     @classmethod
     def named(cls, penalty: float, confirm_penalty: float | None = None, decode: str = "stream",
-              beams: str = "narrow", max_hmms: int = 30000) -> SphinxRejection:
+              beams: str = "narrow") -> SphinxRejection:
         """From ``[speech]``'s settings: ``decode`` is stream or whole, ``beams`` a :data:`BEAMS` name."""
         beam, wbeam, pbeam = BEAMS[beams]
-        return cls(penalty, confirm_penalty or None, decode == "whole", beam, wbeam, pbeam, max_hmms)
+        return cls(penalty, confirm_penalty or None, decode == "whole", beam, wbeam, pbeam)
 
 
 def upsample(pcm: bytes) -> bytes:
@@ -157,7 +157,7 @@ class _Engine:
         self.decoder: Any = Decoder(hmm=f"{folder}/{_LANGUAGES[language]}",
                                     dict=f"{folder}/cmudict-en-us.dict", lm=None, samprate=16000,
                                     loglevel="FATAL", beam=rejection.beam, wbeam=rejection.wbeam,
-                                    pbeam=rejection.pbeam, maxhmmpf=rejection.max_hmms)
+                                    pbeam=rejection.pbeam)
         last = len(_GARBAGE) - 1
         for index, (word, phone) in enumerate(_GARBAGE.items()):
             self.decoder.add_word(word, phone, index == last)
@@ -217,6 +217,7 @@ def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float,
     """Decode a whole utterance (16 kHz) at ``penalty``, its cepstral mean from the utterance itself."""
     engine.use(grammar, penalty)
     decoder = engine.decoder
+    decoder.reinit_feat()  # else the cepstral mean carries over from the last utterance decoded
     decoder.start_utt()
     decoder.process_raw(audio, False, True)
     decoder.end_utt()
