@@ -131,7 +131,7 @@ class SpeechSettings:
     garbage_penalty: float = _setting(4.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
                                       "pocketsphinx rejection: decades the off-menu (phone-loop) path is "
                                       "penalised; lower rejects more off-menu speech and more right answers")
-    confirm_penalty: float = _setting(10.0, lambda v: None if v == 0 or 1 <= v <= 50 else
+    confirm_penalty: float = _setting(20.0, lambda v: None if v == 0 or 1 <= v <= 50 else
                                       "0 (off) or 1 to 50",
                                       "pocketsphinx: phrases found only with this (higher) penalty are "
                                       "confirmed with the caller (\"did you choose option 2?\"); "
@@ -149,7 +149,7 @@ class SpeechSettings:
                                               "a number from 0 to 1",
                                               "vosk: how sure the plain grammar's weakest word must be "
                                               "for a confirmation question")
-    sphinx_decode: str = _setting("stream", _choice("whole", "stream"),
+    sphinx_decode: str = _setting("whole", _choice("whole", "stream"),
                                   "pocketsphinx: decode the turn whole after the end of speech (hears more, "
                                   "no early end) or while the caller speaks")
     sphinx_beams: str = _setting("narrow", _choice("wide", "narrow"),

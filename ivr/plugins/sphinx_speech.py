@@ -25,7 +25,7 @@ class SphinxPlugin:
     """The pocketsphinx engine behind the ``ivr_recognizer`` hook."""
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
-                 garbage_penalty: float = 4.0, confirm_penalty: float = 10.0, *, decode: str = "stream",
+                 garbage_penalty: float = 4.0, confirm_penalty: float = 20.0, *, decode: str = "whole",
                  beams: str = "narrow") -> None:
         rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams)
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
