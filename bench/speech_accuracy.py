@@ -117,7 +117,7 @@ def korean(corpus: Path, markdown: bool) -> dict[str, Any]:
     speech.load()
     grammar = SpeechGrammar.build("bench", "ko", speech_corpus.MENU)
     speech.check(grammar)
-    plain = Rejection(competitors={}, min_confidence=0.0)
+    plain = Rejection(competitors={}, min_confidence=0.0, confirm=False)
     setups = {"plain grammar": plain, "ivr rejection": speech.rejection}
     conditions = list(speech_corpus.CONDITIONS)
     counts: dict[tuple[str, str], Counter[str]] = {}
@@ -133,14 +133,15 @@ def korean(corpus: Path, markdown: bool) -> dict[str, Any]:
     cpu = time.process_time() - started
     in_menu = sum(1 for u in utterances if u.expected and u.condition == conditions[0])
     off_menu = sum(1 for u in utterances if not u.expected and u.condition == conditions[0])
-    header = ["set-up", "condition", f"right /{in_menu}", "wrong", "false reject",
-              f"false accept /{off_menu}"]
+    header = ["set-up", "condition", f"right /{in_menu}", "+ after confirm", "wrong", "false reject",
+              f"false accept /{off_menu}", "confirm asked off-menu"]
     rows = []
     for setup in setups:
         for condition in conditions:
             c = counts[(setup, condition)]
-            rows.append([setup, condition, str(c["right"]), str(c["wrong"]), str(c["false reject"]),
-                         str(c["false accept"])])
+            rows.append([setup, condition, str(c["right"]), str(c["right after confirm"]), str(c["wrong"]),
+                         str(c["false reject"] + c["confirm declined"]), str(c["false accept"]),
+                         str(c["confirm asked off-menu"])])
     print("Korean (espeak-ng), vosk:\n")
     print_table(header, rows, markdown)
     print(f"{len(utterances)} utterances per set-up, {audio:.0f} s of audio; "

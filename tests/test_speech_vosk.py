@@ -126,12 +126,12 @@ GRAMMAR = SpeechGrammar.build("main", "ko", MENU)
 @pytest.mark.parametrize(("strict", "plain", "rejection", "expected"), [
     (_words("예약", 0.9), None, Rejection(), ("3", "match")),
     (_words("예약", 0.5), None, Rejection(), (None, "rejected")),  # under min_confidence
-    (_words("unk", 1.0), _words("예약", 0.8), Rejection(confirm=True), ("3", "unsure")),
-    (_words("학교", 1.0), _words("예약", 0.8), Rejection(confirm=True, confirm_confidence=0.9),
-     (None, "rejected")),
-    (_words("학교", 1.0), _words("학교", 1.0), Rejection(confirm=True), (None, "rejected")),  # not a phrase
-    (_words("예약", 0.9), _words("수리", 0.9), Rejection(confirm=True), ("3", "match")),  # strict wins
-    (_words("", 0.0), _words("잔액", 0.7), Rejection(confirm=True), ("4", "unsure")),
+    (_words("예약", 0.5), _words("예약", 0.95), Rejection(), ("3", "unsure")),  # the defaults confirm
+    (_words("학교", 1.0), _words("예약", 0.8), Rejection(confirm_confidence=0.0), ("3", "unsure")),
+    (_words("학교", 1.0), _words("예약", 0.8), Rejection(), (None, "rejected")),  # under 0.9
+    (_words("학교", 1.0), _words("학교", 1.0), Rejection(), (None, "rejected")),  # not a phrase
+    (_words("예약", 0.9), _words("수리", 0.9), Rejection(), ("3", "match")),  # strict wins
+    (_words("", 0.0), _words("잔액", 0.7), Rejection(confirm_confidence=0.5), ("4", "unsure")),
 ])
 def test_decide_confirms_what_only_the_plain_grammar_hears(
         strict: dict[str, Any], plain: dict[str, Any] | None, rejection: Rejection,
@@ -150,7 +150,7 @@ def test_the_confirming_recogniser_decodes_the_plain_grammar_too(speech: VoskSpe
     decoded beside it, still hears it, so the caller is asked."""
     wav = phone_line("예약", tmp_path, "ko", 140)
     strict = SpeechGrammar.build("main", "ko", MENU)
-    rejecting = Rejection(min_confidence=1.01, confirm=True)  # nothing passes the strict floor
+    rejecting = Rejection(min_confidence=1.01, confirm_confidence=0.0)  # nothing passes the strict floor
     original = speech.rejection
     speech.rejection = rejecting
     try:

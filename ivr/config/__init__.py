@@ -143,9 +143,9 @@ class SpeechSettings:
     vosk_min_confidence: float = _setting(0.6, lambda v: None if 0 <= v <= 1 else "a number from 0 to 1",
                                           "vosk: a result whose weakest word is less sure than this is "
                                           "rejected")
-    vosk_confirm: bool = _setting(False, None, "vosk: also decode the plain grammar (twice the CPU) and "
+    vosk_confirm: bool = _setting(True, None, "vosk: also decode the plain grammar (twice the CPU) and "
                                   "confirm with the caller what only it hears")
-    vosk_confirm_confidence: float = _setting(0.0, lambda v: None if 0 <= v <= 1 else
+    vosk_confirm_confidence: float = _setting(0.9, lambda v: None if 0 <= v <= 1 else
                                               "a number from 0 to 1",
                                               "vosk: how sure the plain grammar's weakest word must be "
                                               "for a confirmation question")
