@@ -154,7 +154,7 @@ def table(data: dict[str, Any], settings: Iterable[tuple[str, str | None]]) -> l
 
 
 def _order(condition: str) -> int:
-    known = [*speech_corpus.CONDITIONS, *speech_corpus_en.CONDITIONS]
+    known = [*speech_corpus_en.CONDITIONS, *speech_corpus.CONDITIONS]
     return known.index(condition) if condition in known else len(known)
 
 
