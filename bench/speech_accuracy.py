@@ -149,14 +149,15 @@ def korean(corpus: Path, markdown: bool) -> dict[str, Any]:
     return {f"{setup}/{condition}": dict(c) for (setup, condition), c in counts.items()}
 
 
-def setting(text: str) -> SphinxRejection:
+def setting(text: str, decode: str = "stream", beams: str = "narrow") -> SphinxRejection:
     """``10`` (accept or reject) or ``10/14`` (accept at 10, confirm what only 14 finds)."""
     penalty, _, confirm = text.partition("/")
-    return SphinxRejection(penalty=float(penalty), confirm_penalty=float(confirm) if confirm else None)
+    return SphinxRejection.named(float(penalty), float(confirm) if confirm else None, decode, beams)
 
 
 def english(corpus: Path, penalties: list[str], markdown: bool,
-            conditions: list[str] | None = None) -> dict[str, Any]:
+            conditions: list[str] | None = None, decode: str = "stream",
+            beams: str = "narrow") -> dict[str, Any]:
     utterances = [u for u in speech_corpus_en.build(corpus)
                   if conditions is None or u.condition in conditions]
     grammars = {menu: SpeechGrammar.build(menu, "en", speech_corpus_en.menu_phrases(menu))
@@ -165,7 +166,7 @@ def english(corpus: Path, penalties: list[str], markdown: bool,
     cpu: dict[str, float] = {}
     audio = 0.0
     for penalty in penalties:
-        speech = SphinxSpeech(["en"], rejection=setting(penalty), run=inline)
+        speech = SphinxSpeech(["en"], rejection=setting(penalty, decode, beams), run=inline)
         speech.load()
         for grammar in grammars.values():
             speech.check(grammar)
@@ -193,7 +194,8 @@ def english(corpus: Path, penalties: list[str], markdown: bool,
                 rows.append([penalty, menu, condition, f"{c['right']}/{ins}", str(c["right after confirm"]),
                              str(c["wrong"]), str(c["false reject"] + c["confirm declined"]),
                              f"{c['false accept']}/{offs} ({share:.1f} %)", str(c["confirm asked off-menu"])])
-    print("English (Asterisk's human recordings), pocketsphinx, per rejection penalty:\n")
+    print(f"English (Asterisk's human recordings), pocketsphinx ({decode} decode, {beams} beams), "
+          "per rejection penalty:\n")
     print_table(header, rows, markdown)
     print(f"{len(utterances)} utterances per penalty, {audio:.0f} s of audio; CPU per penalty: "
           + ", ".join(f"{p}: {c:.0f} s ({c / audio:.3f} s per audio s)" for p, c in cpu.items()) + "\n")
@@ -211,6 +213,10 @@ def main() -> None:
                         help="pocketsphinx garbage-path penalties to try (decades); P/C: accept at P, "
                              "confirm what only C finds")
     parser.add_argument("--conditions", default="", help="English conditions to run (default: all)")
+    parser.add_argument("--decode", default="stream", choices=["stream", "whole"],
+                        help="pocketsphinx: streaming or whole-utterance decode ([speech] sphinx_decode)")
+    parser.add_argument("--beams", default="narrow", choices=["narrow", "wide"],
+                        help="pocketsphinx beams ([speech] sphinx_beams)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
@@ -218,7 +224,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     if "en" in sets:
         conditions = args.conditions.split(",") if args.conditions else None
-        results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown, conditions)
+        results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown, conditions,
+                                args.decode, args.beams)
     if "ko" in sets:
         results["ko"] = korean(args.corpus, args.markdown)
     if args.json:
