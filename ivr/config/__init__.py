@@ -131,7 +131,7 @@ class SpeechSettings:
     garbage_penalty: float = _setting(4.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
                                       "pocketsphinx rejection: decades the off-menu (phone-loop) path is "
                                       "penalised; lower rejects more off-menu speech and more right answers")
-    confirm_penalty: float = _setting(20.0, lambda v: None if v == 0 or 1 <= v <= 50 else
+    confirm_penalty: float = _setting(30.0, lambda v: None if v == 0 or 1 <= v <= 50 else
                                       "0 (off) or 1 to 50",
                                       "pocketsphinx: phrases found only with this (higher) penalty are "
                                       "confirmed with the caller (\"did you choose option 2?\"); "
@@ -153,8 +153,11 @@ class SpeechSettings:
                                   "pocketsphinx: decode the turn whole after the end of speech (hears more, "
                                   "no early end) or while the caller speaks")
     sphinx_beams: str = _setting("narrow", _choice("wide", "narrow"),
-                                 "pocketsphinx search beams: narrow, or wide (its own defaults: one more "
-                                 "right answer in 21 for five times the CPU; docs/benchmarks.md)")
+                                 "pocketsphinx beams of the strict search (garbage_penalty): narrow, or wide "
+                                 "(its own defaults: six times the CPU there; docs/benchmarks.md)")
+    sphinx_confirm_beams: str = _setting("wide", _choice("wide", "narrow"),
+                                         "pocketsphinx beams of the lenient search (confirm_penalty); wide "
+                                         "at 30 hears 19 of 21 for 0.01 s of CPU per second of audio")
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ class SphinxPlugin:
     """The pocketsphinx engine behind the ``ivr_recognizer`` hook."""
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
-                 garbage_penalty: float = 4.0, confirm_penalty: float = 20.0, *, decode: str = "whole",
-                 beams: str = "narrow") -> None:
-        rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams)
+                 garbage_penalty: float = 4.0, confirm_penalty: float = 30.0, *, decode: str = "whole",
+                 beams: str = "narrow", confirm_beams: str = "wide") -> None:
+        rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams, confirm_beams)
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
                                    threads=threads, rejection=rejection)
 

@@ -315,7 +315,8 @@ class IVRServer:
         if SPHINX not in speech.models.values():
             return None
         sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty,
-                              speech.confirm_penalty, decode=speech.sphinx_decode, beams=speech.sphinx_beams)
+                              speech.confirm_penalty, decode=speech.sphinx_decode, beams=speech.sphinx_beams,
+                              confirm_beams=speech.sphinx_confirm_beams)
         sphinx.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return sphinx
 

@@ -66,8 +66,10 @@ _LANGUAGES = {"en": "en-us"}
 _VAD = VADSettings()
 
 
-#: Search beams by name (``[speech] sphinx_beams``): ivr's narrow ones, or pocketsphinx's defaults.
-BEAMS: dict[str, tuple[float, float, float]] = {
+#: Search beams (beam, wbeam, pbeam) by name (``[speech] sphinx_beams``, ``sphinx_confirm_beams``):
+#: ivr's narrow ones, or pocketsphinx's defaults.
+Beams = tuple[float, float, float]
+BEAMS: dict[str, Beams] = {
     "narrow": (1e-20, 1e-15, 1e-20),
     "wide": (1e-48, 7e-29, 1e-48),
 }
@@ -78,30 +80,38 @@ class SphinxRejection:
     """How strongly off-menu speech is rejected (see the module docstring).
 
     The field defaults are the plain streaming decode; ``[speech]``'s defaults
-    (whole, accept at 4, confirm at 20) come through :meth:`named`.
+    (whole; accept at 4 with narrow beams; confirm what penalty 30 with wide
+    beams hears) come through :meth:`named`.
 
     ``penalty``: the garbage path's prior is ``10 ** -penalty``. ``whole``:
     decode the turn once, after the end of speech, with the utterance's own
     cepstral mean (the streaming decode starts from the model's mean and
     mishears more). The beams prune the search: pocketsphinx's defaults
-    (``wide``) hear one more right answer in 21 than ivr's ``narrow`` ones at
-    five times the CPU (docs/benchmarks.md, "English speech").
+    (``wide``) hear more but cost 6x the CPU when the garbage path competes;
+    with a lenient penalty (30) the garbage path is pruned early and wide
+    beams cost about as little as narrow ones, so the confirming search gets
+    its own ``confirm_beams`` (docs/benchmarks.md, "English speech").
     """
 
     penalty: float = 4.0
     #: Lenient penalty whose phrases are confirmed with the caller (None, or not above ``penalty``: off).
     confirm_penalty: float | None = None
     whole: bool = False
-    beam: float = BEAMS["narrow"][0]
-    wbeam: float = BEAMS["narrow"][1]
-    pbeam: float = BEAMS["narrow"][2]
+    beams: Beams = BEAMS["narrow"]
+    #: The lenient (confirming) search's beams; None: ``beams``.
+    confirm_beams: Beams | None = None
 
     @classmethod
     def named(cls, penalty: float, confirm_penalty: float | None = None, decode: str = "stream",
-              beams: str = "narrow") -> SphinxRejection:
-        """From ``[speech]``'s settings: ``decode`` is stream or whole, ``beams`` a :data:`BEAMS` name."""
-        beam, wbeam, pbeam = BEAMS[beams]
-        return cls(penalty, confirm_penalty or None, decode == "whole", beam, wbeam, pbeam)
+              beams: str = "narrow", confirm_beams: str | None = None) -> SphinxRejection:
+        """From ``[speech]``'s settings: ``decode`` is stream or whole, the beams :data:`BEAMS` names."""
+        return cls(penalty, confirm_penalty or None, decode == "whole", BEAMS[beams],
+                   BEAMS[confirm_beams] if confirm_beams else None)
+
+    @property
+    def confirming(self) -> bool:
+        """True when a lenient search runs first (``confirm_penalty`` above ``penalty``)."""
+        return self.confirm_penalty is not None and self.confirm_penalty > self.penalty
 
 
 def upsample(pcm: bytes) -> bytes:
@@ -165,8 +175,7 @@ class _Engine:
         folder = _model_folder(language)
         self.decoder: Any = Decoder(hmm=f"{folder}/{_LANGUAGES[language]}",
                                     dict=f"{folder}/cmudict-en-us.dict", lm=None, samprate=16000,
-                                    loglevel="FATAL", beam=rejection.beam, wbeam=rejection.wbeam,
-                                    pbeam=rejection.pbeam)
+                                    loglevel="FATAL")
         last = len(_GARBAGE) - 1
         for index, (word, phone) in enumerate(_GARBAGE.items()):
             self.decoder.add_word(word, phone, index == last)
@@ -176,12 +185,17 @@ class _Engine:
     def knows(self, word: str) -> bool:
         return word not in _GARBAGE and self.decoder.lookup_word(word) is not None
 
-    def use(self, grammar: SpeechGrammar, penalty: float) -> None:
-        """Make ``grammar`` (plus the garbage path) the active search, compiling it once per decoder."""
-        key = (grammar.menu, grammar.language, tuple(grammar.options.items()), penalty)
+    def use(self, grammar: SpeechGrammar, penalty: float, beams: Beams) -> None:
+        """Make ``grammar`` (plus the garbage path) the active search, compiling it once per decoder.
+
+        A search takes its beams from the decoder's settings when it is compiled, so each
+        search has its own (the strict and the lenient one differ)."""
+        key = (grammar.menu, grammar.language, tuple(grammar.options.items()), penalty, beams)
         name = self._compiled.get(key)
         if name is None:
             name = f"g{len(self._compiled)}"
+            config = self.decoder.config
+            config["beam"], config["wbeam"], config["pbeam"] = beams
             self.decoder.add_fsg(name, self._fsg(name, grammar, penalty))
             self._compiled[key] = name
         self.decoder.activate_search(name)
@@ -221,10 +235,10 @@ def _heard(decoder: Any) -> tuple[tuple[str, ...], float]:
     return words, min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0))
 
 
-def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float,
+def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float, beams: Beams,
             audio: bytes) -> tuple[tuple[str, ...], float]:
     """Decode a whole utterance (16 kHz) at ``penalty``, its cepstral mean from the utterance itself."""
-    engine.use(grammar, penalty)
+    engine.use(grammar, penalty, beams)
     decoder = engine.decoder
     decoder.reinit_feat()  # else the cepstral mean carries over from the last utterance decoded
     decoder.start_utt()
@@ -243,8 +257,11 @@ class _TurnDecoder:
         rejection = speech.rejection
         confirm = rejection.confirm_penalty
         #: The penalty the turn streams with; with confirmation, the strict one re-decodes a found phrase.
-        self.penalty = confirm if confirm is not None and confirm > rejection.penalty else rejection.penalty
+        self.penalty = confirm if confirm is not None and rejection.confirming else rejection.penalty
         self.strict = rejection.penalty
+        #: The beams of the search the turn starts with, and of the strict one.
+        self.beams = (rejection.confirm_beams or rejection.beams) if rejection.confirming else rejection.beams
+        self.strict_beams = rejection.beams
         #: The utterance so far (16 kHz), kept only when it may be decoded again.
         self.audio: list[bytes] = []
 
@@ -258,7 +275,7 @@ class _TurnDecoder:
         engine = self.engine
         if engine is None:
             engine = self.engine = self.speech.lease(self.grammar.language)
-            engine.use(self.grammar, self.penalty)
+            engine.use(self.grammar, self.penalty, self.beams)
             engine.decoder.reinit_feat()  # noise removal would otherwise carry the last caller's state
             engine.decoder.start_utt()
         decoder = engine.decoder
@@ -274,7 +291,8 @@ class _TurnDecoder:
         words, posterior = _heard(decoder)
         sure = True
         if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
-            sure = _decode(engine, self.grammar, self.strict, b"".join(self.audio))[0] == words
+            audio = b"".join(self.audio)
+            sure = _decode(engine, self.grammar, self.strict, self.strict_beams, audio)[0] == words
         self.audio = []
         self.engine = None
         self.speech.give_back(self.grammar.language, engine)
@@ -290,10 +308,10 @@ class _TurnDecoder:
         if not audio:
             return SphinxHypothesis((), 0.0)
         engine = self.engine = self.speech.lease(self.grammar.language)
-        words, posterior = _decode(engine, self.grammar, self.penalty, audio)
+        words, posterior = _decode(engine, self.grammar, self.penalty, self.beams, audio)
         sure = True
         if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
-            sure = _decode(engine, self.grammar, self.strict, audio)[0] == words
+            sure = _decode(engine, self.grammar, self.strict, self.strict_beams, audio)[0] == words
         self.engine = None
         self.speech.give_back(self.grammar.language, engine)
         return SphinxHypothesis(words, posterior, sure)
