@@ -21,15 +21,17 @@ Three outcomes: with ``confirm_penalty`` above ``penalty`` the turn is decoded
 with the lenient grammar (``confirm_penalty``); a phrase it finds is decoded
 again, whole, with the strict one (``penalty``, only for those turns). Found
 by both: ``match``; by the lenient one only: ``unsure`` (the menu asks "did
-you choose option 2?"); else ``rejected``. At 20 the lenient grammar is
+you choose option 2?"); else ``rejected``. At 30 the lenient grammar is
 practically a plain one: the confirmation question, not the engine, then
 turns most off-menu callers away (the measured trade in docs/benchmarks.md).
 
 Whole-utterance decoding (``[speech] sphinx_decode = "whole"``, the default)
 waits for the end of speech and decodes once with the utterance's own
-cepstral mean: with accept 4 / confirm 20 it ends right for 16 of the human
-corpus' 21 menu phrases at 1.8 % false accepts, against 10 for streaming at
-4/10 (docs/benchmarks.md). It gives up the early end on a partial match.
+cepstral mean. With the defaults (accept at 4 with narrow beams; confirm what
+a lenient search at 30 with wide beams hears) 19 of the human corpus' 21 menu
+phrases end right (directly or after "yes") at 1.8 % false accepts, against
+10 for the old streaming 4/10; about 4 in 5 off-menu callers are asked to
+confirm (docs/benchmarks.md). It gives up the early end on a partial match.
 
 Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
 the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
