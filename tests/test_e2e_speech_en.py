@@ -93,7 +93,7 @@ def test_a_human_voice_saying_three_chooses_option_three(
 
 def test_human_speech_off_the_menu_is_not_routed_and_the_keypad_still_works(
         sandbox: Sandbox, ami: AMI, english_server: ServeProcess) -> None:
-    # With the defaults (whole decode, accept at 4, confirm at 20) most off-menu speech is asked
+    # With the defaults (whole decode, accept at 4, confirm what 30 hears) most off-menu speech is asked
     # about ("Did you choose option 0?", docs/benchmarks.md), some rejected at once; this one goes
     # either way between runs (the call's frames differ). The caller presses 2 (no) when a question
     # would be asked (the invalid-choice prompt ignores it), then 0 in the menu again.

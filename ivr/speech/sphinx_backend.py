@@ -29,7 +29,7 @@ Whole-utterance decoding (``[speech] sphinx_decode = "whole"``, the default)
 waits for the end of speech and decodes once with the utterance's own
 cepstral mean. With the defaults (accept at 4 with narrow beams; confirm what
 a lenient search at 30 with wide beams hears) 19 of the human corpus' 21 menu
-phrases end right (directly or after "yes") at 1.8 % false accepts, against
+phrases end right (directly or after "yes") at 1.2 % false accepts, against
 10 for the old streaming 4/10; about 4 in 5 off-menu callers are asked to
 confirm (docs/benchmarks.md). It gives up the early end on a partial match.
 
