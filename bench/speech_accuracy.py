@@ -117,7 +117,7 @@ def korean(corpus: Path, markdown: bool) -> dict[str, Any]:
     speech.load()
     grammar = SpeechGrammar.build("bench", "ko", speech_corpus.MENU)
     speech.check(grammar)
-    plain = Rejection(competitors={}, min_confidence=0.0)
+    plain = Rejection(competitors={}, min_confidence=0.0, confirm=False)
     setups = {"plain grammar": plain, "ivr rejection": speech.rejection}
     conditions = list(speech_corpus.CONDITIONS)
     counts: dict[tuple[str, str], Counter[str]] = {}
@@ -133,14 +133,15 @@ def korean(corpus: Path, markdown: bool) -> dict[str, Any]:
     cpu = time.process_time() - started
     in_menu = sum(1 for u in utterances if u.expected and u.condition == conditions[0])
     off_menu = sum(1 for u in utterances if not u.expected and u.condition == conditions[0])
-    header = ["set-up", "condition", f"right /{in_menu}", "wrong", "false reject",
-              f"false accept /{off_menu}"]
+    header = ["set-up", "condition", f"right /{in_menu}", "+ after confirm", "wrong", "false reject",
+              f"false accept /{off_menu}", "confirm asked off-menu"]
     rows = []
     for setup in setups:
         for condition in conditions:
             c = counts[(setup, condition)]
-            rows.append([setup, condition, str(c["right"]), str(c["wrong"]), str(c["false reject"]),
-                         str(c["false accept"])])
+            rows.append([setup, condition, str(c["right"]), str(c["right after confirm"]), str(c["wrong"]),
+                         str(c["false reject"] + c["confirm declined"]), str(c["false accept"]),
+                         str(c["confirm asked off-menu"])])
     print("Korean (espeak-ng), vosk:\n")
     print_table(header, rows, markdown)
     print(f"{len(utterances)} utterances per set-up, {audio:.0f} s of audio; "
@@ -148,14 +149,17 @@ def korean(corpus: Path, markdown: bool) -> dict[str, Any]:
     return {f"{setup}/{condition}": dict(c) for (setup, condition), c in counts.items()}
 
 
-def setting(text: str) -> SphinxRejection:
+def setting(text: str, decode: str = "stream", beams: str = "narrow",
+            confirm_beams: str | None = None) -> SphinxRejection:
     """``10`` (accept or reject) or ``10/14`` (accept at 10, confirm what only 14 finds)."""
     penalty, _, confirm = text.partition("/")
-    return SphinxRejection(penalty=float(penalty), confirm_penalty=float(confirm) if confirm else None)
+    return SphinxRejection.named(float(penalty), float(confirm) if confirm else None, decode, beams,
+                                 confirm_beams)
 
 
 def english(corpus: Path, penalties: list[str], markdown: bool,
-            conditions: list[str] | None = None) -> dict[str, Any]:
+            conditions: list[str] | None = None, decode: str = "stream",
+            beams: str = "narrow", confirm_beams: str | None = None) -> dict[str, Any]:
     utterances = [u for u in speech_corpus_en.build(corpus)
                   if conditions is None or u.condition in conditions]
     grammars = {menu: SpeechGrammar.build(menu, "en", speech_corpus_en.menu_phrases(menu))
@@ -164,7 +168,8 @@ def english(corpus: Path, penalties: list[str], markdown: bool,
     cpu: dict[str, float] = {}
     audio = 0.0
     for penalty in penalties:
-        speech = SphinxSpeech(["en"], rejection=setting(penalty), run=inline)
+        speech = SphinxSpeech(["en"], rejection=setting(penalty, decode, beams, confirm_beams),
+                              run=inline)
         speech.load()
         for grammar in grammars.values():
             speech.check(grammar)
@@ -192,7 +197,8 @@ def english(corpus: Path, penalties: list[str], markdown: bool,
                 rows.append([penalty, menu, condition, f"{c['right']}/{ins}", str(c["right after confirm"]),
                              str(c["wrong"]), str(c["false reject"] + c["confirm declined"]),
                              f"{c['false accept']}/{offs} ({share:.1f} %)", str(c["confirm asked off-menu"])])
-    print("English (Asterisk's human recordings), pocketsphinx, per rejection penalty:\n")
+    print(f"English (Asterisk's human recordings), pocketsphinx ({decode} decode, {beams} beams, "
+          f"confirming with {confirm_beams or beams} beams), per rejection penalty:\n")
     print_table(header, rows, markdown)
     print(f"{len(utterances)} utterances per penalty, {audio:.0f} s of audio; CPU per penalty: "
           + ", ".join(f"{p}: {c:.0f} s ({c / audio:.3f} s per audio s)" for p, c in cpu.items()) + "\n")
@@ -210,6 +216,13 @@ def main() -> None:
                         help="pocketsphinx garbage-path penalties to try (decades); P/C: accept at P, "
                              "confirm what only C finds")
     parser.add_argument("--conditions", default="", help="English conditions to run (default: all)")
+    parser.add_argument("--decode", default="stream", choices=["stream", "whole"],
+                        help="pocketsphinx: streaming or whole-utterance decode ([speech] sphinx_decode)")
+    parser.add_argument("--beams", default="narrow", choices=["narrow", "wide"],
+                        help="pocketsphinx beams ([speech] sphinx_beams)")
+    parser.add_argument("--confirm-beams", choices=["narrow", "wide"],
+                        help="pocketsphinx beams of the lenient search ([speech] sphinx_confirm_beams; "
+                             "default: --beams)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
@@ -217,7 +230,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     if "en" in sets:
         conditions = args.conditions.split(",") if args.conditions else None
-        results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown, conditions)
+        results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown, conditions,
+                                args.decode, args.beams, args.confirm_beams)
     if "ko" in sets:
         results["ko"] = korean(args.corpus, args.markdown)
     if args.json:

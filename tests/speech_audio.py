@@ -9,12 +9,13 @@ from pathlib import Path
 def phone_line(text: str, folder: Path, voice: str = "ko", speed: int = 175) -> Path:
     """``text`` spoken by espeak-ng as a G.711 call delivers it: 8 kHz, telephone band, u-law.
 
-    0.3 s of line noise-free silence before and 0.6 s after, as a caller pauses.
+    0.3 s of line noise-free silence before and 0.6 s after, as a caller pauses. No dither
+    (``sox -D``), so a test hears the same samples on every run.
     """
     name = f"{abs(hash((text, voice, speed)))}"
     raw, law, out = folder / f"{name}.tts.wav", folder / f"{name}.law.wav", folder / f"{name}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "u-law", "-b", "8", str(law),
+    subprocess.run(["sox", "-D", str(raw), "-r", "8000", "-c", "1", "-e", "u-law", "-b", "8", str(law),
                     "sinc", "300-3400", "pad", "0.3", "0.6", "norm", "-3"], check=True)
     subprocess.run(["sox", str(law), "-e", "signed-integer", "-b", "16", str(out)], check=True)
     raw.unlink()
@@ -35,6 +36,9 @@ def sandbox_sounds() -> Path:
 def human_line(recording: str, folder: Path, rate: int = 8000, ulaw: bool = True) -> Path:
     """A human English recording of the sandbox (e.g. ``digits/7``) as a call delivers it.
 
+    Without dither (``sox -D``): sox's default dither is random, so the same
+    recording decoded near a decision boundary would flip between runs.
+
     Padded with 0.3 s of silence before and 0.6 s after; ``ulaw`` sends it
     through G.711 u-law and back (a narrowband call); ``rate`` 16000 gives
     what a wideband (slin16) AudioSocket carries.
@@ -43,10 +47,10 @@ def human_line(recording: str, folder: Path, rate: int = 8000, ulaw: bool = True
     name = recording.replace("/", "_")
     law, out = folder / f"{name}.law.wav", folder / f"{name}-{rate}{'-ulaw' if ulaw else ''}.wav"
     padded = folder / f"{name}.padded.wav"
-    subprocess.run(["sox", str(source), "-r", str(rate), "-e", "signed-integer", "-b", "16", str(padded),
-                    "pad", "0.3", "0.6"], check=True)
+    subprocess.run(["sox", "-D", str(source), "-r", str(rate), "-e", "signed-integer", "-b", "16",
+                    str(padded), "pad", "0.3", "0.6"], check=True)
     if ulaw:
-        subprocess.run(["sox", str(padded), "-e", "u-law", "-b", "8", str(law)], check=True)
+        subprocess.run(["sox", "-D", str(padded), "-e", "u-law", "-b", "8", str(law)], check=True)
         subprocess.run(["sox", str(law), "-e", "signed-integer", "-b", "16", str(out)], check=True)
         law.unlink()
         padded.unlink()

@@ -80,34 +80,39 @@ def contact(server: ServeProcess, number: str, timeout: float = 45) -> Contact:
         engine.dispose()
 
 
-def test_a_human_voice_saying_one_is_routed_to_sales(
+def test_a_human_voice_saying_three_chooses_option_three(
         sandbox: Sandbox, ami: AMI, english_server: ServeProcess) -> None:
-    number = call(ami, english_server, 1, FILE=said(sandbox, "digits/1"))
-    event = queued(ami, number)
-    assert event["Queue"] == "sales" and event["Language"] == "en"
-    assert event["Path"] == "main:said:1>main:1"
-    row = contact(english_server, number)
-    assert row.transcript == "one" and row.dtmf == "1"
+    # "three" is found by the strict grammar (garbage_penalty 4): accepted without a question.
+    number = call(ami, english_server, 1, FILE=said(sandbox, "digits/3"))
+    choice = ami.wait_for(lambda e: e.get("UserEvent") == "IvrMenuChoice" and e.get("CallerIDNum") == number
+                          and e.get("Menu") == "main", timeout=45)
+    assert choice["Digit"] == "3" and choice["Path"] == "main:said:3>main:3"
+    row = contact(english_server, number, timeout=60)
+    assert row.transcript == "three" and row.dtmf == "3"
 
 
-def test_human_speech_off_the_menu_is_reprompted_and_the_keypad_still_works(
+def test_human_speech_off_the_menu_is_not_routed_and_the_keypad_still_works(
         sandbox: Sandbox, ami: AMI, english_server: ServeProcess) -> None:
+    # With the defaults (whole decode, accept at 4, confirm what 30 hears) most off-menu speech is asked
+    # about ("Did you choose option 0?", docs/benchmarks.md), some rejected at once; this one goes
+    # either way between runs (the call's frames differ). The caller presses 2 (no) when a question
+    # would be asked (the invalid-choice prompt ignores it), then 0 in the menu again.
     number = call(ami, english_server, 2, FILE=said(sandbox, "queue-thankyou"),
-                  DIGITS="WWWWWWWWWWWW0")  # after the invalid-choice prompt, into the menu again
+                  DIGITS="WWWW2WWWWWWWWWWWW0")
     event = queued(ami, number)
     assert event["Queue"] == "sales"
-    assert event["Path"].startswith("main:said:?>") and event["Path"].endswith("main:0")
+    path = event["Path"]
+    assert (path.startswith("main:said:?>") or ":no>" in path) and path.endswith("main:0"), path
 
 
 def test_a_phrase_heard_but_not_surely_is_confirmed_before_it_routes(
         sandbox: Sandbox, ami: AMI, english_server: ServeProcess) -> None:
-    # "three" is found by the lenient grammar only (confirm_penalty): ivr asks "Did you choose
-    # option three?" and the caller presses 1 (yes) while it asks.
-    number = call(ami, english_server, 3, FILE=said(sandbox, "digits/3"), DIGITS="WWWW1")
-    choice = ami.wait_for(lambda e: e.get("UserEvent") == "IvrMenuChoice" and e.get("CallerIDNum") == number
-                          and e.get("Menu") == "main", timeout=45)
-    assert choice["Digit"] == "3"
-    assert choice["Path"] == "main:said:3>main:confirm:3:yes>main:3"
+    # "one" is found by the lenient grammar only (confirm_penalty): ivr asks "Did you choose
+    # option one?" and the caller presses 1 (yes) while it asks; the call goes to sales.
+    number = call(ami, english_server, 3, FILE=said(sandbox, "digits/1"), DIGITS="WWWW1")
+    event = queued(ami, number)
+    assert event["Queue"] == "sales" and event["Language"] == "en"
+    assert event["Path"] == "main:said:1>main:confirm:1:yes>main:1"
     row = contact(english_server, number, timeout=60)
     assert [step["kind"] for step in row.ivr_path][:3] == ["speech", "confirm", "menu"]
-    assert row.ivr_path[1]["value"] == "3:yes" and row.transcript.startswith("three")
+    assert row.ivr_path[1]["value"] == "1:yes" and row.transcript.startswith("one")

@@ -25,7 +25,8 @@ from ivr.plugins.sphinx_speech import SphinxPlugin
 from ivr.routing.menus import Menu, Option
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import Recognizer, SpeechResult
-from ivr.speech.sphinx_backend import SphinxHypothesis, SphinxSpeech, conclude, upsample
+from ivr.speech.sphinx_backend import BEAMS, SphinxHypothesis, SphinxSpeech, conclude, upsample
+from ivr.survey.questions import grammars, load_questions_file
 
 #: The English demo hotline's main menu phrases (ivr/demo/plugins/hotline.toml).
 HOTLINE = {
@@ -124,7 +125,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.decoder = RecordingDecoder()
 
-    def use(self, grammar: SpeechGrammar, penalty: float) -> None: ...
+    def use(self, grammar: SpeechGrammar, penalty: float, beams: tuple[float, float, float]) -> None: ...
 
 
 @pytest.mark.parametrize(("rate", "factor"), [(8000, 2), (16000, 1)])
@@ -231,3 +232,67 @@ def test_upsampling_doubles_the_rate_and_interpolates() -> None:
     wide = array.array("h", upsample(array.array("h", [0, 100, -100, 32767]).tobytes()))
     assert list(wide) == [0, 50, 100, 0, -100, 16333, 32767, 32767]
     assert upsample(b"") == b""
+
+
+SURVEY_EN = """[[questions]]
+name = "score"
+prompt = "ivr-survey-satisfaction"
+answers = { "1" = "1", "2" = "2", "3" = "3", "4" = "4", "5" = "5" }
+speech = { en = { "1" = ["very satisfied"], "5" = ["very %s"] } }
+"""
+
+
+@pytest.mark.parametrize("word", ["dissatisfied", "unsatisfiedish"])
+def test_the_plugin_checks_a_surveys_english_phrases_against_the_dictionary(tmp_path: Path,
+                                                                            word: str) -> None:
+    path = tmp_path / "survey.toml"
+    path.write_text(SURVEY_EN % word)
+    questions = load_questions_file(path)
+    plugin = SphinxPlugin({"en": "pocketsphinx"}, "ivr.toml")
+    if word == "dissatisfied":
+        plugin.load([], grammars(questions))
+        return
+    with pytest.raises(ConfigError) as caught:
+        plugin.load([], grammars(questions))
+    assert "'survey-score'" in str(caught.value) and "'unsatisfiedish'" in str(caught.value)
+
+
+
+@pytest.fixture(scope="module")
+def defaults() -> SphinxSpeech:
+    """The engine as ``[speech]``'s defaults build it: whole decode, accept at 4 (narrow beams),
+    confirm what penalty 30 (wide beams) alone hears."""
+    settings = load_settings(environ={}).speech
+    plugin = SphinxPlugin({"en": "pocketsphinx"}, "ivr.toml", 1, settings.garbage_penalty,
+                          settings.confirm_penalty, decode=settings.sphinx_decode,
+                          beams=settings.sphinx_beams, confirm_beams=settings.sphinx_confirm_beams)
+    plugin.engine.run = inline
+    plugin.engine.load()
+    rejection = plugin.engine.rejection
+    assert rejection.whole and rejection.penalty == 4 and rejection.confirm_penalty == 30
+    assert rejection.beams == BEAMS["narrow"] and rejection.confirm_beams == BEAMS["wide"]
+    return plugin.engine
+
+
+@pytest.mark.parametrize(("recording", "key", "reason"), [
+    ("digits/3", "3", "match"),
+    ("digits/1", "1", "unsure"),  # heard, but only by the lenient grammar: the caller is asked
+    ("digits/7", None, "rejected"),  # not an option: the lenient search takes the garbage path too
+])
+def test_the_default_whole_decode_accepts_confirms_or_rejects(
+        defaults: SphinxSpeech, tmp_path: Path, recording: str, key: str | None, reason: str) -> None:
+    grammar = SpeechGrammar.build("main", "en", HOTLINE)
+    result = hear(defaults, grammar, human_line(recording, tmp_path))
+    assert (result.choice, result.reason) == (key, reason), result
+
+
+def test_the_whole_decode_hears_phrases_the_streaming_one_misses(speech: SphinxSpeech, defaults: SphinxSpeech,
+                                                                  tmp_path: Path) -> None:
+    """'extension' through u-law: the streaming decode's garbage path takes it at penalty 4; decoded
+    whole, the lenient grammar hears it. 'speed dial': narrow beams prune every path of the whole
+    decode; the lenient search's wide beams keep it (docs/benchmarks.md)."""
+    for recording, key in (("extension", "6"), ("speed-dial", "4")):
+        wav = human_line(recording, tmp_path)
+        assert hear(speech, features(speech), wav).choice is None  # streaming, accept at 4, no confirmation
+        result = hear(defaults, features(defaults), wav)
+        assert (result.choice, result.reason) == (key, "unsure"), result

@@ -19,7 +19,7 @@ from twisted.internet import defer
 from ivr.errors import ConfigError
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import SpeechResult
-from ivr.speech.vosk_backend import VoskRecognizer, VoskSpeech, packaged_model
+from ivr.speech.vosk_backend import Rejection, VoskRecognizer, VoskSpeech, decide, packaged_model
 
 MENU = {
     "1": ["상담원", "상담원 연결", "직원"],
@@ -114,3 +114,54 @@ def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
         engine.load()
     text = str(caught.value)
     assert "/etc/ivr/ivr.toml" in text and "speech.models.en" in text and "no-such-model" in text
+
+
+def _words(text: str, conf: float) -> dict[str, Any]:
+    return {"text": text, "result": [{"word": w, "conf": conf} for w in text.split()]}
+
+
+GRAMMAR = SpeechGrammar.build("main", "ko", MENU)
+
+
+@pytest.mark.parametrize(("strict", "plain", "rejection", "expected"), [
+    (_words("예약", 0.9), None, Rejection(), ("3", "match")),
+    (_words("예약", 0.5), None, Rejection(), (None, "rejected")),  # under min_confidence
+    (_words("예약", 0.5), _words("예약", 0.95), Rejection(), ("3", "unsure")),  # the defaults confirm
+    (_words("학교", 1.0), _words("예약", 0.8), Rejection(confirm_confidence=0.0), ("3", "unsure")),
+    (_words("학교", 1.0), _words("예약", 0.8), Rejection(), (None, "rejected")),  # under 0.9
+    (_words("학교", 1.0), _words("학교", 1.0), Rejection(), (None, "rejected")),  # not a phrase
+    (_words("예약", 0.9), _words("수리", 0.9), Rejection(), ("3", "match")),  # strict wins
+    (_words("", 0.0), _words("잔액", 0.7), Rejection(confirm_confidence=0.5), ("4", "unsure")),
+])
+def test_decide_confirms_what_only_the_plain_grammar_hears(
+        strict: dict[str, Any], plain: dict[str, Any] | None, rejection: Rejection,
+        expected: tuple[str | None, str]) -> None:
+    result = decide(GRAMMAR, {**strict, **({"plain": plain} if plain else {})}, rejection)
+    assert (result.choice, result.reason) == expected, result
+
+
+def test_unk_is_offered_beside_the_phrases_only_when_set() -> None:
+    assert Rejection().extra_words(["학교"]) == ("학교",)
+    assert Rejection(unk=True).extra_words(["학교"]) == ("학교", "[unk]")
+
+
+def test_the_confirming_recogniser_decodes_the_plain_grammar_too(speech: VoskSpeech, tmp_path: Path) -> None:
+    """Against the real model: a strict floor nothing passes rejects the phrase; the plain grammar,
+    decoded beside it, still hears it, so the caller is asked."""
+    wav = phone_line("예약", tmp_path, "ko", 140)
+    strict = SpeechGrammar.build("main", "ko", MENU)
+    rejecting = Rejection(min_confidence=1.01, confirm_confidence=0.0)  # nothing passes the strict floor
+    original = speech.rejection
+    speech.rejection = rejecting
+    try:
+        result = hear(speech, strict, wav)
+    finally:
+        speech.rejection = original
+    assert (result.choice, result.reason) == ("3", "unsure"), result
+
+
+def test_unk_with_a_model_that_has_none_stops_start_up() -> None:
+    folder = packaged_model("ko")
+    assert folder is not None
+    with pytest.raises(ConfigError, match="speech.vosk_unk.*no \\[unk\\] word"):
+        VoskSpeech({"ko": folder}, rejection=Rejection(unk=True)).load()

@@ -134,11 +134,33 @@ class SpeechSettings:
     garbage_penalty: float = _setting(4.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
                                       "pocketsphinx rejection: decades the off-menu (phone-loop) path is "
                                       "penalised; lower rejects more off-menu speech and more right answers")
-    confirm_penalty: float = _setting(10.0, lambda v: None if v == 0 or 1 <= v <= 50 else
+    confirm_penalty: float = _setting(30.0, lambda v: None if v == 0 or 1 <= v <= 50 else
                                       "0 (off) or 1 to 50",
                                       "pocketsphinx: phrases found only with this (higher) penalty are "
                                       "confirmed with the caller (\"did you choose option 2?\"); "
                                       "0: never ask")
+    vosk_competitors: bool = _setting(True, None, "vosk rejection: generic words compete with the menu's "
+                                      "phrases in the grammar (Korean)")
+    vosk_unk: bool = _setting(False, None, "vosk rejection: the [unk] filler (any other word) competes with "
+                              "the menu's phrases")
+    vosk_min_confidence: float = _setting(0.6, lambda v: None if 0 <= v <= 1 else "a number from 0 to 1",
+                                          "vosk: a result whose weakest word is less sure than this is "
+                                          "rejected")
+    vosk_confirm: bool = _setting(True, None, "vosk: also decode the plain grammar (twice the CPU) and "
+                                  "confirm with the caller what only it hears")
+    vosk_confirm_confidence: float = _setting(0.9, lambda v: None if 0 <= v <= 1 else
+                                              "a number from 0 to 1",
+                                              "vosk: how sure the plain grammar's weakest word must be "
+                                              "for a confirmation question")
+    sphinx_decode: str = _setting("whole", _choice("whole", "stream"),
+                                  "pocketsphinx: decode the turn whole after the end of speech (hears more, "
+                                  "no early end) or while the caller speaks")
+    sphinx_beams: str = _setting("narrow", _choice("wide", "narrow"),
+                                 "pocketsphinx beams of the strict search (garbage_penalty): narrow, or wide "
+                                 "(its own defaults: six times the CPU there; docs/benchmarks.md)")
+    sphinx_confirm_beams: str = _setting("wide", _choice("wide", "narrow"),
+                                         "pocketsphinx beams of the lenient search (confirm_penalty); wide "
+                                         "at 30 hears 19 of 21 for 0.01 s of CPU per second of audio")
 
 
 @dataclass(frozen=True)

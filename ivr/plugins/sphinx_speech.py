@@ -25,19 +25,24 @@ class SphinxPlugin:
     """The pocketsphinx engine behind the ``ivr_recognizer`` hook."""
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
-                 garbage_penalty: float = 4.0, confirm_penalty: float = 10.0) -> None:
-        rejection = SphinxRejection(penalty=garbage_penalty, confirm_penalty=confirm_penalty or None)
+                 garbage_penalty: float = 4.0, confirm_penalty: float = 30.0, *, decode: str = "whole",
+                 beams: str = "narrow", confirm_beams: str = "wide") -> None:
+        rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams, confirm_beams)
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
                                    threads=threads, rejection=rejection)
 
-    def load(self, menus: Iterable[Menu]) -> None:
-        """Load the model and check every speech menu in its languages (blocking: start-up only)."""
+    def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
+        """Load the model and check every speech menu in its languages, and other ``grammars`` (the
+        survey's questions) in them, against the dictionary (blocking: start-up only)."""
         self.engine.load()
         for menu in menus:
             for language in sorted(menu.speech_languages() & set(self.engine.languages)):
                 grammar = menu.grammar(language)
                 if grammar is not None:
                     self.engine.check(grammar)
+        for grammar in grammars:
+            if grammar.language in self.engine.languages:
+                self.engine.check(grammar)
         for language in self.engine.languages:  # the yes/no answers of a confirmation question
             confirm = confirm_grammar(language)
             if confirm is not None:

@@ -18,7 +18,7 @@ from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.menus import Menu
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import Recognizer
-from ivr.speech.vosk_backend import VoskSpeech, packaged_model
+from ivr.speech.vosk_backend import Rejection, VoskSpeech, packaged_model
 
 __all__ = ["VoskPlugin"]
 
@@ -27,7 +27,8 @@ __all__ = ["VoskPlugin"]
 class VoskPlugin:
     """The vosk engine behind the ``ivr_recognizer`` hook."""
 
-    def __init__(self, models: Mapping[str, str], source: str, threads: int = 2) -> None:
+    def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
+                 rejection: Rejection | None = None) -> None:
         folders: dict[str, Path] = {}
         for language, folder in models.items():
             if folder == "package":
@@ -39,7 +40,8 @@ class VoskPlugin:
                 folders[language] = found
             else:
                 folders[language] = Path(folder)
-        self.engine = VoskSpeech(folders, source=source, key="speech.models", threads=threads)
+        self.engine = VoskSpeech(folders, source=source, key="speech.models", threads=threads,
+                                 rejection=rejection or Rejection())
 
     def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
         """Load the models and check every speech menu (and other ``grammars``, such as the

@@ -75,6 +75,7 @@ from ivr.server.startup import (
 )
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.speech.sphinx_backend import ENGINE as SPHINX
+from ivr.speech.vosk_backend import Rejection
 from ivr.speech.wideband import NARROW, WIDE
 from ivr.supervisor.actions import QueueActions
 from ivr.supervisor.board import Wallboard
@@ -305,7 +306,10 @@ class IVRServer:
         models = {language: model for language, model in speech.models.items() if model != SPHINX}
         if not models:
             return None
-        vosk = VoskPlugin(models, self.settings.source, speech.threads)
+        rejection = Rejection(min_confidence=speech.vosk_min_confidence, unk=speech.vosk_unk,
+                              confirm=speech.vosk_confirm, confirm_confidence=speech.vosk_confirm_confidence,
+                              **({} if speech.vosk_competitors else {"competitors": {}}))
+        vosk = VoskPlugin(models, self.settings.source, speech.threads, rejection)
         vosk.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return vosk
 
@@ -315,8 +319,9 @@ class IVRServer:
         if SPHINX not in speech.models.values():
             return None
         sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty,
-                              speech.confirm_penalty)
-        sphinx.load(self.plugins.menus.menus.values())
+                              speech.confirm_penalty, decode=speech.sphinx_decode, beams=speech.sphinx_beams,
+                              confirm_beams=speech.sphinx_confirm_beams)
+        sphinx.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return sphinx
 
     def _web(self) -> WebSite:

@@ -19,9 +19,19 @@ and right answers alike), higher accepts more.
 
 Three outcomes: with ``confirm_penalty`` above ``penalty`` the turn is decoded
 with the lenient grammar (``confirm_penalty``); a phrase it finds is decoded
-again, whole, with the strict one (``penalty``, ~0.03 s of CPU a second of
-speech, only for those turns). Found by both: ``match``; by the lenient one
-only: ``unsure`` (the menu asks "did you choose option 2?"); else ``rejected``.
+again, whole, with the strict one (``penalty``, only for those turns). Found
+by both: ``match``; by the lenient one only: ``unsure`` (the menu asks "did
+you choose option 2?"); else ``rejected``. At 30 the lenient grammar is
+practically a plain one: the confirmation question, not the engine, then
+turns most off-menu callers away (the measured trade in docs/benchmarks.md).
+
+Whole-utterance decoding (``[speech] sphinx_decode = "whole"``, the default)
+waits for the end of speech and decodes once with the utterance's own
+cepstral mean. With the defaults (accept at 4 with narrow beams; confirm what
+a lenient search at 30 with wide beams hears) 19 of the human corpus' 21 menu
+phrases end right (directly or after "yes") at 1.2 % false accepts, against
+10 for the old streaming 4/10; about 4 in 5 off-menu callers are asked to
+confirm (docs/benchmarks.md). It gives up the early end on a partial match.
 
 Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
 the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
@@ -44,7 +54,7 @@ from ivr.speech.recognizer import SpeechResult
 from ivr.speech.streaming import DecodingPool, Runner, StreamingRecognizer
 from ivr.speech.vad import VADSettings
 
-__all__ = ["PHONES", "SphinxRejection", "SphinxSpeech", "conclude", "upsample"]
+__all__ = ["BEAMS", "PHONES", "SphinxRejection", "SphinxSpeech", "conclude", "upsample"]
 
 #: The phones of the bundled US-English model (CMU ARPAbet, stress removed).
 PHONES: tuple[str, ...] = tuple(
@@ -58,21 +68,52 @@ _LANGUAGES = {"en": "en-us"}
 _VAD = VADSettings()
 
 
+#: Search beams (beam, wbeam, pbeam) by name (``[speech] sphinx_beams``, ``sphinx_confirm_beams``):
+#: ivr's narrow ones, or pocketsphinx's defaults.
+Beams = tuple[float, float, float]
+BEAMS: dict[str, Beams] = {
+    "narrow": (1e-20, 1e-15, 1e-20),
+    "wide": (1e-48, 7e-29, 1e-48),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class SphinxRejection:
     """How strongly off-menu speech is rejected (see the module docstring).
 
-    ``penalty``: the garbage path's prior is ``10 ** -penalty``. The beams
-    prune the search: narrower is faster (0.03-0.04 s of CPU per second of
-    audio at these values, ten times less than pocketsphinx's defaults).
+    The field defaults are the plain streaming decode; ``[speech]``'s defaults
+    (whole; accept at 4 with narrow beams; confirm what penalty 30 with wide
+    beams hears) come through :meth:`named`.
+
+    ``penalty``: the garbage path's prior is ``10 ** -penalty``. ``whole``:
+    decode the turn once, after the end of speech, with the utterance's own
+    cepstral mean (the streaming decode starts from the model's mean and
+    mishears more). The beams prune the search: pocketsphinx's defaults
+    (``wide``) hear more but cost 6x the CPU when the garbage path competes;
+    with a lenient penalty (30) the garbage path is pruned early and wide
+    beams cost about as little as narrow ones, so the confirming search gets
+    its own ``confirm_beams`` (docs/benchmarks.md, "English speech").
     """
 
     penalty: float = 4.0
     #: Lenient penalty whose phrases are confirmed with the caller (None, or not above ``penalty``: off).
     confirm_penalty: float | None = None
-    beam: float = 1e-20
-    wbeam: float = 1e-15
-    pbeam: float = 1e-20
+    whole: bool = False
+    beams: Beams = BEAMS["narrow"]
+    #: The lenient (confirming) search's beams; None: ``beams``.
+    confirm_beams: Beams | None = None
+
+    @classmethod
+    def named(cls, penalty: float, confirm_penalty: float | None = None, decode: str = "stream",
+              beams: str = "narrow", confirm_beams: str | None = None) -> SphinxRejection:
+        """From ``[speech]``'s settings: ``decode`` is stream or whole, the beams :data:`BEAMS` names."""
+        return cls(penalty, confirm_penalty or None, decode == "whole", BEAMS[beams],
+                   BEAMS[confirm_beams] if confirm_beams else None)
+
+    @property
+    def confirming(self) -> bool:
+        """True when a lenient search runs first (``confirm_penalty`` above ``penalty``)."""
+        return self.confirm_penalty is not None and self.confirm_penalty > self.penalty
 
 
 def upsample(pcm: bytes) -> bytes:
@@ -136,8 +177,7 @@ class _Engine:
         folder = _model_folder(language)
         self.decoder: Any = Decoder(hmm=f"{folder}/{_LANGUAGES[language]}",
                                     dict=f"{folder}/cmudict-en-us.dict", lm=None, samprate=16000,
-                                    loglevel="FATAL", beam=rejection.beam, wbeam=rejection.wbeam,
-                                    pbeam=rejection.pbeam)
+                                    loglevel="FATAL")
         last = len(_GARBAGE) - 1
         for index, (word, phone) in enumerate(_GARBAGE.items()):
             self.decoder.add_word(word, phone, index == last)
@@ -147,12 +187,17 @@ class _Engine:
     def knows(self, word: str) -> bool:
         return word not in _GARBAGE and self.decoder.lookup_word(word) is not None
 
-    def use(self, grammar: SpeechGrammar, penalty: float) -> None:
-        """Make ``grammar`` (plus the garbage path) the active search, compiling it once per decoder."""
-        key = (grammar.menu, grammar.language, tuple(grammar.options.items()), penalty)
+    def use(self, grammar: SpeechGrammar, penalty: float, beams: Beams) -> None:
+        """Make ``grammar`` (plus the garbage path) the active search, compiling it once per decoder.
+
+        A search takes its beams from the decoder's settings when it is compiled, so each
+        search has its own (the strict and the lenient one differ)."""
+        key = (grammar.menu, grammar.language, tuple(grammar.options.items()), penalty, beams)
         name = self._compiled.get(key)
         if name is None:
             name = f"g{len(self._compiled)}"
+            config = self.decoder.config
+            config["beam"], config["wbeam"], config["pbeam"] = beams
             self.decoder.add_fsg(name, self._fsg(name, grammar, penalty))
             self._compiled[key] = name
         self.decoder.activate_search(name)
@@ -181,6 +226,29 @@ class _Engine:
         return self.decoder.create_fsg(name, 0, 1, transitions)
 
 
+def _heard(decoder: Any) -> tuple[tuple[str, ...], float]:
+    """The ended utterance's words and the posterior of its best path (0 when unknown)."""
+    hyp = decoder.hyp()
+    words = tuple(hyp.hypstr.split()) if hyp is not None else ()
+    try:
+        posterior = float(decoder.get_prob()) if words else 0.0
+    except (RuntimeError, ValueError):
+        posterior = 0.0
+    return words, min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0))
+
+
+def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float, beams: Beams,
+            audio: bytes) -> tuple[tuple[str, ...], float]:
+    """Decode a whole utterance (16 kHz) at ``penalty``, its cepstral mean from the utterance itself."""
+    engine.use(grammar, penalty, beams)
+    decoder = engine.decoder
+    decoder.reinit_feat()  # else the cepstral mean carries over from the last utterance decoded
+    decoder.start_utt()
+    decoder.process_raw(audio, False, True)
+    decoder.end_utt()
+    return _heard(decoder)
+
+
 class _TurnDecoder:
     """One turn's decoding: leases an engine at its first audio, gives it back at the end."""
 
@@ -191,8 +259,11 @@ class _TurnDecoder:
         rejection = speech.rejection
         confirm = rejection.confirm_penalty
         #: The penalty the turn streams with; with confirmation, the strict one re-decodes a found phrase.
-        self.penalty = confirm if confirm is not None and confirm > rejection.penalty else rejection.penalty
+        self.penalty = confirm if confirm is not None and rejection.confirming else rejection.penalty
         self.strict = rejection.penalty
+        #: The beams of the search the turn starts with, and of the strict one.
+        self.beams = (rejection.confirm_beams or rejection.beams) if rejection.confirming else rejection.beams
+        self.strict_beams = rejection.beams
         #: The utterance so far (16 kHz), kept only when it may be decoded again.
         self.audio: list[bytes] = []
 
@@ -201,10 +272,12 @@ class _TurnDecoder:
             pcm = upsample(pcm)
         elif rate != 16000:
             raise RecognizerError(f"pocketsphinx decodes 8 or 16 kHz audio, not {rate} Hz")
+        if self.speech.rejection.whole:
+            return self._whole(pcm, final)
         engine = self.engine
         if engine is None:
             engine = self.engine = self.speech.lease(self.grammar.language)
-            engine.use(self.grammar, self.penalty)
+            engine.use(self.grammar, self.penalty, self.beams)
             engine.decoder.reinit_feat()  # noise removal would otherwise carry the last caller's state
             engine.decoder.start_utt()
         decoder = engine.decoder
@@ -217,24 +290,32 @@ class _TurnDecoder:
             text = hyp.hypstr if hyp is not None else ""
             return "" if any(w in _GARBAGE for w in text.split()) else text
         decoder.end_utt()
-        hyp = decoder.hyp()
-        words = tuple(hyp.hypstr.split()) if hyp is not None else ()
-        try:
-            posterior = float(decoder.get_prob()) if words else 0.0
-        except (RuntimeError, ValueError):
-            posterior = 0.0
+        words, posterior = _heard(decoder)
         sure = True
         if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
-            engine.use(self.grammar, self.strict)  # found leniently: does the strict grammar agree?
-            decoder.start_utt()
-            decoder.process_raw(b"".join(self.audio), False, True)
-            decoder.end_utt()
-            strict = decoder.hyp()
-            sure = strict is not None and tuple(strict.hypstr.split()) == words
+            audio = b"".join(self.audio)
+            sure = _decode(engine, self.grammar, self.strict, self.strict_beams, audio)[0] == words
         self.audio = []
         self.engine = None
         self.speech.give_back(self.grammar.language, engine)
-        posterior = min(1.0, max(0.0, posterior if math.isfinite(posterior) else 0.0))
+        return SphinxHypothesis(words, posterior, sure)
+
+    def _whole(self, pcm: bytes, final: bool) -> SphinxHypothesis | str:
+        """Keep the audio; at the end of speech decode it whole: lenient, then strict if it found a phrase."""
+        if pcm:
+            self.audio.append(pcm)
+        if not final:
+            return ""  # no partial transcript: the turn ends when the VAD hears the end of speech
+        audio, self.audio = b"".join(self.audio), []
+        if not audio:
+            return SphinxHypothesis((), 0.0)
+        engine = self.engine = self.speech.lease(self.grammar.language)
+        words, posterior = _decode(engine, self.grammar, self.penalty, self.beams, audio)
+        sure = True
+        if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
+            sure = _decode(engine, self.grammar, self.strict, self.strict_beams, audio)[0] == words
+        self.engine = None
+        self.speech.give_back(self.grammar.language, engine)
         return SphinxHypothesis(words, posterior, sure)
 
     def holds_resources(self) -> bool:

