@@ -127,7 +127,15 @@ class SpeechSettings:
                                       "\"pocketsphinx\": pocketsphinx's bundled model, en only)")
     host: str = _setting("127.0.0.1", None, "address the AudioSocket server listens on (Asterisk connects)")
     port: int = _setting(4574, _port, "AudioSocket TCP port")
-    threads: int = _setting(2, _positive, "decoding threads (per engine)")
+    decoding: str = _setting("process", _choice("process", "thread"),
+                             "where speech is decoded: \"process\" (worker processes, the reactor never "
+                             "waits for the GIL) or \"thread\" (threads inside ivr serve)")
+    workers: int = _setting(2, _positive, "decoding worker processes (decoding = \"process\"), each "
+                            "holding every configured model")
+    decoders_per_worker: int = _setting(8, _positive, "turns one worker (or, with thread decoding, "
+                                        "ivr serve per language) decodes at once; more answer \"error\" "
+                                        "and the caller uses keys (pocketsphinx: ~40 MB each)")
+    threads: int = _setting(2, _positive, "decoding threads per engine (decoding = \"thread\")")
     garbage_penalty: float = _setting(4.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
                                       "pocketsphinx rejection: decades the off-menu (phone-loop) path is "
                                       "penalised; lower rejects more off-menu speech and more right answers")

@@ -73,6 +73,7 @@ from ivr.server.startup import (
     prompt_checker,
     settle_heap,
 )
+from ivr.speech.pool import DecodingProcesses, PoolLimits
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.speech.sphinx_backend import ENGINE as SPHINX
 from ivr.supervisor.actions import QueueActions
@@ -124,6 +125,11 @@ class IVRServer:
         agi = settings.agi
         self.peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
         self.audio = AudioSocketFactory(self.clock, peers=self.peers) if self._speech_wanted() else None
+        speech = settings.speech
+        #: The decoding worker processes the speech engines share (started with the listeners).
+        self.decoding = (DecodingProcesses(reactor, PoolLimits(speech.workers, speech.decoders_per_worker),
+                                           source=settings.source)
+                         if speech.decoding == "process" and speech.models else None)
         self.router = self._router()
         # 3. The database and the contact history.
         self.engine = open_database(settings)
@@ -301,7 +307,7 @@ class IVRServer:
         models = {language: model for language, model in speech.models.items() if model != SPHINX}
         if not models:
             return None
-        vosk = VoskPlugin(models, self.settings.source, speech.threads)
+        vosk = VoskPlugin(models, self.settings.source, speech.threads, self.decoding)
         vosk.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return vosk
 
@@ -311,7 +317,7 @@ class IVRServer:
         if SPHINX not in speech.models.values():
             return None
         sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty,
-                              speech.confirm_penalty)
+                              speech.confirm_penalty, self.decoding, speech.decoders_per_worker)
         sphinx.load(self.plugins.menus.menus.values())
         return sphinx
 
@@ -386,6 +392,8 @@ class IVRServer:
         if self.wallboard is not None:
             self.wallboard.start()
         tcp = cast(IReactorTCP, self.reactor)
+        if self.decoding is not None and self.decoding.engines:
+            self.decoding.start()
         if self.audio is not None:
             speech = self.settings.speech
             self.audio_port = tcp.listenTCP(speech.port, self.audio,  # type: ignore[arg-type]
