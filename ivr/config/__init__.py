@@ -132,9 +132,9 @@ class SpeechSettings:
                              "waits for the GIL) or \"thread\" (threads inside ivr serve)")
     workers: int = _setting(2, _positive, "decoding worker processes (decoding = \"process\"), each "
                             "holding every configured model")
-    decoders_per_worker: int = _setting(8, _positive, "turns one worker (or, with thread decoding, "
-                                        "ivr serve per language) decodes at once; more answer \"error\" "
-                                        "and the caller uses keys (pocketsphinx: ~40 MB each)")
+    max_decoders: int = _setting(24, _positive, "turns decoded at once per engine, split among the "
+                                 "workers; more answer \"error\" and the caller uses keys (each holds "
+                                 "a decoder: pocketsphinx ~30 MB)")
     threads: int = _setting(2, _positive, "decoding threads per engine (decoding = \"thread\")")
     garbage_penalty: float = _setting(4.0, lambda v: None if 1 <= v <= 50 else "a number from 1 to 50",
                                       "pocketsphinx rejection: decades the off-menu (phone-loop) path is "

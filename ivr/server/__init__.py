@@ -127,9 +127,11 @@ class IVRServer:
         self.audio = AudioSocketFactory(self.clock, peers=self.peers) if self._speech_wanted() else None
         speech = settings.speech
         #: The decoding worker processes the speech engines share (started with the listeners).
-        self.decoding = (DecodingProcesses(reactor, PoolLimits(speech.workers, speech.decoders_per_worker),
-                                           source=settings.source)
-                         if speech.decoding == "process" and speech.models else None)
+        self.decoding: DecodingProcesses | None = None
+        if speech.decoding == "process" and speech.models:
+            per_worker = -(-speech.max_decoders // speech.workers)
+            self.decoding = DecodingProcesses(reactor, PoolLimits(speech.workers, per_worker),
+                                              source=settings.source)
         self.router = self._router()
         # 3. The database and the contact history.
         self.engine = open_database(settings)
@@ -317,7 +319,7 @@ class IVRServer:
         if SPHINX not in speech.models.values():
             return None
         sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty,
-                              speech.confirm_penalty, self.decoding, speech.decoders_per_worker)
+                              speech.confirm_penalty, self.decoding, speech.max_decoders)
         sphinx.load(self.plugins.menus.menus.values())
         return sphinx
 

@@ -55,7 +55,7 @@ class PoolLimits:
 
     workers: int = 2
     #: Turns decoded at once by one worker; each holds a decoder (pocketsphinx ~40 MB).
-    decoders_per_worker: int = 8
+    decoders_per_worker: int = 12
     #: Seconds one job may take before its worker is taken for stuck and killed.
     job_timeout: float = 10.0
     restart_delay: float = 1.0

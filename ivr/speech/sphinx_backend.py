@@ -273,7 +273,7 @@ class SphinxSpeech:
 
     def __init__(self, languages: list[str], *, source: str = "config", key: str = "speech.models",
                  threads: int = 2, rejection: SphinxRejection = SphinxRejection(), vad: VADSettings = _VAD,
-                 run: Runner[Any] | None = None, max_decoders: int = 8) -> None:
+                 run: Runner[Any] | None = None, max_decoders: int = 24) -> None:
         self.languages = list(languages)
         self.max_decoders = max(1, max_decoders)
         self.source = source

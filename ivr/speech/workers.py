@@ -187,7 +187,7 @@ def load_engines(config: Mapping[str, Any]) -> dict[str, tuple[DecoderMaker, Cal
 
         english = SphinxSpeech(sphinx["languages"], source=source,
                                rejection=SphinxRejection(**sphinx.get("rejection", {})),
-                               max_decoders=int(config.get("max_decoders", 8)))
+                               max_decoders=int(config.get("max_decoders", 12)))
         english.load()
         engines["pocketsphinx"] = (lambda grammar: _TurnDecoder(english, grammar),
                                    lambda heard: [list(heard.words), heard.posterior, heard.sure], english)
@@ -212,7 +212,7 @@ def main(argv: list[str]) -> int:
         stdout.write(json.dumps(_check(config, json.loads(stdin.read()))).encode() + b"\n")
         return 0
     engines = load_engines(config)
-    worker = Worker({name: found[0] for name, found in engines.items()}, int(config.get("max_decoders", 8)),
+    worker = Worker({name: found[0] for name, found in engines.items()}, int(config.get("max_decoders", 12)),
                     {name: found[1] for name, found in engines.items()})
     stdout.write(encode({"op": "ready"}))
     stdout.flush()
