@@ -227,7 +227,8 @@ def serve(args: argparse.Namespace) -> None:
         sphinx.check(grammar)
         make = sphinx.recognizer
     if args.serve.endswith("-process"):  # worker processes, as `[speech] decoding = "process"`
-        pool = DecodingProcesses(reactor, PoolLimits(args.workers, -(-args.max_decoders // args.workers)))
+        pool = DecodingProcesses(reactor, PoolLimits(args.workers, -(-args.max_decoders // args.workers),
+                                                     nice=args.worker_nice))
         plugin: Any = (SphinxPlugin({"en": "pocketsphinx"}, "bench", pool=pool) if english else
                        VoskPlugin({"ko": "package"}, "bench", pool=pool))
         pool.check("pocketsphinx" if english else "vosk", [grammar])
@@ -589,7 +590,9 @@ def one_run(args: argparse.Namespace, level: int, mode: str, utterances: list[Ut
     run_id = uuid.uuid4().hex
     out = Path(tempfile.mkdtemp(prefix="speech_load.")) / "server.json"
     limit = args.stagger + args.seconds + 60
+    mode, _, nice = mode.partition(":")
     command = [sys.executable, __file__, "--switch-interval", str(args.switch_interval), "--serve", mode,
+               "--worker-nice", nice or str(args.worker_nice),
                "--slots", str(level), "--threads", str(args.threads), "--workers", str(args.workers),
                "--max-decoders", str(args.max_decoders),
                "--run-id", run_id, "--out", str(out), "--limit", str(limit)]
@@ -615,7 +618,7 @@ def one_run(args: argparse.Namespace, level: int, mode: str, utterances: list[Ut
             proc.kill()
             proc.wait()
     steal = (stat1[7] - stat0[7]) / max(1, sum(stat1) - sum(stat0))
-    summary = summarise(level, mode, records, rtts, server, steal)
+    summary = summarise(level, mode + (f" nice {nice}" if nice else ""), records, rtts, server, steal)
     summary["load1"] = os.getloadavg()[0]
     return summary
 
@@ -697,6 +700,8 @@ def main() -> None:
                         help="any of stub, vosk, vosk-process, sphinx, sphinx-process (-process: decoding "
                              "worker processes; else threads in the server)")
     parser.add_argument("--workers", type=int, default=2, help="decoding worker processes (-process modes)")
+    parser.add_argument("--worker-nice", type=int, default=5,
+                        help="niceness of the workers (a mode such as sphinx-process:0 overrides it)")
     parser.add_argument("--max-decoders", type=int, default=24,
                         help="turns decoded at once (pocketsphinx's decoder cap; split among workers)")
     parser.add_argument("--server-cpus", default="0,1", help="taskset list for the server ('' = no pinning)")

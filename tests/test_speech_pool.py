@@ -29,6 +29,9 @@ from twisted.python.failure import Failure
 
 from ivr.config import load_settings
 from ivr.errors import ConfigError
+from ivr.plugins.sphinx_speech import SphinxPlugin
+from ivr.plugins.vosk_speech import VoskPlugin
+from ivr.routing.menus import Menu, Option
 from ivr.speech import sphinx_backend
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.pool import DecodingProcesses, PoolLimits
@@ -392,3 +395,21 @@ def test_the_decoding_setting_is_checked() -> None:
     speech = load_settings(environ={"IVR_SPEECH_DECODING": "thread", "IVR_SPEECH_WORKERS": "3",
                                     "IVR_SPEECH_MAX_DECODERS": "9"}).speech
     assert (speech.decoding, speech.workers, speech.max_decoders) == ("thread", 3, 9)
+
+
+def test_the_plugins_check_menus_in_a_worker_with_process_decoding(tmp_path: Path) -> None:
+    good = Menu("main", "p", {"1": Option("queue", "sales", speech={"en": ("sales",), "ko": ("판매",)})})
+    bad = Menu("billing", "p", {"1": Option("queue", "sales", speech={"en": ("sales", "xyzzyq")})},
+               source="plugins/billing.toml")
+    pool = DecodingProcesses(None, source="ivr.toml")
+    plugin = SphinxPlugin({"en": "pocketsphinx", "ko": "package"}, "ivr.toml", pool=pool)
+    plugin.load([good])
+    with pytest.raises(ConfigError) as caught:
+        plugin.load([good, bad])
+    assert "plugins/billing.toml" in str(caught.value) and "'xyzzyq'" in str(caught.value)
+    VoskPlugin({"en": str(tmp_path / "no-such-model")}, "/etc/ivr/ivr.toml", pool=pool)
+    with pytest.raises(ConfigError) as missing:
+        pool.check("vosk", [])
+    text = str(missing.value)
+    assert "/etc/ivr/ivr.toml" in text and "speech.models.en" in text and "no-such-model" in text
+    assert set(pool.engines) == {"pocketsphinx", "vosk"}

@@ -42,7 +42,7 @@ class SphinxPlugin:
         #: Worker processes that decode (``[speech] decoding = "process"``), or None: threads here.
         self.pool = pool
         if pool is not None:
-            pool.add_engine(ENGINE, {"languages": self.engine.languages,
+            pool.add_engine(ENGINE, {"source": source, "languages": self.engine.languages,
                                      "rejection": dataclasses.asdict(rejection)})
 
     def load(self, menus: Iterable[Menu]) -> None:

@@ -45,7 +45,8 @@ class VoskPlugin:
         #: Worker processes that decode (``[speech] decoding = "process"``), or None: threads here.
         self.pool = pool
         if pool is not None:
-            pool.add_engine("vosk", {"folders": {lang: str(folder) for lang, folder in folders.items()}})
+            pool.add_engine("vosk", {"source": source,
+                                     "folders": {lang: str(folder) for lang, folder in folders.items()}})
 
     def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
         """Load the models and check every speech menu (and other ``grammars``, such as the

@@ -61,6 +61,9 @@ class PoolLimits:
     restart_delay: float = 1.0
     #: Seconds a stopping worker has to exit after its stdin closes.
     stop_timeout: float = 5.0
+    #: Niceness added to the workers: when the cores are busy the kernel runs the reactor (and
+    #: Asterisk) first and decoding waits, rather than the other way round (docs/benchmarks.md).
+    nice: int = 5
 
 
 def inline(work: Callable[[], Any]) -> defer.Deferred[Any]:
@@ -106,8 +109,10 @@ class _Worker(ProcessProtocol):
                 self.ready = True
                 self.pool._ready(self)
                 continue
-            found = self.jobs.pop(int(header.get("job", -1)), None)
+            job = header.get("job")
+            found = self.jobs.pop(job, None) if isinstance(job, int) else None
             if found is None:
+                log.warn("decoding worker {index} answered no job: {header}", index=self.index, header=header)
                 continue
             done, turn, final, timer = found
             if timer.active():
@@ -198,7 +203,8 @@ class DecodingProcesses:
         self.engines[name] = settings
 
     def config(self) -> dict[str, Any]:
-        return {"source": self.source, "max_decoders": self.limits.decoders_per_worker, **self.engines}
+        return {"source": self.source, "max_decoders": self.limits.decoders_per_worker,
+                "nice": self.limits.nice, **self.engines}
 
     def _argv(self, *extra: str, engines: Iterable[str] | None = None) -> list[str]:
         config = self.config()

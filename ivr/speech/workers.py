@@ -24,6 +24,8 @@ start-up checks of process decoding, without the server loading a model.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import struct
 import sys
 from collections.abc import Callable, Mapping
@@ -173,7 +175,7 @@ def load_engines(config: Mapping[str, Any]) -> dict[str, tuple[DecoderMaker, Cal
     if vosk:
         from ivr.speech.vosk_backend import VoskSpeech, _Decoder
 
-        korean = VoskSpeech(vosk["folders"], source=source)
+        korean = VoskSpeech(vosk["folders"], source=vosk.get("source", source))
         korean.load()
 
         def vosk_decoder(grammar: SpeechGrammar) -> Decoder:
@@ -185,7 +187,7 @@ def load_engines(config: Mapping[str, Any]) -> dict[str, tuple[DecoderMaker, Cal
     if sphinx:
         from ivr.speech.sphinx_backend import SphinxRejection, SphinxSpeech, _TurnDecoder
 
-        english = SphinxSpeech(sphinx["languages"], source=source,
+        english = SphinxSpeech(sphinx["languages"], source=sphinx.get("source", source),
                                rejection=SphinxRejection(**sphinx.get("rejection", {})),
                                max_decoders=int(config.get("max_decoders", 12)))
         english.load()
@@ -206,7 +208,12 @@ def _check(config: Mapping[str, Any], grammars: list[Mapping[str, Any]]) -> dict
 
 
 def main(argv: list[str]) -> int:
+    # Ctrl-C at the server's terminal reaches its whole process group: the server ends its workers
+    # (by closing their stdin), so they outlive the signal long enough to exit in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = json.loads(argv[1])
+    if config.get("nice"):
+        os.nice(int(config["nice"]))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     if len(argv) > 2 and argv[2] == "--check":
         stdout.write(json.dumps(_check(config, json.loads(stdin.read()))).encode() + b"\n")
