@@ -128,7 +128,6 @@ def serve(args: argparse.Namespace) -> None:
     from ivr.server import settle_heap
     from ivr.speech.grammar import SpeechGrammar
     from ivr.speech.pool import DecodingProcesses, PoolLimits
-    from ivr.speech.sphinx_backend import SphinxSpeech
     from ivr.speech.turn import SpeechAnswer, SpeechTurn
     from ivr.speech.vosk_backend import VoskRecognizer, VoskSpeech, _Decoder, packaged_model
 
@@ -221,11 +220,11 @@ def serve(args: argparse.Namespace) -> None:
     if args.serve == "vosk":
         speech.load()
         speech.check(grammar)
-    if args.serve == "sphinx":  # in-process threads, as `[speech] decoding = "thread"`
-        sphinx = SphinxSpeech(["en"], threads=args.threads, max_decoders=args.max_decoders)
-        sphinx.load()
-        sphinx.check(grammar)
-        make = sphinx.recognizer
+    if args.serve == "sphinx":  # threads in this process, as `[speech] decoding = "thread"`
+        threaded = SphinxPlugin({"en": "pocketsphinx"}, "bench", args.threads, max_decoders=args.max_decoders)
+        threaded.engine.load()
+        threaded.engine.check(grammar)
+        make = threaded.ivr_recognizer
     if args.serve.endswith("-process"):  # worker processes, as `[speech] decoding = "process"`
         pool = DecodingProcesses(reactor, PoolLimits(args.workers, -(-args.max_decoders // args.workers),
                                                      nice=args.worker_nice))
@@ -645,6 +644,7 @@ def summarise(level: int, mode: str, records: list[dict[str, Any]], rtts: list[f
         "level": level, "mode": mode, "turns": len(records), "decided": len(decided), "right": right,
         "via": via,
         "after_speech_ms": {"p50": pct(after_speech, 0.5), "p90": pct(after_speech, 0.9),
+                            "p95": pct(after_speech, 0.95),
                             "max": max(after_speech, default=None)},
         "after_endpoint_ms": {"p50": pct(after_endpoint, 0.5), "p90": pct(after_endpoint, 0.9),
                               "p99": pct(after_endpoint, 0.99), "max": max(after_endpoint, default=None)},
