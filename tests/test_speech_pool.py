@@ -214,12 +214,40 @@ def test_a_worker_killed_mid_job_answers_error_and_is_started_again() -> None:
     assert [r.reason for r in again_results] == ["match"]
 
 
-def test_a_turn_with_no_ready_worker_answers_error_at_once() -> None:
+def test_a_turn_waits_for_a_worker_still_loading_its_models() -> None:
     reactor = FakeReactor()
-    pool = pool_of(reactor, ready=False)
+    pool = pool_of(reactor, ready=False, job_timeout=10.0)
     recognizer, results = results_of(pool)
     speak(recognizer)
+    reactor.advance(3.0)
+    recognizer.finish()  # the audio so far waits with the turn
+    assert not results
+    reactor.processes[0].say_ready()
+    assert [r.reason for r in results] == ["match"]
+
+
+def test_a_turn_waits_for_a_starting_worker_no_longer_than_the_job_timeout() -> None:
+    reactor = FakeReactor()
+    pool = pool_of(reactor, ready=False, job_timeout=10.0)
+    recognizer, results = results_of(pool)
+    speak(recognizer)
+    reactor.advance(9.9)
+    assert not results
+    reactor.advance(0.1)
+    assert [r.reason for r in results] == ["error"] and "no decoding worker ready" in results[0].detail
+    reactor.processes[0].say_ready()  # too late for that turn: nothing more happens to it
+    assert len(results) == 1 and pool.load()["turns"] == 0
+
+
+def test_a_turn_over_the_cap_answers_error_at_once() -> None:
+    reactor = FakeReactor()
+    pool = pool_of(reactor, per_worker=1)
+    first, _ = results_of(pool)
+    speak(first)
+    second, results = results_of(pool)
+    speak(second)
     assert [r.reason for r in results] == ["error"] and "no decoding worker has room" in results[0].detail
+    first.close()
 
 
 def test_the_cap_of_turns_per_worker_is_honoured_and_freed_turns_make_room() -> None:

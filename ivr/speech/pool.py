@@ -9,6 +9,10 @@ process"). :class:`DecodingProcesses` keeps ``workers`` processes
 the fewest turns, at its first audio, and stays there (its decoder state lives
 in that process).
 
+A turn that finds no ready worker while one is starting (at start-up, or
+being restarted) waits for it, up to ``job_timeout`` seconds: its audio is
+kept meanwhile, so a call that comes in while the models load is still heard.
+
 Failures answer ``error`` (the caller carries on with keys), never hang or
 leak: a turn with no ready worker that has room; a job the worker failed (the
 worker freed that turn); a worker that died or took over ``job_timeout``
@@ -196,6 +200,8 @@ class DecodingProcesses:
         self._started = False
         self._stopping = False
         self._stopped: list[defer.Deferred[None]] = []
+        #: Turns waiting for a starting worker: each fires when one is ready (or errs at its timeout).
+        self._waiting: list[defer.Deferred[None]] = []
 
     # -- set-up ------------------------------------------------------------------
 
@@ -256,6 +262,35 @@ class DecodingProcesses:
     def _ready(self, worker: _Worker) -> None:
         self._delays[worker.index] = self.limits.restart_delay
         log.info("decoding worker {index} ready", index=worker.index)
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+    def _starting(self) -> bool:
+        """Whether a worker is loading its models or due to be started again."""
+        return bool(self._restart_calls) or any(w is not None and not w.ready and not w.ended
+                                                for w in self.workers)
+
+    def _ready_soon(self) -> defer.Deferred[None]:
+        """Fires when a worker says it is ready; RecognizerError after ``job_timeout`` seconds."""
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(waiter)
+
+        def too_late() -> None:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+                timeout = self.limits.job_timeout
+                waiter.errback(RecognizerError(f"no decoding worker ready after {timeout:g} s"))
+
+        timer = self.clock.callLater(self.limits.job_timeout, too_late)
+
+        def stop_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        waiter.addBoth(stop_timer)
+        return waiter
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers[worker.index] is worker and not self._stopping:
@@ -311,20 +346,25 @@ class DecodingProcesses:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers if w is not None and not w.ended and w.process.pid]
 
-    def _choose(self) -> _Worker:
+    def _choose(self) -> _Worker | None:
         room = [w for w in self.workers if w is not None and w.ready and not w.ended
                 and len(w.turns) < self.limits.decoders_per_worker]
-        if not room:
-            ready = sum(1 for w in self.workers if w is not None and w.ready)
-            raise RecognizerError(f"no decoding worker has room ({ready} ready, "
-                                  f"{self.limits.decoders_per_worker} turns each)")
-        return min(room, key=lambda w: (len(w.turns), len(w.jobs)))
+        return min(room, key=lambda w: (len(w.turns), len(w.jobs))) if room else None
 
-    def _accept(self, decoder: RemoteDecoder, pcm: bytes, rate: int, final: bool) -> defer.Deferred[Any]:
+    def _accept(self, decoder: RemoteDecoder, pcm: bytes, rate: int, final: bool,
+                waited: bool = False) -> defer.Deferred[Any]:
         header: dict[str, Any] = {"op": "accept", "turn": decoder.turn, "rate": rate, "final": final}
         worker = decoder.worker
         if worker is None:
-            worker = decoder.worker = self._choose()
+            worker = self._choose()
+            if worker is None and not waited and self._starting() and not self._stopping:
+                return self._ready_soon().addCallback(
+                    lambda _: self._accept(decoder, pcm, rate, final, waited=True))
+            if worker is None:
+                ready = sum(1 for w in self.workers if w is not None and w.ready)
+                raise RecognizerError(f"no decoding worker has room ({ready} ready, "
+                                      f"{self.limits.decoders_per_worker} turns each)")
+            decoder.worker = worker
             header.update(engine=decoder.engine, grammar=grammar_spec(decoder.grammar))
             worker.turns.add(decoder.turn)
         elif decoder.turn not in worker.turns:
