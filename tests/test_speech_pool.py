@@ -331,6 +331,14 @@ def test_stopping_closes_stdin_and_kills_a_worker_that_stays() -> None:
     assert len(reactor.processes) == 2  # nothing restarted while stopping
 
 
+def test_ivr_serve_stops_the_workers_itself_after_its_calls_drain() -> None:
+    reactor = FakeReactor()
+    pool = DecodingProcesses(reactor, PoolLimits(1, 2))
+    pool.add_engine("fake", {})
+    pool.start(stop_at_shutdown=False)
+    assert reactor.triggers == [] and len(reactor.processes) == 1
+
+
 @given(st.lists(st.tuples(st.dictionaries(st.text(max_size=5), st.integers()), st.binary(max_size=50)),
                 max_size=5), st.lists(st.integers(min_value=1, max_value=30), max_size=20))
 def test_frames_survive_any_split(frames: list[tuple[dict[str, int], bytes]], cuts: list[int]) -> None:

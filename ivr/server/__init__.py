@@ -395,7 +395,7 @@ class IVRServer:
             self.wallboard.start()
         tcp = cast(IReactorTCP, self.reactor)
         if self.decoding is not None and self.decoding.engines:
-            self.decoding.start()
+            self.decoding.start(stop_at_shutdown=False)  # drain() stops it once the calls are done
         if self.audio is not None:
             speech = self.settings.speech
             self.audio_port = tcp.listenTCP(speech.port, self.audio,  # type: ignore[arg-type]
@@ -422,6 +422,8 @@ class IVRServer:
             await _all_done([_observe(d) for name in _WORK_BESIDE_CALLS
                              for d in list(getattr(self.plugins.manager.get_plugin(name), "pending", ()))],
                             _HOOKS_AFTER_CLOSE, self.clock)
+            if self.decoding is not None:  # after the calls: a draining call's speech turn still decodes
+                await self.decoding.stop()
             if self.dispatcher is not None:
                 self.dispatcher.stop()
             self.followups.stop()

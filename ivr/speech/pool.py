@@ -241,14 +241,19 @@ class DecodingProcesses:
         if problem is not None:
             raise ConfigError(problem["source"], problem["key"], problem["problem"], problem["fix"])
 
-    def start(self) -> None:
-        """Start the workers (they load their models, then say they are ready); stop them at shutdown."""
+    def start(self, stop_at_shutdown: bool = True) -> None:
+        """Start the workers (they load their models, then say they are ready).
+
+        ``stop_at_shutdown``: stop them when the reactor shuts down; ``ivr serve``
+        instead stops them itself once its calls have drained.
+        """
         if self._started:
             return
         self._started = True
         for index in range(len(self.workers)):
             self._spawn(index)
-        self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)  # type: ignore[attr-defined]
+        if stop_at_shutdown:
+            self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)  # type: ignore[attr-defined]
 
     def _spawn(self, index: int) -> None:
         self._restart_calls.pop(index, None)
