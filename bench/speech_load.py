@@ -3,6 +3,13 @@
 
     .venv/bin/python bench/speech_load.py [--levels 1,5,10,20] [--rounds 3] [--seconds 20]
         [--threads 2] [--server-cpus 0,1] [--load-cpus 0,1] [--modes stub,vosk] [--json out.json]
+        [--workers 2] [--max-decoders 24] [--worker-nice 5]
+
+Modes: ``stub``; ``vosk`` and ``sphinx`` decode in threads inside the server
+(``[speech] decoding = "thread"``); ``vosk-process`` and ``sphinx-process`` in
+decoding worker processes (:mod:`ivr.speech.pool`; ``MODE:N`` runs them at
+niceness N). ``sphinx*`` modes speak Asterisk's human English recordings of
+the phone-features menu to pocketsphinx; the others the espeak Korean menu.
 
 Two processes, both on loopback only:
 
