@@ -3,6 +3,13 @@
 
     .venv/bin/python bench/speech_load.py [--levels 1,5,10,20] [--rounds 3] [--seconds 20]
         [--threads 2] [--server-cpus 0,1] [--load-cpus 0,1] [--modes stub,vosk] [--json out.json]
+        [--workers 2] [--max-decoders 24] [--worker-nice 5]
+
+Modes: ``stub``; ``vosk`` and ``sphinx`` decode in threads inside the server
+(``[speech] decoding = "thread"``); ``vosk-process`` and ``sphinx-process`` in
+decoding worker processes (:mod:`ivr.speech.pool`; ``MODE:N`` runs them at
+niceness N). ``sphinx*`` modes speak Asterisk's human English recordings of
+the phone-features menu to pocketsphinx; the others the espeak Korean menu.
 
 Two processes, both on loopback only:
 
@@ -82,6 +89,14 @@ MENU = {
 #: (text, espeak-ng voice, speed, option): utterances this model hears at 8 kHz (tests/test_speech_vosk.py).
 UTTERANCES = [("예약", "ko", 140, "3"), ("상담원", "ko", 175, "1"), ("잔액 조회", "ko+f2", 160, "4"),
               ("예약 확인", "ko+f2", 160, "3")]
+#: The English phone-features menu (bench/speech_corpus_en.py) for pocketsphinx, and Asterisk's human
+#: recordings (tests/speech_audio.human_line: u-law round trip) of four of its phrases.
+EN_MENU = {
+    "1": ["call forwarding"], "2": ["call waiting"], "3": ["do not disturb"], "4": ["speed dial"],
+    "5": ["telephone number"], "6": ["extension"], "7": ["location"], "8": ["goodbye"], "9": ["hello"],
+    "0": ["time"],
+}
+EN_UTTERANCES = [("call-forwarding", "1"), ("hello", "9"), ("telephone-number", "5"), ("speed-dial", "4")]
 FRAME = 320  # 20 ms of 8 kHz slin
 FRAME_S = 0.020
 LEAD_S = 0.5  # silence before the utterance (the WAV adds 0.3 s of its own)
@@ -115,8 +130,11 @@ def serve(args: argparse.Namespace) -> None:
     from twisted.protocols.basic import LineReceiver
 
     from ivr.audiosocket import AudioSocketFactory, AudioSocketLimits, AudioSocketSession
+    from ivr.plugins.sphinx_speech import SphinxPlugin
+    from ivr.plugins.vosk_speech import VoskPlugin
     from ivr.server import settle_heap
     from ivr.speech.grammar import SpeechGrammar
+    from ivr.speech.pool import DecodingProcesses, PoolLimits
     from ivr.speech.turn import SpeechAnswer, SpeechTurn
     from ivr.speech.vosk_backend import VoskRecognizer, VoskSpeech, _Decoder, packaged_model
 
@@ -201,10 +219,27 @@ def serve(args: argparse.Namespace) -> None:
 
     speech = BenchSpeech({"ko": packaged_model("ko") or Path("/nonexistent")}, threads=args.threads,
                          reactor=reactor)
-    grammar = SpeechGrammar.build("main", "ko", MENU)
+    english = args.serve.startswith("sphinx")
+    language = "en" if english else "ko"
+    grammar = SpeechGrammar.build("main", language, EN_MENU if english else MENU)
+    pool: DecodingProcesses | None = None
+    make: Any = None
     if args.serve == "vosk":
         speech.load()
         speech.check(grammar)
+    if args.serve == "sphinx":  # threads in this process, as `[speech] decoding = "thread"`
+        threaded = SphinxPlugin({"en": "pocketsphinx"}, "bench", args.threads, max_decoders=args.max_decoders)
+        threaded.engine.load()
+        threaded.engine.check(grammar)
+        make = threaded.ivr_recognizer
+    if args.serve.endswith("-process"):  # worker processes, as `[speech] decoding = "process"`
+        pool = DecodingProcesses(reactor, PoolLimits(args.workers, -(-args.max_decoders // args.workers),
+                                                     nice=args.worker_nice))
+        plugin: Any = (SphinxPlugin({"en": "pocketsphinx"}, "bench", pool=pool) if english else
+                       VoskPlugin({"ko": "package"}, "bench", pool=pool))
+        pool.check("pocketsphinx" if english else "vosk", [grammar])
+        pool.start()
+        make = plugin.ivr_recognizer
     speech.start()
     prompt = b"".join(struct.pack("<h", int(3000 * math.sin(2 * math.pi * 440 * i / 8000)))
                       for i in range(int(PROMPT_S * 8000)))
@@ -223,7 +258,7 @@ def serve(args: argparse.Namespace) -> None:
         expected.pop(ident, None)
         record: dict[str, Any] = {"uuid": str(ident), "slot": slot, "turn": turn,
                                   "claimed": time.perf_counter()}
-        inner = speech.recognizer("ko", grammar)
+        inner = (make or speech.recognizer)(language, grammar)
         assert inner is not None
         state["active"] += 1
         SpeechTurn(session, Stamped(inner, record), reactor, prompt, timeout=5.0).run().addCallback(
@@ -278,12 +313,14 @@ def serve(args: argparse.Namespace) -> None:
         del stats["jobs"][:]
         stats["audio_bytes"] = 0
         marks["begin"] = (time.perf_counter(), os.times(), time.thread_time())
+        marks["workers_begin"] = workers_cpu()
 
     def end() -> None:
         if "end" in marks:
             return
         state["measuring"] = False
         marks["end"] = (time.perf_counter(), os.times(), time.thread_time())
+        marks["workers_end"] = workers_cpu()
         marks["jobs"] = list(stats["jobs"])
         marks["audio_s"] = stats["audio_bytes"] / 16000
         state["stopping"] = True
@@ -312,6 +349,18 @@ def serve(args: argparse.Namespace) -> None:
                          "cpu_ms_p50": pct(cpus, 0.5), "cpu_ms_max": max(cpus, default=None)}
         return out
 
+    def workers_cpu() -> dict[int, float]:
+        """CPU seconds of each decoding worker process so far (utime + stime from /proc)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        found = {}
+        for pid in pool.pids() if pool is not None else []:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        return found
+
     def report() -> None:
         """At quit, once the load side has finished its last turns."""
         end()
@@ -323,6 +372,9 @@ def serve(args: argparse.Namespace) -> None:
         result = {
             "mode": args.serve, "slots": args.slots, "threads": args.threads, "wall_s": wall,
             "cpu_s": (t1.user + t1.system) - (t0.user + t0.system), "reactor_cpu_s": r1 - r0,
+            "workers_cpu_s": sum(c - marks["workers_begin"].get(pid, 0.0)
+                                 for pid, c in marks["workers_end"].items()),
+            "pool": pool.load() if pool is not None else None,
             "decode_jobs": len(jobs), "decode_cpu_s": sum(j[2] for j in jobs),
             "decode_wall_s": sum(j[1] for j in jobs), "audio_s": audio_s,
             "queue_wait_ms": {"p50": (pct([j[0] for j in jobs], 0.5) or 0) * 1000,
@@ -365,10 +417,18 @@ def serve(args: argparse.Namespace) -> None:
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     settle_heap("KR")  # as ivr serve does before its reactor runs
-    sys.stdout.write(json.dumps({"port": port.getHost().port, "echo": echo.getHost().port}) + "\n")
-    sys.stdout.flush()
-    stdio.StandardIO(Control())
-    LoopingCall(tick).start(0.001)
+
+    def announce() -> None:
+        """The ports, once the decoding workers (if any) have loaded their models."""
+        if pool is not None and pool.load()["ready"] < args.workers:
+            reactor.callLater(0.05, announce)  # type: ignore[attr-defined]
+            return
+        sys.stdout.write(json.dumps({"port": port.getHost().port, "echo": echo.getHost().port}) + "\n")
+        sys.stdout.flush()
+        stdio.StandardIO(Control())
+        LoopingCall(tick).start(0.001)
+
+    reactor.callWhenRunning(announce)  # type: ignore[attr-defined]
     reactor.callLater(args.limit, quit_)  # type: ignore[attr-defined]  # bounded, whatever happens
     reactor.run()  # type: ignore[attr-defined]
 
@@ -382,12 +442,13 @@ class Utterance:
     """One utterance's frames and where, by the recogniser's own VAD, its speech ends."""
 
     def __init__(self, text: str, voice: str, speed: int, key: str, folder: Path) -> None:
-        from speech_audio import phone_line
+        from speech_audio import human_line, phone_line
 
         from ivr.speech.vad import EnergyVAD
 
         self.text, self.voice, self.speed, self.key = text, voice, speed, key
-        with wave.open(str(phone_line(text, folder, voice, speed)), "rb") as reader:
+        wav = human_line(text, folder) if voice == "human" else phone_line(text, folder, voice, speed)
+        with wave.open(str(wav), "rb") as reader:
             assert reader.getframerate() == 8000
             pcm = reader.readframes(reader.getnframes())
         pcm = bytes(int(LEAD_S / FRAME_S) * FRAME) + pcm
@@ -535,8 +596,11 @@ def one_run(args: argparse.Namespace, level: int, mode: str, utterances: list[Ut
     run_id = uuid.uuid4().hex
     out = Path(tempfile.mkdtemp(prefix="speech_load.")) / "server.json"
     limit = args.stagger + args.seconds + 60
+    mode, _, nice = mode.partition(":")
     command = [sys.executable, __file__, "--switch-interval", str(args.switch_interval), "--serve", mode,
-               "--slots", str(level), "--threads", str(args.threads),
+               "--worker-nice", nice or str(args.worker_nice),
+               "--slots", str(level), "--threads", str(args.threads), "--workers", str(args.workers),
+               "--max-decoders", str(args.max_decoders),
                "--run-id", run_id, "--out", str(out), "--limit", str(limit)]
     if args.server_cpus:
         command = ["taskset", "-c", args.server_cpus] + command
@@ -560,7 +624,9 @@ def one_run(args: argparse.Namespace, level: int, mode: str, utterances: list[Ut
             proc.kill()
             proc.wait()
     steal = (stat1[7] - stat0[7]) / max(1, sum(stat1) - sum(stat0))
-    return summarise(level, mode, records, rtts, server, steal)
+    summary = summarise(level, mode + (f" nice {nice}" if nice else ""), records, rtts, server, steal)
+    summary["load1"] = os.getloadavg()[0]
+    return summary
 
 
 def summarise(level: int, mode: str, records: list[dict[str, Any]], rtts: list[float],
@@ -580,11 +646,12 @@ def summarise(level: int, mode: str, records: list[dict[str, Any]], rtts: list[f
             right += 1
         if t and "endpoint" in t and "answered" in t:
             server_side.append((t["answered"] - t["endpoint"]) * 1000)
-    cpu = server["cpu_s"] / server["wall_s"]
+    cpu = (server["cpu_s"] + server.get("workers_cpu_s", 0.0)) / server["wall_s"]
     return {
         "level": level, "mode": mode, "turns": len(records), "decided": len(decided), "right": right,
         "via": via,
         "after_speech_ms": {"p50": pct(after_speech, 0.5), "p90": pct(after_speech, 0.9),
+                            "p95": pct(after_speech, 0.95),
                             "max": max(after_speech, default=None)},
         "after_endpoint_ms": {"p50": pct(after_endpoint, 0.5), "p90": pct(after_endpoint, 0.9),
                               "p99": pct(after_endpoint, 0.99), "max": max(after_endpoint, default=None)},
@@ -596,7 +663,7 @@ def summarise(level: int, mode: str, records: list[dict[str, Any]], rtts: list[f
         "audio_s": server["audio_s"], "decode_jobs": server["decode_jobs"],
         "queue_wait_ms": server["queue_wait_ms"],
         "gc": server["gc_pauses_ms"], "active_turns": server["active_turns"], "threads": server["threads"],
-        "steal": steal, "diag": server.get("diag"),
+        "steal": steal, "diag": server.get("diag"), "pool": server.get("pool"),
     }
 
 
@@ -617,14 +684,16 @@ def row(r: dict[str, Any]) -> str:
             f"| {fmt(r['echo_rtt_ms']['p50'], 2)} / {fmt(r['echo_rtt_ms']['p99'], 2)} "
             f"| {r['server_cpu'] * 100:.0f} % ({r['reactor_cpu'] * 100:.0f} %) "
             f"| {fmt(r['decode_cpu_per_audio_s'], 3) if r['mode'] == 'vosk' else '-'} "
-            f"| {fmt(r['queue_wait_ms']['p99'], 0)} | {r['steal'] * 100:.0f} % |")
+            f"| {fmt(r['queue_wait_ms']['p99'], 0) if r['mode'] in ('stub', 'vosk') else '-'} "
+            f"| {r['steal'] * 100:.0f} % | {r['load1']:.2f} |")
 
 
 HEADER = ("| N | mode | turns in progress (mean) | turns | right | ended via "
           "| after end of speech ms p50 / max | after VAD endpoint ms p50 / p90 / max "
           "| reactor lateness ms p50 / p99 / max | echo RTT ms p50 / p99 "
-          "| server CPU (reactor thread) | decode CPU s per audio s | decode queue wait p99 ms | steal |\n"
-          "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| server CPU incl. workers (reactor thread) | decode CPU s per audio s | decode queue wait p99 ms "
+          "| steal | load avg |\n"
+          "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def main() -> None:
@@ -634,11 +703,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run")
     parser.add_argument("--stagger", type=float, default=3.0, help="seconds over which the slots start")
     parser.add_argument("--threads", type=int, default=2, help="VoskSpeech decoding threads")
-    parser.add_argument("--modes", default="stub,vosk")
+    parser.add_argument("--modes", default="stub,vosk",
+                        help="any of stub, vosk, vosk-process, sphinx, sphinx-process (-process: decoding "
+                             "worker processes; else threads in the server)")
+    parser.add_argument("--workers", type=int, default=2, help="decoding worker processes (-process modes)")
+    parser.add_argument("--worker-nice", type=int, default=5,
+                        help="niceness of the workers (a mode such as sphinx-process:0 overrides it)")
+    parser.add_argument("--max-decoders", type=int, default=24,
+                        help="turns decoded at once (pocketsphinx's decoder cap; split among workers)")
     parser.add_argument("--server-cpus", default="0,1", help="taskset list for the server ('' = no pinning)")
     parser.add_argument("--load-cpus", default="0,1", help="CPUs for this load process ('' = no pinning)")
     parser.add_argument("--json", help="write every run here")
-    parser.add_argument("--serve", choices=["stub", "vosk"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["stub", "vosk", "vosk-process", "sphinx", "sphinx-process"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--slots", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -652,7 +729,8 @@ def main() -> None:
     if args.load_cpus:
         os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
     folder = Path(tempfile.mkdtemp(prefix="speech_load_wav."))
-    utterances = [Utterance(*spec, folder) for spec in UTTERANCES]
+    korean = [Utterance(*spec, folder) for spec in UTTERANCES]
+    english = [Utterance(name, "human", 0, key, folder) for name, key in EN_UTTERANCES]
     levels = [int(x) for x in args.levels.split(",")]
     modes = args.modes.split(",")
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; server CPUs {args.server_cpus or 'any'}, "
@@ -660,7 +738,7 @@ def main() -> None:
           f"{args.seconds:g} s measured "
           f"per run after a {args.stagger:g} s ramp; speed probe {speed_probe():.1f} µs; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    for u in utterances:
+    for u in korean + english:
         print(f"  utterance {u.text} ({u.voice}, {u.speed}): {u.speech_seconds:.2f} s of speech by the VAD, "
               f"{len(u.frames) * FRAME_S - TAIL_S:.2f} s with pads", flush=True)
     print("\n" + HEADER, flush=True)
@@ -668,7 +746,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         for level in levels:
             for mode in modes:
-                r = one_run(args, level, mode, utterances)
+                r = one_run(args, level, mode, english if mode.startswith("sphinx") else korean)
                 r["round"] = round_
                 runs.append(r)
                 print(row(r), flush=True)

@@ -127,7 +127,15 @@ class SpeechSettings:
                                       "\"pocketsphinx\": pocketsphinx's bundled model, en only)")
     host: str = _setting("127.0.0.1", None, "address the AudioSocket server listens on (Asterisk connects)")
     port: int = _setting(4574, _port, "AudioSocket TCP port")
-    threads: int = _setting(2, _positive, "decoding threads (per engine)")
+    decoding: str = _setting("process", _choice("process", "thread"),
+                             "where speech is decoded: \"process\" (worker processes, the reactor never "
+                             "waits for the GIL) or \"thread\" (threads inside ivr serve)")
+    workers: int = _setting(2, _positive, "decoding worker processes (decoding = \"process\"), each "
+                            "holding every configured model")
+    max_decoders: int = _setting(24, _positive, "turns decoded at once per engine, split among the "
+                                 "workers; more answer \"error\" and the caller uses keys (each holds "
+                                 "a decoder: pocketsphinx ~30 MB)")
+    threads: int = _setting(2, _positive, "decoding threads per engine (decoding = \"thread\")")
     wideband: bool = _setting(True, None, "listen at 16 kHz to callers whose codec is wideband (G.722, "
                               "Opus): an AudioSocket channel Dialled with c(slin16) instead of the "
                               "8 kHz AudioSocket() application")

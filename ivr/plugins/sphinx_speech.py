@@ -15,8 +15,16 @@ from collections.abc import Iterable, Mapping
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.menus import Menu
 from ivr.speech.grammar import SpeechGrammar, confirm_grammar
+from ivr.speech.pool import DecodingProcesses
 from ivr.speech.recognizer import Recognizer
-from ivr.speech.sphinx_backend import SphinxRejection, SphinxSpeech, engine_languages
+from ivr.speech.sphinx_backend import (
+    ENGINE,
+    SphinxHypothesis,
+    SphinxRejection,
+    SphinxSpeech,
+    conclude,
+    engine_languages,
+)
 
 __all__ = ["SphinxPlugin"]
 
@@ -26,28 +34,49 @@ class SphinxPlugin:
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
                  garbage_penalty: float = 4.0, confirm_penalty: float = 30.0, *, decode: str = "whole",
-                 beams: str = "narrow", confirm_beams: str = "wide") -> None:
+                 beams: str = "narrow", confirm_beams: str = "wide", pool: DecodingProcesses | None = None,
+                 max_decoders: int = 8) -> None:
         rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams, confirm_beams)
+        #: The same, as a decoding worker rebuilds it.
+        named = {"penalty": garbage_penalty, "confirm_penalty": confirm_penalty, "decode": decode,
+                 "beams": beams, "confirm_beams": confirm_beams}
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
-                                   threads=threads, rejection=rejection)
+                                   threads=threads, rejection=rejection, max_decoders=max_decoders)
+        #: Worker processes that decode (``[speech] decoding = "process"``), or None: threads here.
+        self.pool = pool
+        if pool is not None:
+            pool.add_engine(ENGINE, {"source": source, "languages": self.engine.languages,
+                                     "rejection": named})
 
     def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
         """Load the model and check every speech menu in its languages, and other ``grammars`` (the
-        survey's questions) in them, against the dictionary (blocking: start-up only)."""
+        survey's questions) in them, against the dictionary (blocking: start-up only). With worker
+        processes, a worker process loads the model and checks."""
+        languages = set(self.engine.languages)
+        found = [grammar for menu in menus for language in sorted(menu.speech_languages() & languages)
+                 if (grammar := menu.grammar(language)) is not None]
+        found += [grammar for grammar in grammars if grammar.language in languages]
+        # the yes/no answers of a confirmation question
+        found += [confirm for language in self.engine.languages if (confirm := confirm_grammar(language))]
+        if self.pool is not None:
+            self.pool.check(ENGINE, found)
+            return
         self.engine.load()
-        for menu in menus:
-            for language in sorted(menu.speech_languages() & set(self.engine.languages)):
-                grammar = menu.grammar(language)
-                if grammar is not None:
-                    self.engine.check(grammar)
-        for grammar in grammars:
-            if grammar.language in self.engine.languages:
-                self.engine.check(grammar)
-        for language in self.engine.languages:  # the yes/no answers of a confirmation question
-            confirm = confirm_grammar(language)
-            if confirm is not None:
-                self.engine.check(confirm)
+        for grammar in found:
+            self.engine.check(grammar)
 
     @hookimpl(trylast=True)
     def ivr_recognizer(self, language: str, grammar: SpeechGrammar) -> Recognizer | None:
-        return self.engine.recognizer(language, grammar)
+        if self.pool is None:
+            return self.engine.recognizer(language, grammar)
+        if language not in self.engine.languages:
+            return None
+        return self.pool.recognizer(ENGINE, grammar, lambda heard, speech: conclude(grammar, heard, speech),
+                                    self.engine.vad, _hypothesis)
+
+
+def _hypothesis(value: list[object]) -> SphinxHypothesis:
+    """A worker's final answer (words, posterior, sure) as the hypothesis ``conclude`` takes."""
+    words, posterior, sure = value
+    assert isinstance(words, list) and isinstance(posterior, float | int)
+    return SphinxHypothesis(tuple(str(word) for word in words), float(posterior), bool(sure))

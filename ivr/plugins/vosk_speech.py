@@ -17,8 +17,9 @@ from ivr.errors import ConfigError
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.menus import Menu
 from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.pool import DecodingProcesses
 from ivr.speech.recognizer import Recognizer
-from ivr.speech.vosk_backend import Rejection, VoskSpeech, packaged_model
+from ivr.speech.vosk_backend import Rejection, VoskSpeech, decide, packaged_model
 
 __all__ = ["VoskPlugin"]
 
@@ -28,7 +29,7 @@ class VoskPlugin:
     """The vosk engine behind the ``ivr_recognizer`` hook."""
 
     def __init__(self, models: Mapping[str, str], source: str, threads: int = 2,
-                 rejection: Rejection | None = None) -> None:
+                 rejection: Rejection | None = None, pool: DecodingProcesses | None = None) -> None:
         folders: dict[str, Path] = {}
         for language, folder in models.items():
             if folder == "package":
@@ -40,22 +41,37 @@ class VoskPlugin:
                 folders[language] = found
             else:
                 folders[language] = Path(folder)
+        rejection = rejection or Rejection()
         self.engine = VoskSpeech(folders, source=source, key="speech.models", threads=threads,
-                                 rejection=rejection or Rejection())
+                                 rejection=rejection)
+        #: Worker processes that decode (``[speech] decoding = "process"``), or None: threads here.
+        self.pool = pool
+        if pool is not None:
+            pool.add_engine("vosk", {"source": source, "rejection": rejection.settings(),
+                                     "folders": {lang: str(folder) for lang, folder in folders.items()}})
 
     def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
         """Load the models and check every speech menu (and other ``grammars``, such as the
-        survey's questions) against them (blocking: start-up only)."""
+        survey's questions) against them (blocking: start-up only). With worker processes, a
+        worker process loads the models and checks, and the server holds none."""
+        languages = set(self.engine.folders)
+        found = [grammar for menu in menus for language in sorted(menu.speech_languages() & languages)
+                 if (grammar := menu.grammar(language)) is not None]
+        found += [grammar for grammar in grammars if grammar.language in languages]
+        if self.pool is not None:
+            self.pool.check("vosk", found)
+            return
         self.engine.load()
-        for menu in menus:
-            for language in sorted(menu.speech_languages() & set(self.engine.models)):
-                grammar = menu.grammar(language)
-                if grammar is not None:
-                    self.engine.check(grammar)
-        for grammar in grammars:
-            if grammar.language in self.engine.models:
-                self.engine.check(grammar)
+        for grammar in found:
+            self.engine.check(grammar)
 
     @hookimpl(trylast=True)
     def ivr_recognizer(self, language: str, grammar: SpeechGrammar) -> Recognizer | None:
-        return self.engine.recognizer(language, grammar)
+        if self.pool is None:
+            return self.engine.recognizer(language, grammar)
+        if language not in self.engine.folders:
+            return None
+        rejection = self.engine.rejection
+        return self.pool.recognizer("vosk", grammar,
+                                    lambda result, speech: decide(grammar, result, rejection, speech),
+                                    self.engine.vad)

@@ -73,6 +73,7 @@ from ivr.server.startup import (
     prompt_checker,
     settle_heap,
 )
+from ivr.speech.pool import DecodingProcesses, PoolLimits
 from ivr.speech.service import PromptAudio, SpeechService
 from ivr.speech.sphinx_backend import ENGINE as SPHINX
 from ivr.speech.vosk_backend import Rejection
@@ -126,6 +127,13 @@ class IVRServer:
         agi = settings.agi
         self.peers = PeerPolicy.from_strings(agi.allowed_peers, agi.max_connections_per_peer)
         self.audio = AudioSocketFactory(self.clock, peers=self.peers) if self._speech_wanted() else None
+        speech = settings.speech
+        #: The decoding worker processes the speech engines share (started with the listeners).
+        self.decoding: DecodingProcesses | None = None
+        if speech.decoding == "process" and speech.models:
+            per_worker = -(-speech.max_decoders // speech.workers)
+            self.decoding = DecodingProcesses(reactor, PoolLimits(speech.workers, per_worker),
+                                              source=settings.source)
         self.router = self._router()
         # 3. The database and the contact history.
         self.engine = open_database(settings)
@@ -309,7 +317,7 @@ class IVRServer:
         rejection = Rejection(min_confidence=speech.vosk_min_confidence, unk=speech.vosk_unk,
                               confirm=speech.vosk_confirm, confirm_confidence=speech.vosk_confirm_confidence,
                               **({} if speech.vosk_competitors else {"competitors": {}}))
-        vosk = VoskPlugin(models, self.settings.source, speech.threads, rejection)
+        vosk = VoskPlugin(models, self.settings.source, speech.threads, rejection, self.decoding)
         vosk.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return vosk
 
@@ -320,7 +328,8 @@ class IVRServer:
             return None
         sphinx = SphinxPlugin(speech.models, self.settings.source, speech.threads, speech.garbage_penalty,
                               speech.confirm_penalty, decode=speech.sphinx_decode, beams=speech.sphinx_beams,
-                              confirm_beams=speech.sphinx_confirm_beams)
+                              confirm_beams=speech.sphinx_confirm_beams, pool=self.decoding,
+                              max_decoders=speech.max_decoders)
         sphinx.load(self.plugins.menus.menus.values(), grammars(self.survey_questions))
         return sphinx
 
@@ -395,6 +404,8 @@ class IVRServer:
         if self.wallboard is not None:
             self.wallboard.start()
         tcp = cast(IReactorTCP, self.reactor)
+        if self.decoding is not None and self.decoding.engines:
+            self.decoding.start(stop_at_shutdown=False)  # drain() stops it once the calls are done
         if self.audio is not None:
             speech = self.settings.speech
             self.audio_port = tcp.listenTCP(speech.port, self.audio,  # type: ignore[arg-type]
@@ -421,6 +432,8 @@ class IVRServer:
             await _all_done([_observe(d) for name in _WORK_BESIDE_CALLS
                              for d in list(getattr(self.plugins.manager.get_plugin(name), "pending", ()))],
                             _HOOKS_AFTER_CLOSE, self.clock)
+            if self.decoding is not None:  # after the calls: a draining call's speech turn still decodes
+                await self.decoding.stop()
             if self.dispatcher is not None:
                 self.dispatcher.stop()
             self.followups.stop()

@@ -268,6 +268,16 @@ class _TurnDecoder:
         self.audio: list[bytes] = []
 
     def accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
+        try:
+            return self._accept(pcm, rate, final)
+        except BaseException:
+            engine, self.engine = self.engine, None
+            self.audio = []
+            if engine is not None:  # in an unknown state: dropped, and its place in the pool freed
+                self.speech.discard(self.grammar.language, engine)
+            raise
+
+    def _accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
         if rate == 8000:
             pcm = upsample(pcm)
         elif rate != 16000:
@@ -337,13 +347,16 @@ class SphinxSpeech:
 
     ``languages`` are the languages of ``[speech] models`` set to ``"pocketsphinx"``;
     only ``en`` has a bundled model. :meth:`load` at start-up raises ConfigError
-    for anything else, so a call never finds out first.
+    for anything else, so a call never finds out first. At most ``max_decoders``
+    decoders (~40 MB each) exist per language: a turn beyond that answers
+    ``error`` (keys) rather than growing the process without bound.
     """
 
     def __init__(self, languages: list[str], *, source: str = "config", key: str = "speech.models",
                  threads: int = 2, rejection: SphinxRejection = SphinxRejection(), vad: VADSettings = _VAD,
-                 run: Runner[Any] | None = None) -> None:
+                 run: Runner[Any] | None = None, max_decoders: int = 24) -> None:
         self.languages = list(languages)
+        self.max_decoders = max(1, max_decoders)
         self.source = source
         self.key = key
         self.rejection = rejection
@@ -353,6 +366,8 @@ class SphinxSpeech:
         self.run: Runner[Any] = run if run is not None else self.pool.run
         self._loaded: dict[str, _Engine] = {}
         self._idle: dict[str, list[_Engine]] = {}
+        #: Decoders made per language, idle or leased.
+        self._made: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -376,6 +391,7 @@ class SphinxSpeech:
                                   "reinstall the pocketsphinx package") from None
             self._loaded[language] = engine
             self._idle[language] = [engine]
+            self._made[language] = 1
 
     def knows(self, language: str, word: str) -> bool:
         """Whether the dictionary has ``word`` (start-up only: before any call decodes)."""
@@ -391,16 +407,38 @@ class SphinxSpeech:
         grammar.check_vocabulary(lambda word: self.knows(grammar.language, word))
 
     def lease(self, language: str) -> _Engine:
-        """An idle decoder, or a new one (called on decoding threads only)."""
+        """An idle decoder, or a new one under the cap (called on decoding threads only).
+
+        RecognizerError when ``max_decoders`` are all leased: the turn answers
+        ``error``. (Waiting here could deadlock: the turns holding them need these threads.)
+        """
         with self._lock:
             idle = self._idle.setdefault(language, [])
             if idle:
                 return idle.pop()
-        return _Engine(language, self.rejection)
+            made = self._made.get(language, 0)
+            if made >= self.max_decoders:
+                raise RecognizerError(f"all {made} pocketsphinx decoders for {language} are in use")
+            self._made[language] = made + 1
+        try:
+            return _Engine(language, self.rejection)
+        except BaseException:
+            self.discard(language, None)
+            raise
 
     def give_back(self, language: str, engine: _Engine) -> None:
         with self._lock:
             self._idle.setdefault(language, []).append(engine)
+
+    def discard(self, language: str, engine: _Engine | None) -> None:
+        """Forget a leased decoder (a failed decode left it in an unknown state): its place is free."""
+        with self._lock:
+            self._made[language] = max(0, self._made.get(language, 0) - 1)
+
+    def decoders(self, language: str) -> tuple[int, int]:
+        """(made, idle) decoders for ``language``: what tests and metrics see of the pool."""
+        with self._lock:
+            return self._made.get(language, 0), len(self._idle.get(language, []))
 
     def recognizer(self, language: str, grammar: SpeechGrammar) -> StreamingRecognizer | None:
         """A recogniser for one menu turn, or None when ``language`` is not this engine's."""

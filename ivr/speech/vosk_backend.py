@@ -124,6 +124,19 @@ class Rejection:
     confirm: bool = True
     confirm_confidence: float = 0.9
 
+    def settings(self) -> dict[str, Any]:
+        """As JSON, for a decoding worker process (:meth:`from_settings` rebuilds it)."""
+        return {"competitors": {language: list(words) for language, words in self.competitors.items()},
+                "min_confidence": self.min_confidence, "unk": self.unk, "confirm": self.confirm,
+                "confirm_confidence": self.confirm_confidence}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Rejection:
+        values = dict(settings)
+        values["competitors"] = {language: tuple(words) for language, words in
+                                 values.get("competitors", {}).items()}
+        return cls(**values)
+
     def extra_words(self, competitors: Iterable[str]) -> tuple[str, ...]:
         """What the strict grammar offers beside the phrases: the competitors, and ``[unk]`` if set."""
         return (*competitors, *(("[unk]",) if self.unk else ()))

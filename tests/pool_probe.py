@@ -1,0 +1,92 @@
+"""Real decoding worker processes under a real reactor, for tests/test_speech_pool.py (run as a child).
+
+    python tests/pool_probe.py WAV [WAV ...] [--kill-first]
+
+Starts a :class:`~ivr.speech.pool.DecodingProcesses` with pocketsphinx and
+one worker, waits until it is ready, then hears each WAV through the English
+features menu, one after another; with ``--kill-first`` it SIGKILLs the worker
+in the middle of the first utterance (so that turn must answer ``error``) and
+waits for the restarted worker before the next. Prints one JSON object: the
+results, the pool's load and the workers' pids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from twisted.internet import defer, reactor, task  # noqa: E402
+
+from ivr.plugins.sphinx_speech import SphinxPlugin  # noqa: E402
+from ivr.speech.grammar import SpeechGrammar  # noqa: E402
+from ivr.speech.pool import DecodingProcesses, PoolLimits  # noqa: E402
+
+FEATURES = {"1": ["call forwarding"], "2": ["call waiting"], "3": ["do not disturb"], "4": ["speed dial"],
+            "5": ["telephone number"], "6": ["extension"], "7": ["location"], "8": ["goodbye"],
+            "9": ["hello"], "0": ["time"]}
+
+
+async def until(condition: Any, seconds: float = 30.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise TimeoutError("condition not met")
+
+
+async def probe(wavs: list[str], kill_first: bool) -> dict[str, Any]:
+    pool = DecodingProcesses(reactor, PoolLimits(workers=1, decoders_per_worker=2, restart_delay=0.2))
+    plugin = SphinxPlugin({"en": "pocketsphinx"}, "probe", pool=pool)
+    grammar = SpeechGrammar.build("features", "en", FEATURES)
+    pool.start()
+    await until(lambda: pool.load()["ready"] == 1)
+    results = []
+    pids = []
+    for index, path in enumerate(wavs):
+        await until(lambda: pool.load()["ready"] == 1)
+        pids.append(pool.pids())
+        with wave.open(path, "rb") as reader:
+            rate, pcm = reader.getframerate(), reader.readframes(reader.getnframes())
+        recognizer = plugin.ivr_recognizer("en", grammar)
+        assert recognizer is not None
+        decided = recognizer.result()
+        frame = rate // 50 * 2
+        for offset in range(0, len(pcm), frame):
+            recognizer.feed(pcm[offset:offset + frame], rate)
+            if kill_first and index == 0 and offset == frame * 40:
+                os.kill(pool.pids()[0], signal.SIGKILL)
+            await task.deferLater(reactor, 0.002, lambda: None)
+        recognizer.finish()
+        result = await decided
+        results.append({"choice": result.choice, "reason": result.reason, "transcript": result.transcript,
+                        "detail": result.detail})
+    load = pool.load()
+    await pool.stop()
+    return {"results": results, "load": load, "pids": pids}
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    out: dict[str, Any] = {}
+
+    def run() -> defer.Deferred[None]:
+        done = defer.Deferred.fromCoroutine(probe(args, "--kill-first" in sys.argv))
+        done.addCallback(out.update)
+        done.addErrback(lambda failure: out.update(error=failure.getTraceback()))
+        done.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+        return done
+
+    reactor.callWhenRunning(run)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
