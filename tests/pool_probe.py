@@ -69,7 +69,24 @@ async def probe(wavs: list[str], kill_first: bool) -> dict[str, Any]:
                         "detail": result.detail})
     load = pool.load()
     await pool.stop()
-    return {"results": results, "load": load, "pids": pids}
+    threaded = SphinxPlugin({"en": "pocketsphinx"}, "probe")  # the same settings, decoding in threads here
+    threaded.load([])
+    in_threads = []
+    for path in wavs:
+        with wave.open(path, "rb") as reader:
+            rate, pcm = reader.getframerate(), reader.readframes(reader.getnframes())
+        recognizer = threaded.ivr_recognizer("en", grammar)
+        assert recognizer is not None
+        decided = recognizer.result()
+        frame = rate // 50 * 2
+        for offset in range(0, len(pcm), frame):
+            recognizer.feed(pcm[offset:offset + frame], rate)
+            await task.deferLater(reactor, 0.002, lambda: None)
+        recognizer.finish()
+        result = await decided
+        in_threads.append({"choice": result.choice, "reason": result.reason})
+    threaded.engine.pool.stop()
+    return {"results": results, "threads": in_threads, "load": load, "pids": pids}
 
 
 def main() -> None:

@@ -59,18 +59,20 @@ def wideband_server(sandbox: Sandbox) -> Iterator[ServeProcess]:
 
 def sound(sandbox: Sandbox, codec: str) -> str:
     """What the caller says: "two" by espeak-ng at 16 kHz into the G.722 leg (a wideband source);
-    Asterisk's human "one" (8 kHz) into the u-law leg."""
+    Asterisk's human "three" (8 kHz) into the u-law leg (accepted at once with the defaults)."""
     if codec == "g722":
         path = wideband_line("two", sandbox.host_path("/tmp"))
     else:
-        path = human_line("digits/1", sandbox.host_path("/tmp"), ulaw=False)
+        path = human_line("digits/3", sandbox.host_path("/tmp"), ulaw=False)
     return f"/tmp/{path.stem}"
 
 
 def call(ami: AMI, server: ServeProcess, caller: int, codec: str, sound: str) -> str:
     number = f"1370000050{caller}"
+    # A phrase only the lenient search hears is confirmed ("Did you choose option two?"): the
+    # caller presses 1 (yes) after speaking, which a phrase accepted at once never hears.
     ami.originate(f"Local/{codec}-{server.port}@test-sip-codec", "test-caller", "play",
-                  {"PRE_WAIT": "4", "POST_WAIT": "10", "FILE": sound},
+                  {"PRE_WAIT": "4", "POST_WAIT": "10", "FILE": sound, "DIGITS": "WWWW1"},
                   caller_id=f'"Caller {caller}" <{number}>', codecs="slin16" if codec == "g722" else "")
     return number
 
@@ -81,18 +83,21 @@ def main_menu_choice(ami: AMI, number: str) -> Event:
 
 
 @pytest.mark.parametrize(("caller", "codec", "rate", "digit"),
-                         [(1, "g722", 16000, "2"), (2, "ulaw", 8000, "1")])
+                         [(1, "g722", 16000, "2"), (2, "ulaw", 8000, "3")])
 def test_the_caller_is_heard_at_the_rate_their_codec_carries(sandbox: Sandbox, ami: AMI,
                                                              wideband_server: ServeProcess, caller: int,
                                                              codec: str, rate: int, digit: str) -> None:
     number = call(ami, wideband_server, caller, codec, sound(sandbox, codec))
     choice = main_menu_choice(ami, number)
     assert choice["Channel"].startswith(f"PJSIP/loop-{codec}-"), choice
-    assert (choice["Digit"], choice["Path"]) == (digit, f"main:said:{digit}>main:{digit}")
+    assert choice["Digit"] == digit
+    said = f"main:said:{digit}>"
+    assert choice["Path"] in (f"{said}main:{digit}", f"{said}main:confirm:{digit}:yes>main:{digit}")
     uniqueid = choice["Uniqueid"]
     output = wideband_server.output()
     assert f"call {uniqueid}: codec ({codec}), speech at {rate} Hz" in output
-    assert f"call {uniqueid}: heard at {rate} Hz: speech '{digit}'" in output  # the rate of Asterisk's frames
+    heard = f"call {uniqueid}: heard at {rate} Hz:"  # the rate of Asterisk's frames
+    assert f"{heard} speech '{digit}'" in output or f"{heard} unsure '{digit}'" in output
     audiosockets = [e for e in ami.events if e.get("Event") == "DialBegin" and e.get("Uniqueid") == uniqueid
                     and e.get("DestChannel", "").startswith("AudioSocket/")]
     assert bool(audiosockets) == (codec == "g722")  # the channel driver only when wideband

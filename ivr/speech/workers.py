@@ -190,7 +190,7 @@ def load_engines(config: Mapping[str, Any]) -> dict[str, tuple[DecoderMaker, Cal
         from ivr.speech.sphinx_backend import SphinxRejection, SphinxSpeech, _TurnDecoder
 
         english = SphinxSpeech(sphinx["languages"], source=sphinx.get("source", source),
-                               rejection=SphinxRejection.named(**sphinx.get("rejection", {"penalty": 4.0})),
+                               rejection=SphinxRejection.named(**{"penalty": 4.0, **sphinx.get("rejection", {})}),
                                max_decoders=int(config.get("max_decoders", 12)))
         english.load()
         engines["pocketsphinx"] = (lambda grammar: _TurnDecoder(english, grammar),
