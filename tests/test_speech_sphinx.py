@@ -25,7 +25,7 @@ from ivr.plugins.sphinx_speech import SphinxPlugin
 from ivr.routing.menus import Menu, Option
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import Recognizer, SpeechResult
-from ivr.speech.sphinx_backend import BEAMS, SphinxHypothesis, SphinxSpeech, conclude, upsample
+from ivr.speech.sphinx_backend import BEAMS, SphinxHypothesis, SphinxSpeech, conclude
 from ivr.survey.questions import grammars, load_questions_file
 
 #: The English demo hotline's main menu phrases (ivr/demo/plugins/hotline.toml).
@@ -226,12 +226,6 @@ def test_conclude(words: tuple[str, ...], choice: str | None, reason: str) -> No
     assert (result.choice, result.reason) == (choice, reason)
     assert (result.speech_start, result.speech_end) == (0.3, 1.2)
     assert "+" not in result.transcript
-
-
-def test_upsampling_doubles_the_rate_and_interpolates() -> None:
-    wide = array.array("h", upsample(array.array("h", [0, 100, -100, 32767]).tobytes()))
-    assert list(wide) == [0, 50, 100, 0, -100, 16333, 32767, 32767]
-    assert upsample(b"") == b""
 
 
 SURVEY_EN = """[[questions]]

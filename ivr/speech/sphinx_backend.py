@@ -40,7 +40,6 @@ image of the voice (zero-stuffing, which suits vosk's model, misleads this one).
 
 from __future__ import annotations
 
-import array
 import math
 import sys
 import threading
@@ -53,8 +52,9 @@ from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import SpeechResult
 from ivr.speech.streaming import DecodingPool, Runner, StreamingRecognizer
 from ivr.speech.vad import VADSettings
+from ivr.speech.wideband import double_rate
 
-__all__ = ["BEAMS", "PHONES", "SphinxRejection", "SphinxSpeech", "conclude", "upsample"]
+__all__ = ["BEAMS", "PHONES", "SphinxRejection", "SphinxSpeech", "conclude"]
 
 #: The phones of the bundled US-English model (CMU ARPAbet, stress removed).
 PHONES: tuple[str, ...] = tuple(
@@ -114,19 +114,6 @@ class SphinxRejection:
     def confirming(self) -> bool:
         """True when a lenient search runs first (``confirm_penalty`` above ``penalty``)."""
         return self.confirm_penalty is not None and self.confirm_penalty > self.penalty
-
-
-def upsample(pcm: bytes) -> bytes:
-    """8 kHz 16-bit PCM as 16 kHz: each new sample halfway between its neighbours."""
-    samples = array.array("h", pcm)
-    if not samples:
-        return b""
-    wide = array.array("h", bytes(len(pcm) * 2))
-    wide[0::2] = samples
-    following = samples[1:]
-    following.append(samples[-1])
-    wide[1::2] = array.array("h", [(a + b) >> 1 for a, b in zip(samples, following, strict=True)])
-    return wide.tobytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +266,7 @@ class _TurnDecoder:
 
     def _accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
         if rate == 8000:
-            pcm = upsample(pcm)
+            pcm = double_rate(pcm)
         elif rate != 16000:
             raise RecognizerError(f"pocketsphinx decodes 8 or 16 kHz audio, not {rate} Hz")
         if self.speech.rejection.whole:
