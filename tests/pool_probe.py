@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from twisted.internet import defer, reactor, task  # noqa: E402
 from ivr.plugins.sphinx_speech import SphinxPlugin  # noqa: E402
 from ivr.speech.grammar import SpeechGrammar  # noqa: E402
 from ivr.speech.pool import DecodingProcesses, PoolLimits  # noqa: E402
+from ivr.speech.recognizer import SpeechResult  # noqa: E402
 
 FEATURES = {"1": ["call forwarding"], "2": ["call waiting"], "3": ["do not disturb"], "4": ["speed dial"],
             "5": ["telephone number"], "6": ["extension"], "7": ["location"], "8": ["goodbye"],
@@ -41,6 +43,24 @@ async def until(condition: Any, seconds: float = 30.0) -> None:
     raise TimeoutError("condition not met")
 
 
+async def hear(plugin: SphinxPlugin, grammar: SpeechGrammar, path: str,
+               kill_at_frame: Callable[[], None] | None = None) -> SpeechResult:
+    """Speak one WAV into a turn in 20 ms frames, a frame every 2 ms; ``kill_at_frame`` at frame 40."""
+    with wave.open(path, "rb") as reader:
+        rate, pcm = reader.getframerate(), reader.readframes(reader.getnframes())
+    recognizer = plugin.ivr_recognizer("en", grammar)
+    assert recognizer is not None
+    decided = recognizer.result()
+    frame = rate // 50 * 2
+    for offset in range(0, len(pcm), frame):
+        recognizer.feed(pcm[offset:offset + frame], rate)
+        if kill_at_frame is not None and offset == frame * 40:
+            kill_at_frame()
+        await task.deferLater(reactor, 0.002, lambda: None)
+    recognizer.finish()
+    return await decided
+
+
 async def probe(wavs: list[str], kill_first: bool) -> dict[str, Any]:
     pool = DecodingProcesses(reactor, PoolLimits(workers=1, decoders_per_worker=2, restart_delay=0.2))
     plugin = SphinxPlugin({"en": "pocketsphinx"}, "probe", pool=pool)
@@ -52,19 +72,8 @@ async def probe(wavs: list[str], kill_first: bool) -> dict[str, Any]:
     for index, path in enumerate(wavs):
         await until(lambda: pool.load()["ready"] == 1)
         pids.append(pool.pids())
-        with wave.open(path, "rb") as reader:
-            rate, pcm = reader.getframerate(), reader.readframes(reader.getnframes())
-        recognizer = plugin.ivr_recognizer("en", grammar)
-        assert recognizer is not None
-        decided = recognizer.result()
-        frame = rate // 50 * 2
-        for offset in range(0, len(pcm), frame):
-            recognizer.feed(pcm[offset:offset + frame], rate)
-            if kill_first and index == 0 and offset == frame * 40:
-                os.kill(pool.pids()[0], signal.SIGKILL)
-            await task.deferLater(reactor, 0.002, lambda: None)
-        recognizer.finish()
-        result = await decided
+        kill = (lambda: os.kill(pool.pids()[0], signal.SIGKILL)) if kill_first and index == 0 else None
+        result = await hear(plugin, grammar, path, kill)
         results.append({"choice": result.choice, "reason": result.reason, "transcript": result.transcript,
                         "detail": result.detail})
     load = pool.load()
@@ -73,17 +82,7 @@ async def probe(wavs: list[str], kill_first: bool) -> dict[str, Any]:
     threaded.load([])
     in_threads = []
     for path in wavs:
-        with wave.open(path, "rb") as reader:
-            rate, pcm = reader.getframerate(), reader.readframes(reader.getnframes())
-        recognizer = threaded.ivr_recognizer("en", grammar)
-        assert recognizer is not None
-        decided = recognizer.result()
-        frame = rate // 50 * 2
-        for offset in range(0, len(pcm), frame):
-            recognizer.feed(pcm[offset:offset + frame], rate)
-            await task.deferLater(reactor, 0.002, lambda: None)
-        recognizer.finish()
-        result = await decided
+        result = await hear(threaded, grammar, path)
         in_threads.append({"choice": result.choice, "reason": result.reason})
     threaded.engine.pool.stop()
     return {"results": results, "threads": in_threads, "load": load, "pids": pids}
