@@ -14,7 +14,9 @@ servers with different system calls::
     python bench/agi_instructions.py --server panoramisk     # or raw-twisted
     python bench/agi_instructions.py --ivr-path /tmp/ivr-before
 
-Each run takes a minute or two (valgrind runs Python about 50x slower).
+Each run takes a minute or two (valgrind runs Python about 50x slower). It needs
+valgrind (Debian's ``valgrind`` package; not installed by ``scripts/bootstrap``,
+as no test uses it).
 """
 
 from __future__ import annotations
