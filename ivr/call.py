@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from ivr.agi.fastagi import AGIEnvironment, FastAGIProtocol
+from ivr.agi.environment import AGIEnvironment
+from ivr.agi.fastagi import FastAGIProtocol
 from ivr.agi.replies import AGIReply
 from ivr.errors import CallHangup, CommandFailed, UnsafeArgument
 from ivr.phone import is_dial_string

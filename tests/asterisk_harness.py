@@ -40,6 +40,14 @@ class Sandbox:
         """Run an Asterisk CLI command and return its output."""
         return self._run("rx", command, timeout=60)
 
+    def ensure_loaded(self, *probes: tuple[str, str]) -> None:
+        """The sandbox is shared: another tree may have loaded its own configuration. Reload
+        this tree's unless every CLI ``command`` of ``probes`` shows its ``expected`` text."""
+        if all(expected in self.rx(command) for command, expected in probes):
+            return
+        self._run("reload", timeout=300)
+        time.sleep(1)  # "core reload" returns before every module has re-read its file
+
     def host_path(self, inside: str) -> Path:
         """Where a path inside the sandbox's root lives on the host."""
         return self.path / inside.lstrip("/")

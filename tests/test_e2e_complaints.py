@@ -128,9 +128,7 @@ def test_an_sms_complaint_opens_a_case_for_supervisors_only(server: tuple[ServeP
 def test_press_9_opens_a_case_and_queues_the_caller_for_complaints(
         sandbox: Sandbox, ami: AMI, server: tuple[ServeProcess, int, Path]) -> None:
     served, _, followups = server
-    if "complaints has" not in sandbox.rx("queue show complaints"):  # another tree's queues.conf is loaded
-        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
-                       capture_output=True, timeout=300)
+    sandbox.ensure_loaded(("queue show complaints", "complaints has"))
     ami.forget_events()
     ami.originate("Local/complaint-hotline@test-route", "test-caller", "dtmf",
                   {"IVR_AGI_PORT": str(served.port), "DIGITS": "9", "PRE_WAIT": "2", "POST_WAIT": "12"},

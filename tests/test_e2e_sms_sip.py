@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from asterisk_harness import AMI, Event, Sandbox
-from conftest import ROOT, ServeProcess, free_port
+from conftest import ServeProcess, free_port
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -39,11 +39,7 @@ TRUNK = "pjsip:loop/sip:{digits}@127.0.0.1:5060"
 
 def ensure_conf(sandbox: Sandbox) -> None:
     """The sandbox runs this checkout's SMS wiring (another checkout may have installed its own)."""
-    if "ivr-sms-in" not in sandbox.rx("dialplan show test-sms-in") \
-            or "message" not in sandbox.rx("manager show user ivr"):
-        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
-                       capture_output=True, timeout=120)
-        time.sleep(1)  # "core reload" returns before every module has re-read its file
+    sandbox.ensure_loaded(("dialplan show test-sms-in", "ivr-sms-in"), ("manager show user ivr", "message"))
     assert "ivr-sms-in" in sandbox.rx("dialplan show test-sms-in")
 
 

@@ -13,8 +13,6 @@ of them upsampled, see docs/benchmarks.md), the u-law caller Asterisk's human "o
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -30,11 +28,8 @@ pytestmark = pytest.mark.asterisk
 
 def ensure_conf(sandbox: Sandbox) -> None:
     """The sandbox runs this checkout's codec loop (another checkout may have installed its own)."""
-    if "loop-g722" not in sandbox.rx("pjsip show endpoints") \
-            or "test-sip-in-codec" not in sandbox.rx("dialplan show test-sip-in-codec"):
-        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
-                       capture_output=True, timeout=120)
-        time.sleep(1)  # "core reload" returns before every module has re-read its file
+    sandbox.ensure_loaded(("pjsip show endpoints", "loop-g722"),
+                          ("dialplan show test-sip-in-codec", "test-sip-in-codec"))
     assert "loop-g722" in sandbox.rx("pjsip show endpoints")
 
 

@@ -46,11 +46,9 @@ TO_SURVEY = "1" + "W" * 16
 def survey_dialplan(sandbox: Sandbox) -> None:
     """The sandbox is shared (another tree may have loaded its own dialplan since the last test):
     load this tree's if the running one has no [ivr-survey] or no survey-test queue."""
-    if "/survey)" not in sandbox.rx("dialplan show ivr-survey-outbound") or \
-            "/survey)" not in sandbox.rx("dialplan show ivr-survey") or \
-            "survey-test has" not in sandbox.rx("queue show survey-test"):
-        subprocess.run([str(ROOT / "scripts" / "asterisk-sandbox"), "reload"], check=True,
-                       capture_output=True, timeout=300)
+    sandbox.ensure_loaded(("dialplan show ivr-survey-outbound", "/survey)"),
+                          ("dialplan show ivr-survey", "/survey)"),
+                          ("queue show survey-test", "survey-test has"))
     assert "AGI(${IVR_AGI_BASE}/survey)" in sandbox.rx("dialplan show ivr-survey")
 
 

@@ -1,6 +1,7 @@
 """Wire protocols spoken with Asterisk (FastAGI). No business logic here."""
 
-from ivr.agi.fastagi import AGIEnvironment, AGILimits, FastAGIFactory, FastAGIProtocol
+from ivr.agi.environment import AGIEnvironment
+from ivr.agi.fastagi import AGILimits, FastAGIFactory, FastAGIProtocol
 from ivr.agi.peers import PeerPolicy
 from ivr.agi.quoting import build_command, quote_argument
 from ivr.agi.replies import AGIReply, parse_success

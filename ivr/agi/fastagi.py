@@ -8,11 +8,9 @@ EOF ends the session. This module knows nothing about menus or customers.
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
 
 from twisted.internet import defer, tcp
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -20,6 +18,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from ivr.agi.environment import AGIEnvironment, environment_at_once, environment_entry
 from ivr.agi.peers import PeerGatedFactory, PeerPolicy
 from ivr.agi.quoting import build_command
 from ivr.agi.replies import AGIReply, parse_success
@@ -36,19 +35,12 @@ from ivr.errors import (
 )
 
 __all__ = [
-    "AGIEnvironment",
     "AGILimits",
     "FastAGIFactory",
     "FastAGIProtocol",
 ]
 
 log = Logger(namespace="ivr.agi")
-_T = TypeVar("_T")
-
-_ENV_KEY = re.compile(rb"agi_[a-z0-9_]{1,64}\Z")
-#: A whole environment line as Asterisk writes it (the fast path reads them all in one search).
-_ENV_LINE = re.compile(r"^agi_([a-z0-9_]{1,64}): (.*)$", re.MULTILINE)
-
 
 @dataclass(frozen=True, slots=True)
 class AGILimits:
@@ -69,60 +61,6 @@ class AGILimits:
     command_timeout: float = 10.0
     #: Commands that may be in flight at once on one session.
     max_pending: int = 64
-
-
-class AGIEnvironment(Mapping[str, str]):
-    """The ``agi_*`` variables Asterisk sent, keys without the ``agi_`` prefix.
-
-    Values are text: invalid UTF-8 is replaced by U+FFFD and NUL is replaced
-    too, so nothing from the environment can cut or extend a later command.
-    """
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self._values = values
-
-    def __getitem__(self, key: str) -> str:
-        return self._values[key]
-
-    @overload
-    def get(self, key: str, /) -> str | None: ...
-
-    @overload
-    def get(self, key: str, /, default: str | _T) -> str | _T: ...
-
-    def get(self, key: str, /, default: object = None) -> object:
-        """The dict's own ``get``: Mapping's costs two more calls (a call reads a dozen keys)."""
-        return self._values.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._values
-
-    def __iter__(self) -> Any:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        return f"AGIEnvironment({self._values!r})"
-
-    @property
-    def args(self) -> tuple[str, ...]:
-        """``agi_arg_1`` .. ``agi_arg_N`` in order (stops at the first gap)."""
-        found = []
-        index = 1
-        while (value := self._values.get(f"arg_{index}")) is not None:
-            found.append(value)
-            index += 1
-        return tuple(found)
-
-    @property
-    def network_script(self) -> str:
-        """The path after ``agi://host:port/``, without leading slashes or query."""
-        script = self._values.get("network_script", "")
-        return script.split("?", 1)[0].strip("/")
 
 
 class _Pending:
@@ -308,26 +246,24 @@ class FastAGIProtocol(LineOnlyReceiver):
                 line = line[:-1]
             if not line:
                 rest, self._buffer = b"\n".join([*lines[index + 1:], self._buffer]), b""
-                self._environment_complete()
-                if rest and self._env is None and self.close_reason is None:
-                    self._replies(rest)  # commands' replies cannot come yet: Asterisk's own lines
+                self._environment_complete(rest)
                 return
             self._env_bytes += len(line) + 1
             if len(env) >= limits.max_env_lines or self._env_bytes > limits.max_env_bytes:
                 log.warn("peer {peer} sent an oversized AGI environment; closing", peer=self.peer_host)
                 self.abort(LimitExceeded("AGI environment too large"))
                 return
-            key, sep, value = line.partition(b": ")
-            if not sep or _ENV_KEY.match(key) is None:
+            entry = environment_entry(line)
+            if entry is None:
                 log.warn("ignoring malformed AGI environment line {line!r}", line=line[:80])
                 continue
-            name = key[4:].decode("ascii")
+            name, value = entry
             if name in env:
                 # Asterisk sends each key once, routing keys first; a repeat can only come
                 # from a value with an embedded newline (a caller name) trying to override.
                 log.warn("ignoring repeated AGI environment key {key}", key=name)
                 continue
-            env[name] = value.decode("utf-8", "replace").replace("\x00", "\ufffd")
+            env[name] = value
         if len(self._buffer) > self.MAX_LENGTH:
             self.lineLengthExceeded(self._buffer)
 
@@ -347,32 +283,16 @@ class FastAGIProtocol(LineOnlyReceiver):
             self.lineLengthExceeded(self._buffer)
 
     def _environment_at_once(self, data: bytes) -> bool:
-        """The usual case, read in one search: a whole, well-formed environment in one segment.
-
-        Anything else (split across segments, a malformed or repeated line, a carriage
-        return, more than a line's or the environment's limit) returns False and is read
-        line by line with its warnings; both ways give the same environment.
-        """
+        """The usual case: a whole, well-formed environment in one segment, read in one search
+        (:func:`~ivr.agi.environment.environment_at_once`); False leaves it to the line reader."""
         data = self._buffer + data
-        end = data.find(b"\n\n")
         limits = self.limits
-        if end < 0 or end >= self.MAX_LENGTH or end >= limits.max_env_bytes or b"\r" in data[:end]:
+        found = environment_at_once(data, self.MAX_LENGTH, limits.max_env_lines, limits.max_env_bytes)
+        if found is None:
             return False
-        block = data[:end].decode("utf-8", "replace")
-        pairs = _ENV_LINE.findall(block)
-        lines = block.count("\n") + 1
-        if len(pairs) != lines or lines > limits.max_env_lines:
-            return False
-        env = dict(pairs)
-        if len(env) != lines:
-            return False
-        if "\x00" in block:
-            env = {key: value.replace("\x00", "\ufffd") for key, value in env.items()}
-        self._env, self._env_bytes, self._buffer = env, end + 1, b""
-        self._environment_complete()
-        rest = data[end + 2:]
-        if rest and self._env is None and self.close_reason is None:
-            self._replies(rest)
+        self._env, end = found
+        self._env_bytes, self._buffer = end + 1, b""
+        self._environment_complete(data[end + 2:])
         return True
 
     def lineReceived(self, line: bytes) -> None:
@@ -410,7 +330,8 @@ class FastAGIProtocol(LineOnlyReceiver):
         else:
             self.abort(MalformedReply(f"not an AGI reply: {text[:120]!r}"))
 
-    def _environment_complete(self) -> None:
+    def _environment_complete(self, rest: bytes = b"") -> None:
+        """The blank line came; ``rest`` is what followed it in the same segment."""
         assert self._env is not None
         self._env_due = 0.0  # the watch finds nothing more to time out here
         self.environment = AGIEnvironment(self._env)
@@ -421,6 +342,8 @@ class FastAGIProtocol(LineOnlyReceiver):
             self.abort(MalformedReply("AGI environment without agi_request"))
             return
         self._on_ready(self)
+        if rest and self._env is None and self.close_reason is None:
+            self._replies(rest)  # commands' replies cannot come yet: Asterisk's own lines
 
     def _usage_line(self, text: str) -> None:
         assert self._usage is not None

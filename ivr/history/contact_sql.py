@@ -106,7 +106,7 @@ class DriverSQL:
             return values
 
         self.end_row = end_row
-        self._start_and_end(mark, marks, ended, end_columns)
+        self._start_and_end(mark, marks, end_columns, end_values)
         self._human(mark)
 
     def _start(self, mark: str, marks: Callable[[Sequence[Column[Any]]], list[str]]) -> None:
@@ -119,9 +119,6 @@ class DriverSQL:
         defaults = [_constant_default(c) for c in defaulted]
         inserted = started + defaulted
         start_values = _row(START_FIELDS, started, self.time)
-        phones = cast(Table, CustomerPhone.__table__)
-        customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
-                    f"WHERE {phones.c.e164.name} = {mark})")
 
         def start_row(r: ContactStart) -> list[Any]:
             values = start_values(r)
@@ -133,15 +130,15 @@ class DriverSQL:
         self.insert_contact = (
             f"INSERT INTO {_contacts.name} "
             f"({', '.join(c.name for c in inserted)}, {contacts.customer_id.name}) "
-            f"VALUES ({', '.join(marks(inserted))}, {customer}) "
+            f"VALUES ({', '.join(marks(inserted))}, {_customer_of(mark)}) "
             f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO NOTHING")
 
     def _start_and_end(self, mark: str, marks: Callable[[Sequence[Column[Any]]], list[str]],
-                       ended: Sequence[str], end_columns: Sequence[Column[Any]]) -> None:
-        """A call whose start and end are in one batch (most calls: they last less than a batch
-        takes to fill) becomes one row in one statement, as the insert then the update would
-        leave it. Should the row be there already (a batch applied twice), only what the end
-        sets is set, as the update does."""
+                       end_columns: Sequence[Column[Any]], end_values: Callable[[Any], list[Any]]) -> None:
+        """A call whose start and end are in one batch (a call shorter than the batch interval)
+        becomes one row in one statement, as the insert then the update would leave it. Should
+        the row be there already (a batch applied twice), only what the end sets is set, as the
+        update does."""
         contacts = _contacts.c
         started = [contacts[n] for n in START_FIELDS]
         set_by_end = {c.name for c in end_columns} | {contacts.status.name, contacts.last_step.name}
@@ -150,17 +147,13 @@ class DriverSQL:
         defaults = [_constant_default(c) for c in defaulted]
         inserted = [*started, *end_columns, contacts.status, contacts.last_step, *defaulted]
         start_values = _row(START_FIELDS, started, self.time)
-        end_values = _row(ended, end_columns, self.time)
         no_step = _constant_default(contacts.last_step)
         assert no_step == "", "the statement below reads an empty last_step as 'no step in this batch'"
-        phones = cast(Table, CustomerPhone.__table__)
-        customer = (f"(SELECT {phones.c.customer_id.name} FROM {phones.name} "
-                    f"WHERE {phones.c.e164.name} = {mark})")
         table, last_step = _contacts.name, contacts.last_step.name
         updates = ", ".join(f"{c.name} = excluded.{c.name}" for c in end_columns)
         self.insert_final_contact = (
             f"INSERT INTO {table} ({', '.join(c.name for c in inserted)}, {contacts.customer_id.name}) "
-            f"VALUES ({', '.join(marks(inserted))}, {customer}) "
+            f"VALUES ({', '.join(marks(inserted))}, {_customer_of(mark)}) "
             f"ON CONFLICT ({', '.join(_unique_key(_contacts))}) DO UPDATE SET "
             f"{contacts.status.name} = 'final', {updates}, "
             f"{last_step} = COALESCE(NULLIF(excluded.{last_step}, ''), {table}.{last_step})")
@@ -223,6 +216,12 @@ class DriverSQL:
     def restore(self, cursor: Any, previous: Any) -> None:
         if previous is not None:
             cursor.execute(f"PRAGMA synchronous={int(previous)}")
+
+
+def _customer_of(mark: str) -> str:
+    """The customer who owns the caller's number (a CRM's customers have no row here: NULL)."""
+    phones = cast(Table, CustomerPhone.__table__)
+    return f"(SELECT {phones.c.customer_id.name} FROM {phones.name} WHERE {phones.c.e164.name} = {mark})"
 
 
 def _row(names: Sequence[str], columns: Sequence[Column[Any]],

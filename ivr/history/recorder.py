@@ -384,20 +384,21 @@ class ContactRecorder:
         start_row, time_value = sql.start_row, sql.time
         last = {r.uniqueid: r for r in steps}  # the latest step of each call in this batch
         ending = {r.uniqueid: r for r in ends}
+        started = {r.uniqueid for r in starts}
+
+        def last_step(uniqueid: str) -> str | None:
+            return describe(last[uniqueid].step) if uniqueid in last else None
+
         # A call that starts and ends in this batch is one row, written whole.
         whole = [r for r in starts if r.uniqueid in ending]
         if whole:
             cursor.executemany(sql.insert_final_contact, [
-                sql.final_row(r, ending[r.uniqueid],
-                              describe(last[r.uniqueid].step) if r.uniqueid in last else None)
-                for r in whole])
+                sql.final_row(r, ending[r.uniqueid], last_step(r.uniqueid)) for r in whole])
+            starts = [r for r in starts if r.uniqueid not in ending]
             for r in whole:
                 ending.pop(r.uniqueid, None)
-            written = {r.uniqueid for r in whole}
-            starts = [r for r in starts if r.uniqueid not in written]
         if starts:
             cursor.executemany(sql.insert_contact, [start_row(r) for r in starts])
-        started = {r.uniqueid for r in starts} | {r.uniqueid for r in whole}
         later = [(r.uniqueid, r.at) for r in steps] + [(r.uniqueid, r.ended_at) for r in ending.values()]
         unseen = {u: at for u, at in later if u not in started and u not in known}
         if unseen:
@@ -411,9 +412,7 @@ class ContactRecorder:
             if still_open:
                 cursor.executemany(sql.update_last_step, still_open)
         if ending:
-            cursor.executemany(sql.update_end, [
-                sql.end_row(r, describe(last[r.uniqueid].step) if r.uniqueid in last else None)
-                for r in ending.values()])
+            cursor.executemany(sql.update_end, [sql.end_row(r, last_step(u)) for u, r in ending.items()])
 
     def metrics(self) -> Iterator[Metric]:
         """What the writer did, read when Prometheus scrapes."""

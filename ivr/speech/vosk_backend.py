@@ -274,7 +274,16 @@ class VoskSpeech:
         if model is None:
             return None
         return VoskRecognizer(model, grammar, self.run, self.rejection, self.vad,
-                              competitors=self.rejection.extra_words(self._competitors.get(language, ())))
+                              competitors=self.extra_words(language))
+
+    def extra_words(self, language: str) -> tuple[str, ...]:
+        """What the strict grammar offers beside a menu's phrases in ``language``."""
+        return self.rejection.extra_words(self._competitors.get(language, ()))
+
+    def decoder(self, grammar: SpeechGrammar) -> _Decoder:
+        """A turn's decoder, as :meth:`recognizer`'s (a decoding worker process decodes with it)."""
+        return turn_decoder(self.models[grammar.language], grammar, self.rejection,
+                            self.extra_words(grammar.language))
 
 
 class _Decoder:
@@ -319,13 +328,19 @@ class _Decoder:
         self.kaldi = self.plain = None
 
 
+def turn_decoder(model: Any, grammar: SpeechGrammar, rejection: Rejection,
+                 competitors: Iterable[str]) -> _Decoder:
+    """The strict grammar (phrases and ``competitors``), and the plain one when confirming."""
+    plain = grammar.vosk_grammar() if rejection.confirm else None
+    return _Decoder(model, grammar.vosk_grammar(competitors), plain)
+
+
 class VoskRecognizer(StreamingRecognizer):
     """One menu turn with vosk: see :class:`ivr.speech.streaming.StreamingRecognizer`."""
 
     def __init__(self, model: Any, grammar: SpeechGrammar, run: Runner[Any], rejection: Rejection,
                  vad: VADSettings = _VAD, competitors: Iterable[str] = ()) -> None:
-        plain = grammar.vosk_grammar() if rejection.confirm else None
-        super().__init__(grammar, _Decoder(model, grammar.vosk_grammar(competitors), plain), run,
+        super().__init__(grammar, turn_decoder(model, grammar, rejection, competitors), run,
                          lambda result, speech: decide(grammar, result, rejection, speech), vad)
         self._rejection = rejection
 

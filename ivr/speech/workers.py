@@ -173,18 +173,12 @@ def load_engines(config: Mapping[str, Any]) -> dict[str, tuple[DecoderMaker, Cal
     source = str(config.get("source", "config"))
     vosk = config.get("vosk")
     if vosk:
-        from ivr.speech.vosk_backend import Rejection, VoskSpeech, _Decoder
+        from ivr.speech.vosk_backend import Rejection, VoskSpeech
 
         rejection = Rejection.from_settings(vosk.get("rejection", {}))
         korean = VoskSpeech(vosk["folders"], source=vosk.get("source", source), rejection=rejection)
         korean.load()
-
-        def vosk_decoder(grammar: SpeechGrammar) -> Decoder:  # as VoskSpeech.recognizer makes it
-            competitors = rejection.extra_words(korean._competitors.get(grammar.language, ()))
-            plain = grammar.vosk_grammar() if rejection.confirm else None
-            return _Decoder(korean.models[grammar.language], grammar.vosk_grammar(competitors), plain)
-
-        engines["vosk"] = (vosk_decoder, lambda result: result, korean)
+        engines["vosk"] = (korean.decoder, lambda result: result, korean)
     sphinx = config.get("pocketsphinx")
     if sphinx:
         from ivr.speech.sphinx_backend import SphinxRejection, SphinxSpeech, _TurnDecoder
