@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, select, text
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -35,19 +35,16 @@ from twisted.logger import Logger
 
 from ivr.ami import AMIMessage
 from ivr.call import Call
-from ivr.db.models import Contact
+from ivr.db.models import WITH_A_PERSON, Contact
 from ivr.db.sql import utc
 from ivr.errors import AMIError
 from ivr.history.records import ContactHumanPart
 from ivr.plugins.hookspecs import hookimpl
 from ivr.routing.router import CallStep
 
-__all__ = ["IN_PROGRESS", "HumanPartTracker", "OpenHumanPart", "device_of", "open_human_parts", "seconds_of"]
+__all__ = ["HumanPartTracker", "OpenHumanPart", "device_of", "open_human_parts", "seconds_of"]
 
 log = Logger(namespace="ivr.history")
-
-#: Outcomes while the human part lasts; anything else is final.
-IN_PROGRESS = ("waiting", "talking")
 
 
 def device_of(channel: str) -> str:
@@ -301,7 +298,7 @@ def open_human_parts(engine: Engine, instance: str) -> list[OpenHumanPart]:
     c = contacts.c
     query = (select(c.uniqueid, c.started_at, c.ended_at, c.answered_at, c.queue, c.queue_outcome,
                     c.wait_seconds)
-             .where(c.handled_by == instance, c.queue_outcome.in_(IN_PROGRESS)))
+             .where(c.handled_by == instance, text(WITH_A_PERSON)))
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     parts = []

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from prometheus_client.core import CounterMetricFamily, Metric
-from sqlalchemy import Engine, Table, update
+from sqlalchemy import Engine, Table, text, update
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLATimeoutError
 from twisted.internet import defer, threads
@@ -56,7 +56,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from ivr.db.models import Contact
+from ivr.db.models import OPEN_CONTACTS, Contact
 from ivr.errors import ConfigError
 from ivr.history.contact_sql import DriverSQL, describe, step_data
 from ivr.history.journal import Journal, Syncer
@@ -152,7 +152,7 @@ class ContactRecorder:
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(_contacts)
-                .where(_contacts.c.status == "open", _contacts.c.handled_by == instance)
+                .where(text(OPEN_CONTACTS), _contacts.c.handled_by == instance)
                 .values(status="interrupted", outcome="interrupted",
                         outcome_reason="ivr stopped before the call ended"))
         count = int(result.rowcount or 0)
