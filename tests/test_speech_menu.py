@@ -25,9 +25,11 @@ class ScriptedSpeech:
     def __init__(self, answers: list[SpeechAnswer]) -> None:
         self.answers: Iterator[SpeechAnswer] = iter(answers)
         self.prompts: list[str] = []
+        self.grammars: list[SpeechGrammar] = []
 
     async def turn(self, call: Call, prompt: str, grammar: SpeechGrammar, timeout: float) -> SpeechAnswer:
         self.prompts.append(prompt)
+        self.grammars.append(grammar)
         return next(self.answers)
 
 
@@ -107,8 +109,8 @@ def test_when_speech_fails_the_same_try_is_asked_on_the_keypad() -> None:
 EN_GRAMMAR = SpeechGrammar.build("main", "en", {"1": ["sales"], "2": ["after sales"]})
 
 
-def run_en_menu(answers: list[SpeechAnswer], replies: list[str]) -> tuple[
-        list[object], list[list[str]], ScriptedSpeech, Call | None]:
+def run_en_menu(answers: list[SpeechAnswer], replies: list[str], grammar: SpeechGrammar = EN_GRAMMAR,
+                ) -> tuple[list[object], list[list[str]], ScriptedSpeech, Call | None]:
     speech = ScriptedSpeech(answers)
     result: list[object] = []
     seen: list[Call] = []
@@ -116,7 +118,7 @@ def run_en_menu(answers: list[SpeechAnswer], replies: list[str]) -> tuple[
     async def handler(call: Call) -> None:
         call.speech = speech
         seen.append(call)
-        result.append(await call.menu("ivr-speech-menu", CHOICES, speech=EN_GRAMMAR))
+        result.append(await call.menu("ivr-speech-menu", CHOICES, speech=grammar))
 
     routers: list[Router] = []
     session = Session(on_ready=lambda protocol: routers[0].session_ready(protocol))
@@ -165,13 +167,25 @@ def test_the_confirmation_takes_a_key_and_silence_is_not_a_yes() -> None:
         ("unsure", None), ("timeout", "1")]
 
 
+def test_a_korean_caller_confirms_with_a_spoken_ne() -> None:
+    answers = [SpeechAnswer("unsure", "2", "예약", 0.5), SpeechAnswer("speech", "1", "네", 0.9)]
+    result, _, speech, call = run_en_menu(answers, ["200 result=0 endpos=100", "200 result=0"], GRAMMAR)
+    assert speech.prompts == ["ivr-speech-menu", "ivr-confirm-yes-no"]
+    assert speech.grammars[-1].language == "ko" and speech.grammars[-1].menu == "confirm"
+    assert result == ["booking"]
+    assert call is not None and call.heard[-1].confirming == "2"
+
+
+ZH_GRAMMAR = SpeechGrammar.build("main", "zh", {"1": ["人工"], "2": ["预约"]})
+
+
 def test_a_language_without_yes_no_phrases_confirms_on_the_keypad() -> None:
-    speech = ScriptedSpeech([SpeechAnswer("unsure", "2", "예약", 0.5)])
+    speech = ScriptedSpeech([SpeechAnswer("unsure", "2", "预约", 0.5)])
     result: list[object] = []
 
     async def handler(call: Call) -> None:
         call.speech = speech
-        result.append(await call.menu("ivr-speech-menu", CHOICES, speech=GRAMMAR))
+        result.append(await call.menu("ivr-speech-menu", CHOICES, speech=ZH_GRAMMAR))
 
     routers: list[Router] = []
     session = Session(on_ready=lambda protocol: routers[0].session_ready(protocol))
@@ -181,7 +195,7 @@ def test_a_language_without_yes_no_phrases_confirms_on_the_keypad() -> None:
     for reply in ["200 result=0 endpos=100", "200 result=0", "200 result=49 endpos=100"]:
         commands += [parse_args(line.decode().rstrip("\n")) for line in session.sent()]
         session.feed(reply + "\n")
-    assert speech.prompts == ["ivr-speech-menu"]  # no yes/no speech turn in Korean
+    assert speech.prompts == ["ivr-speech-menu"]  # no yes/no speech turn in Chinese
     assert played(commands) == [("ivr-confirm-option", "0123456789*#"),
                                 ("ivr-confirm-yes-no", "0123456789*#")]
     assert result == ["booking"]  # the caller pressed 1: yes

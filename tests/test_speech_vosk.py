@@ -17,7 +17,7 @@ from speech_audio import phone_line
 from twisted.internet import defer
 
 from ivr.errors import ConfigError
-from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.grammar import SpeechGrammar, confirm_grammar
 from ivr.speech.recognizer import SpeechResult
 from ivr.speech.vosk_backend import Rejection, VoskRecognizer, VoskSpeech, decide, packaged_model
 
@@ -91,6 +91,34 @@ def test_off_menu_sentences_are_rejected(speech: VoskSpeech, grammar: SpeechGram
                                          text: str) -> None:
     result = hear(speech, grammar, phone_line(text, tmp_path))
     assert result.choice is None and result.reason == "rejected", result
+
+
+@pytest.fixture(scope="module")
+def yes_no(speech: VoskSpeech) -> SpeechGrammar:
+    grammar = confirm_grammar("ko")
+    assert grammar is not None, "Korean callers can answer a confirmation by voice"
+    speech.check(grammar)  # every answer is a word of the model
+    return grammar
+
+
+# What the Korean question asks a caller to say ("네" or "아니요"), in voices it was measured with.
+@pytest.mark.parametrize(("text", "voice", "speed", "key"), [
+    ("네", "ko", 140, "1"), ("네", "ko+f2", 160, "1"), ("네", "ko+m3", 150, "1"),
+    ("아니요", "ko", 175, "2"), ("아니요", "ko+f2", 160, "2"), ("아니오", "ko+m3", 150, "2"),
+])
+def test_a_korean_caller_answers_the_confirmation_by_voice(
+        speech: VoskSpeech, yes_no: SpeechGrammar, tmp_path: Path, text: str, voice: str, speed: int,
+        key: str) -> None:
+    result = hear(speech, yes_no, phone_line(text, tmp_path, voice, speed))
+    assert (result.choice, result.reason) == (key, "match"), result
+
+
+@pytest.mark.parametrize(("text", "voice"), [
+    ("모르겠어요", "ko"), ("다시 말해 주세요", "ko"), ("음", "ko+f2"), ("여보세요", "ko+f2")])
+def test_a_korean_caller_who_neither_agrees_nor_refuses_is_not_taken_for_yes(
+        speech: VoskSpeech, yes_no: SpeechGrammar, tmp_path: Path, text: str, voice: str) -> None:
+    result = hear(speech, yes_no, phone_line(text, tmp_path, voice))
+    assert result.reason != "match", result
 
 
 def test_a_word_outside_the_model_vocabulary_stops_start_up(speech: VoskSpeech) -> None:

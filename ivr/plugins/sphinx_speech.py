@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ivr.plugins.hookspecs import hookimpl
-from ivr.routing.menus import Menu
-from ivr.speech.grammar import SpeechGrammar, confirm_grammar
+from ivr.routing.menus import Menu, grammars_to_check
+from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.pool import DecodingProcesses
 from ivr.speech.recognizer import Recognizer
 from ivr.speech.sphinx_backend import (
@@ -52,12 +52,7 @@ class SphinxPlugin:
         """Load the model and check every speech menu in its languages, and other ``grammars`` (the
         survey's questions) in them, against the dictionary (blocking: start-up only). With worker
         processes, a worker process loads the model and checks."""
-        languages = set(self.engine.languages)
-        found = [grammar for menu in menus for language in sorted(menu.speech_languages() & languages)
-                 if (grammar := menu.grammar(language)) is not None]
-        found += [grammar for grammar in grammars if grammar.language in languages]
-        # the yes/no answers of a confirmation question
-        found += [confirm for language in self.engine.languages if (confirm := confirm_grammar(language))]
+        found = grammars_to_check(menus, grammars, self.engine.languages)
         if self.pool is not None:
             self.pool.check(ENGINE, found)
             return

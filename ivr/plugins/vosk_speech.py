@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ivr.errors import ConfigError
 from ivr.plugins.hookspecs import hookimpl
-from ivr.routing.menus import Menu
+from ivr.routing.menus import Menu, grammars_to_check
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.pool import DecodingProcesses
 from ivr.speech.recognizer import Recognizer
@@ -51,13 +51,10 @@ class VoskPlugin:
                                      "folders": {lang: str(folder) for lang, folder in folders.items()}})
 
     def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
-        """Load the models and check every speech menu (and other ``grammars``, such as the
-        survey's questions) against them (blocking: start-up only). With worker processes, a
-        worker process loads the models and checks, and the server holds none."""
-        languages = set(self.engine.folders)
-        found = [grammar for menu in menus for language in sorted(menu.speech_languages() & languages)
-                 if (grammar := menu.grammar(language)) is not None]
-        found += [grammar for grammar in grammars if grammar.language in languages]
+        """Load the models and check :func:`~ivr.routing.menus.grammars_to_check` against them
+        (blocking: start-up only). With worker processes, a worker process loads the models and
+        checks, and the server holds none."""
+        found = grammars_to_check(menus, grammars, self.engine.folders)
         if self.pool is not None:
             self.pool.check("vosk", found)
             return

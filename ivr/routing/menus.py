@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from ivr.errors import ConfigError
-from ivr.speech.grammar import SpeechGrammar
+from ivr.speech.grammar import SpeechGrammar, confirm_grammar
 
 __all__ = [
     "Menu",
@@ -36,6 +36,7 @@ __all__ = [
     "hangup",
     "action",
     "complaint",
+    "grammars_to_check",
 ]
 
 OptionKind = Literal["submenu", "play", "queue", "agent", "callback", "hangup", "action", "complaint"]
@@ -387,3 +388,16 @@ def _check_prompts(source: str, where: str, prompts: Iterable[str], exists: Call
         if not exists(prompt):
             raise ConfigError(source, f"{where} prompt {prompt!r}", "no such prompt file",
                               "add it to voices/prompts.toml and run `ivr voices build`")
+
+
+def grammars_to_check(menus: Iterable[Menu], others: Iterable[SpeechGrammar],
+                      languages: Iterable[str]) -> list[SpeechGrammar]:
+    """What an engine checks against its models at start-up for ``languages``: every speech
+    menu's grammar, ``others`` (the survey's questions), and the yes/no answers of the
+    confirmation question, so that a word its model lacks stops the server, not a caller."""
+    wanted = set(languages)
+    found = [grammar for menu in menus for language in sorted(menu.speech_languages() & wanted)
+             if (grammar := menu.grammar(language)) is not None]
+    found += [grammar for grammar in others if grammar.language in wanted]
+    found += [confirm for language in sorted(wanted) if (confirm := confirm_grammar(language))]
+    return found

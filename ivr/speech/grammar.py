@@ -28,6 +28,9 @@ _MAX_WORDS = 8
 #: (key 1 yes, key 2 no). A language missing here confirms by keypad only.
 CONFIRM_PHRASES: dict[str, dict[str, list[str]]] = {
     "en": {"1": ["yes", "yeah", "yes please", "correct", "right"], "2": ["no", "no thanks", "wrong"]},
+    # Measured with espeak-ng voices over the phone line (docs/benchmarks.md "Korean yes and no"):
+    # 응 and 맞아 were rarely heard and 응 took a hesitating 음 for yes, so they are left out.
+    "ko": {"1": ["네", "예"], "2": ["아니요", "아니오", "아닙니다"]},
 }
 
 
