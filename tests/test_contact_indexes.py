@@ -9,6 +9,7 @@ the database for its plan (PostgreSQL with sequential scans discouraged, as on a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session
 from twisted.internet.task import Clock
 
 from ivr.db import Customer, CustomerPhone
+from ivr.dialing import DialTarget
+from ivr.dialing.directory import DialDirectory
 from ivr.history.human_part import open_human_parts
 from ivr.history.query import customer_subject, number_subject, read_timeline
 from ivr.history.recorder import ContactRecorder
@@ -90,12 +93,22 @@ def test_start_up_finds_calls_left_with_a_person_through_their_index(engine: Eng
     assert [part.uniqueid for part in parts] == ["1.3"]
 
 
-def test_a_customers_timeline_reads_the_customer_index(engine: Engine, tmp_path: Path) -> None:
+def a_customer(engine: Engine) -> int:
     with Session(engine) as session:
         customer = Customer(name="Zhang Wei", phones=[CustomerPhone(e164="+8613800138000")])
         session.add(customer)
         session.commit()
-        customer_id = customer.id
+        return customer.id
+
+
+def searches_both_indexes(plan: str) -> None:
+    """The customer's own contacts and those from their numbers, each found through its index."""
+    assert "ix_contacts_customer_id_started_at" in plan, plan
+    assert "ix_contacts_caller_e164" in plan, plan
+
+
+def test_a_customers_timeline_reads_the_customer_index(engine: Engine, tmp_path: Path) -> None:
+    customer_id = a_customer(engine)
     history(engine, tmp_path)
     with Session(engine) as session:
         by_customer = customer_subject(session, customer_id)
@@ -105,6 +118,18 @@ def test_a_customers_timeline_reads_the_customer_index(engine: Engine, tmp_path:
         for subject in (by_customer, by_number):
             found = plans_of(engine, lambda s=subject: pages.append(read_timeline(session, s)), "customer_id")
             for counted_or_listed in found:
-                assert "ix_contacts_customer_id_started_at" in counted_or_listed, counted_or_listed
-                assert "ix_contacts_caller_e164" in counted_or_listed, counted_or_listed
+                searches_both_indexes(counted_or_listed)
     assert [[entry.uniqueid for entry in page.entries] for page in pages] == [["1.4"], ["1.4"]]
+
+
+def test_the_dialling_cap_counts_a_customers_calls_through_the_indexes(engine: Engine,
+                                                                       tmp_path: Path) -> None:
+    a_customer(engine)
+    history(engine, tmp_path)
+    counted: list[int] = []
+    since = dt.datetime.fromtimestamp(T0 - 3600, dt.UTC)
+    target = DialTarget("+8613800138000")
+    (plan,) = plans_of(engine, lambda: counted.append(DialDirectory(engine).contacts_since(target, since)),
+                       "customer_id")
+    searches_both_indexes(plan)
+    assert counted == [0]  # the customer's one call was inbound

@@ -51,7 +51,9 @@ class DialDirectory:
                                       .where(CustomerPhone.e164 == target.e164))
             mine = Contact.caller_e164 == target.e164
             if customer is not None:
-                numbers = select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer)
+                # Values, not a subquery, so that PostgreSQL searches both indexes (ivr.history.query).
+                numbers = session.scalars(select(CustomerPhone.e164)
+                                          .where(CustomerPhone.customer_id == customer)).all()
                 mine = or_(Contact.customer_id == customer, Contact.caller_e164.in_(numbers))
             query = (select(func.count()).select_from(Contact)
                      .where(mine, Contact.direction == "outbound", Contact.kind.in_(OUTBOUND_KINDS),

@@ -101,14 +101,16 @@ def customer_subject(session: Session, customer_id: int) -> Subject | None:
     if not found:
         return None
     summary = found[0]
-    phones = select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer_id)
+    # Values, not a subquery: PostgreSQL cannot search an index for "x IN (SELECT ...)" inside
+    # an OR, and read every contact instead (tests/test_contact_indexes.py).
     return Subject(f"customer {summary.ref}",
-                   or_(Contact.customer_id == customer_id, Contact.caller_e164.in_(phones)), summary)
+                   or_(Contact.customer_id == customer_id, Contact.caller_e164.in_(summary.phones)), summary)
 
 
 def number_subject(session: Session, e164: str) -> Subject:
     """The timeline of the number ``e164`` (E.164), with its owner's linked contacts."""
-    owners = select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)
+    owners = session.scalars(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)
+                             .order_by(CustomerPhone.customer_id)).all()
     found = _load_customers(session, Customer.id.in_(owners), 1)
     return Subject(e164, or_(Contact.caller_e164 == e164, Contact.customer_id.in_(owners)),
                    found[0] if found else None, e164)
