@@ -6,7 +6,8 @@
 
 Every query the wallboard, the chart API and ``ivr report`` run (through the
 same functions: :mod:`ivr.supervisor.figures`, :mod:`ivr.reports`), for
-today, 7 and 30 days, timed on each database in turn (SQLite, PostgreSQL,
+today, 7 and 30 days, and the two per-customer reads that run per call (a
+customer's timeline, the dialling cap), timed on each database in turn (SQLite, PostgreSQL,
 SQLite, ...) so the machine's noise falls on both. "Now" is the newest
 contact of the history, so "today" is a full busy day. Prints a Markdown
 table (median and slowest of ``--repeat`` warm runs, and the first, cold
@@ -31,11 +32,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ivr.db import make_engine  # noqa: E402
-from ivr.db.models import Contact  # noqa: E402
+from ivr.db.models import Contact, CustomerPhone  # noqa: E402
+from ivr.dialing import DialTarget  # noqa: E402
+from ivr.dialing.directory import DialDirectory  # noqa: E402
+from ivr.history.query import customer_subject, read_timeline  # noqa: E402
 from ivr.reports import Period  # noqa: E402
 from ivr.reports.agents import agent_figures  # noqa: E402
 from ivr.reports.calls import Scope, call_figures, wait_distribution  # noqa: E402
@@ -74,6 +79,36 @@ def _with(connection_query: Callable[[Any, dt.datetime], object]) -> Query:
     return run
 
 
+#: Per database: the customer of the newest contact that has one, and their first number.
+_BUSY: dict[Engine, tuple[int, str]] = {}
+
+
+def _busy_customer(engine: Engine) -> tuple[int, str]:
+    if engine not in _BUSY:
+        with engine.connect() as connection:
+            customer = connection.scalar(select(Contact.customer_id).where(Contact.customer_id.is_not(None))
+                                         .order_by(Contact.started_at.desc()).limit(1))
+            assert customer is not None, "no contact has a customer"
+            number = connection.scalar(select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer)
+                                       .order_by(CustomerPhone.id).limit(1))
+        _BUSY[engine] = customer, number or ""
+    return _BUSY[engine]
+
+
+def _timeline(engine: Engine, now: dt.datetime) -> object:
+    """The agent page's and ``ivr history``'s first page of a customer's contacts."""
+    with Session(engine) as session:
+        subject = customer_subject(session, _busy_customer(engine)[0])
+        assert subject is not None
+        return read_timeline(session, subject)
+
+
+def _dialling_cap(engine: Engine, now: dt.datetime) -> object:
+    """What the dialling policy reads before each outbound call to a customer's number."""
+    target = DialTarget(_busy_customer(engine)[1])
+    return DialDirectory(engine).contacts_since(target, now - dt.timedelta(days=30))
+
+
 QUERIES: dict[str, Query] = {
     "wallboard: today's figures (every 2 s while pages are open, after queue events)":
         lambda engine, now: today_figures(engine, now, ZONE, SERVICE_LEVEL),
@@ -100,6 +135,8 @@ QUERIES: dict[str, Query] = {
     "followups --by day, 30 days":
         _with(lambda c, now: followups_report(c, _period(now, 30), "day", now=now)),
     "follow-ups due/overdue now": _with(lambda c, now: followups_now(c, now, now + dt.timedelta(hours=8))),
+    "a customer's timeline, first page (agent page, ivr history)": _timeline,
+    "dialling cap: a customer's outbound contacts in 30 days (before each outbound call)": _dialling_cap,
 }
 
 
