@@ -50,7 +50,7 @@ from typing import Any
 from ivr.errors import ConfigError, RecognizerError
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import SpeechResult
-from ivr.speech.streaming import DecodingPool, Runner, StreamingRecognizer
+from ivr.speech.streaming import DecodingPool, PauseAnswer, Runner, StreamingRecognizer
 from ivr.speech.vad import VADSettings
 from ivr.speech.wideband import double_rate
 
@@ -236,6 +236,10 @@ def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float, beams: Beam
     return _heard(decoder)
 
 
+#: A turn decoder's answer: the final hypothesis, a pause's, or a partial transcript.
+_Answer = SphinxHypothesis | PauseAnswer | str
+
+
 class _TurnDecoder:
     """One turn's decoding: leases an engine at its first audio, gives it back at the end."""
 
@@ -253,10 +257,12 @@ class _TurnDecoder:
         self.strict_beams = rejection.beams
         #: The utterance so far (16 kHz), kept only when it may be decoded again.
         self.audio: list[bytes] = []
+        #: The whole decode has no running partial: it decodes at each pause instead (an early end).
+        self.pauses = speech.rejection.whole
 
-    def accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: bool = False) -> _Answer:
         try:
-            return self._accept(pcm, rate, final)
+            return self._accept(pcm, rate, final, pause)
         except BaseException:
             engine, self.engine = self.engine, None
             self.audio = []
@@ -264,12 +270,14 @@ class _TurnDecoder:
                 self.speech.discard(self.grammar.language, engine)
             raise
 
-    def _accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
+    def _accept(self, pcm: bytes, rate: int, final: bool, pause: bool) -> _Answer:
         if rate == 8000:
             pcm = double_rate(pcm)
         elif rate != 16000:
             raise RecognizerError(f"pocketsphinx decodes 8 or 16 kHz audio, not {rate} Hz")
         if self.speech.rejection.whole:
+            if pause:
+                return self._pause(pcm)
             return self._whole(pcm, final)
         engine = self.engine
         if engine is None:
@@ -302,8 +310,23 @@ class _TurnDecoder:
         if pcm:
             self.audio.append(pcm)
         if not final:
-            return ""  # no partial transcript: the turn ends when the VAD hears the end of speech
+            return ""  # no partial transcript: the turn ends at a pause (:meth:`_pause`) or the end of speech
         audio, self.audio = b"".join(self.audio), []
+        return self._hear(audio)
+
+    def _pause(self, pcm: bytes) -> PauseAnswer:
+        """At a pause, decode the audio so far as the end of speech would; only a phrase both searches
+        find (an accept, not "unsure") may end the turn here: the rest waits for the end of speech."""
+        if pcm:
+            self.audio.append(pcm)
+        heard = self._hear(b"".join(self.audio))
+        words = heard.words
+        if not heard.sure or not words or any(w in _GARBAGE for w in words):
+            return PauseAnswer("")
+        return PauseAnswer(" ".join(words), heard)
+
+    def _hear(self, audio: bytes) -> SphinxHypothesis:
+        """Decode ``audio`` whole: lenient, then strict if the lenient search found a phrase."""
         if not audio:
             return SphinxHypothesis((), 0.0)
         engine = self.engine = self.speech.lease(self.grammar.language)
