@@ -145,8 +145,8 @@ class PausingDecoder:
     def __init__(self) -> None:
         self.jobs: list[tuple[bool, bool]] = []
 
-    def accept(self, pcm: bytes, rate: int, final: bool, pause: bool = False) -> Any:
-        self.jobs.append((final, pause))
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> Any:
+        self.jobs.append((final, pause > 0))
         if pause:
             return PauseAnswer("sales", "sales")
         return "repair" if final else ""

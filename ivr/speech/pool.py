@@ -166,10 +166,10 @@ class RemoteDecoder:
         self.turn = next(pool._turn_ids)
         self.worker: _Worker | None = None
 
-    def accept(self, pcm: bytes, rate: int, final: bool, pause: bool = False) -> defer.Deferred[Any]:
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> defer.Deferred[Any]:
         return self.pool._accept(self, pcm, rate, final, pause=pause).addCallback(self._answer, pause)
 
-    def _answer(self, value: Any, pause: bool) -> Any:
+    def _answer(self, value: Any, pause: float) -> Any:
         if pause:  # [transcript, the final answer or None]: see ivr.speech.workers.Worker
             transcript, final = value
             return PauseAnswer(transcript, None if final is None else self.decode(final))
@@ -365,10 +365,10 @@ class DecodingProcesses:
         return min(room, key=lambda w: (len(w.turns), len(w.jobs))) if room else None
 
     def _accept(self, decoder: RemoteDecoder, pcm: bytes, rate: int, final: bool,
-                waited: bool = False, pause: bool = False) -> defer.Deferred[Any]:
+                waited: bool = False, pause: float = 0.0) -> defer.Deferred[Any]:
         header: dict[str, Any] = {"op": "accept", "turn": decoder.turn, "rate": rate, "final": final}
         if pause:
-            header["pause"] = True
+            header["pause"] = pause
         worker = decoder.worker
         if worker is None:
             worker = self._choose()

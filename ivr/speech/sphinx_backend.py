@@ -31,7 +31,12 @@ cepstral mean. With the defaults (accept at 4 with narrow beams; confirm what
 a lenient search at 30 with wide beams hears) 19 of the human corpus' 21 menu
 phrases end right (directly or after "yes") at 1.2 % false accepts, against
 10 for the old streaming 4/10; about 4 in 5 off-menu callers are asked to
-confirm (docs/benchmarks.md). It gives up the early end on a partial match.
+confirm (docs/benchmarks.md). It has no partial transcript, so at a pause
+(``early_end_seconds`` of quiet) it decodes the audio so far the same way: a
+phrase both searches find ends the turn there, through the streaming layer's
+early-end rule (no other option's phrase goes on from it); anything else, an
+"unsure" included, waits for the end of speech (``end_seconds``) and the
+whole decode (docs/benchmarks.md, "An early decision for the whole decode").
 
 Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
 the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
@@ -236,6 +241,17 @@ def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float, beams: Beam
     return _heard(decoder)
 
 
+def _staying_quiet(audio: bytes, quiet: float, end: float) -> bytes:
+    """What the line adds by the end of speech if the caller stays quiet: the last ``quiet`` seconds
+    of ``audio`` (16 kHz), repeated up to ``end`` seconds of quiet in all."""
+    have = min(len(audio), int(quiet * 16000) * 2)
+    want = int(max(0.0, end - quiet) * 16000) * 2
+    if have <= 0 or want <= 0:
+        return b""
+    tail = audio[-have:]
+    return (tail * (want // have + 1))[:want]
+
+
 #: A turn decoder's answer: the final hypothesis, a pause's, or a partial transcript.
 _Answer = SphinxHypothesis | PauseAnswer | str
 
@@ -260,7 +276,7 @@ class _TurnDecoder:
         #: The whole decode has no running partial: it decodes at each pause instead (an early end).
         self.pauses = speech.rejection.whole
 
-    def accept(self, pcm: bytes, rate: int, final: bool, pause: bool = False) -> _Answer:
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> _Answer:
         try:
             return self._accept(pcm, rate, final, pause)
         except BaseException:
@@ -270,14 +286,14 @@ class _TurnDecoder:
                 self.speech.discard(self.grammar.language, engine)
             raise
 
-    def _accept(self, pcm: bytes, rate: int, final: bool, pause: bool) -> _Answer:
+    def _accept(self, pcm: bytes, rate: int, final: bool, pause: float) -> _Answer:
         if rate == 8000:
             pcm = double_rate(pcm)
         elif rate != 16000:
             raise RecognizerError(f"pocketsphinx decodes 8 or 16 kHz audio, not {rate} Hz")
         if self.speech.rejection.whole:
             if pause:
-                return self._pause(pcm)
+                return self._pause(pcm, pause)
             return self._whole(pcm, final)
         engine = self.engine
         if engine is None:
@@ -314,12 +330,15 @@ class _TurnDecoder:
         audio, self.audio = b"".join(self.audio), []
         return self._hear(audio)
 
-    def _pause(self, pcm: bytes) -> PauseAnswer:
-        """At a pause, decode the audio so far as the end of speech would; only a phrase both searches
-        find (an accept, not "unsure") may end the turn here: the rest waits for the end of speech."""
+    def _pause(self, pcm: bytes, quiet: float) -> PauseAnswer:
+        """At a pause (the audio so far ends with ``quiet`` seconds of quiet), decode it as the end of
+        speech would if the caller stays quiet: its quiet repeated up to ``end_seconds`` (with the
+        shorter quiet, parts of longer off-menu speech pass for phrases: docs/benchmarks.md). Only a
+        phrase both searches find (an accept, not "unsure") may end the turn here."""
         if pcm:
             self.audio.append(pcm)
-        heard = self._hear(b"".join(self.audio))
+        audio = b"".join(self.audio)
+        heard = self._hear(audio + _staying_quiet(audio, quiet, self.speech.vad.end_seconds))
         words = heard.words
         if not heard.sure or not words or any(w in _GARBAGE for w in words):
             return PauseAnswer("")

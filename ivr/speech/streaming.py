@@ -54,9 +54,10 @@ class Decoder(Protocol):
     #: True when it has no running partial transcript and wants a pause job at each quiet point.
     pauses: bool
 
-    def accept(self, pcm: bytes, rate: int, final: bool, pause: bool = False) -> Any:
-        """Decode ``pcm``; the final answer when ``final``, else the partial transcript (a str);
-        with ``pause`` (only asked of a decoder that ``pauses``) a :class:`PauseAnswer`."""
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> Any:
+        """Decode ``pcm``; the final answer when ``final``, else the partial transcript (a str). A pause
+        job (only asked of a decoder that ``pauses``) gives ``pause``, the seconds of quiet the audio
+        so far ends with, and answers a :class:`PauseAnswer`."""
 
     def holds_resources(self) -> bool:
         """True while it holds engine memory that :meth:`release` must free on a decoding thread."""
@@ -197,8 +198,8 @@ class StreamingRecognizer:
         self._busy = True
         if pause:
             assert self._vad is not None
-            self._paused_at = self._vad.quiet_since
-            job: defer.Deferred[Any] = self._run(lambda: decoder.accept(chunk, rate, False, pause=True))
+            self._paused_at, quiet = self._vad.quiet_since, self._vad.quiet_seconds
+            job: defer.Deferred[Any] = self._run(lambda: decoder.accept(chunk, rate, False, pause=quiet))
         else:
             job = self._run(lambda: decoder.accept(chunk, rate, final))
         job.addCallbacks(self._job_done, self._job_failed)

@@ -300,7 +300,7 @@ class _Decoder:
         #: The plain grammar's decoder, when its result is wanted for a confirmation.
         self.plain: Any = None
 
-    def accept(self, pcm: bytes, rate: int, final: bool, pause: bool = False) -> dict[str, Any] | str:
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> dict[str, Any] | str:
         """The final result (a dict) when ``final``, else the partial transcript so far."""
         import vosk
 

@@ -13,8 +13,9 @@ reactor at all. One frame::
     u32 length (big-endian) | u16 header length | header (UTF-8 JSON) | payload (PCM)
 
 Requests (``op``): ``accept`` (``turn``, ``job``, ``rate``, ``final``; the
-turn's first one also ``engine`` and ``grammar``; ``pause`` for a pause job,
-whose value is ``[transcript, final answer or null]``; payload: the audio)
+turn's first one also ``engine`` and ``grammar``; a pause job's ``pause``, the
+seconds of quiet its audio ends with, and its value is ``[transcript, final
+answer or null]``; payload: the audio)
 answers ``{"job", "value"}`` or ``{"job", "error"}``; ``close`` (``turn``) frees a
 turn's decoder and answers nothing. The worker says ``{"op": "ready"}`` once
 its models are loaded. With ``--check``, it instead loads the models, checks
@@ -137,7 +138,7 @@ class Worker:
             final = bool(header.get("final"))
             encoder = self.encoders.get(engine, lambda v: v)
             if header.get("pause"):
-                paused = decoder.accept(payload, int(header["rate"]), False, pause=True)
+                paused = decoder.accept(payload, int(header["rate"]), False, pause=float(header["pause"]))
                 answer = None if paused.final is None else encoder(paused.final)
                 return {"job": job, "value": [paused.transcript, answer]}
             value = decoder.accept(payload, int(header["rate"]), final)
