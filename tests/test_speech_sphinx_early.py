@@ -123,10 +123,13 @@ def test_a_phrase_another_option_goes_on_from_waits_for_the_end_of_speech(
 
 @pytest.mark.parametrize("recording", ["hello", "speed-dial"])
 def test_a_phrase_only_the_lenient_search_hears_is_not_decided_early(
-        early: SphinxSpeech, tmp_path: Path, recording: str) -> None:
-    """Unsure (the caller will be asked to confirm): not an immediate accept, so no early end."""
-    heard = hear(early, FEATURES, human_line(recording, tmp_path))
+        early: SphinxSpeech, late: SphinxSpeech, tmp_path: Path, recording: str) -> None:
+    """Unsure (the caller will be asked to confirm): not an immediate accept, so no early end; at the
+    end of speech the pause's decode stands, and says what the whole decode then says."""
+    wav = human_line(recording, tmp_path)
+    heard, full = hear(early, FEATURES, wav), hear(late, FEATURES, wav)
     assert heard.quiet >= 0.6 and heard.result.reason == "unsure", heard
+    assert (heard.result.choice, heard.result.transcript) == (full.result.choice, full.result.transcript)
 
 
 @pytest.mark.parametrize("recording", ["queue-thankyou", "please-try-again", "vm-nobodyavail", "digits/7",
@@ -138,18 +141,20 @@ def test_off_menu_speech_is_not_decided_early(early: SphinxSpeech, tmp_path: Pat
 
 
 class PausingDecoder:
-    """A whole-utterance decoder in memory: sure of "sales" at every pause, "repair" at the end."""
+    """A whole-utterance decoder in memory: hears "sales" at every pause (sure of it or not), "repair"
+    in a final job (a final answer is never a str: that is a partial transcript)."""
 
     pauses = True
 
-    def __init__(self) -> None:
+    def __init__(self, sure: bool = True) -> None:
+        self.sure = sure
         self.jobs: list[tuple[bool, bool]] = []
 
     def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> Any:
         self.jobs.append((final, pause > 0))
         if pause:
-            return PauseAnswer("sales", "sales")
-        return "repair" if final else ""
+            return PauseAnswer("sales" if self.sure else "", "sales")
+        return ["repair"] if final else ""
 
     def holds_resources(self) -> bool:
         return False
@@ -179,7 +184,7 @@ def test_a_pause_answer_does_not_stand_once_the_caller_speaks_again() -> None:
     decoder = PausingDecoder()
     grammar = SpeechGrammar.build("main", "en", {"1": ["sales"], "2": ["repair"]})
     recognizer = StreamingRecognizer(grammar, decoder, later, lambda final, speech: SpeechResult(
-        "1" if final == "sales" else "2", final, 1.0, "match", *speech))
+        "1" if final == "sales" else "2", str(final), 1.0, "match", *speech))
     results: list[SpeechResult] = []
     recognizer.result().addCallback(results.append)
     loud, quiet = tone(0.02), bytes(320)
@@ -201,6 +206,32 @@ def test_a_pause_answer_does_not_stand_once_the_caller_speaks_again() -> None:
     answer(10)  # the next pause's own job ends the turn
     assert [(r.choice, r.speech_end) for r in results] == [("1", pytest.approx(0.96))]
     assert decoder.jobs.count((False, True)) == 2 and (True, False) not in decoder.jobs
+
+
+def test_an_unsure_pause_answer_decides_at_the_end_of_speech_unless_the_caller_spoke_since() -> None:
+    """Not sure at the pause: the turn waits for the VAD's end of speech and ends on the pause's
+    decode (the same audio) without a final job; cut short while the caller talks, it decodes again."""
+    for talking_at_finish in (False, True):
+        decoder = PausingDecoder(sure=False)
+        grammar = SpeechGrammar.build("main", "en", {"1": ["sales"], "2": ["repair"]})
+        recognizer = StreamingRecognizer(grammar, decoder, inline, lambda final, speech: SpeechResult(
+            "1" if final == "sales" else "2", str(final), 1.0, "match", *speech))
+        results: list[SpeechResult] = []
+        recognizer.result().addCallback(results.append)
+        loud, quiet = tone(0.02), bytes(320)
+        for pcm in [quiet] * 5 + [loud] * 25 + [quiet] * 13:
+            recognizer.feed(pcm, 8000)
+        assert not results and decoder.jobs[-1] == (False, True)
+        if talking_at_finish:
+            for pcm in [loud] * 5:
+                recognizer.feed(pcm, 8000)
+            recognizer.finish()
+            assert [r.choice for r in results] == ["2"] and decoder.jobs[-1] == (True, False)
+        else:
+            for pcm in [quiet] * 17:
+                recognizer.feed(pcm, 8000)
+            assert [(r.choice, r.speech_end) for r in results] == [("1", pytest.approx(0.6))]
+            assert (True, False) not in decoder.jobs
 
 
 def tone(seconds: float, rate: int = 8000, amplitude: int = 8000) -> bytes:

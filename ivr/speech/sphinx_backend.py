@@ -32,11 +32,13 @@ a lenient search at 30 with wide beams hears) 19 of the human corpus' 21 menu
 phrases end right (directly or after "yes") at 1.2 % false accepts, against
 10 for the old streaming 4/10; about 4 in 5 off-menu callers are asked to
 confirm (docs/benchmarks.md). It has no partial transcript, so at a pause
-(``early_end_seconds`` of quiet) it decodes the audio so far the same way: a
-phrase both searches find ends the turn there, through the streaming layer's
+(``early_end_seconds`` of quiet) it decodes the audio so far the same way, its
+quiet repeated up to ``end_seconds`` as if the caller stays quiet: a phrase
+both searches find ends the turn there, through the streaming layer's
 early-end rule (no other option's phrase goes on from it); anything else, an
-"unsure" included, waits for the end of speech (``end_seconds``) and the
-whole decode (docs/benchmarks.md, "An early decision for the whole decode").
+"unsure" included, waits for the end of speech (``end_seconds``), and is
+decided on that decode if the caller said nothing more, else decoded again
+whole (docs/benchmarks.md, "An early decision for the whole decode").
 
 Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
 the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
@@ -334,14 +336,15 @@ class _TurnDecoder:
         """At a pause (the audio so far ends with ``quiet`` seconds of quiet), decode it as the end of
         speech would if the caller stays quiet: its quiet repeated up to ``end_seconds`` (with the
         shorter quiet, parts of longer off-menu speech pass for phrases: docs/benchmarks.md). Only a
-        phrase both searches find (an accept, not "unsure") may end the turn here."""
+        phrase both searches find (an accept, not "unsure") may end the turn here; the hypothesis is
+        what the turn ends on if the caller says nothing more (the same audio, decoded once)."""
         if pcm:
             self.audio.append(pcm)
         audio = b"".join(self.audio)
         heard = self._hear(audio + _staying_quiet(audio, quiet, self.speech.vad.end_seconds))
         words = heard.words
         if not heard.sure or not words or any(w in _GARBAGE for w in words):
-            return PauseAnswer("")
+            return PauseAnswer("", heard)
         return PauseAnswer(" ".join(words), heard)
 
     def _hear(self, audio: bytes) -> SphinxHypothesis:

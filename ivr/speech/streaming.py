@@ -10,7 +10,9 @@ phrase and the caller has been quiet for ``early_end_seconds``. A decoder
 with no running partial (pocketsphinx decoding each turn whole) asks for a
 *pause* job instead (``pauses``): at ``early_end_seconds`` of quiet it decodes
 what it has and answers a :class:`PauseAnswer`, whose transcript goes through
-the same early-end rule and whose final answer then decides the turn at once.
+the same early-end rule and whose final answer then decides the turn at once;
+else that answer still stands at the end of speech if the caller has said
+nothing since (the audio is the same), so the turn is not decoded twice.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ Runner = Callable[[Callable[[], T]], "defer.Deferred[T]"]
 
 @dataclass(frozen=True, slots=True)
 class PauseAnswer:
-    """A decoder's answer to a pause job: the phrase it is sure of so far ("" if none), and the final
-    answer that stands for it, so the turn can end on it without another job (and its queue wait)."""
+    """A decoder's answer to a pause job: the phrase it is sure of so far ("" if none: no early end),
+    and the final answer the turn ends on if the caller says nothing more (None: decode again then),
+    so the turn ends without another job (and its queue wait)."""
 
     transcript: str
     final: Any = None
@@ -96,8 +99,9 @@ class StreamingRecognizer:
         #: The option the partial transcript already matches whole (for an early end), or None.
         self._partial_key: str | None = None
         self._pauses = bool(getattr(decoder, "pauses", False))
-        #: The pause (its :attr:`EnergyVAD.quiet_since`) the last pause job was asked at.
+        #: The pause (its :attr:`EnergyVAD.quiet_since`) the last pause job was asked at, and its answer.
         self._paused_at: float | None = None
+        self._standing: PauseAnswer | None = None
         self._decided: SpeechResult | None = None
         #: The decoder of a turn closed while one of its jobs ran.
         self._closed_decoder: Decoder | None = None
@@ -186,6 +190,10 @@ class StreamingRecognizer:
     def _pump(self) -> None:
         if self._busy or self._decoder is None or self._decided is not None:
             return
+        standing = self._stands()
+        if self._final and standing is not None:
+            self._end_on(standing.final)  # the caller said nothing since the pause: its decode stands
+            return
         pause = self._pause_due()
         if (not self._final and not pause
                 and sum(map(len, self._queue)) < int(self.batch * (self._rate or 8000)) * 2):
@@ -221,7 +229,7 @@ class StreamingRecognizer:
                 self._run(closed.release)  # the turn was closed mid-job: free it off the reactor now
             return
         if isinstance(result, PauseAnswer):
-            if self._ends_on(result):
+            if self._heard_pause(result):
                 return
         elif isinstance(result, str):
             self._partial_key = self._whole_phrase(result)
@@ -233,23 +241,33 @@ class StreamingRecognizer:
             return
         self._pump()
 
-    def _ends_on(self, answer: PauseAnswer) -> bool:
-        """End the turn on a pause job's answer when it is one option's whole phrase (the early-end rule)
-        and the caller has not spoken since the pause it was asked at; True when it did."""
-        vad = self._vad
-        assert vad is not None
-        quiet_since = vad.quiet_since
-        still = quiet_since == self._paused_at and vad.quiet_seconds >= self._vad_settings.early_end_seconds
-        self._partial_key = self._whole_phrase(answer.transcript) if still else None
+    def _heard_pause(self, answer: PauseAnswer) -> bool:
+        """Keep a pause job's answer while the caller stays quiet in that pause, and end the turn on it
+        now when its transcript is one option's whole phrase (the early-end rule); True when it did."""
+        self._standing = answer if answer.final is not None else None
+        self._partial_key = self._whole_phrase(answer.transcript) if self._stands() is not None else None
         if self._partial_key is None:
             return False
+        self._end_on(answer.final)
+        return True
+
+    def _stands(self) -> PauseAnswer | None:
+        """The last pause job's answer, unless the caller has spoken since that pause."""
+        vad = self._vad
+        if self._standing is None or vad is None or vad.quiet_since != self._paused_at:
+            return None
+        return self._standing
+
+    def _end_on(self, final: Any) -> None:
+        """Decide on a pause job's final answer, without another job; free the decoder off the reactor."""
+        vad = self._vad
+        assert vad is not None
         decoder, self._decoder = self._decoder, None
         self._final = True
         self._queue = []
-        self._decide(self._conclude(answer.final, (vad.started, quiet_since)))
+        self._decide(self._conclude(final, (vad.started, vad.quiet_since)))
         if decoder is not None and decoder.holds_resources():
             self._run(decoder.release)  # e.g. the turn's place in its decoding worker
-        return True
 
     def _whole_phrase(self, partial: str) -> str | None:
         """The option ``partial`` already says in full, unless another option's phrase goes on from it
