@@ -265,9 +265,9 @@ class StreamingRecognizer:
         decoder, self._decoder = self._decoder, None
         self._final = True
         self._queue = []
-        self._decide(self._conclude(final, (vad.started, vad.quiet_since)))
         if decoder is not None and decoder.holds_resources():
-            self._run(decoder.release)  # e.g. the turn's place in its decoding worker
+            self._run(decoder.release)  # e.g. the turn's place in its worker, freed before anyone hears
+        self._decide(self._conclude(final, (vad.started, vad.quiet_since)))
 
     def _whole_phrase(self, partial: str) -> str | None:
         """The option ``partial`` already says in full, unless another option's phrase goes on from it
