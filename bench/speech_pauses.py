@@ -88,8 +88,8 @@ def main() -> None:
     utterances = [u for u in speech_corpus_en.build(args.corpus_en)
                   if u.menu == "words" and u.expected and " " in menu[u.expected][0][0]
                   and u.condition in args.conditions.split(",")]
-    print("| condition | recording | pause s | at word | with early decision | without | cut off |")
-    print("|---|---|---:|---:|---|---|---|")
+    print("| condition | recording | pause s | at word | with early decision | quiet s | without | cut off |")
+    print("|---|---|---:|---:|---|---:|---|---|")
     totals: dict[str, Any] = {"turns": 0, "cut": 0, "differ": 0, "early": 0}
     for utterance in utterances:
         with wave.open(str(args.corpus_en / utterance.path), "rb") as reader:
@@ -103,10 +103,11 @@ def main() -> None:
                 totals["turns"] += 1
                 totals["cut"] += cut_off
                 totals["differ"] += (with_early.choice, with_early.reason) != (without.choice, without.reason)
-                totals["early"] += fed < len(paused) and with_early.speech_end is not None and (
-                    fed / 16000 - with_early.speech_end < 0.6)
+                quiet = fed / 16000 - with_early.speech_end if with_early.speech_end is not None else None
+                totals["early"] += quiet is not None and quiet < 0.5
                 print(f"| {utterance.condition} | {utterance.source} | {pause:g} | {index} "
                       f"| {with_early.reason} {with_early.choice} ({with_early.transcript!r}) "
+                      f"| {'-' if quiet is None else f'{quiet:.2f}'} "
                       f"| {without.reason} {without.choice} | {'**yes**' if cut_off else 'no'} |")
     print(f"\n{totals['turns']} paused turns: {totals['cut']} cut off inside the pause, {totals['differ']} "
           f"decided otherwise than without the early decision, {totals['early']} decided early (at the end)")
