@@ -13,11 +13,11 @@ reactor at all. One frame::
     u32 length (big-endian) | u16 header length | header (UTF-8 JSON) | payload (PCM)
 
 Requests (``op``): ``accept`` (``turn``, ``job``, ``rate``, ``final``; the
-turn's first one also ``engine`` and ``grammar``; a pause job's ``pause``, the
-seconds of quiet its audio ends with, and its value is ``[transcript, final
-answer or null]``; payload: the audio)
-answers ``{"job", "value"}`` or ``{"job", "error"}``; ``close`` (``turn``) frees a
-turn's decoder and answers nothing. The worker says ``{"op": "ready"}`` once
+turn's first one also ``engine`` and ``grammar``; a pause job also ``pause``,
+the seconds of quiet its audio ends with; payload: the audio) answers
+``{"job", "value"}`` (a pause job's value: ``[transcript, final answer or
+null]``) or ``{"job", "error"}``; ``close`` (``turn``) frees a turn's decoder
+and answers nothing. The worker says ``{"op": "ready"}`` once
 its models are loaded. With ``--check``, it instead loads the models, checks
 the grammars on stdin (JSON) and prints the first problem (or null): the
 start-up checks of process decoding, without the server loading a model.
