@@ -82,14 +82,20 @@ def feed(recognizer: Any, path: Path, tail: float = 0.0) -> SpeechResult:
         recognizer.feed(pcm[offset:offset + frame], rate)
         if box:
             break
+    _fed_to_a_decision[:] = [bool(box)]
     recognizer.finish()
     return box[0]
 
 
+#: Whether the last :func:`feed` was decided by the audio itself (not by ``finish()``).
+_fed_to_a_decision = [False]
+
+
 def ended_early(recognizer: Any) -> bool:
-    """Whether the turn was decided before the VAD's end of speech (an early end on a whole phrase)."""
+    """Whether the last turn fed was decided by its audio before the VAD's end of speech (an early
+    end on a whole phrase), not at the end of speech or by ``finish()``."""
     vad = getattr(recognizer, "_vad", None)
-    return vad is not None and vad.started is not None and vad.ended is None
+    return _fed_to_a_decision[0] and vad is not None and vad.started is not None and vad.ended is None
 
 
 def tally(count: Counter[str], expected: str | None, result: SpeechResult) -> None:
