@@ -22,6 +22,11 @@ grammar with its phone-loop garbage path), once per rejection penalty of
 counts per penalty are the rejection curve of docs/benchmarks.md.
 
     taskset -c 1 .venv/bin/python bench/speech_accuracy.py [--sets ko,en] [--penalties 4,8,12,99] [--markdown]
+        [--decode whole --confirm-beams wide] [--early-end 0.25] [--tail 1.0]
+
+English files are followed by ``--tail`` seconds of silence, as a line keeps
+sending while the caller waits; "early" counts the turns decided before the
+VAD's end of speech (``--early-end 99``: never).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import speech_corpus_en  # noqa: E402
 from ivr.speech.grammar import SpeechGrammar  # noqa: E402
 from ivr.speech.recognizer import SpeechResult  # noqa: E402
 from ivr.speech.sphinx_backend import SphinxRejection, SphinxSpeech  # noqa: E402
+from ivr.speech.vad import VADSettings  # noqa: E402
 from ivr.speech.vosk_backend import Rejection, VoskSpeech, packaged_model  # noqa: E402
 
 
@@ -62,11 +68,13 @@ def recognise(speech: VoskSpeech, grammar: SpeechGrammar, rejection: Rejection, 
     return feed(recognizer, path)
 
 
-def feed(recognizer: Any, path: Path) -> SpeechResult:
-    """The file in 20 ms frames, as AudioSocket delivers it, then ``finish()``: the recogniser's decision."""
+def feed(recognizer: Any, path: Path, tail: float = 0.0) -> SpeechResult:
+    """The file in 20 ms frames, as AudioSocket delivers it, then ``tail`` seconds of silence (a line
+    keeps sending while the caller waits), then ``finish()``: the recogniser's decision."""
     with wave.open(str(path), "rb") as reader:
         rate = reader.getframerate()
         pcm = reader.readframes(reader.getnframes())
+    pcm += bytes(int(tail * rate) * 2)
     box: list[SpeechResult] = []
     recognizer.result().addCallback(box.append)
     frame = rate // 50 * 2
@@ -74,8 +82,20 @@ def feed(recognizer: Any, path: Path) -> SpeechResult:
         recognizer.feed(pcm[offset:offset + frame], rate)
         if box:
             break
+    _fed_to_a_decision[:] = [bool(box)]
     recognizer.finish()
     return box[0]
+
+
+#: Whether the last :func:`feed` was decided by the audio itself (not by ``finish()``).
+_fed_to_a_decision = [False]
+
+
+def ended_early(recognizer: Any) -> bool:
+    """Whether the last turn fed was decided by its audio before the VAD's end of speech (an early
+    end on a whole phrase), not at the end of speech or by ``finish()``."""
+    vad = getattr(recognizer, "_vad", None)
+    return _fed_to_a_decision[0] and vad is not None and vad.started is not None and vad.ended is None
 
 
 def tally(count: Counter[str], expected: str | None, result: SpeechResult) -> None:
@@ -159,7 +179,9 @@ def setting(text: str, decode: str = "stream", beams: str = "narrow",
 
 def english(corpus: Path, penalties: list[str], markdown: bool,
             conditions: list[str] | None = None, decode: str = "stream",
-            beams: str = "narrow", confirm_beams: str | None = None) -> dict[str, Any]:
+            beams: str = "narrow", confirm_beams: str | None = None,
+            early_end: float | None = None, tail: float = 1.0) -> dict[str, Any]:
+    """``early_end``: the VAD's ``early_end_seconds`` (None: its default; 99: never early)."""
     utterances = [u for u in speech_corpus_en.build(corpus)
                   if conditions is None or u.condition in conditions]
     grammars = {menu: SpeechGrammar.build(menu, "en", speech_corpus_en.menu_phrases(menu))
@@ -168,23 +190,27 @@ def english(corpus: Path, penalties: list[str], markdown: bool,
     cpu: dict[str, float] = {}
     audio = 0.0
     for penalty in penalties:
+        vad = VADSettings() if early_end is None else VADSettings(early_end_seconds=early_end)
         speech = SphinxSpeech(["en"], rejection=setting(penalty, decode, beams, confirm_beams),
-                              run=inline)
+                              run=inline, vad=vad)
         speech.load()
         for grammar in grammars.values():
             speech.check(grammar)
         started = time.process_time()
         for utterance in utterances:
             recognizer = speech.recognizer("en", grammars[utterance.menu])
-            result = feed(recognizer, corpus / utterance.path)
-            tally(counts.setdefault((penalty, utterance.menu, utterance.condition), Counter()),
-                  utterance.expected, result)
+            result = feed(recognizer, corpus / utterance.path, tail)
+            count = counts.setdefault((penalty, utterance.menu, utterance.condition), Counter())
+            tally(count, utterance.expected, result)
+            if ended_early(recognizer):
+                count["early " + ("in-menu" if utterance.expected else "off-menu")] += 1
+                count["early wrong"] += result.choice != utterance.expected
             if penalty == penalties[0]:
                 with wave.open(str(corpus / utterance.path), "rb") as reader:
                     audio += reader.getnframes() / reader.getframerate()
         cpu[penalty] = time.process_time() - started
     header = ["penalty", "menu", "condition", "right", "+ after confirm", "wrong", "false reject",
-              "false accept", "confirm asked off-menu"]
+              "false accept", "confirm asked off-menu", "early in / off (wrong)"]
     rows = []
     for penalty in penalties:
         for menu in speech_corpus_en.MENUS:
@@ -196,9 +222,12 @@ def english(corpus: Path, penalties: list[str], markdown: bool,
                 share = 100 * c["false accept"] / offs
                 rows.append([penalty, menu, condition, f"{c['right']}/{ins}", str(c["right after confirm"]),
                              str(c["wrong"]), str(c["false reject"] + c["confirm declined"]),
-                             f"{c['false accept']}/{offs} ({share:.1f} %)", str(c["confirm asked off-menu"])])
+                             f"{c['false accept']}/{offs} ({share:.1f} %)", str(c["confirm asked off-menu"]),
+                             f"{c['early in-menu']} / {c['early off-menu']} ({c['early wrong']})"])
     print(f"English (Asterisk's human recordings), pocketsphinx ({decode} decode, {beams} beams, "
-          f"confirming with {confirm_beams or beams} beams), per rejection penalty:\n")
+          f"confirming with {confirm_beams or beams} beams; early end after "
+          f"{vad.early_end_seconds:g} s of quiet; {tail:g} s of silence fed after each file), "
+          "per rejection penalty:\n")
     print_table(header, rows, markdown)
     print(f"{len(utterances)} utterances per penalty, {audio:.0f} s of audio; CPU per penalty: "
           + ", ".join(f"{p}: {c:.0f} s ({c / audio:.3f} s per audio s)" for p, c in cpu.items()) + "\n")
@@ -223,6 +252,11 @@ def main() -> None:
     parser.add_argument("--confirm-beams", choices=["narrow", "wide"],
                         help="pocketsphinx beams of the lenient search ([speech] sphinx_confirm_beams; "
                              "default: --beams)")
+    parser.add_argument("--early-end", type=float,
+                        help="pocketsphinx: seconds of quiet after a whole phrase that end the turn early "
+                             "(VADSettings.early_end_seconds; default its default; 99: never early)")
+    parser.add_argument("--tail", type=float, default=1.0,
+                        help="seconds of silence fed after each English file, as a line keeps sending")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
@@ -231,7 +265,7 @@ def main() -> None:
     if "en" in sets:
         conditions = args.conditions.split(",") if args.conditions else None
         results["en"] = english(args.corpus_en, args.penalties.split(","), args.markdown, conditions,
-                                args.decode, args.beams, args.confirm_beams)
+                                args.decode, args.beams, args.confirm_beams, args.early_end, args.tail)
     if "ko" in sets:
         results["ko"] = korean(args.corpus, args.markdown)
     if args.json:

@@ -638,10 +638,13 @@ def summarise(level: int, mode: str, records: list[dict[str, Any]], rtts: list[f
     via: dict[str, int] = {}
     right = 0
     server_side: list[float] = []
+    by_via: dict[str, list[float]] = {}
     for r in records:
         t = by_uuid.get(r["uuid"])
         kind = t["via"] if t else "lost"
         via[kind] = via.get(kind, 0) + 1
+        if r.get("after_speech_ms") is not None:
+            by_via.setdefault(kind, []).append(r["after_speech_ms"])
         if t and t.get("choice") == r["key"] and t["via"] == "speech":
             right += 1
         if t and "endpoint" in t and "answered" in t:
@@ -656,6 +659,8 @@ def summarise(level: int, mode: str, records: list[dict[str, Any]], rtts: list[f
         "after_endpoint_ms": {"p50": pct(after_endpoint, 0.5), "p90": pct(after_endpoint, 0.9),
                               "p99": pct(after_endpoint, 0.99), "max": max(after_endpoint, default=None)},
         "server_endpoint_to_answer_ms": {"p50": pct(server_side, 0.5), "max": max(server_side, default=None)},
+        "after_speech_ms_by_via": {kind: {"n": len(v), "p50": pct(v, 0.5), "max": max(v)}
+                                   for kind, v in sorted(by_via.items())},
         "lateness_ms": server["lateness_ms"], "echo_rtt_ms": {"p50": pct(rtts, 0.5), "p99": pct(rtts, 0.99),
                                                             "max": max(rtts, default=None)},
         "server_cpu": cpu, "reactor_cpu": server["reactor_cpu_s"] / server["wall_s"],
@@ -750,6 +755,11 @@ def main() -> None:
                 r["round"] = round_
                 runs.append(r)
                 print(row(r), flush=True)
+    print("\nafter end of speech ms by how the turn ended (n: p50 / max):")
+    for r in runs:
+        print(f"  round {r['round']} N = {r['level']} {r['mode']}: " + ", ".join(
+            f"{kind} {v['n']}: {fmt(v['p50'], 0)} / {fmt(v['max'], 0)}"
+            for kind, v in r["after_speech_ms_by_via"].items()))
     print(f"\nspeed probe at end {speed_probe():.1f} µs; load average {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1, ensure_ascii=False))

@@ -67,7 +67,7 @@ class SphinxPlugin:
         if language not in self.engine.languages:
             return None
         return self.pool.recognizer(ENGINE, grammar, lambda heard, speech: conclude(grammar, heard, speech),
-                                    self.engine.vad, _hypothesis)
+                                    self.engine.vad, _hypothesis, pauses=self.engine.rejection.whole)
 
 
 def _hypothesis(value: list[object]) -> SphinxHypothesis:

@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from ivr.errors import ConfigError, RecognizerError
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import SpeechResult
-from ivr.speech.streaming import StreamingRecognizer
+from ivr.speech.streaming import PauseAnswer, StreamingRecognizer
 from ivr.speech.vad import VADSettings
 from ivr.speech.workers import FrameReader, encode, grammar_spec
 
@@ -156,17 +156,24 @@ class RemoteDecoder:
     """
 
     def __init__(self, pool: DecodingProcesses, engine: str, grammar: SpeechGrammar,
-                 decode: Callable[[Any], Any] = lambda value: value) -> None:
+                 decode: Callable[[Any], Any] = lambda value: value, pauses: bool = False) -> None:
         self.pool = pool
         self.engine = engine
         self.grammar = grammar
         self.decode = decode
+        #: Whether the worker's decoder wants pause jobs (as the engine's own decoder says).
+        self.pauses = pauses
         self.turn = next(pool._turn_ids)
         self.worker: _Worker | None = None
 
-    def accept(self, pcm: bytes, rate: int, final: bool) -> defer.Deferred[Any]:
-        return self.pool._accept(self, pcm, rate, final).addCallback(
-            lambda value: value if isinstance(value, str) else self.decode(value))
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> defer.Deferred[Any]:
+        return self.pool._accept(self, pcm, rate, final, pause=pause).addCallback(self._answer, pause)
+
+    def _answer(self, value: Any, pause: float) -> Any:
+        if pause:  # [transcript, the final answer or None]: see ivr.speech.workers.Worker
+            transcript, final = value
+            return PauseAnswer(transcript, None if final is None else self.decode(final))
+        return value if isinstance(value, str) else self.decode(value)
 
     def holds_resources(self) -> bool:
         return self.worker is not None and self.turn in self.worker.turns
@@ -337,9 +344,10 @@ class DecodingProcesses:
     def recognizer(self, engine: str, grammar: SpeechGrammar,
                    conclude: Callable[[Any, tuple[float | None, float | None]], SpeechResult],
                    vad: VADSettings, decode: Callable[[Any], Any] = lambda value: value,
-                   ) -> StreamingRecognizer:
-        """One menu turn decoded by a worker with ``engine``; its final answer goes through ``decode``."""
-        decoder = RemoteDecoder(self, engine, grammar, decode)
+                   pauses: bool = False) -> StreamingRecognizer:
+        """One menu turn decoded by a worker with ``engine``; its final answer goes through ``decode``;
+        ``pauses``: the engine's decoder answers pause jobs (see ivr.speech.streaming)."""
+        decoder = RemoteDecoder(self, engine, grammar, decode, pauses)
         return StreamingRecognizer(grammar, decoder, inline, conclude, vad)
 
     def load(self) -> dict[str, int]:
@@ -357,14 +365,16 @@ class DecodingProcesses:
         return min(room, key=lambda w: (len(w.turns), len(w.jobs))) if room else None
 
     def _accept(self, decoder: RemoteDecoder, pcm: bytes, rate: int, final: bool,
-                waited: bool = False) -> defer.Deferred[Any]:
+                waited: bool = False, pause: float = 0.0) -> defer.Deferred[Any]:
         header: dict[str, Any] = {"op": "accept", "turn": decoder.turn, "rate": rate, "final": final}
+        if pause:
+            header["pause"] = pause
         worker = decoder.worker
         if worker is None:
             worker = self._choose()
             if worker is None and not waited and self._starting() and not self._stopping:
                 return self._ready_soon().addCallback(
-                    lambda _: self._accept(decoder, pcm, rate, final, waited=True))
+                    lambda _: self._accept(decoder, pcm, rate, final, waited=True, pause=pause))
             if worker is None:
                 ready = sum(1 for w in self.workers if w is not None and w.ready)
                 raise RecognizerError(f"no decoding worker has room ({ready} ready, "

@@ -31,7 +31,14 @@ cepstral mean. With the defaults (accept at 4 with narrow beams; confirm what
 a lenient search at 30 with wide beams hears) 19 of the human corpus' 21 menu
 phrases end right (directly or after "yes") at 1.2 % false accepts, against
 10 for the old streaming 4/10; about 4 in 5 off-menu callers are asked to
-confirm (docs/benchmarks.md). It gives up the early end on a partial match.
+confirm (docs/benchmarks.md). It has no partial transcript, so at a pause
+(``early_end_seconds`` of quiet) it decodes the audio so far the same way, its
+quiet repeated up to ``end_seconds`` as if the caller stays quiet: a phrase
+both searches find ends the turn there, through the streaming layer's
+early-end rule (no other option's phrase goes on from it); anything else, an
+"unsure" included, waits for the end of speech (``end_seconds``), and is
+decided on that decode if the caller said nothing more, else decoded again
+whole (docs/benchmarks.md, "An early decision for the whole decode").
 
 Narrowband audio (8 kHz) is upsampled to 16 kHz by linear interpolation:
 the model's filter bank then sees an empty 4-8 kHz band rather than a mirror
@@ -50,7 +57,7 @@ from typing import Any
 from ivr.errors import ConfigError, RecognizerError
 from ivr.speech.grammar import SpeechGrammar
 from ivr.speech.recognizer import SpeechResult
-from ivr.speech.streaming import DecodingPool, Runner, StreamingRecognizer
+from ivr.speech.streaming import DecodingPool, PauseAnswer, Runner, StreamingRecognizer
 from ivr.speech.vad import VADSettings
 from ivr.speech.wideband import double_rate
 
@@ -236,6 +243,21 @@ def _decode(engine: _Engine, grammar: SpeechGrammar, penalty: float, beams: Beam
     return _heard(decoder)
 
 
+def _staying_quiet(audio: bytes, quiet: float, end: float) -> bytes:
+    """What the line adds by the end of speech if the caller stays quiet: the last ``quiet`` seconds
+    of ``audio`` (16 kHz), repeated up to ``end`` seconds of quiet in all."""
+    have = min(len(audio), int(quiet * 16000) * 2)
+    want = int(max(0.0, end - quiet) * 16000) * 2
+    if have <= 0 or want <= 0:
+        return b""
+    tail = audio[-have:]
+    return (tail * (want // have + 1))[:want]
+
+
+#: A turn decoder's answer: the final hypothesis, a pause's, or a partial transcript.
+_Answer = SphinxHypothesis | PauseAnswer | str
+
+
 class _TurnDecoder:
     """One turn's decoding: leases an engine at its first audio, gives it back at the end."""
 
@@ -253,10 +275,12 @@ class _TurnDecoder:
         self.strict_beams = rejection.beams
         #: The utterance so far (16 kHz), kept only when it may be decoded again.
         self.audio: list[bytes] = []
+        #: The whole decode has no running partial: it decodes at each pause instead (an early end).
+        self.pauses = speech.rejection.whole
 
-    def accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> _Answer:
         try:
-            return self._accept(pcm, rate, final)
+            return self._accept(pcm, rate, final, pause)
         except BaseException:
             engine, self.engine = self.engine, None
             self.audio = []
@@ -264,12 +288,14 @@ class _TurnDecoder:
                 self.speech.discard(self.grammar.language, engine)
             raise
 
-    def _accept(self, pcm: bytes, rate: int, final: bool) -> SphinxHypothesis | str:
+    def _accept(self, pcm: bytes, rate: int, final: bool, pause: float) -> _Answer:
         if rate == 8000:
             pcm = double_rate(pcm)
         elif rate != 16000:
             raise RecognizerError(f"pocketsphinx decodes 8 or 16 kHz audio, not {rate} Hz")
         if self.speech.rejection.whole:
+            if pause:
+                return self._pause(pcm, pause)
             return self._whole(pcm, final)
         engine = self.engine
         if engine is None:
@@ -302,8 +328,27 @@ class _TurnDecoder:
         if pcm:
             self.audio.append(pcm)
         if not final:
-            return ""  # no partial transcript: the turn ends when the VAD hears the end of speech
+            return ""  # no partial transcript: the turn ends at a pause (:meth:`_pause`) or the end of speech
         audio, self.audio = b"".join(self.audio), []
+        return self._hear(audio)
+
+    def _pause(self, pcm: bytes, quiet: float) -> PauseAnswer:
+        """At a pause (the audio so far ends with ``quiet`` seconds of quiet), decode it as the end of
+        speech would if the caller stays quiet: its quiet repeated up to ``end_seconds`` (with the
+        shorter quiet, parts of longer off-menu speech pass for phrases: docs/benchmarks.md). Only a
+        phrase both searches find (an accept, not "unsure") may end the turn here; the hypothesis is
+        what the turn ends on if the caller says nothing more (the same audio, decoded once)."""
+        if pcm:
+            self.audio.append(pcm)
+        audio = b"".join(self.audio)
+        heard = self._hear(audio + _staying_quiet(audio, quiet, self.speech.vad.end_seconds))
+        words = heard.words
+        if not heard.sure or not words or any(w in _GARBAGE for w in words):
+            return PauseAnswer("", heard)
+        return PauseAnswer(" ".join(words), heard)
+
+    def _hear(self, audio: bytes) -> SphinxHypothesis:
+        """Decode ``audio`` whole: lenient, then strict if the lenient search found a phrase."""
         if not audio:
             return SphinxHypothesis((), 0.0)
         engine = self.engine = self.speech.lease(self.grammar.language)

@@ -4,11 +4,21 @@ Engine-neutral: vosk (:mod:`ivr.speech.vosk_backend`) and pocketsphinx
 (:mod:`ivr.speech.sphinx_backend`) give it a :class:`Decoder` for the turn
 and a function that turns the decoder's final answer into the menu's
 :class:`~ivr.speech.recognizer.SpeechResult`.
+
+A turn ends early when the partial transcript is already one option's whole
+phrase and the caller has been quiet for ``early_end_seconds``. A decoder
+with no running partial (pocketsphinx decoding each turn whole) asks for a
+*pause* job instead (``pauses``): at ``early_end_seconds`` of quiet it decodes
+what it has and answers a :class:`PauseAnswer`, whose transcript goes through
+the same early-end rule and whose final answer then decides the turn at once;
+else that answer still stands at the end of speech if the caller has said
+nothing since (the audio is the same), so the turn is not decoded twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet import defer
@@ -22,7 +32,7 @@ from ivr.speech.grammar import SpeechGrammar, normalise
 from ivr.speech.recognizer import SpeechResult
 from ivr.speech.vad import EnergyVAD, VADSettings
 
-__all__ = ["Decoder", "DecodingPool", "Runner", "StreamingRecognizer"]
+__all__ = ["Decoder", "DecodingPool", "PauseAnswer", "Runner", "StreamingRecognizer"]
 
 log = Logger(namespace="ivr.speech")
 T = TypeVar("T")
@@ -31,11 +41,26 @@ _VAD = VADSettings()
 Runner = Callable[[Callable[[], T]], "defer.Deferred[T]"]
 
 
+@dataclass(frozen=True, slots=True)
+class PauseAnswer:
+    """A decoder's answer to a pause job: the phrase it is sure of so far ("" if none: no early end),
+    and the final answer the turn ends on if the caller says nothing more (None: decode again then),
+    so the turn ends without another job (and its queue wait)."""
+
+    transcript: str
+    final: Any = None
+
+
 class Decoder(Protocol):
     """One turn's decoder state, used from decoding threads one job at a time."""
 
-    def accept(self, pcm: bytes, rate: int, final: bool) -> Any:
-        """Decode ``pcm``; the final answer when ``final``, else the partial transcript (a str)."""
+    #: True when it has no running partial transcript and wants a pause job at each quiet point.
+    pauses: bool
+
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> Any:
+        """Decode ``pcm``; the final answer when ``final``, else the partial transcript (a str). A pause
+        job (only asked of a decoder that ``pauses``) gives ``pause``, the seconds of quiet the audio
+        so far ends with, and answers a :class:`PauseAnswer`."""
 
     def holds_resources(self) -> bool:
         """True while it holds engine memory that :meth:`release` must free on a decoding thread."""
@@ -73,6 +98,10 @@ class StreamingRecognizer:
         self._final = False
         #: The option the partial transcript already matches whole (for an early end), or None.
         self._partial_key: str | None = None
+        self._pauses = bool(getattr(decoder, "pauses", False))  # a decoder without it: no pause jobs
+        #: The pause (its :attr:`EnergyVAD.quiet_since`) the last pause job was asked at, and its answer.
+        self._paused_at: float | None = None
+        self._standing: PauseAnswer | None = None
         self._decided: SpeechResult | None = None
         #: The decoder of a turn closed while one of its jobs ran.
         self._closed_decoder: Decoder | None = None
@@ -161,7 +190,13 @@ class StreamingRecognizer:
     def _pump(self) -> None:
         if self._busy or self._decoder is None or self._decided is not None:
             return
-        if not self._final and sum(map(len, self._queue)) < int(self.batch * (self._rate or 8000)) * 2:
+        standing = self._stands()
+        if self._final and standing is not None:
+            self._end_on(standing.final)  # the caller said nothing since the pause: its decode stands
+            return
+        pause = self._pause_due()
+        if (not self._final and not pause
+                and sum(map(len, self._queue)) < int(self.batch * (self._rate or 8000)) * 2):
             return
         chunk = b"".join(self._queue)
         self._queue = []
@@ -169,8 +204,21 @@ class StreamingRecognizer:
         decoder, rate = self._decoder, self._rate
         assert rate is not None
         self._busy = True
-        job: defer.Deferred[Any] = self._run(lambda: decoder.accept(chunk, rate, final))
+        if pause:
+            assert self._vad is not None
+            self._paused_at, quiet = self._vad.quiet_since, self._vad.quiet_seconds
+            job: defer.Deferred[Any] = self._run(lambda: decoder.accept(chunk, rate, False, pause=quiet))
+        else:
+            job = self._run(lambda: decoder.accept(chunk, rate, final))
         job.addCallbacks(self._job_done, self._job_failed)
+
+    def _pause_due(self) -> bool:
+        """A pause job is due: the decoder wants one, and the caller has been quiet for
+        ``early_end_seconds`` in a pause not yet asked about."""
+        vad = self._vad
+        return (self._pauses and not self._final and vad is not None
+                and vad.quiet_seconds >= self._vad_settings.early_end_seconds
+                and vad.quiet_since != self._paused_at)
 
     def _job_done(self, result: Any) -> None:
         self._busy = False
@@ -180,7 +228,10 @@ class StreamingRecognizer:
             if closed is not None and closed.holds_resources():
                 self._run(closed.release)  # the turn was closed mid-job: free it off the reactor now
             return
-        if isinstance(result, str):
+        if isinstance(result, PauseAnswer):
+            if self._heard_pause(result):
+                return
+        elif isinstance(result, str):
             self._partial_key = self._whole_phrase(result)
         else:
             vad = self._vad
@@ -189,6 +240,34 @@ class StreamingRecognizer:
             self._decide(self._conclude(result, speech))
             return
         self._pump()
+
+    def _heard_pause(self, answer: PauseAnswer) -> bool:
+        """Keep a pause job's answer while the caller stays quiet in that pause, and end the turn on it
+        now when its transcript is one option's whole phrase (the early-end rule); True when it did."""
+        self._standing = answer if answer.final is not None else None
+        self._partial_key = self._whole_phrase(answer.transcript) if self._stands() is not None else None
+        if self._partial_key is None:
+            return False
+        self._end_on(answer.final)
+        return True
+
+    def _stands(self) -> PauseAnswer | None:
+        """The last pause job's answer, unless the caller has spoken since that pause."""
+        vad = self._vad
+        if self._standing is None or vad is None or vad.quiet_since != self._paused_at:
+            return None
+        return self._standing
+
+    def _end_on(self, final: Any) -> None:
+        """Decide on a pause job's final answer, without another job; free the decoder off the reactor."""
+        vad = self._vad
+        assert vad is not None
+        decoder, self._decoder = self._decoder, None
+        self._final = True
+        self._queue = []
+        if decoder is not None and decoder.holds_resources():
+            self._run(decoder.release)  # e.g. the turn's place in its worker, freed before anyone hears
+        self._decide(self._conclude(final, (vad.started, vad.quiet_since)))
 
     def _whole_phrase(self, partial: str) -> str | None:
         """The option ``partial`` already says in full, unless another option's phrase goes on from it

@@ -51,6 +51,8 @@ class EnergyVAD:
         self._loud_run = 0
         self._quiet_run = 0
         self._frames = 0
+        #: Frames fed up to the end of the last loud frame after speech started.
+        self._loud_end = 0
         #: Audio seconds (from the first frame fed) when speech started / ended, or None.
         self.started: float | None = None
         self.ended: float | None = None
@@ -64,6 +66,12 @@ class EnergyVAD:
     def quiet_seconds(self) -> float:
         """Seconds of quiet since the caller last spoke (0 while they talk or before they start)."""
         return self._quiet_run * 0.02 if self.started is not None else 0.0
+
+    @property
+    def quiet_since(self) -> float | None:
+        """Audio seconds when the current quiet began (the end of the last loud frame), None before
+        speech: the same value for the whole of one pause, so a pause is told from the next."""
+        return self._loud_end * 0.02 if self.started is not None else None
 
     def feed(self, pcm: bytes) -> None:
         data = self._pending + pcm if self._pending else pcm
@@ -97,8 +105,11 @@ class EnergyVAD:
             self._loud_run = self._loud_run + 1 if loud else 0
             if self._loud_run >= settings.start_frames:
                 self.started = (self._frames - settings.start_frames) * 0.02
+                self._loud_end = self._frames
             return
         self._quiet_run = 0 if loud else self._quiet_run + 1
+        if loud:
+            self._loud_end = self._frames
         now = self._frames * 0.02
         if self._quiet_run * 0.02 >= settings.end_seconds:
             self.ended = now - self._quiet_run * 0.02

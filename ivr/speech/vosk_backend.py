@@ -289,6 +289,9 @@ class VoskSpeech:
 class _Decoder:
     """The per-turn vosk state; used only from decoding threads, one job at a time."""
 
+    #: Its partial transcript runs as the caller talks: no pause jobs.
+    pauses = False
+
     def __init__(self, model: Any, grammar_json: str, plain_json: str | None = None) -> None:
         self.model = model
         self.grammar_json = grammar_json
@@ -297,7 +300,7 @@ class _Decoder:
         #: The plain grammar's decoder, when its result is wanted for a confirmation.
         self.plain: Any = None
 
-    def accept(self, pcm: bytes, rate: int, final: bool) -> dict[str, Any] | str:
+    def accept(self, pcm: bytes, rate: int, final: bool, pause: float = 0.0) -> dict[str, Any] | str:
         """The final result (a dict) when ``final``, else the partial transcript so far."""
         import vosk
 

@@ -13,9 +13,11 @@ reactor at all. One frame::
     u32 length (big-endian) | u16 header length | header (UTF-8 JSON) | payload (PCM)
 
 Requests (``op``): ``accept`` (``turn``, ``job``, ``rate``, ``final``; the
-turn's first one also ``engine`` and ``grammar``; payload: the audio) answers
-``{"job", "value"}`` or ``{"job", "error"}``; ``close`` (``turn``) frees a
-turn's decoder and answers nothing. The worker says ``{"op": "ready"}`` once
+turn's first one also ``engine`` and ``grammar``; a pause job also ``pause``,
+the seconds of quiet its audio ends with; payload: the audio) answers
+``{"job", "value"}`` (a pause job's value: ``[transcript, final answer or
+null]``) or ``{"job", "error"}``; ``close`` (``turn``) frees a turn's decoder
+and answers nothing. The worker says ``{"op": "ready"}`` once
 its models are loaded. With ``--check``, it instead loads the models, checks
 the grammars on stdin (JSON) and prints the first problem (or null): the
 start-up checks of process decoding, without the server loading a model.
@@ -134,13 +136,18 @@ class Worker:
         try:
             engine, decoder = self._decoder(turn, header)
             final = bool(header.get("final"))
+            encoder = self.encoders.get(engine, lambda v: v)
+            if header.get("pause"):
+                paused = decoder.accept(payload, int(header["rate"]), False, pause=float(header["pause"]))
+                answer = None if paused.final is None else encoder(paused.final)
+                return {"job": job, "value": [paused.transcript, answer]}
             value = decoder.accept(payload, int(header["rate"]), final)
             if final:
                 self.turns.pop(turn, None)
                 if decoder.holds_resources():
                     decoder.release()
             if not isinstance(value, str):
-                value = self.encoders.get(engine, lambda v: v)(value)
+                value = encoder(value)
             return {"job": job, "value": value}
         except Exception as exc:  # any engine failure answers this job with an error, never the worker
             self._drop(turn)
