@@ -49,6 +49,8 @@ def test_file_then_environment(tmp_path: Path) -> None:
     ('[sip_sms]\nfrom_uri = "95555"\n', "sip_sms.from_uri", "sip:95555@"),
     ('[sip_sms]\nfrom_uri = "sip:1@h\\r\\nAction: Originate"\n', "sip_sms.from_uri", "no control"),
     ("[sip_sms]\nmax_attempts = 0\n", "sip_sms.max_attempts", "greater than 0"),
+    ("[server]\nswitch_interval = 0\n", "server.switch_interval", "0.0005"),
+    ("[server]\nswitch_interval = 5\n", "server.switch_interval", "to 0.1"),
     ("[nonsense]\n", "nonsense", "[agi]"),
     ("[agi\n", "(file)", "TOML"),
 ])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from ivr.config import load_settings
 from ivr.console import CommandGroups, connect_database, database_source, require_database_file, run_safely
@@ -40,6 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
         lambda: defer.Deferred.fromCoroutine(server.drain(settings.server.drain_grace)),
     )
     settle_heap(settings.routing.region)  # last: everything loaded at start-up is in the heap now
+    # The reactor thread waits at most this long for the interpreter when the history's writer
+    # holds it: 5 ms (Python's default) showed in the tail of a burst of calls (docs/benchmarks.md).
+    sys.setswitchinterval(settings.server.switch_interval)
     reactor.run()
     return 0
 

@@ -242,10 +242,18 @@ class LogSettings:
                           "lowest level logged")
 
 
+def _switch_interval(value: float) -> str | None:
+    return None if 0 < value <= 0.1 else "seconds from 0 (not included) to 0.1, e.g. 0.0005"
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     drain_grace: float = _setting(30.0, _positive,
                                   "seconds live calls get to finish after SIGTERM")
+    switch_interval: float = _setting(
+        0.0005, _switch_interval,
+        "seconds another thread (the history's writer, speech decoding threads) may keep Python's "
+        "interpreter before the reactor thread gets it back (sys.setswitchinterval; Python's own is 0.005)")
     instance: str = _setting("", None, "this server's name in the history (empty: host:port)")
 
 
