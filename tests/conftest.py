@@ -117,6 +117,21 @@ class ServeProcess:
     def output(self) -> str:
         return self.log_path.read_text()
 
+    def add_customers(self, name: str, language: str, numbers: list[str]) -> None:
+        """Customers "``name`` 1", "``name`` 2" ... in ``language``, one of ``numbers`` each, in this
+        server's history: calls from those numbers are then in that language."""
+        from sqlalchemy.orm import Session
+
+        from ivr.db import Customer, CustomerPhone, make_engine
+
+        engine = make_engine(f"sqlite:///{self.database}")
+        with Session(engine) as session:
+            session.add_all(Customer(name=f"{name} {index}", language=language,
+                                     phones=[CustomerPhone(e164=number)])
+                            for index, number in enumerate(numbers, start=1))
+            session.commit()
+        engine.dispose()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)

@@ -19,7 +19,7 @@ from speech_audio import phone_line
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.db import Contact, Customer, CustomerPhone, make_engine
+from ivr.db import Contact, make_engine
 
 pytestmark = pytest.mark.asterisk
 
@@ -29,13 +29,7 @@ def speech_server(sandbox: Sandbox) -> Iterator[ServeProcess]:
     server = ServeProcess(free_port(), {"IVR_PLUGINS_FOLDER": str(TESTS / "e2e_speech"),
                                         "IVR_SPEECH_MODELS": "ko=package",
                                         "IVR_SPEECH_PORT": str(free_port())})
-    engine = make_engine(f"sqlite:///{server.database}")
-    with Session(engine) as session:
-        for index in range(1, 7):
-            session.add(Customer(name=f"Korean caller {index}", language="ko",
-                                 phones=[CustomerPhone(e164=f"+861370000030{index}")]))
-        session.commit()
-    engine.dispose()
+    server.add_customers("Korean caller", "ko", [f"+861370000030{index}" for index in range(1, 7)])
     yield server
     server.stop()
 

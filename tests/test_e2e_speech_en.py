@@ -21,7 +21,7 @@ from speech_audio import human_line
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.db import Contact, Customer, CustomerPhone, make_engine
+from ivr.db import Contact, make_engine
 
 pytestmark = pytest.mark.asterisk
 
@@ -32,13 +32,7 @@ def english_server(sandbox: Sandbox) -> Iterator[ServeProcess]:
                                         "IVR_PLUGINS_DISABLE": "ivr.plugins.demo_hotline",
                                         "IVR_SPEECH_MODELS": "en=pocketsphinx",
                                         "IVR_SPEECH_PORT": str(free_port())})
-    engine = make_engine(f"sqlite:///{server.database}")
-    with Session(engine) as session:
-        for index in range(1, 4):
-            session.add(Customer(name=f"English caller {index}", language="en",
-                                 phones=[CustomerPhone(e164=f"+861370000040{index}")]))
-        session.commit()
-    engine.dispose()
+    server.add_customers("English caller", "en", [f"+861370000040{index}" for index in range(1, 4)])
     yield server
     server.stop()
 

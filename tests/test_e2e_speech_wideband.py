@@ -19,9 +19,6 @@ import pytest
 from asterisk_harness import AMI, Event, Sandbox
 from conftest import ROOT, ServeProcess, free_port
 from speech_audio import human_line, wideband_line
-from sqlalchemy.orm import Session
-
-from ivr.db import Customer, CustomerPhone, make_engine
 
 pytestmark = pytest.mark.asterisk
 
@@ -41,13 +38,7 @@ def wideband_server(sandbox: Sandbox) -> Iterator[ServeProcess]:
                                         "IVR_SPEECH_MODELS": "en=pocketsphinx",
                                         "IVR_SPEECH_PORT": str(free_port()),
                                         "IVR_LOG_LEVEL": "debug"})
-    engine = make_engine(f"sqlite:///{server.database}")
-    with Session(engine) as session:
-        for index in range(1, 4):
-            session.add(Customer(name=f"Wideband caller {index}", language="en",
-                                 phones=[CustomerPhone(e164=f"+861370000050{index}")]))
-        session.commit()
-    engine.dispose()
+    server.add_customers("Wideband caller", "en", [f"+861370000050{index}" for index in range(1, 4)])
     yield server
     server.stop()
 

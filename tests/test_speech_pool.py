@@ -452,3 +452,19 @@ def test_the_plugins_check_menus_in_a_worker_with_process_decoding(tmp_path: Pat
     text = str(missing.value)
     assert "/etc/ivr/ivr.toml" in text and "speech.models.en" in text and "no-such-model" in text
     assert set(pool.engines) == {"pocketsphinx", "vosk"}
+
+
+def test_workers_rebuild_the_servers_rejection_exactly() -> None:
+    """What the plugins hand the pool (JSON) becomes the same rejection in a worker."""
+    from ivr.speech.sphinx_backend import SphinxRejection
+    from ivr.speech.vosk_backend import Rejection
+
+    pool = DecodingProcesses(None, source="ivr.toml")
+    sphinx = SphinxPlugin({"en": "pocketsphinx"}, "ivr.toml", garbage_penalty=6.0, confirm_penalty=20.0,
+                          beams="wide", confirm_beams="narrow", pool=pool)
+    vosk = Rejection(min_confidence=0.7, unk=True, confirm_confidence=0.8)
+    VoskPlugin({"ko": "package"}, "ivr.toml", rejection=vosk, pool=pool)
+    sent = json.loads(json.dumps(pool.engines))
+    assert SphinxRejection.from_settings(sent["pocketsphinx"]["rejection"]) == sphinx.engine.rejection
+    assert Rejection.from_settings(sent["vosk"]["rejection"]) == vosk
+    assert SphinxRejection.from_settings({}) == SphinxRejection()

@@ -342,7 +342,7 @@ class FastAGIProtocol(LineOnlyReceiver):
             self.abort(MalformedReply("AGI environment without agi_request"))
             return
         self._on_ready(self)
-        if rest and self._env is None and self.close_reason is None:
+        if rest and self.close_reason is None:
             self._replies(rest)  # commands' replies cannot come yet: Asterisk's own lines
 
     def _usage_line(self, text: str) -> None:

@@ -161,8 +161,8 @@ class SpeechSettings:
                                               "vosk: how sure the plain grammar's weakest word must be "
                                               "for a confirmation question")
     sphinx_decode: str = _setting("whole", _choice("whole", "stream"),
-                                  "pocketsphinx: decode the turn whole after the end of speech (hears more, "
-                                  "no early end) or while the caller speaks")
+                                  "pocketsphinx: decode the turn whole at each pause and at the end of "
+                                  "speech (hears more) or while the caller speaks")
     sphinx_beams: str = _setting("narrow", _choice("wide", "narrow"),
                                  "pocketsphinx beams of the strict search (garbage_penalty): narrow, or wide "
                                  "(its own defaults: six times the CPU there; docs/benchmarks.md)")

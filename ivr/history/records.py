@@ -27,6 +27,11 @@ __all__ = ["END_FIELDS", "HUMAN_FIELDS", "START_FIELDS", "ContactEnd", "ContactH
 log = Logger(namespace="ivr.history")
 
 
+# The records are not frozen: a frozen dataclass sets each field through object.__setattr__,
+# which was a tenth of the contact history's cost per call on the reactor thread. Nothing
+# changes a record once made.
+
+
 @dataclass(slots=True)
 class ContactStart:
     uniqueid: str
@@ -91,9 +96,6 @@ class ContactHumanPart:
 
 
 Record = ContactStart | ContactStep | ContactEnd | ContactHumanPart
-# Not frozen: a frozen dataclass sets each field through object.__setattr__, which was a
-# tenth of the contact history's cost per call on the reactor thread. Nothing changes a
-# record once made.
 
 
 def _names(cls: type[Any]) -> tuple[str, ...]:

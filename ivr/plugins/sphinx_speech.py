@@ -37,16 +37,13 @@ class SphinxPlugin:
                  beams: str = "narrow", confirm_beams: str = "wide", pool: DecodingProcesses | None = None,
                  max_decoders: int = 8) -> None:
         rejection = SphinxRejection.named(garbage_penalty, confirm_penalty, decode, beams, confirm_beams)
-        #: The same, as a decoding worker rebuilds it.
-        named = {"penalty": garbage_penalty, "confirm_penalty": confirm_penalty, "decode": decode,
-                 "beams": beams, "confirm_beams": confirm_beams}
         self.engine = SphinxSpeech(engine_languages(models), source=source, key="speech.models",
                                    threads=threads, rejection=rejection, max_decoders=max_decoders)
         #: Worker processes that decode (``[speech] decoding = "process"``), or None: threads here.
         self.pool = pool
         if pool is not None:
             pool.add_engine(ENGINE, {"source": source, "languages": self.engine.languages,
-                                     "rejection": named})
+                                     "rejection": rejection.settings()})
 
     def load(self, menus: Iterable[Menu], grammars: Iterable[SpeechGrammar] = ()) -> None:
         """Load the model and check every speech menu in its languages, and other ``grammars`` (the

@@ -69,6 +69,11 @@ PHONES: tuple[str, ...] = tuple(
     "ZH".split())
 #: The pseudo-words of the garbage path: one per phone; never a real dictionary word.
 _GARBAGE = {f"+{phone.lower()}+": phone for phone in PHONES}
+
+
+def _phrases_only(words: tuple[str, ...] | list[str]) -> bool:
+    """Words that are some phrase of the grammar: none of them went through the garbage path."""
+    return bool(words) and not any(w in _GARBAGE for w in words)
 #: The value of ``[speech] models`` that chooses this engine.
 ENGINE = "pocketsphinx"
 _LANGUAGES = {"en": "en-us"}
@@ -117,10 +122,27 @@ class SphinxRejection:
         return cls(penalty, confirm_penalty or None, decode == "whole", BEAMS[beams],
                    BEAMS[confirm_beams] if confirm_beams else None)
 
+    def settings(self) -> dict[str, Any]:
+        """As JSON, for a decoding worker process (:meth:`from_settings` rebuilds it)."""
+        return {"penalty": self.penalty, "confirm_penalty": self.confirm_penalty, "whole": self.whole,
+                "beams": list(self.beams), "confirm_beams": None if self.confirm_beams is None
+                else list(self.confirm_beams)}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> SphinxRejection:
+        values = dict(settings)
+        for key in ("beams", "confirm_beams"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
     @property
-    def confirming(self) -> bool:
-        """True when a lenient search runs first (``confirm_penalty`` above ``penalty``)."""
-        return self.confirm_penalty is not None and self.confirm_penalty > self.penalty
+    def first_search(self) -> tuple[float, Beams]:
+        """The penalty and beams a turn's decode starts with: the lenient search's when there is one
+        (``confirm_penalty`` above ``penalty``), else the strict one's."""
+        if self.confirm_penalty is not None and self.confirm_penalty > self.penalty:
+            return self.confirm_penalty, self.confirm_beams or self.beams
+        return self.penalty, self.beams
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,13 +288,9 @@ class _TurnDecoder:
         self.grammar = grammar
         self.engine: _Engine | None = None
         rejection = speech.rejection
-        confirm = rejection.confirm_penalty
-        #: The penalty the turn streams with; with confirmation, the strict one re-decodes a found phrase.
-        self.penalty = confirm if confirm is not None and rejection.confirming else rejection.penalty
-        self.strict = rejection.penalty
-        #: The beams of the search the turn starts with, and of the strict one.
-        self.beams = (rejection.confirm_beams or rejection.beams) if rejection.confirming else rejection.beams
-        self.strict_beams = rejection.beams
+        #: The search the turn starts with; with confirmation, the strict one re-decodes a found phrase.
+        self.penalty, self.beams = rejection.first_search
+        self.strict, self.strict_beams = rejection.penalty, rejection.beams
         #: The utterance so far (16 kHz), kept only when it may be decoded again.
         self.audio: list[bytes] = []
         #: The whole decode has no running partial: it decodes at each pause instead (an early end).
@@ -311,13 +329,10 @@ class _TurnDecoder:
         if not final:
             hyp = decoder.hyp()
             text = hyp.hypstr if hyp is not None else ""
-            return "" if any(w in _GARBAGE for w in text.split()) else text
+            return text if _phrases_only(text.split()) else ""
         decoder.end_utt()
         words, posterior = _heard(decoder)
-        sure = True
-        if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
-            audio = b"".join(self.audio)
-            sure = _decode(engine, self.grammar, self.strict, self.strict_beams, audio)[0] == words
+        sure = self._strict_agrees(engine, words, b"".join(self.audio))
         self.audio = []
         self.engine = None
         self.speech.give_back(self.grammar.language, engine)
@@ -343,7 +358,7 @@ class _TurnDecoder:
         audio = b"".join(self.audio)
         heard = self._hear(audio + _staying_quiet(audio, quiet, self.speech.vad.end_seconds))
         words = heard.words
-        if not heard.sure or not words or any(w in _GARBAGE for w in words):
+        if not heard.sure or not _phrases_only(words):
             return PauseAnswer("", heard)
         return PauseAnswer(" ".join(words), heard)
 
@@ -353,12 +368,17 @@ class _TurnDecoder:
             return SphinxHypothesis((), 0.0)
         engine = self.engine = self.speech.lease(self.grammar.language)
         words, posterior = _decode(engine, self.grammar, self.penalty, self.beams, audio)
-        sure = True
-        if self.penalty != self.strict and words and not any(w in _GARBAGE for w in words):
-            sure = _decode(engine, self.grammar, self.strict, self.strict_beams, audio)[0] == words
+        sure = self._strict_agrees(engine, words, audio)
         self.engine = None
         self.speech.give_back(self.grammar.language, engine)
         return SphinxHypothesis(words, posterior, sure)
+
+    def _strict_agrees(self, engine: _Engine, words: tuple[str, ...], audio: bytes) -> bool:
+        """Whether the strict search hears the phrase the lenient one found (true when the turn's
+        search is the strict one, or found no phrase: there is nothing to confirm)."""
+        if self.penalty == self.strict or not _phrases_only(words):
+            return True
+        return _decode(engine, self.grammar, self.strict, self.strict_beams, audio)[0] == words
 
     def holds_resources(self) -> bool:
         return self.engine is not None

@@ -98,7 +98,7 @@ class StreamingRecognizer:
         self._final = False
         #: The option the partial transcript already matches whole (for an early end), or None.
         self._partial_key: str | None = None
-        self._pauses = bool(getattr(decoder, "pauses", False))  # a decoder without it: no pause jobs
+        self._pauses = decoder.pauses
         #: The pause (its :attr:`EnergyVAD.quiet_since`) the last pause job was asked at, and its answer.
         self._paused_at: float | None = None
         self._standing: PauseAnswer | None = None

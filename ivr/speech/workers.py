@@ -190,9 +190,8 @@ def load_engines(config: Mapping[str, Any]) -> dict[str, tuple[DecoderMaker, Cal
     if sphinx:
         from ivr.speech.sphinx_backend import SphinxRejection, SphinxSpeech, _TurnDecoder
 
-        named = {"penalty": 4.0, **sphinx.get("rejection", {})}
         english = SphinxSpeech(sphinx["languages"], source=sphinx.get("source", source),
-                               rejection=SphinxRejection.named(**named),
+                               rejection=SphinxRejection.from_settings(sphinx.get("rejection", {})),
                                max_decoders=int(config.get("max_decoders", 12)))
         english.load()
         engines["pocketsphinx"] = (lambda grammar: _TurnDecoder(english, grammar),
